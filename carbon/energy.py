@@ -1,0 +1,88 @@
+"""Power model: watts, relative speed and embodied emissions per GPU model, PUE per zone.
+
+Shared by the scheduler's emissions term (expected energy of a pod on a node) and by the ledger
+(energy over a pod's actual runtime). It is policy configuration (pydantic), but the arithmetic
+lives in plain functions so the hot path can vectorise it over nodes with numpy.
+"""
+
+from __future__ import annotations
+
+import re
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+
+class GpuPower(BaseModel):
+    """One GPU model's board power and speed relative to the reference (A100 = 1.0)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    match: str = Field(
+        description="Case-insensitive substring or regex matched against nvidia.com/gpu.product"
+    )
+    watts: float = Field(gt=0, le=5000, description="Average board power under load, W")
+    relativeSpeed: float = Field(default=1.0, gt=0, le=100, description="Throughput vs. A100")
+    embodiedGPerHour: float = Field(
+        default=0.0, ge=0, description="Embodied emissions amortised per GPU-hour, gCO2e"
+    )
+
+
+DEFAULT_GPUS: tuple[GpuPower, ...] = (
+    # Board power: vendor TDP scaled to a typical training load (~80 %); relative speed: mixed
+    # precision training throughput vs. A100 from vendor and MLPerf figures. See README.
+    GpuPower(match="H200", watts=560, relativeSpeed=2.2, embodiedGPerHour=30.0),
+    GpuPower(match="H100", watts=560, relativeSpeed=2.0, embodiedGPerHour=28.0),
+    GpuPower(match="B200", watts=800, relativeSpeed=3.5, embodiedGPerHour=40.0),
+    GpuPower(match="A100", watts=320, relativeSpeed=1.0, embodiedGPerHour=18.0),
+    GpuPower(match="L40", watts=240, relativeSpeed=0.9, embodiedGPerHour=12.0),
+    GpuPower(match="L4", watts=60, relativeSpeed=0.3, embodiedGPerHour=4.0),
+    GpuPower(match="A10", watts=120, relativeSpeed=0.5, embodiedGPerHour=8.0),
+    GpuPower(match="V100", watts=250, relativeSpeed=0.5, embodiedGPerHour=12.0),
+    GpuPower(match="T4", watts=60, relativeSpeed=0.2, embodiedGPerHour=4.0),
+    GpuPower(match="P100", watts=200, relativeSpeed=0.3, embodiedGPerHour=10.0),
+)
+
+
+class PowerModel(BaseModel):
+    """Energy model of the fleet: per-GPU-model power, CPU/memory power, PUE."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gpus: tuple[GpuPower, ...] = Field(default=DEFAULT_GPUS)
+    defaultGpu: GpuPower = Field(
+        default=GpuPower(match=".*", watts=300, relativeSpeed=1.0, embodiedGPerHour=15.0),
+        description="Used for GPU products no entry matches",
+    )
+    cpuWattsPerCore: float = Field(default=4.0, ge=0)
+    memoryWattsPerGiB: float = Field(default=0.375, ge=0)
+    pue: float = Field(default=1.2, ge=1.0, le=3.0, description="Default power usage effectiveness")
+    pueByZone: dict[str, float] = Field(default_factory=dict)
+    _cache: dict[str, GpuPower] = PrivateAttr(default_factory=dict)
+
+    def gpu(self, product: str) -> GpuPower:
+        """The entry for a GPU product label (first match wins), else ``defaultGpu``."""
+        hit = self._cache.get(product)
+        if hit is None:
+            hit = next(
+                (e for e in self.gpus if re.search(e.match, product, flags=re.IGNORECASE)),
+                self.defaultGpu,
+            )
+            self._cache[product] = hit
+        return hit
+
+    def pue_for(self, zone: str | None) -> float:
+        if zone is not None and zone in self.pueByZone:
+            return self.pueByZone[zone]
+        return self.pue
+
+    def it_watts(self, product: str, gpus: float, cpu_cores: float, memory_gib: float) -> float:
+        """IT power of a pod (before PUE): GPUs (fractions count fractionally) + CPU + memory."""
+        return (
+            self.gpu(product).watts * gpus
+            + self.cpuWattsPerCore * cpu_cores
+            + self.memoryWattsPerGiB * memory_gib
+        )
+
+
+def energy_kwh(watts: float, pue: float, seconds: float) -> float:
+    """Facility energy in kWh of ``watts`` of IT load for ``seconds`` at ``pue``."""
+    return watts * pue * seconds / 3.6e6

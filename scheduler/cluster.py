@@ -1,0 +1,345 @@
+"""Cluster state: what each node offers and what its pods use, as numpy columns over nodes.
+
+:class:`ClusterState` is fed by the Kubernetes watch (cluster mode), by the nodes that arrive in
+requests (``nodeCacheCapable: false``), and by pods this service just bound but has not yet seen
+bound ("assumed", expiring), so back-to-back pods never double-book GPUs. It keeps one
+:class:`NodeTable` over all known nodes; a scheduling cycle takes the rows of its candidate nodes
+(``table_for``) and never parses a node twice: node rows are rebuilt only when a node changes, and
+usage rows are recomputed only for the nodes whose pods changed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from scheduler import gpu, wire
+from scheduler.demand import DemandError, PodDemand, parse_demand
+
+REGION_LABEL = "topology.kubernetes.io/region"
+TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
+ASSUME_TTL_S = 60.0
+
+ZoneOf = Callable[[Mapping[str, str]], str | None]
+
+
+def region_zone(labels: Mapping[str, str]) -> str | None:
+    """Default zone mapping: the region label itself (the policy's zone mapper replaces it)."""
+    return labels.get(REGION_LABEL)
+
+
+@dataclass(slots=True)
+class NodeInfo:
+    """What a node offers, parsed once per node resourceVersion."""
+
+    name: str
+    resource_version: str
+    labels: dict[str, str]
+    region: str
+    cpu_milli: int
+    mem_bytes: int
+    supply: gpu.GpuSupply
+
+
+@dataclass(slots=True)
+class PodUsage:
+    """A pod counted against a node: bound (from the watch) or assumed (just bound by us)."""
+
+    uid: str
+    node: str
+    demand: PodDemand
+    gpu_index: tuple[int, ...] = ()
+    assumed_until: float | None = None
+
+
+@dataclass(slots=True)
+class NodeTable:
+    """Columns over nodes; row ``i`` of every array describes ``names[i]``."""
+
+    names: list[str]
+    zone: np.ndarray  # int32 index into zones (-1: unknown zone)
+    zones: list[str]
+    region: list[str]
+    gpu_model: np.ndarray  # int32 index into models
+    models: list[str]
+    gpu_total: np.ndarray  # int32 GPUs on the node (whole-GPU resource)
+    gpu_free: np.ndarray  # int32 [N, G] free milli per GPU slot (slots >= gpu_total are 0)
+    gpu_mem_mib: np.ndarray  # int32 memory per GPU
+    cpu_free: np.ndarray  # int64 milli
+    mem_free: np.ndarray  # int64 bytes
+    mig_free: np.ndarray  # int32 [N, P]
+    mig_profiles: list[str]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def take(self, idx: np.ndarray) -> NodeTable:
+        """The rows ``idx`` (numpy fancy indexing: copies, so callers may not mutate the base)."""
+        names = self.names
+        return NodeTable(
+            names=[names[i] for i in idx.tolist()],
+            zone=self.zone[idx],
+            zones=self.zones,
+            region=[self.region[i] for i in idx.tolist()],
+            gpu_model=self.gpu_model[idx],
+            models=self.models,
+            gpu_total=self.gpu_total[idx],
+            gpu_free=self.gpu_free[idx],
+            gpu_mem_mib=self.gpu_mem_mib[idx],
+            cpu_free=self.cpu_free[idx],
+            mem_free=self.mem_free[idx],
+            mig_free=self.mig_free[idx],
+            mig_profiles=self.mig_profiles,
+        )
+
+    def zone_names(self) -> list[str | None]:
+        return [self.zones[z] if z >= 0 else None for z in self.zone.tolist()]
+
+
+def parse_node(node: wire.Node) -> NodeInfo:
+    """Parse what lowcarb needs from a Node object."""
+    from scheduler.quantity import QuantityError, int_value, milli_value
+
+    labels = node.metadata.labels or {}
+    alloc = node.status.allocatable or node.status.capacity or {}
+    try:
+        cpu = milli_value(alloc.get("cpu", "0"))
+        mem = int_value(alloc.get("memory", "0"))
+    except QuantityError:
+        cpu, mem = 0, 0
+    return NodeInfo(
+        name=node.metadata.name,
+        resource_version=node.metadata.resourceVersion,
+        labels=labels,
+        region=labels.get(REGION_LABEL, ""),
+        cpu_milli=cpu,
+        mem_bytes=mem,
+        supply=gpu.node_gpu_supply(node),
+    )
+
+
+@dataclass
+class ClusterState:
+    """Nodes and the pods counted against them; thread-safe, cheap to read per request."""
+
+    zone_of: ZoneOf = region_zone
+    clock: Callable[[], float] = time.monotonic
+    assume_ttl_s: float = ASSUME_TTL_S
+    synced: bool = False
+    _nodes: dict[str, NodeInfo] = field(default_factory=dict)
+    _pods: dict[str, PodUsage] = field(default_factory=dict)
+    _pods_by_node: dict[str, set[str]] = field(default_factory=dict)
+    _table: NodeTable | None = None
+    _index: dict[str, int] = field(default_factory=dict)
+    _dirty_nodes: set[str] = field(default_factory=set)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+
+    # --- feeding -----------------------------------------------------------------------------
+
+    def upsert_node(self, node: wire.Node) -> None:
+        name = node.metadata.name
+        if not name:
+            return
+        with self._lock:
+            old = self._nodes.get(name)
+            rv = node.metadata.resourceVersion
+            if old is not None and rv and old.resource_version == rv:
+                return
+            self._nodes[name] = parse_node(node)
+            self._table = None
+
+    def delete_node(self, name: str) -> None:
+        with self._lock:
+            if self._nodes.pop(name, None) is not None:
+                self._table = None
+
+    def upsert_pod(self, pod: wire.Pod) -> None:
+        """Count a pod against its node while it is bound and not terminal; forget it otherwise."""
+        uid = pod.metadata.uid
+        if not uid:
+            return
+        node = pod.spec.nodeName
+        if not node or pod.status.phase in TERMINAL_PHASES:
+            self.delete_pod(uid)
+            return
+        try:
+            demand = parse_demand(pod)
+        except DemandError:
+            # kube-scheduler already admitted it; count nothing we cannot parse rather than crash
+            self.delete_pod(uid)
+            return
+        index = gpu.gpu_index_of(pod)
+        with self._lock:
+            self._remove(uid)
+            self._add(PodUsage(uid=uid, node=node, demand=demand, gpu_index=index))
+
+    def delete_pod(self, uid: str) -> None:
+        with self._lock:
+            self._remove(uid)
+
+    def assume(self, demand: PodDemand, node: str, gpu_index: tuple[int, ...] = ()) -> None:
+        """Count a pod we just bound until the watch shows it bound (or the TTL passes)."""
+        with self._lock:
+            existing = self._pods.get(demand.uid)
+            if existing is not None and existing.assumed_until is None:
+                return  # the watch already reported it bound
+            self._remove(demand.uid)
+            until = self.clock() + self.assume_ttl_s
+            self._add(PodUsage(demand.uid, node, demand, gpu_index, assumed_until=until))
+
+    def forget(self, uid: str) -> None:
+        """Drop an assumed pod (its binding failed)."""
+        with self._lock:
+            usage = self._pods.get(uid)
+            if usage is not None and usage.assumed_until is not None:
+                self._remove(uid)
+
+    def replace_all(
+        self, nodes: Iterable[wire.Node] | None, pods: Iterable[wire.Pod] | None
+    ) -> None:
+        """Reset to a fresh list (after a relist); assumed pods survive until they expire."""
+        with self._lock:
+            if nodes is not None:
+                self._nodes = {}
+                for node in nodes:
+                    self.upsert_node(node)
+                self._table = None
+            if pods is not None:
+                assumed = [p for p in self._pods.values() if p.assumed_until is not None]
+                self._pods, self._pods_by_node = {}, {}
+                for pod in pods:
+                    self.upsert_pod(pod)
+                for usage in assumed:
+                    if usage.uid not in self._pods:
+                        self._add(usage)
+                self._dirty_nodes.update(self._nodes)
+
+    def mark_synced(self) -> None:
+        self.synced = True
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def node_names(self) -> list[str]:
+        with self._lock:
+            return list(self._nodes)
+
+    def pods_on(self, node: str) -> list[PodUsage]:
+        with self._lock:
+            return [self._pods[u] for u in self._pods_by_node.get(node, ())]
+
+    def pod(self, uid: str) -> PodUsage | None:
+        with self._lock:
+            return self._pods.get(uid)
+
+    def table_for(self, names: Iterable[str]) -> tuple[NodeTable, list[str]]:
+        """Rows for ``names`` in that order, and the names this state does not know."""
+        with self._lock:
+            self._expire()
+            table = self._current_table()
+            index = self._index
+            rows: list[int] = []
+            unknown: list[str] = []
+            for name in names:
+                i = index.get(name)
+                if i is None:
+                    unknown.append(name)
+                else:
+                    rows.append(i)
+            return table.take(np.asarray(rows, dtype=np.intp)), unknown
+
+    def full_table(self) -> NodeTable:
+        with self._lock:
+            self._expire()
+            table = self._current_table()
+            return table.take(np.arange(len(table), dtype=np.intp))
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _add(self, usage: PodUsage) -> None:
+        self._pods[usage.uid] = usage
+        self._pods_by_node.setdefault(usage.node, set()).add(usage.uid)
+        self._dirty_nodes.add(usage.node)
+
+    def _remove(self, uid: str) -> None:
+        usage = self._pods.pop(uid, None)
+        if usage is not None:
+            on_node = self._pods_by_node.get(usage.node)
+            if on_node is not None:
+                on_node.discard(uid)
+            self._dirty_nodes.add(usage.node)
+
+    def _expire(self) -> None:
+        now = self.clock()
+        expired = [
+            u.uid
+            for u in self._pods.values()
+            if u.assumed_until is not None and u.assumed_until < now
+        ]
+        for uid in expired:
+            self._remove(uid)
+
+    def _current_table(self) -> NodeTable:
+        if self._table is None:
+            self._table = self._build_static()
+            self._dirty_nodes = set(self._nodes)
+        if self._dirty_nodes:
+            table = self._table
+            for name in self._dirty_nodes:
+                i = self._index.get(name)
+                if i is not None:
+                    self._fill_usage(table, i, self._nodes[name])
+            self._dirty_nodes.clear()
+        return self._table
+
+    def _build_static(self) -> NodeTable:
+        infos = list(self._nodes.values())
+        n = len(infos)
+        self._index = {info.name: i for i, info in enumerate(infos)}
+        zones: dict[str, int] = {}
+        models: dict[str, int] = {}
+        profiles: dict[str, int] = {}
+        zone = np.full(n, -1, dtype=np.int32)
+        model = np.zeros(n, dtype=np.int32)
+        for i, info in enumerate(infos):
+            z = self.zone_of(info.labels)
+            if z is not None:
+                zone[i] = zones.setdefault(z, len(zones))
+            model[i] = models.setdefault(info.supply.product, len(models))
+            for p in info.supply.mig:
+                profiles.setdefault(p, len(profiles))
+        width = max([gpu.MIN_SLOTS, *(info.supply.count for info in infos)])
+        return NodeTable(
+            names=[info.name for info in infos],
+            zone=zone,
+            zones=list(zones),
+            region=[info.region for info in infos],
+            gpu_model=model,
+            models=list(models),
+            gpu_total=np.array([info.supply.count for info in infos], dtype=np.int32),
+            gpu_free=np.zeros((n, width), dtype=np.int32),
+            gpu_mem_mib=np.array([info.supply.memory_mib for info in infos], dtype=np.int32),
+            cpu_free=np.zeros(n, dtype=np.int64),
+            mem_free=np.zeros(n, dtype=np.int64),
+            mig_free=np.zeros((n, len(profiles)), dtype=np.int32),
+            mig_profiles=list(profiles),
+        )
+
+    def _fill_usage(self, table: NodeTable, i: int, info: NodeInfo) -> None:
+        pods = [self._pods[u] for u in self._pods_by_node.get(info.name, ())]
+        cpu = info.cpu_milli - sum(p.demand.cpu_milli for p in pods)
+        mem = info.mem_bytes - sum(p.demand.mem_bytes for p in pods)
+        table.cpu_free[i] = cpu
+        table.mem_free[i] = mem
+        free = gpu.free_slots(info.supply, [(p.demand, p.gpu_index) for p in pods])
+        table.gpu_free[i, :] = 0
+        table.gpu_free[i, : len(free)] = free
+        mig_left = dict(info.supply.mig)
+        for p in pods:
+            for profile, count in p.demand.mig.items():
+                mig_left[profile] = mig_left.get(profile, 0) - count
+        for j, profile in enumerate(table.mig_profiles):
+            table.mig_free[i, j] = mig_left.get(profile, 0)
