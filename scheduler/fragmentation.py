@@ -1,0 +1,192 @@
+"""GPU fragmentation of nodes for an expected workload, and its change when a pod is placed (FGD).
+
+Fragmentation Gradient Descent (Weng et al., USENIX ATC '23) measures, for a node n and a typical
+task m of the expected workload: if m cannot run on n (CPU, GPU count, per-GPU fraction or GPU
+model), all of n's free GPU milli is fragment; if it can, only the slivers on GPUs whose free milli
+is below m's per-GPU demand are. A node's fragmentation is the popularity-weighted sum over the
+typical tasks; FGD places a pod on the node (and, for a sharing pod, the GPU) whose fragmentation
+grows least. Memory is not part of the measure.
+
+Everything is vectorised over nodes. A node's fragmentation depends only on its shape (free milli
+per GPU, free CPU, GPU model), so the placement delta is computed once per distinct candidate
+shape: GPUs of a node with equal free milli give the same outcome and are evaluated once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from scheduler.gpu import MILLI, placed_free
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int32]
+Int64Array = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskShape:
+    """One typical task: CPU (milli), GPUs, milli per GPU (0 for CPU-only), allowed GPU models."""
+
+    cpu_milli: int
+    gpus: int
+    milli: int
+    models: tuple[str, ...] = ()
+
+    @property
+    def uses_gpu(self) -> bool:
+        return self.gpus > 0 and self.milli > 0
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """The expected workload: typical task shapes and their popularity (weights sum to 1)."""
+
+    shapes: tuple[TaskShape, ...]
+    weights: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.shapes) != len(self.weights):
+            raise ValueError("Workload: shapes and weights must have the same length")
+        if not self.shapes:
+            raise ValueError("Workload: at least one task shape is needed")
+        if any(w < 0 for w in self.weights) or sum(self.weights) <= 0:
+            raise ValueError("Workload: weights must be >= 0 and sum to more than 0")
+
+
+#: Used before any pod has been seen: one whole GPU, so FGD keeps whole GPUs free.
+DEFAULT_WORKLOAD = Workload(shapes=(TaskShape(0, 1, MILLI),), weights=(1.0,))
+
+
+def model_matches(wanted: str, product: str) -> bool:
+    """Does a requested model name match a node's ``nvidia.com/gpu.product``?
+
+    Case-insensitive; either the whole product (``NVIDIA-A100-SXM4-80GB``) or one of its ``-``/``_``
+    /space separated tokens (``A100``) must equal the request, so ``A10`` never matches ``A100``.
+    """
+    w = wanted.strip().lower()
+    p = product.strip().lower()
+    if not w or not p:
+        return False
+    if w == p:
+        return True
+    return w in p.replace("_", "-").replace(" ", "-").split("-")
+
+
+class FragmentationModel:
+    """FGD fragmentation of node shapes for one :class:`Workload`."""
+
+    def __init__(self, workload: Workload) -> None:
+        self.workload = workload
+        weights = np.asarray(workload.weights, dtype=np.float64)
+        weights = weights / weights.sum()
+        gpu_tasks = [i for i, s in enumerate(workload.shapes) if s.uses_gpu]
+        self._tasks = [workload.shapes[i] for i in gpu_tasks]
+        self._p = weights[gpu_tasks]
+        self._cpu = np.array([s.cpu_milli for s in self._tasks], dtype=np.int64)
+        self._k = np.array([s.gpus for s in self._tasks], dtype=np.int32)
+        milli = np.array([s.milli for s in self._tasks], dtype=np.int32)
+        self._u, self._ui = np.unique(milli, return_inverse=True)
+        self._access: dict[tuple[str, ...], BoolArray] = {}
+
+    def _access_for(self, models: Sequence[str]) -> BoolArray:
+        """[len(models) + 1, M] task m may run on model index i (last row: unknown model)."""
+        key = tuple(models)
+        acc = self._access.get(key)
+        if acc is None:
+            acc = np.ones((len(key) + 1, len(self._tasks)), dtype=bool)
+            for j, task in enumerate(self._tasks):
+                if task.models:
+                    for i, product in enumerate(key):
+                        acc[i, j] = any(model_matches(w, product) for w in task.models)
+                    acc[len(key), j] = False
+            self._access[key] = acc
+        return acc
+
+    def node_frag(
+        self,
+        gpu_free: IntArray,
+        cpu_free: Int64Array,
+        gpu_model: IntArray,
+        models: Sequence[str],
+    ) -> FloatArray:
+        """Expected fragmented GPU milli of each node shape (rows of ``gpu_free``)."""
+        free = gpu_free.astype(np.int64, copy=False)
+        total = free.sum(axis=1).astype(np.float64)
+        if not self._tasks:
+            return total
+        ge = free[:, :, None] >= self._u[None, None, :]  # [B, G, U]
+        cnt = ge.sum(axis=1)  # [B, U] GPUs that fit each distinct per-GPU demand
+        usable = (free[:, :, None] * ge).sum(axis=1)  # [B, U] milli on those GPUs
+        acc = self._access_for(models)
+        idx = np.where((gpu_model >= 0) & (gpu_model < len(models)), gpu_model, len(models))
+        ok = acc[idx]  # [B, M]
+        ok &= cpu_free[:, None] >= self._cpu[None, :]
+        ok &= cnt[:, self._ui] >= self._k[None, :]
+        kept = (ok * usable[:, self._ui]) @ self._p  # milli a typical task can still use
+        return np.asarray(total - kept, dtype=np.float64)
+
+    def placement_delta(
+        self,
+        gpu_free: IntArray,
+        cpu_free: Int64Array,
+        gpu_model: IntArray,
+        models: Sequence[str],
+        gpus: int,
+        milli: int,
+        cpu_milli: int,
+        rows: IntArray | None = None,
+    ) -> tuple[FloatArray, IntArray]:
+        """Fragmentation increase if the pod goes to each node, and the GPU it would use there.
+
+        Rows not in ``rows`` (default: all) and rows where the pod's GPUs do not fit get ``inf``
+        and GPU -1. For whole-GPU pods the GPU is the first one taken (-1 for CPU-only pods).
+        """
+        n = gpu_free.shape[0]
+        delta = np.full(n, np.inf, dtype=np.float64)
+        choice = np.full(n, -1, dtype=np.int32)
+        sel = np.arange(n, dtype=np.intp) if rows is None else np.asarray(rows, dtype=np.intp)
+        if sel.size == 0:
+            return delta, choice
+        free = gpu_free[sel]
+        cpu = cpu_free[sel]
+        model = gpu_model[sel]
+        before = self.node_frag(free, cpu, model, models)
+        cpu_after = cpu - cpu_milli
+        if gpus <= 0 or milli <= 0:
+            after = self.node_frag(free, cpu_after, model, models)
+            delta[sel] = after - before
+            return delta, choice
+        if gpus == 1 and milli < MILLI:
+            # each distinct free value of a node is one candidate (equal GPUs, equal outcome)
+            width = free.shape[1]
+            fits = free >= milli
+            same = free[:, :, None] == free[:, None, :]
+            earlier = np.tril(np.ones((width, width), dtype=bool), k=-1)
+            dup = (same & earlier[None, :, :]).any(axis=2)
+            r, g = np.nonzero(fits & ~dup)
+            if r.size == 0:
+                return delta, choice
+            states = free[r].copy()
+            states[np.arange(r.size), g] -= milli
+            after = self.node_frag(states, cpu_after[r], model[r], models)
+            d = after - before[r]
+            # per row, the candidate with the least increase (lowest GPU index on ties)
+            order = np.lexsort((g, d, r))
+            first = np.concatenate(([True], r[order][1:] != r[order][:-1]))
+            best = order[first]
+            delta[sel[r[best]]] = d[best]
+            choice[sel[r[best]]] = g[best]
+            return delta, choice
+        ok = (free >= milli).sum(axis=1) >= gpus
+        if not ok.any():
+            return delta, choice
+        states = placed_free(free[ok], gpus, milli)
+        after = self.node_frag(states, cpu_after[ok], model[ok], models)
+        delta[sel[ok]] = after - before[ok]
+        choice[sel[ok]] = np.argmax(free[ok] >= milli, axis=1)
+        return delta, choice

@@ -1,0 +1,27 @@
+"""Prometheus metrics of the extender service (one process-wide set, served at ``/metrics``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+REQUEST_SECONDS = Histogram(
+    "lowcarb_request_duration_seconds",
+    "Time to answer an extender call, by verb",
+    ["verb"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+NODES_PER_REQUEST = Histogram(
+    "lowcarb_nodes_per_request",
+    "Candidate nodes per filter/prioritize call",
+    ["verb"],
+    buckets=(1, 5, 10, 50, 100, 500, 1000, 2000, 5000, 10000),
+)
+PODS_FILTERED = Counter("lowcarb_pods_filtered_total", "Pods answered by filter")
+PODS_SCORED = Counter("lowcarb_pods_scored_total", "Pods answered by prioritize")
+PODS_BOUND = Counter("lowcarb_pods_bound_total", "Bindings created, by outcome", ["outcome"])
+NODES_REJECTED = Counter("lowcarb_nodes_rejected_total", "Nodes failed by filter")
+ERRORS = Counter("lowcarb_errors_total", "Errors answered, by kind", ["kind"])
+POLICY_RELOAD_FAILED = Gauge(
+    "lowcarb_policy_reload_failed", "1 while the policy file on disk is invalid (last good kept)"
+)
+POLICY_RELOADS = Counter("lowcarb_policy_reloads_total", "Policy reloads, by outcome", ["outcome"])

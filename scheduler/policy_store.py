@@ -1,0 +1,96 @@
+"""The live policy: loaded once, hot-reloaded from its file, last good one kept on a bad edit.
+
+Polls the file's bytes (works with a mounted ConfigMap's ``..data`` symlink swap, where mtimes
+and inotify events are unreliable). A file that fails validation never replaces the good policy:
+the errors are logged and ``lowcarb_policy_reload_failed`` is set to 1 until a good file lands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+
+from scheduler import metrics
+from scheduler.engine import Engine
+from scheduler.policy import DEFAULT_POLICY, Policy, load_policy
+
+log = structlog.get_logger("lowcarb.policy")
+
+
+class PolicyStore:
+    """Holds the current policy and its engine; ``engine()`` is what each request reads."""
+
+    def __init__(self, path: Path | str | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        source = self.path or DEFAULT_POLICY
+        self._digest = hashlib.sha256(source.read_bytes()).digest()
+        self._policy = load_policy(source)
+        self._engine = Engine(self._policy)
+        self.last_error: str | None = None
+        self._listeners: list[Callable[[Policy], None]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def policy(self) -> Policy:
+        return self._policy
+
+    def engine(self) -> Engine:
+        return self._engine
+
+    def on_change(self, listener: Callable[[Policy], None]) -> None:
+        self._listeners.append(listener)
+
+    def reload(self) -> bool:
+        """Re-read the file; swap in the new policy if it changed and is valid. True if swapped."""
+        if self.path is None:
+            return False
+        try:
+            data = self.path.read_bytes()
+        except OSError as exc:
+            return self._failed(f"{self.path}: cannot read: {exc}")
+        digest = hashlib.sha256(data).digest()
+        if digest == self._digest:
+            return False
+        try:
+            policy = load_policy(self.path)
+            engine = Engine(policy)
+        except Exception as exc:
+            self._digest = digest
+            return self._failed(f"{self.path}: {exc}")
+        self._digest = digest
+        self._policy, self._engine = policy, engine
+        self.last_error = None
+        metrics.POLICY_RELOAD_FAILED.set(0)
+        metrics.POLICY_RELOADS.labels("ok").inc()
+        log.info("policy reloaded", path=str(self.path))
+        for listener in self._listeners:
+            listener(policy)
+        return True
+
+    def _failed(self, message: str) -> bool:
+        self.last_error = message
+        metrics.POLICY_RELOAD_FAILED.set(1)
+        metrics.POLICY_RELOADS.labels("invalid").inc()
+        log.error("policy reload rejected; keeping the last good policy", error=message)
+        return False
+
+    async def watch(self, interval_s: float = 2.0) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            self.reload()
+
+    def start(self, interval_s: float = 2.0) -> None:
+        if self.path is not None and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self.watch(interval_s))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

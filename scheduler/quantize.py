@@ -1,0 +1,42 @@
+"""Map combined scores to kube-scheduler's integer extender scores 0..10, keeping the ranking.
+
+Rank-aware levels: start from the linear level ``round(10 * (v - min) / (max - min))``; walk the
+distinct values from best to worst and give each at most one level below the previous distinct
+value. So the best node always gets 10 and no other node does unless it is truly equal (within
+1e-9 relative); distinct values stay distinct until the 11 levels run out, and large gaps still
+show as large level gaps where levels allow.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+LEVELS = 10
+
+
+def quantize(values: np.ndarray) -> np.ndarray:
+    """Integer levels 0..10 for ``values`` (higher is better)."""
+    v = np.asarray(values, dtype=np.float64)
+    out = np.zeros(v.shape, dtype=np.int64)
+    if v.size == 0:
+        return out
+    finite = np.isfinite(v)
+    if not finite.any():
+        return out
+    vals = v[finite]
+    hi, lo = float(vals.max()), float(vals.min())
+    tol = 1e-9 * max(abs(hi), abs(lo), 1.0)
+    if hi - lo <= tol:
+        out[finite] = LEVELS
+        return out
+    # distinct values, best first; values within ``tol`` of the previous one count as equal
+    desc = np.unique(vals)[::-1]
+    group = np.concatenate(([0], np.cumsum(-np.diff(desc) > tol)))
+    heads = desc[np.concatenate(([True], group[1:] != group[:-1]))]
+    linear = np.rint(LEVELS * (heads - lo) / (hi - lo)).astype(np.int64)
+    k = np.arange(heads.size, dtype=np.int64)
+    # level_k = min(linear_k, level_{k-1} - 1), level_0 = 10  <=>  cummin(linear + k) - k
+    head_levels = np.maximum(np.minimum.accumulate(linear + k) - k, 0)
+    pos = np.searchsorted(-desc, -vals)  # index of each value in desc
+    out[finite] = head_levels[group[pos]]
+    return out

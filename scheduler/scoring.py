@@ -1,0 +1,104 @@
+"""Combine the terms into one decision per pod: feasibility, weighted score, extender level 0..10.
+
+Each term's normalised score (higher better, over the feasible candidates) is weighted by the
+workload class's weights and summed; the sum is mapped to kube-scheduler's integer 0..10 by
+:func:`scheduler.quantize.quantize` (the best node always gets 10; distinct values stay distinct
+as far as 11 levels allow). The :class:`Evaluation` keeps every term's raw and normalised values:
+``/explain``, the ledger and the simulator read the same object the extender answers from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from scheduler.quantize import quantize
+from scheduler.terms.base import Context, Term, TermScore
+
+
+@dataclass(slots=True)
+class Evaluation:
+    """The outcome of scoring one pod over its candidate rows."""
+
+    feasible: np.ndarray  # bool [N]
+    reasons: dict[int, str]
+    terms: dict[str, TermScore]
+    weights: dict[str, float]
+    combined: np.ndarray  # float [N], NaN where infeasible
+    levels: np.ndarray  # int64 [N], 0 where infeasible
+    notes: list[str] = field(default_factory=list)
+
+    def best(self) -> int | None:
+        """Row of the best feasible node (highest combined score), or None."""
+        if not self.feasible.any():
+            return None
+        return int(np.nanargmax(self.combined))
+
+
+def evaluate(ctx: Context, terms: list[tuple[Term, float]], *, score: bool = True) -> Evaluation:
+    """Run every term's filter, then (if ``score``) score and combine over the feasible rows."""
+    n = len(ctx.table)
+    feasible = np.ones(n, dtype=bool)
+    reasons: dict[int, str] = {}
+    for t, _ in terms:
+        mask, why = t.filter(ctx)
+        if mask is None:
+            continue
+        for i, reason in why.items():
+            if feasible[i]:
+                reasons[i] = reason
+        feasible &= mask
+    scores: dict[str, TermScore] = {}
+    weights = {t.name: w for t, w in terms}
+    combined = np.full(n, np.nan, dtype=np.float64)
+    levels = np.zeros(n, dtype=np.int64)
+    if score and feasible.any():
+        total = np.zeros(n, dtype=np.float64)
+        weight_sum = 0.0
+        sub = _restrict(ctx, feasible)
+        for t, w in terms:
+            ts = t.score(sub)
+            full = _expand(ts, feasible, n)
+            scores[t.name] = full
+            if w > 0:
+                total += w * np.nan_to_num(full.normalized, nan=0.0)
+                weight_sum += w
+        total = total / weight_sum if weight_sum > 0 else np.ones(n)
+        combined[feasible] = total[feasible]
+        levels[feasible] = quantize(total[feasible])
+    return Evaluation(feasible, reasons, scores, weights, combined, levels, list(ctx.pod.notes))
+
+
+def _restrict(ctx: Context, feasible: np.ndarray) -> Context:
+    """Score only the feasible rows so normalisation spans the real choices."""
+    if feasible.all():
+        return ctx
+    rows = np.flatnonzero(feasible)
+    return Context(
+        pod=ctx.pod,
+        table=ctx.table.take(rows),
+        carbon=ctx.carbon,
+        power=ctx.power,
+        now_s=ctx.now_s,
+        duration_s=ctx.duration_s,
+        params=ctx.params,
+    )
+
+
+def _expand(ts: TermScore, feasible: np.ndarray, n: int) -> TermScore:
+    if feasible.all():
+        return ts
+    raw = np.full(n, np.nan)
+    norm = np.full(n, np.nan)
+    raw[feasible] = ts.raw
+    norm[feasible] = ts.normalized
+    detail = {}
+    for key, value in ts.detail.items():
+        if isinstance(value, np.ndarray) and value.shape[:1] == (int(feasible.sum()),):
+            expanded = np.full((n, *value.shape[1:]), np.nan if value.dtype.kind == "f" else -1)
+            expanded[feasible] = value
+            detail[key] = expanded
+        else:
+            detail[key] = value
+    return TermScore(raw=raw, normalized=norm, unit=ts.unit, detail=detail)

@@ -1,0 +1,284 @@
+"""The extender's logic, bytes in and bytes out: filter, prioritize, bind, preempt.
+
+No HTTP here (``scheduler.api`` wraps it) and no I/O on the filter/prioritize path: the cluster
+state, the policy and the carbon snapshot are all in memory. Bind is the one verb that talks to the
+Kubernetes API (through the binder) and records the decision in the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from carbon.types import CarbonView
+from scheduler import metrics, wire
+from scheduler.cluster import ClusterState, NodeTable
+from scheduler.demand import DemandError, PodDemand, parse_demand
+from scheduler.engine import Engine
+from scheduler.scoring import Evaluation
+
+ANN_DECISION = "lowcarb.dev/decision"
+UNKNOWN_NODE = "node not in lowcarb's cache (not synced yet, or deleted)"
+_MEMO = 4096
+
+
+class Binder(Protocol):
+    async def bind(
+        self, namespace: str, name: str, uid: str, node: str, annotations: dict[str, str]
+    ) -> str:
+        """Create the Binding (and annotate the pod); return '' on success, else the error."""
+        ...
+
+
+class DecisionSink(Protocol):
+    def record_decision(self, decision: dict[str, Any]) -> None: ...
+
+
+@dataclass(slots=True)
+class Decision:
+    """What prioritize decided for a pod, kept until bind (for assume, annotation and ledger)."""
+
+    demand: PodDemand
+    klass: str
+    names: list[str]
+    evaluation: Evaluation
+    table: NodeTable
+    at: float
+
+    def row(self, node: str) -> int | None:
+        try:
+            return self.names.index(node)
+        except ValueError:
+            return None
+
+
+@dataclass
+class Extender:
+    """One extender instance: cluster state + the engine (policy, terms) + carbon snapshot."""
+
+    state: ClusterState
+    engine: Callable[[], Engine]
+    carbon: Callable[[], CarbonView]
+    binder: Binder | None = None
+    ledger: DecisionSink | None = None
+    clock: Callable[[], float] = time.time
+    _memo: OrderedDict[str, Decision] = field(default_factory=OrderedDict)
+
+    # --- verbs ---------------------------------------------------------------------------------
+
+    def filter(self, body: bytes) -> bytes:
+        args = wire.decode_args(body)
+        result = wire.ExtenderFilterResult()
+        prepared = self._prepare(args, result)
+        if prepared is None:
+            return wire.encode(result)
+        demand, names, raws, table, unknown = prepared
+        engine = self.engine()
+        engine.observe(demand)
+        klass = engine.classify(args.Pod) if args.Pod is not None else "default"
+        ev = engine.evaluate(demand, table, self.carbon(), self.clock(), klass=klass, score=False)
+        metrics.PODS_FILTERED.inc()
+        passed: list[int] = np.flatnonzero(ev.feasible).tolist()
+        for i in np.flatnonzero(~ev.feasible).tolist():
+            result.FailedNodes[table.names[i]] = ev.reasons.get(i, "infeasible")
+        for name in unknown:
+            result.FailedNodes[name] = UNKNOWN_NODE
+        metrics.NODES_REJECTED.inc(len(result.FailedNodes))
+        if raws is not None:
+            row_of = {name: i for i, name in enumerate(names)}
+            keep = {table.names[i] for i in passed}
+            result.Nodes = wire.RawNodeList(
+                items=[raws[row_of[n]] for n in names if n in keep], metadata={}
+            )
+        else:
+            result.NodeNames = [table.names[i] for i in passed]
+        return wire.encode(result)
+
+    def prioritize(self, body: bytes) -> bytes:
+        args = wire.decode_args(body)
+        err = wire.ExtenderFilterResult()
+        prepared = self._prepare(args, err)
+        if prepared is None:
+            # kube-scheduler cannot take an error body here; score nothing rather than fail
+            return wire.encode(self._zero_scores(args))
+        demand, _, _, table, unknown = prepared
+        engine = self.engine()
+        klass = engine.classify(args.Pod) if args.Pod is not None else "default"
+        ev = engine.evaluate(demand, table, self.carbon(), self.clock(), klass=klass)
+        metrics.PODS_SCORED.inc()
+        levels = ev.levels.tolist()
+        out = [wire.HostPriority(Host=n, Score=s) for n, s in zip(table.names, levels, strict=True)]
+        out.extend(wire.HostPriority(Host=n, Score=0) for n in unknown)
+        self._remember(Decision(demand, klass, table.names, ev, table, self.clock()))
+        return wire.encode(out)
+
+    async def bind(self, body: bytes) -> bytes:
+        args = wire.decode_binding(body)
+        decision = self._memo.get(args.PodUID)
+        if self.binder is None:
+            metrics.PODS_BOUND.labels("no_cluster").inc()
+            return wire.encode(
+                wire.ExtenderBindingResult(
+                    Error="lowcarb runs without a cluster connection; bindVerb needs "
+                    "`lowcarb serve --kubeconfig FILE` or `--in-cluster`"
+                )
+            )
+        annotations: dict[str, str] = {}
+        gpu_index: tuple[int, ...] = ()
+        row = decision.row(args.Node) if decision is not None else None
+        if decision is not None and row is not None:
+            gpu_index = self.engine().gpu_index(decision.evaluation, row)
+            annotations[ANN_DECISION] = json.dumps(
+                self._summary(decision, row), separators=(",", ":"), sort_keys=True
+            )
+            if gpu_index:
+                annotations["lowcarb.dev/gpu-index"] = ",".join(map(str, gpu_index))
+            self.state.assume(decision.demand, args.Node, gpu_index)
+        error = await self.binder.bind(
+            args.PodNamespace, args.PodName, args.PodUID, args.Node, annotations
+        )
+        if error:
+            self.state.forget(args.PodUID)
+            metrics.PODS_BOUND.labels("error").inc()
+        else:
+            metrics.PODS_BOUND.labels("ok").inc()
+            if decision is not None and row is not None and self.ledger is not None:
+                self.ledger.record_decision(self._summary(decision, row, full=True))
+            self._memo.pop(args.PodUID, None)
+        return wire.encode(wire.ExtenderBindingResult(Error=error))
+
+    def preempt(self, body: bytes) -> bytes:
+        """Accept kube-scheduler's victims as proposed (lowcarb adds no preemption policy)."""
+        try:
+            data = json.loads(body)
+        except ValueError as exc:
+            raise wire.WireError(f"body is not ExtenderPreemptionArgs: {exc}") from exc
+        if not isinstance(data, dict):
+            raise wire.WireError("body is not ExtenderPreemptionArgs: expected a JSON object")
+        folded = {k.lower(): v for k, v in data.items()}
+        meta = folded.get("nodenametometavictims")
+        if meta is None:
+            victims = folded.get("nodenametovictims") or {}
+            meta = {
+                node: {
+                    "Pods": [
+                        {"UID": (p.get("metadata") or {}).get("uid", "")}
+                        for p in (v.get("Pods") or [])
+                    ],
+                    "NumPDBViolations": v.get("NumPDBViolations", 0),
+                }
+                for node, v in victims.items()
+            }
+        return wire.encode({"NodeNameToMetaVictims": meta})
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _prepare(
+        self, args: wire.ExtenderArgs, result: wire.ExtenderFilterResult
+    ) -> tuple[PodDemand, list[str], list[wire.Raw] | None, NodeTable, list[str]] | None:
+        if args.Pod is None:
+            result.Error = "ExtenderArgs.Pod is missing: kube-scheduler always sends the pod"
+            metrics.ERRORS.labels("missing_pod").inc()
+            return None
+        try:
+            demand = parse_demand(args.Pod)
+        except DemandError as exc:
+            result.Error = str(exc)
+            metrics.ERRORS.labels("bad_pod").inc()
+            return None
+        raws: list[wire.Raw] | None = None
+        if args.Nodes is not None and args.Nodes.items is not None:
+            raws = args.Nodes.items
+            names = []
+            for raw in raws:
+                try:
+                    node = wire.decode_node(raw)
+                except Exception:
+                    continue
+                self.state.upsert_node(node)
+                names.append(node.metadata.name)
+        elif args.NodeNames is not None:
+            names = args.NodeNames
+        else:
+            result.Error = (
+                "ExtenderArgs has neither Nodes nor NodeNames: set nodeCacheCapable in the "
+                "extender config to match how lowcarb runs"
+            )
+            metrics.ERRORS.labels("no_nodes").inc()
+            return None
+        table, unknown = self.state.table_for(names)
+        return demand, names, raws, table, unknown
+
+    def _zero_scores(self, args: wire.ExtenderArgs) -> list[wire.HostPriority]:
+        names: list[str] = list(args.NodeNames or [])
+        if args.Nodes is not None:
+            for raw in args.Nodes.items or []:
+                try:
+                    names.append(wire.decode_node(raw).metadata.name)
+                except Exception:
+                    continue
+        return [wire.HostPriority(Host=n, Score=0) for n in names]
+
+    def _remember(self, decision: Decision) -> None:
+        uid = decision.demand.uid
+        if not uid:
+            return
+        self._memo[uid] = decision
+        self._memo.move_to_end(uid)
+        while len(self._memo) > _MEMO:
+            self._memo.popitem(last=False)
+
+    def _summary(self, d: Decision, row: int, *, full: bool = False) -> dict[str, Any]:
+        ev, t = d.evaluation, d.table
+        zone = t.zones[t.zone[row]] if t.zone[row] >= 0 else None
+        terms = {
+            name: {
+                "raw": _num(ts.raw[row]),
+                "normalized": _num(ts.normalized[row]),
+                "weight": ev.weights.get(name, 0.0),
+                "unit": ts.unit,
+            }
+            for name, ts in ev.terms.items()
+        }
+        out: dict[str, Any] = {
+            "class": d.klass,
+            "node": t.names[row],
+            "zone": zone,
+            "score": int(ev.levels[row]),
+            "terms": terms,
+        }
+        carbon = ev.terms.get("carbon")
+        if carbon is not None:
+            data = carbon.detail.get("carbon_data", {})
+            if zone in data:
+                out["carbon"] = data[zone]
+            feasible = ev.feasible & np.isfinite(carbon.raw)
+            if feasible.any():
+                out["counterfactual_gco2e"] = round(float(np.mean(carbon.raw[feasible])), 3)
+        if d.demand.notes:
+            out["notes"] = d.demand.notes
+        if full:
+            p = d.demand
+            out.update(
+                uid=p.uid,
+                namespace=p.namespace,
+                name=p.name,
+                gpu_model=t.models[t.gpu_model[row]] if t.models else "",
+                gpus=p.gpus,
+                gpu_milli=p.gpu_milli,
+                cpu_milli=p.cpu_milli,
+                mem_bytes=p.mem_bytes,
+                time=self.clock(),
+                candidates=int(ev.feasible.sum()),
+            )
+        return out
+
+
+def _num(x: float) -> float | None:
+    return None if not np.isfinite(x) else round(float(x), 6)
