@@ -1,0 +1,200 @@
+"""TLS: `lowcarb serve` over HTTPS, and with --client-ca only clients with a valid certificate."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import httpx
+import pytest
+import trustme
+
+FIXTURE = (
+    Path(__file__).parent / "fixtures" / "deploy" / "prioritize.args.nodeCacheCapable-false.json"
+)
+STARTUP_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Pki:
+    """A server CA and certificate, a client CA with a client certificate, and a rogue CA."""
+
+    server_ca: trustme.CA
+    client_ca: trustme.CA
+    rogue_ca: trustme.CA
+    server_cert: Path
+    server_key: Path
+    client_ca_file: Path
+    client: trustme.LeafCert
+    rogue_client: trustme.LeafCert
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    directory = tmp_path_factory.mktemp("pki")
+    server_ca, client_ca, rogue_ca = trustme.CA(), trustme.CA(), trustme.CA()
+    server = server_ca.issue_cert("127.0.0.1", "localhost")
+    server_cert, server_key = directory / "tls.crt", directory / "tls.key"
+    with server_cert.open("wb") as fh:
+        for blob in server.cert_chain_pems:
+            fh.write(blob.bytes())
+    server.private_key_pem.write_to_path(str(server_key))
+    client_ca_file = directory / "client-ca.crt"
+    client_ca.cert_pem.write_to_path(str(client_ca_file))
+    return Pki(
+        server_ca=server_ca,
+        client_ca=client_ca,
+        rogue_ca=rogue_ca,
+        server_cert=server_cert,
+        server_key=server_key,
+        client_ca_file=client_ca_file,
+        client=client_ca.issue_cert("kube-scheduler"),
+        rogue_client=rogue_ca.issue_cert("kube-scheduler"),
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def lowcarb_command() -> list[str]:
+    """The installed console script, or the same entry point through this interpreter."""
+    script = Path(sys.executable).with_name("lowcarb")
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-c", "from scheduler.cli import main; main()"]
+
+
+@pytest.fixture(scope="module")
+def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """Start `lowcarb serve` with extra flags on a free loopback port; returns its port."""
+    processes: list[subprocess.Popen[bytes]] = []
+    log_files: list[BinaryIO] = []
+    logs = tmp_path_factory.mktemp("logs")
+
+    def start(*flags: str) -> int:
+        port = free_port()
+        log = (logs / f"serve-{port}.log").open("wb")
+        log_files.append(log)
+        command = [*lowcarb_command(), "serve", "--host", "127.0.0.1", "--port", str(port), *flags]
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        processes.append(process)
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                output = (logs / f"serve-{port}.log").read_text(errors="replace")
+                pytest.fail(f"lowcarb serve exited with {process.returncode}:\n{output}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    return port
+            except OSError:
+                time.sleep(0.1)
+        pytest.fail(f"lowcarb serve did not listen on {port} within {STARTUP_SECONDS:.0f} s")
+
+    yield start
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    for log in log_files:
+        log.close()
+
+
+def client_context(trusted: trustme.CA | None, cert: trustme.LeafCert | None) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if trusted is not None:
+        trusted.configure_trust(context)
+    if cert is not None:
+        cert.configure_cert(context)
+    return context
+
+
+@pytest.fixture(scope="module")
+def https_port(serve: object, pki: Pki) -> int:
+    start = serve
+    assert callable(start)
+    port: int = start("--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key))
+    return port
+
+
+@pytest.fixture(scope="module")
+def mtls_port(serve: object, pki: Pki) -> int:
+    start = serve
+    assert callable(start)
+    port: int = start(
+        "--tls-cert",
+        str(pki.server_cert),
+        "--tls-key",
+        str(pki.server_key),
+        "--client-ca",
+        str(pki.client_ca_file),
+    )
+    return port
+
+
+def prioritize(port: int, context: ssl.SSLContext) -> httpx.Response:
+    with httpx.Client(verify=context, timeout=10) as client:
+        return client.post(f"https://127.0.0.1:{port}/prioritize", content=FIXTURE.read_bytes())
+
+
+def assert_prioritize_answer(response: httpx.Response) -> None:
+    assert response.status_code == 200, response.text
+    scores = response.json()
+    sent = [n["metadata"]["name"] for n in json.loads(FIXTURE.read_bytes())["Nodes"]["items"]]
+    assert sorted(item["Host"] for item in scores) == sorted(sent)
+    assert all(0 <= item["Score"] <= 10 for item in scores)
+
+
+def test_https_serves_a_client_that_trusts_the_ca(https_port: int, pki: Pki) -> None:
+    context = client_context(pki.server_ca, None)
+    with httpx.Client(verify=context, timeout=10) as client:
+        assert client.get(f"https://127.0.0.1:{https_port}/healthz").status_code == 200
+    assert_prioritize_answer(prioritize(https_port, context))
+
+
+def test_https_is_refused_by_a_client_that_does_not_trust_the_ca(https_port: int, pki: Pki) -> None:
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        prioritize(https_port, client_context(pki.rogue_ca, None))
+
+
+def test_plain_http_gets_no_answer_from_the_tls_port(https_port: int) -> None:
+    with httpx.Client(timeout=10) as client, pytest.raises(httpx.TransportError):
+        client.get(f"http://127.0.0.1:{https_port}/healthz")
+
+
+def test_mutual_tls_lets_a_valid_client_certificate_through(mtls_port: int, pki: Pki) -> None:
+    assert_prioritize_answer(prioritize(mtls_port, client_context(pki.server_ca, pki.client)))
+
+
+def test_mutual_tls_refuses_a_client_without_certificate(mtls_port: int, pki: Pki) -> None:
+    with pytest.raises(httpx.TransportError):
+        prioritize(mtls_port, client_context(pki.server_ca, None))
+
+
+def test_mutual_tls_refuses_a_certificate_from_another_ca(mtls_port: int, pki: Pki) -> None:
+    with pytest.raises(httpx.TransportError):
+        prioritize(mtls_port, client_context(pki.server_ca, pki.rogue_client))
+
+
+def test_mutual_tls_still_serves_after_refusals(mtls_port: int, pki: Pki) -> None:
+    for cert in (None, pki.rogue_client):
+        with pytest.raises(httpx.TransportError):
+            prioritize(mtls_port, client_context(pki.server_ca, cert))
+    context = client_context(pki.server_ca, pki.client)
+    with httpx.Client(verify=context, timeout=10) as client:
+        assert client.get(f"https://127.0.0.1:{mtls_port}/readyz").status_code == 200
