@@ -7,21 +7,28 @@ Kubernetes API (through the binder) and records the decision in the ledger.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
+import structlog
 
+from carbon.ledger import PlacementRecord
 from carbon.types import CarbonView
 from scheduler import metrics, wire
 from scheduler.cluster import ClusterState, NodeTable
-from scheduler.demand import DemandError, PodDemand, parse_demand
+from scheduler.demand import ANN_GPU_INDEX, DemandError, PodDemand, parse_demand
 from scheduler.engine import Engine
+from scheduler.records import owner_of, placement_record
 from scheduler.scoring import Evaluation
+
+log = structlog.get_logger("lowcarb.service")
 
 ANN_DECISION = "lowcarb.dev/decision"
 UNKNOWN_NODE = "node not in lowcarb's cache (not synced yet, or deleted)"
@@ -37,7 +44,7 @@ class Binder(Protocol):
 
 
 class DecisionSink(Protocol):
-    def record_decision(self, decision: dict[str, Any]) -> None: ...
+    def record_decision(self, record: PlacementRecord) -> Future[bool]: ...
 
 
 @dataclass(slots=True)
@@ -50,6 +57,8 @@ class Decision:
     evaluation: Evaluation
     table: NodeTable
     at: float
+    owner: tuple[str | None, str | None] = (None, None)
+    duration_s: float | None = None
 
     def row(self, node: str) -> int | None:
         try:
@@ -115,7 +124,11 @@ class Extender:
         levels = ev.levels.tolist()
         out = [wire.HostPriority(Host=n, Score=s) for n, s in zip(table.names, levels, strict=True)]
         out.extend(wire.HostPriority(Host=n, Score=0) for n in unknown)
-        self._remember(Decision(demand, klass, table.names, ev, table, self.clock()))
+        duration = engine.policy.workload_class(klass).duration_s
+        owner = owner_of(args.Pod)
+        self._remember(
+            Decision(demand, klass, table.names, ev, table, self.clock(), owner, duration)
+        )
         return wire.encode(out)
 
     async def bind(self, body: bytes) -> bytes:
@@ -131,14 +144,14 @@ class Extender:
             )
         annotations: dict[str, str] = {}
         gpu_index: tuple[int, ...] = ()
+        record: PlacementRecord | None = None
         row = decision.row(args.Node) if decision is not None else None
         if decision is not None and row is not None:
             gpu_index = self.engine().gpu_index(decision.evaluation, row)
-            annotations[ANN_DECISION] = json.dumps(
-                self._summary(decision, row), separators=(",", ":"), sort_keys=True
-            )
+            record = placement_record(decision, row, self.clock())
+            annotations[ANN_DECISION] = record.to_annotation()
             if gpu_index:
-                annotations["lowcarb.dev/gpu-index"] = ",".join(map(str, gpu_index))
+                annotations[ANN_GPU_INDEX] = ",".join(map(str, gpu_index))
             self.state.assume(decision.demand, args.Node, gpu_index)
         error = await self.binder.bind(
             args.PodNamespace, args.PodName, args.PodUID, args.Node, annotations
@@ -148,10 +161,19 @@ class Extender:
             metrics.PODS_BOUND.labels("error").inc()
         else:
             metrics.PODS_BOUND.labels("ok").inc()
-            if decision is not None and row is not None and self.ledger is not None:
-                self.ledger.record_decision(self._summary(decision, row, full=True))
             self._memo.pop(args.PodUID, None)
+            if record is not None and self.ledger is not None:
+                await self._record(record)
         return wire.encode(wire.ExtenderBindingResult(Error=error))
+
+    async def _record(self, record: PlacementRecord) -> None:
+        """Wait for the ledger's durable commit; a ledger fault never fails the bind."""
+        assert self.ledger is not None
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(self.ledger.record_decision(record)), 10.0)
+        except Exception as exc:
+            metrics.ERRORS.labels("ledger").inc()
+            log.error("ledger write failed; decision kept on the pod annotation", error=str(exc))
 
     def preempt(self, body: bytes) -> bytes:
         """Accept kube-scheduler's victims as proposed (lowcarb adds no preemption policy)."""
@@ -233,52 +255,3 @@ class Extender:
         self._memo.move_to_end(uid)
         while len(self._memo) > _MEMO:
             self._memo.popitem(last=False)
-
-    def _summary(self, d: Decision, row: int, *, full: bool = False) -> dict[str, Any]:
-        ev, t = d.evaluation, d.table
-        zone = t.zones[t.zone[row]] if t.zone[row] >= 0 else None
-        terms = {
-            name: {
-                "raw": _num(ts.raw[row]),
-                "normalized": _num(ts.normalized[row]),
-                "weight": ev.weights.get(name, 0.0),
-                "unit": ts.unit,
-            }
-            for name, ts in ev.terms.items()
-        }
-        out: dict[str, Any] = {
-            "class": d.klass,
-            "node": t.names[row],
-            "zone": zone,
-            "score": int(ev.levels[row]),
-            "terms": terms,
-        }
-        carbon = ev.terms.get("carbon")
-        if carbon is not None:
-            data = carbon.detail.get("carbon_data", {})
-            if zone in data:
-                out["carbon"] = data[zone]
-            feasible = ev.feasible & np.isfinite(carbon.raw)
-            if feasible.any():
-                out["counterfactual_gco2e"] = round(float(np.mean(carbon.raw[feasible])), 3)
-        if d.demand.notes:
-            out["notes"] = d.demand.notes
-        if full:
-            p = d.demand
-            out.update(
-                uid=p.uid,
-                namespace=p.namespace,
-                name=p.name,
-                gpu_model=t.models[t.gpu_model[row]] if t.models else "",
-                gpus=p.gpus,
-                gpu_milli=p.gpu_milli,
-                cpu_milli=p.cpu_milli,
-                mem_bytes=p.mem_bytes,
-                time=self.clock(),
-                candidates=int(ev.feasible.sum()),
-            )
-        return out
-
-
-def _num(x: float) -> float | None:
-    return None if not np.isfinite(x) else round(float(x), 6)
