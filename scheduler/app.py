@@ -5,23 +5,25 @@ binder, ledger, HTTP app, and the lifespan that starts and stops their backgroun
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import structlog
-from carbon.cache import CarbonCache
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
+from carbon.cache import CarbonCache
 from carbon.config import load_carbon_section
 from carbon.types import CarbonView
 from carbon.zones import ZoneMapper
+from scheduler import wire
 from scheduler.api import DEFAULT_MAX_BODY, create_app
 from scheduler.cluster import ClusterState
 from scheduler.policy import Policy
 from scheduler.policy_store import PolicyStore
+from scheduler.records import LedgerSink
 from scheduler.service import Extender
 
 log = structlog.get_logger("lowcarb.app")
@@ -64,6 +66,39 @@ class Runtime:
         return self.cache.view()
 
 
+class ObservedState:
+    """The cluster state as the watch feeds it, also telling the ledger when pods run and end."""
+
+    def __init__(self, state: ClusterState, ledger: LedgerSink) -> None:
+        self.state = state
+        self.ledger = ledger
+
+    def upsert_node(self, node: wire.Node) -> None:
+        self.state.upsert_node(node)
+
+    def delete_node(self, name: str) -> None:
+        self.state.delete_node(name)
+
+    def upsert_pod(self, pod: wire.Pod) -> None:
+        self.state.upsert_pod(pod)
+        self.ledger.observe_pod(pod)
+
+    def delete_pod(self, uid: str) -> None:
+        self.state.delete_pod(uid)
+        self.ledger.pod_gone(uid)
+
+    def replace_all(
+        self, nodes: Iterable[wire.Node] | None, pods: Iterable[wire.Pod] | None
+    ) -> None:
+        pods = list(pods) if pods is not None else None
+        self.state.replace_all(nodes, pods)
+        for pod in pods or ():
+            self.ledger.observe_pod(pod)
+
+    def mark_synced(self) -> None:
+        self.state.mark_synced()
+
+
 def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None = None) -> Runtime:
     store = PolicyStore(options.policy)
     carbon_config = load_carbon_section(store.policy.carbon)
@@ -76,22 +111,20 @@ def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None
 
     store.on_change(on_policy)
 
-    sync = binder = None
-    if options.cluster_mode:
-        from scheduler.kube import ClusterSync, KubeClient
-
-        client = KubeClient.from_config(
-            kubeconfig=str(options.kubeconfig) if options.kubeconfig else None,
-            in_cluster=options.in_cluster,
-        )
-        sync = ClusterSync(state, client)
-        binder = client.binder()
-
     ledger = None
     if options.ledger is not None:
-        from scheduler.records import LedgerSink
-
         ledger = LedgerSink.open(options.ledger)
+
+    sync = binder = None
+    if options.cluster_mode:
+        from scheduler.kube import Binder, ClusterSync, load_config
+
+        config = load_config(
+            str(options.kubeconfig) if options.kubeconfig else None, in_cluster=options.in_cluster
+        )
+        sink = ObservedState(state, ledger) if ledger is not None else state
+        sync = ClusterSync(sink, config)
+        binder = Binder(sync.client)
 
     extender = Extender(state=state, engine=store.engine, carbon=cache.view, binder=binder)
     extender.ledger = ledger

@@ -115,8 +115,8 @@ class LedgerSink:
     def record_decision(self, record: PlacementRecord) -> Future[bool]:
         return self.ledger.append(record)
 
-    def observe_pod(self, pod: wire.Pod, deleted: bool = False) -> None:
-        """Write start/end of running for a pod seen by the watch (idempotent by key)."""
+    def observe_pod(self, pod: wire.Pod) -> None:
+        """Write the start of running for a bound pod seen Running (idempotent by key)."""
         uid = pod.metadata.uid
         if not uid or not pod.spec.nodeName:
             return
@@ -125,12 +125,14 @@ class LedgerSink:
             self._running.add(uid)
             at = _epoch(pod.status.startTime) or self.clock()
             self._append(LifecycleRecord(uid=uid, event="start", at=at))
-        if (deleted or phase in ("Succeeded", "Failed")) and (
-            uid in self._running or phase in ("Succeeded", "Failed")
-        ):
+        elif phase in ("Succeeded", "Failed"):
+            self.pod_gone(uid, phase)
+
+    def pod_gone(self, uid: str, why: str = "deleted") -> None:
+        """A running pod finished or left the watch: write the end of running."""
+        if uid in self._running:
             self._running.discard(uid)
-            note = phase if phase in ("Succeeded", "Failed") else "deleted"
-            self._append(LifecycleRecord(uid=uid, event="end", at=self.clock(), note=note))
+            self._append(LifecycleRecord(uid=uid, event="end", at=self.clock(), note=why))
 
     def _append(self, record: LifecycleRecord) -> None:
         try:
