@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -71,6 +73,10 @@ class Values(Term):
         return TermScore(raw=raw, normalized=higher_is_better(raw), unit="x")
 
 
+class Other(Values):
+    name = "other"
+
+
 def ctx(n: int) -> Context:
     return Context(
         pod=PodDemand(uid="u", namespace="ns", name="p", gpus=1, gpu_milli=1000),
@@ -88,7 +94,7 @@ def test_best_node_alone_gets_ten_and_order_is_kept() -> None:
     assert levels[3] == 10
     assert (levels == 10).sum() == 1
     order = np.argsort(-values)
-    assert all(levels[a] > levels[b] for a, b in zip(order[:-1], order[1:], strict=True))
+    assert all(levels[a] > levels[b] for a, b in itertools.pairwise(order.tolist()))
 
 
 def test_equal_values_tie_and_only_them() -> None:
@@ -113,8 +119,7 @@ def test_degenerate_inputs(values: list[float]) -> None:
 
 def test_evaluate_combines_weights_and_reports_reasons() -> None:
     a = Values([1.0, 0.0, 0.5, 0.9], bad=(2,))
-    b = Values([0.0, 1.0, 0.5, 0.5])
-    b.name = "other"
+    b = Other([0.0, 1.0, 0.5, 0.5])
     ev = evaluate(ctx(4), [(a, 3.0), (b, 1.0)])
     assert ev.feasible.tolist() == [True, True, False, True]
     assert ev.reasons == {2: "row 2 is bad"}
