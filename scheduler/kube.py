@@ -223,8 +223,13 @@ def load_config(
         raise KubeError(f"cannot load {where}: {exc}; {fix}") from exc
 
     def provider() -> str | None:
-        value = cfg.get_api_key_with_prefix("authorization")
-        return str(value) if value else None
+        # newer clients keep the header under "BearerToken", older ones under "authorization";
+        # the refresh hook (exec plugins, rotating in-cluster tokens) updates it in place
+        for key in ("BearerToken", "authorization"):
+            value = cfg.get_api_key_with_prefix(key)
+            if value:
+                return str(value)
+        return None
 
     return KubeConfig(
         host=str(cfg.host).rstrip("/"),
@@ -567,6 +572,7 @@ class Reflector(Generic[T]):
         self.name = name or path
         self.stats = ReflectorStats()
         self.synced = asyncio.Event()
+        self.resume_rv = ""
 
     async def relist(self) -> str:
         """List everything (retrying once from scratch if the continue token expires)."""
@@ -587,17 +593,17 @@ class Reflector(Generic[T]):
 
     async def run(self, on_listed: Callable[[], Awaitable[None]] | None = None) -> None:
         """Run until cancelled."""
-        rv = ""
+        self.resume_rv = ""
         expired_streak = 0
         while True:
             try:
-                if not rv:
-                    rv = await self.relist()
+                if not self.resume_rv:
+                    self.resume_rv = await self.relist()
                     self.backoff.reset()
                     if on_listed is not None:
                         await on_listed()
                 started = asyncio.get_running_loop().time()
-                rv, events = await self._watch(rv)
+                events = await self._watch()
                 if events:
                     expired_streak = 0
                 elif asyncio.get_running_loop().time() - started < 1.0:
@@ -607,37 +613,38 @@ class Reflector(Generic[T]):
             except Expired as exc:
                 self.stats.relists_410 += 1
                 log.info("watch_expired_relist", reflector=self.name, error=str(exc))
-                rv = ""
+                self.resume_rv = ""
                 expired_streak += 1
                 if expired_streak > 1:  # 410 right after a relist: slow down
                     await self.backoff.sleep()
-            except KubeError as exc:
+            except KubeError as exc:  # resume the watch from the last rv seen
                 self.stats.errors += 1
                 self.stats.last_error = str(exc)
                 delay = self.backoff.next_delay()
                 log.warning("reflector_error", reflector=self.name, error=str(exc), retry_in=delay)
                 await asyncio.sleep(delay)
 
-    async def _watch(self, rv: str) -> tuple[str, int]:
-        """One watch request; returns the last resourceVersion seen and the number of events."""
+    async def _watch(self) -> int:
+        """One watch from ``resume_rv``, advancing it per event; returns the number of events."""
         self.stats.watches += 1
         timeout = random.randint(*self.watch_timeout)
         events = 0
-        async for kind, raw in self.client.watch(self.path, self.params, rv, timeout):
+        async for kind, raw in self.client.watch(self.path, self.params, self.resume_rv, timeout):
             events += 1
             self.stats.events += 1
             self.backoff.reset()
             if kind == "BOOKMARK":
-                rv = _skeleton_decoder.decode(raw).metadata.resourceVersion or rv
-                continue
-            obj = self.obj_decoder(raw)
-            if kind == "DELETED":
-                self.handler.on_delete(obj)
+                rv = _skeleton_decoder.decode(raw).metadata.resourceVersion
             else:
-                self.handler.on_upsert(obj)
-            rv = _rv_of(obj) or rv
-            self.stats.resource_version = rv
-        return rv, events
+                obj = self.obj_decoder(raw)
+                if kind == "DELETED":
+                    self.handler.on_delete(obj)
+                else:
+                    self.handler.on_upsert(obj)
+                rv = _rv_of(obj)
+            if rv:
+                self.resume_rv = self.stats.resource_version = rv
+        return events
 
 
 def _rv_of(obj: object) -> str:

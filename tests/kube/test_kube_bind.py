@@ -1,0 +1,171 @@
+"""Binder, pod patches and Events against the fake API server (recorded bodies, real HTTP)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+
+import pytest
+from fakeapi import FakeApiServer, Recorded, Reply, fixture, permission_of
+
+from scheduler import kube
+
+NS = "e2e"
+BIND_PATH = "/api/v1/namespaces/e2e/pods/bind-me/binding"
+POD_PATH = "/api/v1/namespaces/e2e/pods/bind-me"
+UID = "d7c1e8a5-0000-4000-8000-000000000001"
+
+
+@pytest.fixture
+def api() -> Iterator[FakeApiServer]:
+    server = FakeApiServer().start()
+    yield server
+    server.stop()
+    used = {permission_of(r) for r in server.requests}
+    assert used <= set(kube.REQUIRED_PERMISSIONS), used - set(kube.REQUIRED_PERMISSIONS)
+
+
+@pytest.fixture
+async def client(api: FakeApiServer) -> AsyncIterator[kube.KubeClient]:
+    c = kube.KubeClient(kube.KubeConfig(host=api.url, token="t"))
+    yield c
+    await c.aclose()
+
+
+async def test_bind_success_then_annotations(api: FakeApiServer, client: kube.KubeClient) -> None:
+    api.add("POST", BIND_PATH, Reply(201, fixture("binding-create.json")))
+    api.add("PATCH", POD_PATH, Reply(200, fixture("annotations-merge-patch.json")))
+    decision = {"region": "us-east", "zone": "us-east-1a", "score": 9}
+    error = await kube.Binder(client).bind(
+        NS,
+        "bind-me",
+        UID,
+        "use1-a-gpu",
+        {kube.DECISION_ANNOTATION: decision, kube.GPU_INDEX_ANNOTATION: [0, 1]},
+    )
+    assert error == ""
+    post, patch = api.requests
+    sent = post.json()
+    recorded = json.loads(fixture("binding-create.request.json"))
+    recorded["metadata"]["uid"] = UID
+    assert sent == recorded
+    assert post.content_type == "application/json"
+    assert patch.method == "PATCH" and patch.content_type == "application/merge-patch+json"
+    annotations = patch.json()["metadata"]["annotations"]
+    assert all(isinstance(v, str) for v in annotations.values())  # numbers give 422
+    assert annotations[kube.GPU_INDEX_ANNOTATION] == "0,1"
+    assert json.loads(annotations[kube.DECISION_ANNOTATION]) == decision
+
+
+@pytest.mark.parametrize(
+    ("status", "name", "expected"),
+    [
+        (409, "binding-already-bound.json", 'is already assigned to node "use1-a-gpu"'),
+        (409, "binding-wrong-uid.json", "Precondition failed: UID in precondition"),
+        (404, "binding-pod-not-found.json", 'pods "does-not-exist" not found'),
+        (400, "binding-name-mismatch.json", "name in URL does not match name in Binding"),
+        (409, "gates-binding-gated-pod.json", "non-empty .spec.schedulingGates"),
+    ],
+)
+async def test_bind_failures_return_the_api_message(
+    api: FakeApiServer, client: kube.KubeClient, status: int, name: str, expected: str
+) -> None:
+    api.add("POST", BIND_PATH, Reply(status, fixture(name)))
+    error = await kube.Binder(client).bind(
+        NS, "bind-me", UID, "usw2-a-gpu", {kube.GPU_INDEX_ANNOTATION: "3"}
+    )
+    assert error.startswith(f"bind pod e2e/bind-me to node usw2-a-gpu: {status} ")
+    assert expected in error
+    assert [r.method for r in api.requests] == ["POST"]  # no annotation patch after a failure
+
+
+async def test_bind_when_api_server_is_down(api: FakeApiServer, client: kube.KubeClient) -> None:
+    api.outage = True
+    error = await kube.Binder(client).bind(NS, "bind-me", UID, "use1-a-gpu")
+    assert "API server unreachable" in error
+
+
+async def test_annotation_patch_failure_does_not_fail_the_bind(
+    api: FakeApiServer, client: kube.KubeClient
+) -> None:
+    api.add("POST", BIND_PATH, Reply(201, fixture("binding-create.json")))
+    api.add("PATCH", POD_PATH, Reply(422, fixture("annotations-merge-patch-non-string.json")))
+    error = await kube.Binder(client).bind(NS, "bind-me", UID, "use1-a-gpu", {"a": "b"})
+    assert error == ""
+
+
+async def test_patch_pod_errors_carry_status(api: FakeApiServer, client: kube.KubeClient) -> None:
+    api.add("PATCH", POD_PATH, Reply(422, fixture("annotations-merge-patch-non-string.json")))
+    with pytest.raises(kube.ApiError) as info:
+        await client.patch_pod(NS, "bind-me", {"metadata": {"annotations": {"x": 0}}})
+    assert info.value.code == 422 and info.value.reason == "Invalid"
+    assert "cannot unmarshal number" in str(info.value)
+
+
+async def test_patch_pod_json_patch_returns_pod(
+    api: FakeApiServer, client: kube.KubeClient
+) -> None:
+    path = "/api/v1/namespaces/e2e/pods/gated-train"
+    api.add("PATCH", path, Reply(200, fixture("gates-jsonpatch-test-remove.json")))
+    ops = json.loads(fixture("gates-jsonpatch-test-remove.request.json"))
+    pod = await client.patch_pod(NS, "gated-train", ops, "json")
+    assert [g.name for g in pod.spec.schedulingGates or []] == ["other.example/gate"]
+    assert api.requests[0].content_type == "application/json-patch+json"
+    assert api.requests[0].json() == ops
+
+
+def _pod() -> kube.wire.Pod:
+    return kube.wire.decode_pod(fixture("pods-get.json"))
+
+
+async def test_event_v1_has_six_fractional_digits(
+    api: FakeApiServer, client: kube.KubeClient
+) -> None:
+    def answer(req: Recorded) -> Reply:
+        time = req.json()["eventTime"]
+        if len(time.rsplit(".", 1)[-1]) != 7:  # 6 digits + Z, as the API server insists
+            return Reply(400, fixture("events-v1-create-eventTime-no-micros.json"))
+        return Reply(201, fixture("events-v1-create.json"))
+
+    api.add("POST", "/apis/events.k8s.io/v1/namespaces/e2e/events", answer)
+    on_the_second = datetime(2026, 11, 28, 12, 12, 54, 0, tzinfo=UTC)  # microsecond == 0
+    await client.create_event(
+        _pod(), reason="CarbonHold", note="held", action="Hold", now=on_the_second
+    )
+    event = api.requests[0].json()
+    assert event["eventTime"] == "2026-11-28T12:12:54.000000Z"
+    recorded = json.loads(fixture("events-v1-create.request.json"))
+    assert set(recorded) <= set(event)  # every field the real call sent
+    assert event["regarding"]["name"] == "train-h100" and event["regarding"]["kind"] == "Pod"
+
+
+async def test_event_core_v1(api: FakeApiServer, client: kube.KubeClient) -> None:
+    api.add(
+        "POST", "/api/v1/namespaces/e2e/events", Reply(201, fixture("events-core-v1-create.json"))
+    )
+    await client.create_event(_pod(), reason="CarbonHold", note="n", action="Hold", api="core")
+    event = api.requests[0].json()
+    recorded = json.loads(fixture("events-core-v1-create.request.json"))
+    assert set(recorded) <= set(event)
+    assert event["involvedObject"]["uid"] == _pod().metadata.uid
+
+
+async def test_event_rejected_raises(api: FakeApiServer, client: kube.KubeClient) -> None:
+    api.add(
+        "POST",
+        "/apis/events.k8s.io/v1/namespaces/e2e/events",
+        Reply(422, fixture("events-v1-create-missing-fields.json")),
+    )
+    with pytest.raises(kube.ApiError, match="422 Invalid"):
+        await client.create_event(_pod(), reason="R", note="n", action="A")
+
+
+def test_micro_time_always_has_microseconds() -> None:
+    assert kube.micro_time(datetime(2026, 1, 1, tzinfo=UTC)) == "2026-01-01T00:00:00.000000Z"
+
+
+def test_required_permissions_cover_every_call_path() -> None:
+    perms = set(kube.REQUIRED_PERMISSIONS)
+    assert ("", "pods/binding", "create") in perms
+    assert all(verb in {"get", "list", "watch", "patch", "create"} for _, _, verb in perms)
