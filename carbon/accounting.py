@@ -214,7 +214,7 @@ def compute_usage(
     product = placement.gpu_model or ""
     cpu_cores = placement.cpu_milli / 1000.0
     mem_gib = placement.memory_bytes / _GIB
-    pue = power.pue_for(placement.zone)
+    pue = power.pue_for(placement.zone, placement.region)
     if measured is None:
         watts = power.it_watts(product, gpus, cpu_cores, mem_gib)
         kwh = energy_kwh(watts, pue, seconds)
@@ -397,16 +397,18 @@ class Accountant:
             by_zone.setdefault(item.placement.zone or "", []).append(item)
         written = 0
         for zone, items in by_zone.items():
-            points = await self._history(zone, items)
+            points, problem = await self._history(zone, items)
             for item in items:
-                record = await self._account_one(item, points)
+                record = await self._account_one(item, points, problem)
                 if record is not None and await self.ledger.append_async(record):
                     written += 1
         return written
 
-    async def _history(self, zone: str, items: list[_Pending]) -> list[IntensityPoint]:
+    async def _history(
+        self, zone: str, items: list[_Pending]
+    ) -> tuple[list[IntensityPoint], str | None]:
         if self.history is None or not zone:
-            return []
+            return [], "no intensity history configured; decision-time intensity used"
         lo = min(i.start for i in items)
         hi = max(i.end for i in items)
         try:
@@ -415,13 +417,13 @@ class Accountant:
             )
         except Exception as exc:  # provider down: decision-time intensity, marked estimated
             log.warning("intensity history for %s unavailable: %s", zone, exc)
-            return []
-        return sorted(pts, key=lambda p: p.start)
+            return [], f"intensity history unavailable ({exc}); decision-time intensity used"
+        return sorted(pts, key=lambda p: p.start), None
 
     async def _account_one(
-        self, item: _Pending, points: list[IntensityPoint]
+        self, item: _Pending, points: list[IntensityPoint], problem: str | None
     ) -> UsageRecord | None:
-        note = item.note
+        note = _join(item.note, problem) if problem else item.note
         measured = None
         if self.meter is not None:
             pl = item.placement

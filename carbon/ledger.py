@@ -56,6 +56,7 @@ class PlacementRecord(msgspec.Struct, frozen=True, kw_only=True):
     at: float  # epoch seconds of the decision
     node: str
     zone: str | None = None
+    region: str | None = None  # node region label value (PUE by region)
     workload_class: str = "default"
     owner_kind: str | None = None
     owner_name: str | None = None
