@@ -1,0 +1,222 @@
+"""``lowcarb carbon`` commands: ``show`` current and forecast intensity per zone.
+
+Builds a :class:`~carbon.cache.CarbonCache` from the policy's ``carbon:`` section (or the embedded
+default), refreshes it once and prints a rich table, or JSON with ``--json``. Exit 0 when every
+zone got a value from some source of the chain, 1 when some zone got none, 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from carbon.cache import CarbonCache, CarbonSnapshot
+from carbon.config import STATIC_NAME, CarbonConfig, ProviderConfig, parse_duration
+from carbon.providers.base import known_types
+
+app = typer.Typer(
+    help="Carbon-intensity data: providers, cache and fallback.", no_args_is_help=True
+)
+
+
+@app.callback()
+def _group() -> None:
+    """Carbon-intensity data commands."""
+
+
+def _fail(message: str) -> typer.Exit:
+    Console(stderr=True).print(f"[red]error:[/red] {message}")
+    return typer.Exit(code=2)
+
+
+def load_policy_carbon(path: Path) -> CarbonConfig:
+    """The ``carbon:`` section of a policy YAML file (the default when the section is absent)."""
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise _fail(f"--policy {path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise _fail(f"--policy {path}: not valid YAML: {exc}") from None
+    if doc is None:
+        return CarbonConfig()
+    if not isinstance(doc, dict):
+        raise _fail(f"--policy {path}: expected a mapping at the top level")
+    try:
+        return CarbonConfig.model_validate(doc.get("carbon") or {})
+    except ValidationError as exc:
+        lines = [f"  carbon.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise _fail(f"--policy {path}: invalid carbon section\n" + "\n".join(lines)) from None
+
+
+def build_config(
+    base: CarbonConfig, provider: str | None, fallback: list[str] | None
+) -> CarbonConfig:
+    """Apply ``--provider`` / ``--fallback`` to the policy's chain."""
+    if provider is None and not fallback:
+        return base
+    declared = {p.name: p for p in base.providers}
+    types = known_types()
+    names = [provider] if provider else [base.fallback[0]]
+    names += list(fallback or [])
+    providers = list(base.providers)
+    for name in names:
+        if name in declared or name == STATIC_NAME:
+            continue
+        if name not in types:
+            known = sorted({*declared, *types})
+            raise _fail(f"unknown provider {name!r}; use one of {known}")
+        providers.append(ProviderConfig(name=name, type=name))
+        declared[name] = providers[-1]
+    chain = list(dict.fromkeys([*names, STATIC_NAME]))
+    data = base.model_dump(by_alias=True)
+    data["providers"] = [p.model_dump(by_alias=True) for p in providers]
+    data["fallback"] = chain
+    try:
+        return CarbonConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _zone_result(snap: CarbonSnapshot, zone: str, now: float, horizon: float) -> dict[str, Any]:
+    reading = snap.reading(zone)
+    if reading is None:
+        return {"zone": zone, "value": None}
+    out: dict[str, Any] = {
+        "zone": zone,
+        "value": {
+            "g_per_kwh": round(reading.g_per_kwh, 1),
+            "source": reading.source,
+            "age_s": round(reading.age_s),
+            "kind": reading.kind,
+            "stale": reading.stale,
+        },
+    }
+    if horizon > 0:
+        mean = snap.mean_intensity(zone, now, now + horizon)
+        series = snap.forecast(zone)
+        best: tuple[float, float] | None = None
+        if series is not None and series.values:
+            pairs = [
+                (v, s)
+                for s, e, v in zip(series.starts, series.ends, series.values, strict=True)
+                if e > now and s < now + horizon
+            ]
+            best = min(pairs) if pairs else None
+        out["forecast"] = {
+            "mean_g_per_kwh": round(mean.g_per_kwh, 1) if mean else None,
+            "min_g_per_kwh": round(best[0], 1) if best else None,
+            "min_at": best[1] if best else None,
+            "points": len(series.values) if series else 0,
+        }
+    return out
+
+
+async def _collect(
+    config: CarbonConfig, zones: list[str], horizon: float
+) -> tuple[list[dict[str, Any]], float]:
+    cache = CarbonCache(config, zones=zones)
+    try:
+        snap = await cache.refresh_once()
+        now = cache.clock()
+        return [_zone_result(snap, z, now, horizon) for z in zones], now
+    finally:
+        await cache.stop()
+
+
+def _age(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def _table(results: list[dict[str, Any]], horizon: float, now: float) -> Table:
+    table = Table(title="Grid carbon intensity (gCO2e/kWh)")
+    for col in ("zone", "now", "source", "age", "kind", "stale"):
+        table.add_column(col, justify="right" if col in ("now", "age") else "left")
+    if horizon > 0:
+        label = f"{horizon / 3600:g}h"
+        table.add_column(f"mean next {label}", justify="right")
+        table.add_column(f"min next {label}", justify="right")
+        table.add_column("min in", justify="right")
+    for res in results:
+        val = res["value"]
+        if val is None:
+            table.add_row(res["zone"], "-", "[red]no source[/red]", "-", "-", "-")
+            continue
+        row = [
+            res["zone"],
+            f"{val['g_per_kwh']:.0f}",
+            val["source"],
+            _age(val["age_s"]),
+            val["kind"],
+            "[yellow]yes[/yellow]" if val["stale"] else "no",
+        ]
+        if horizon > 0:
+            fc = res["forecast"]
+            mean = fc["mean_g_per_kwh"]
+            low = fc["min_g_per_kwh"]
+            row.append(f"{mean:.0f}" if mean is not None else "-")
+            row.append(f"{low:.0f}" if low is not None else "-")
+            row.append(_age(max(0, int(fc["min_at"] - now))) if fc["min_at"] is not None else "-")
+        table.add_row(*row)
+    return table
+
+
+@app.command()
+def show(
+    zones: Annotated[
+        str, typer.Option("--zones", help="Comma-separated zone keys, e.g. DE,FR,GB.")
+    ],
+    forecast: Annotated[
+        str | None, typer.Option("--forecast", help="Also show the forecast, e.g. 24h.")
+    ] = None,
+    provider: Annotated[
+        str | None, typer.Option("--provider", help="Primary provider name or type.")
+    ] = None,
+    fallback: Annotated[
+        list[str] | None,
+        typer.Option("--fallback", help="Fallback provider (repeatable); static is always last."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="Policy YAML; its carbon: section is used.")
+    ] = None,
+) -> None:
+    """Show current (and forecast) carbon intensity per zone, with source and age."""
+    zone_list = [z.strip() for z in zones.split(",") if z.strip()]
+    if not zone_list:
+        raise _fail("--zones: give at least one zone key, e.g. --zones DE,FR,GB")
+    horizon = 0.0
+    if forecast is not None:
+        try:
+            horizon = parse_duration(forecast)
+        except ValueError as exc:
+            raise _fail(f"--forecast: {exc}") from None
+        if not math.isfinite(horizon) or horizon <= 0:
+            raise _fail("--forecast: give a positive duration such as 24h")
+    base = load_policy_carbon(policy) if policy else CarbonConfig()
+    config = build_config(base, provider, fallback)
+    results, now = asyncio.run(_collect(config, zone_list, horizon))
+    if as_json:
+        payload: dict[str, Any] = {"zones": {}}
+        for res in results:
+            entry = res["value"]
+            if entry is not None and "forecast" in res:
+                entry = {**entry, "forecast": res["forecast"]}
+            payload["zones"][res["zone"]] = entry
+        typer.echo(json.dumps(payload))
+    else:
+        Console().print(_table(results, horizon, now))
+    if any(res["value"] is None for res in results):
+        raise typer.Exit(code=1)

@@ -1,0 +1,181 @@
+"""Green Software Foundation Carbon Aware SDK WebAPI provider (v1.x).
+
+Locations are the SDK's names (Azure region names by default). A lowcarb zone maps to a
+location through this provider's ``zones`` config, else the first Azure region of the built-in
+cloud-region table for that zone. Values (``rating``/``value``) are gCO2/kWh already; the signal
+kind depends on the SDK's data source, so it comes from the provider's ``signal`` setting.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+
+from carbon.config import ProviderConfig
+from carbon.providers.base import (
+    HttpClient,
+    HttpProviderBase,
+    PartialFailure,
+    ProviderError,
+    env_or,
+    iso,
+    number,
+    parse_time,
+    provider,
+    utc,
+)
+from carbon.types import IntensityPoint
+from carbon.zones import builtin_azure_locations
+
+DEFAULT_URL = "http://127.0.0.1:8080"  # the WebAPI is self-hosted; no public default exists
+URL_ENV = "LOWCARB_CARBONAWARE_URL"
+_TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})(?:\.\d+)?$")
+
+
+def parse_timespan(value: Any, *, provider_name: str) -> timedelta:
+    """.NET TimeSpan ``[d.]hh:mm:ss`` (EmissionsData) or integer minutes (forecast DTO)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(minutes=float(value))
+    match = _TIMESPAN.match(value) if isinstance(value, str) else None
+    if not match:
+        raise ProviderError("bad_response", f"bad duration {value!r}", provider=provider_name)
+    days, h, m, s = (int(g) if g else 0 for g in match.groups())
+    return timedelta(days=days, hours=h, minutes=m, seconds=s)
+
+
+@provider("carbonaware")
+class CarbonAwareSdk(HttpProviderBase):
+    """Carbon Aware SDK WebAPI (https://github.com/Green-Software-Foundation/carbon-aware-sdk)."""
+
+    def __init__(
+        self,
+        config: ProviderConfig,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(config, clock=clock)
+        self.http = HttpClient(
+            config.name,
+            env_or(config.url, URL_ENV, DEFAULT_URL),
+            timeout=config.timeout,
+            transport=transport,
+            clock=clock,
+        )
+
+    @property
+    def default_zone_keys(self) -> Mapping[str, str]:  # type: ignore[override]
+        """Built-in zone -> Azure location table."""
+        return builtin_azure_locations()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self.http.aclose()
+
+    def _emissions(self, zone_of: Mapping[str, str], body: Any) -> list[IntensityPoint]:
+        if body is None:  # 204 No Content
+            return []
+        if not isinstance(body, list):
+            raise ProviderError("bad_response", "expected a list of emissions", provider=self.name)
+        points = []
+        for item in body:
+            if not isinstance(item, dict):
+                raise ProviderError("bad_response", f"bad item {item!r}", provider=self.name)
+            zone = zone_of.get(str(item.get("location")))
+            if zone is None:
+                continue
+            start = parse_time(item.get("time"), provider=self.name, field="time")
+            step = parse_timespan(item.get("duration"), provider_name=self.name)
+            points.append(
+                IntensityPoint(
+                    zone=zone,
+                    start=start,
+                    end=start + (step or timedelta(minutes=5)),
+                    g_per_kwh=number(
+                        item.get("rating"), provider=self.name, field="rating", zone=zone
+                    ),
+                    kind=self.config.signal,
+                    factor=self.config.emission_factor,
+                )
+            )
+        return points
+
+    async def latest(self, zones: Sequence[str]) -> list[IntensityPoint]:
+        """``/emissions/bylocations`` over the last hour; newest point per location."""
+        zone_of = {self.key(z): z for z in zones}
+        now = utc(self.clock())
+        params = [("location", loc) for loc in zone_of]
+        params += [("time", iso(now - timedelta(hours=1))), ("toTime", iso(now))]
+        body = await self.http.get_json("/emissions/bylocations", params=params)
+        newest: dict[str, IntensityPoint] = {}
+        for p in self._emissions(zone_of, body):
+            if p.zone not in newest or p.start > newest[p.zone].start:
+                newest[p.zone] = p
+        missing = {
+            z: ProviderError("empty", "no emissions for location", provider=self.name, zone=z)
+            for z in zones
+            if z not in newest
+        }
+        if missing and not newest:
+            raise next(iter(missing.values()))
+        if missing:
+            raise PartialFailure(list(newest.values()), missing, self.name)
+        return list(newest.values())
+
+    async def forecast(self, zone: str, start: datetime, end: datetime) -> list[IntensityPoint]:
+        """``/emissions/forecasts/current`` ``forecastData`` for one location."""
+        loc = self.key(zone)
+        params = {"location": loc, "dataStartAt": iso(start), "dataEndAt": iso(end)}
+        body = await self.http.get_json("/emissions/forecasts/current", params=params, zone=zone)
+        if body is None:
+            return []
+        if not isinstance(body, list):
+            raise ProviderError(
+                "bad_response", "expected a list of forecasts", provider=self.name, zone=zone
+            )
+        points = []
+        for fc in body:
+            data = fc.get("forecastData") if isinstance(fc, dict) else None
+            if not isinstance(data, list):
+                raise ProviderError(
+                    "bad_response", "forecast has no forecastData", provider=self.name, zone=zone
+                )
+            for item in data:
+                if not isinstance(item, dict) or item.get("location", loc) != loc:
+                    continue
+                t0 = parse_time(item.get("timestamp"), provider=self.name, field="timestamp")
+                step = parse_timespan(item.get("duration", 5), provider_name=self.name)
+                points.append(
+                    IntensityPoint(
+                        zone=zone,
+                        start=t0,
+                        end=t0 + step,
+                        g_per_kwh=number(
+                            item.get("value"), provider=self.name, field="value", zone=zone
+                        ),
+                        kind=self.config.signal,
+                        factor=self.config.emission_factor,
+                        estimated=True,
+                    )
+                )
+        # durations are window sizes, not spacing: trim each point to the next one's start
+        points.sort(key=lambda p: p.start)
+        trimmed = [
+            replace(p, end=min(p.end, nxt.start)) if nxt.start > p.start else p
+            for p, nxt in itertools.pairwise(points)
+        ] + points[-1:]
+        return [p for p in trimmed if p.end > start and p.start < end]
+
+    async def history(self, zone: str, start: datetime, end: datetime) -> list[IntensityPoint]:
+        """``/emissions/bylocation`` for one location over [start, end)."""
+        loc = self.key(zone)
+        params = {"location": loc, "time": iso(start), "toTime": iso(end)}
+        body = await self.http.get_json("/emissions/bylocation", params=params, zone=zone)
+        return [p for p in self._emissions({loc: zone}, body) if p.end > start and p.start < end]

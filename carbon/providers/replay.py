@@ -1,0 +1,130 @@
+"""``replay`` provider: serve hourly CSV series (e.g. the data dir's Electricity Maps portal files).
+
+Options: ``year`` (default 2023), ``factor`` (``lca``/``direct``), ``root`` (portal folder;
+default ``$LOWCARB_DATA/carbon/electricitymaps_portal``), ``shift`` (default true: the series'
+same hour-of-year is served for "now", wrapping around the year, so demos look live).
+With ``shift: false`` the series' own timestamps are used (simulations with a fake clock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from carbon.config import ProviderConfig
+from carbon.providers.base import PartialFailure, ProviderError, provider, utc
+from carbon.series import Factor, HourlySeries, SeriesError, load_zone_year
+from carbon.types import IntensityPoint
+
+
+def _year_start(ts: float) -> float:
+    year = datetime.fromtimestamp(ts, tz=UTC).year
+    return datetime(year, 1, 1, tzinfo=UTC).timestamp()
+
+
+@provider("replay")
+class ReplayProvider:
+    """Replays recorded series as if live."""
+
+    def __init__(
+        self,
+        config: ProviderConfig,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.name = config.name
+        self.config = config
+        self.clock = clock
+        opts = config.options
+        self.year = int(opts.get("year", 2023))
+        self.factor: Factor = "direct" if opts.get("factor") == "direct" else "lca"
+        self.root = Path(opts["root"]) if opts.get("root") else None
+        self.shift = bool(opts.get("shift", True))
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+    async def _series(self, zone: str) -> HourlySeries:
+        try:
+            return await asyncio.to_thread(
+                load_zone_year,
+                zone,
+                self.year,
+                factor=self.factor,
+                root=self.root,
+            )
+        except SeriesError as exc:
+            raise ProviderError("unknown_zone", str(exc), provider=self.name, zone=zone) from None
+
+    def _slice(self, s: HourlySeries, start_s: float, end_s: float) -> list[tuple[float, float]]:
+        """(interval start on the caller's timeline, value) for intervals overlapping the window."""
+        step = s.step_s
+        if self.shift:
+            base = _year_start(start_s)
+            first = int((start_s - base) // step)
+            last = int(np.ceil((end_s - base) / step))
+            idx = np.arange(first, max(last, first + 1))
+            return [(base + k * step, float(s.values[k % s.values.size])) for k in idx.tolist()]
+        lo = max(0, int(np.searchsorted(s.starts, start_s, side="right")) - 1)
+        hi = int(np.searchsorted(s.starts, end_s, side="left"))
+        return [
+            (float(t), float(v))
+            for t, v in zip(s.starts[lo:hi], s.values[lo:hi], strict=True)
+            if t + step > start_s
+        ]
+
+    def _points(
+        self, zone: str, s: HourlySeries, start_s: float, end_s: float, *, est: bool
+    ) -> list[IntensityPoint]:
+        return [
+            IntensityPoint(
+                zone,
+                utc(t),
+                utc(t + s.step_s),
+                v,
+                self.config.signal,
+                "direct" if self.factor == "direct" else "lifecycle",
+                est,
+            )
+            for t, v in self._slice(s, start_s, end_s)
+        ]
+
+    async def latest(self, zones: Sequence[str]) -> list[IntensityPoint]:
+        """The interval containing now, per zone."""
+        now = self.clock()
+        points, errors = [], {}
+        for zone in zones:
+            try:
+                got = self._points(zone, await self._series(zone), now, now, est=False)
+                if not got:
+                    raise ProviderError(
+                        "empty",
+                        f"series does not cover now (year {self.year}, shift off)",
+                        provider=self.name,
+                        zone=zone,
+                    )
+                points.append(got[0])
+            except ProviderError as exc:
+                errors[zone] = exc
+        if errors and not points:
+            raise next(iter(errors.values()))
+        if errors:
+            raise PartialFailure(points, errors, self.name)
+        return points
+
+    async def forecast(self, zone: str, start: datetime, end: datetime) -> list[IntensityPoint]:
+        """The recorded future (a perfect forecast), marked estimated."""
+        s = await self._series(zone)
+        return self._points(zone, s, start.timestamp(), end.timestamp(), est=True)
+
+    async def history(self, zone: str, start: datetime, end: datetime) -> list[IntensityPoint]:
+        """The recorded past."""
+        s = await self._series(zone)
+        return self._points(zone, s, start.timestamp(), end.timestamp(), est=False)
