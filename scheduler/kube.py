@@ -725,12 +725,13 @@ class _PodHandler:
         self.state.replace_all(None, [p for p in items if holds_resources(p)])
 
     def on_upsert(self, obj: wire.Pod) -> None:
-        if holds_resources(obj):
-            self.state.upsert_pod(obj)
-        else:  # finished (or unbound): frees its GPUs
-            self.state.delete_pod(obj.metadata.uid)
+        # terminal or unbound pods go through too: the state frees their resources and an
+        # observing sink (the ledger) sees the final phase
+        self.state.upsert_pod(obj)
 
     def on_delete(self, obj: wire.Pod) -> None:
+        if obj.status.phase in TERMINAL_PHASES:  # left the field selector by finishing
+            self.state.upsert_pod(obj)
         self.state.delete_pod(obj.metadata.uid)
 
 
