@@ -145,10 +145,9 @@ def _table(results: list[dict[str, Any]], horizon: float, now: float) -> Table:
     for col in ("zone", "now", "source", "age", "kind", "stale"):
         table.add_column(col, justify="right" if col in ("now", "age") else "left")
     if horizon > 0:
-        label = f"{horizon / 3600:g}h"
-        table.add_column(f"mean next {label}", justify="right")
-        table.add_column(f"min next {label}", justify="right")
-        table.add_column("min in", justify="right")
+        table.caption = f"forecast columns: next {horizon / 3600:g}h"
+        for col in ("fc mean", "fc min", "min in"):
+            table.add_column(col, justify="right")
     for res in results:
         val = res["value"]
         if val is None:

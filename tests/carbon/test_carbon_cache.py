@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from carbon_support import Recorder, fixture, json_response
+from carbon_support import LoopbackServer, Recorder, fixture, fixture_route, json_response
 
 from carbon import metrics
 from carbon.cache import CarbonCache
@@ -408,3 +408,26 @@ def test_default_cache_is_offline_static() -> None:
     assert view.reading("NOT-A-ZONE") is None
     gb = view.reading("GB")
     assert gb is not None and (gb.g_per_kwh, gb.age_s, gb.stale) == (234.8, 0.0, False)
+
+
+async def test_real_timeout_over_loopback_falls_back(caplog: pytest.LogCaptureFixture) -> None:
+    routes = [
+        fixture_route(
+            "/v3/carbon-intensity/latest", "electricitymaps/carbon-intensity-latest.json", delay=1.0
+        )
+    ]
+    caplog.set_level(logging.INFO, logger="lowcarb.carbon")
+    with LoopbackServer(routes) as server:
+        cfg = CarbonConfig.model_validate(
+            {
+                "providers": [{"name": "electricitymaps", "url": server.url, "timeout": "200ms"}],
+                "fallback": ["electricitymaps", "static"],
+            }
+        )
+        cache = CarbonCache(cfg, clock=Clock(), zones=["DE"])
+        snap = await cache.refresh_once()
+        await cache.stop()
+    reading = snap.reading("DE")
+    assert reading is not None and (reading.source, reading.g_per_kwh) == ("static", STATIC_DE)
+    assert cache.errors[("electricitymaps", "timeout")] == 1
+    assert warnings(caplog, "failing (timeout)") == 1

@@ -1,0 +1,103 @@
+"""``lowcarb carbon show`` via typer's CliRunner: JSON shape, table, exit codes, --policy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from carbon_support import LoopbackServer, fixture_route
+from typer.testing import CliRunner
+
+from carbon.cli import app
+
+runner = CliRunner()
+EM = "/v3/carbon-intensity"
+
+
+def test_json_shape_offline_default() -> None:
+    result = runner.invoke(app, ["show", "--zones", "DE,FR,GB", "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert list(payload) == ["zones"] and list(payload["zones"]) == ["DE", "FR", "GB"]
+    de = payload["zones"]["DE"]
+    assert de == {
+        "g_per_kwh": 481.5,
+        "source": "static",
+        "age_s": 0,
+        "kind": "average",
+        "stale": False,
+    }
+    assert isinstance(de["age_s"], int)
+
+
+def test_unknown_zone_exits_1_with_null() -> None:
+    result = runner.invoke(app, ["show", "--zones", "DE,ATLANTIS", "--json"])
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["zones"]["ATLANTIS"] is None
+
+
+def test_table_output_and_forecast_column() -> None:
+    result = runner.invoke(app, ["show", "--zones", "SE-SE3", "--forecast", "24h"])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "SE-SE3" in out and "static" in out and "fc mean" in out and "next 24h" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--zones", "DE", "--forecast", "tomorrow"], "--forecast"),
+        (["--zones", " , "], "--zones"),
+        (["--zones", "DE", "--provider", "nope"], "unknown provider 'nope'"),
+    ],
+)
+def test_bad_input_exits_2_naming_the_option(args: list[str], needle: str) -> None:
+    result = runner.invoke(app, ["show", *args])
+    assert result.exit_code == 2
+    assert needle in result.output
+
+
+def test_bad_policy_section_exits_2(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump({"carbon": {"fallback": ["ukgrid"]}}))
+    result = runner.invoke(app, ["show", "--zones", "DE", "--policy", str(policy)])
+    assert result.exit_code == 2
+    assert "carbon.fallback" in result.output
+
+
+def test_policy_with_live_provider_over_loopback(tmp_path: Path) -> None:
+    routes = [
+        fixture_route(f"{EM}/latest", "electricitymaps/carbon-intensity-latest.json"),
+        fixture_route(f"{EM}/forecast", "electricitymaps/carbon-intensity-forecast.json"),
+    ]
+    with LoopbackServer(routes) as server:
+        policy = tmp_path / "policy.yaml"
+        carbon = {
+            "providers": [{"name": "em", "type": "electricitymaps", "url": server.url}],
+            "fallback": ["em", "static"],
+            "staleAfter": "100000d",  # the fixture is from 2023
+        }
+        policy.write_text(yaml.safe_dump({"carbon": carbon}))
+        args = ["show", "--zones", "DE,FR", "--json", "--forecast", "24h", "--policy", str(policy)]
+        result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    zones = json.loads(result.stdout)["zones"]
+    assert zones["DE"]["source"] == "em" and zones["DE"]["g_per_kwh"] == 434.0
+    assert zones["DE"]["age_s"] > 0 and zones["DE"]["stale"] is False
+    assert zones["FR"]["source"] == "em"  # same fixture body for every zone
+    assert "forecast" in zones["DE"]
+
+
+def test_provider_down_falls_back_exit_0(monkeypatch: pytest.MonkeyPatch) -> None:
+    routes = [
+        fixture_route(f"{EM}/latest", "electricitymaps/error-401-invalid-auth-token.json", 401)
+    ]
+    with LoopbackServer(routes) as server:
+        monkeypatch.setenv("LOWCARB_ELECTRICITYMAPS_URL", server.url)
+        args = ["show", "--zones", "DE", "--provider", "electricitymaps", "--json"]
+        result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    de = json.loads(result.stdout)["zones"]["DE"]
+    assert de["source"] == "static" and de["g_per_kwh"] == 481.5
