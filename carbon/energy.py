@@ -8,7 +8,8 @@ lives in plain functions so the hot path can vectorise it over nodes with numpy.
 from __future__ import annotations
 
 import re
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 
 class GpuPower(BaseModel):
@@ -24,6 +25,18 @@ class GpuPower(BaseModel):
     embodiedGPerHour: float = Field(
         default=0.0, ge=0, description="Embodied emissions amortised per GPU-hour, gCO2e"
     )
+
+    @field_validator("match")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(
+                f"{value!r} is not a valid regular expression ({exc}); write a plain product "
+                "substring such as 'H100' or escape special characters"
+            ) from None
+        return value
 
 
 DEFAULT_GPUS: tuple[GpuPower, ...] = (
@@ -47,7 +60,14 @@ class PowerModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    gpus: tuple[GpuPower, ...] = Field(default=DEFAULT_GPUS)
+    gpus: tuple[GpuPower, ...] = Field(
+        default=(),
+        description="GPU models, first match wins; searched before the built-in table",
+    )
+    builtinGpus: bool = Field(
+        default=True,
+        description="After `gpus`, also search the built-in table (H200, H100, B200, A100, ...)",
+    )
     defaultGpu: GpuPower = Field(
         default=GpuPower(match=".*", watts=300, relativeSpeed=1.0, embodiedGPerHour=15.0),
         description="Used for GPU products no entry matches",
@@ -55,21 +75,42 @@ class PowerModel(BaseModel):
     cpuWattsPerCore: float = Field(default=4.0, ge=0)
     memoryWattsPerGiB: float = Field(default=0.375, ge=0)
     pue: float = Field(default=1.2, ge=1.0, le=3.0, description="Default power usage effectiveness")
-    pueByZone: dict[str, float] = Field(default_factory=dict)
+    pueByZone: dict[str, float] = Field(
+        default_factory=dict, description="PUE per grid zone key, e.g. {SE: 1.1}"
+    )
+    pueByRegion: dict[str, float] = Field(
+        default_factory=dict,
+        description="PUE per node region label value (wins over pueByZone), e.g. {eu-north-1: 1.1}",
+    )
     _cache: dict[str, GpuPower] = PrivateAttr(default_factory=dict)
+
+    @field_validator("pueByZone", "pueByRegion")
+    @classmethod
+    def _pue_range(cls, value: dict[str, float]) -> dict[str, float]:
+        for key, pue in value.items():
+            if not 1.0 <= pue <= 3.0:
+                raise ValueError(f"{key}: PUE {pue} is outside 1.0..3.0 (typical: 1.1..1.6)")
+        return value
+
+    def table(self) -> tuple[GpuPower, ...]:
+        """Entries searched for a GPU product, in order."""
+        return (*self.gpus, *DEFAULT_GPUS) if self.builtinGpus else self.gpus
 
     def gpu(self, product: str) -> GpuPower:
         """The entry for a GPU product label (first match wins), else ``defaultGpu``."""
         hit = self._cache.get(product)
         if hit is None:
             hit = next(
-                (e for e in self.gpus if re.search(e.match, product, flags=re.IGNORECASE)),
+                (e for e in self.table() if re.search(e.match, product, flags=re.IGNORECASE)),
                 self.defaultGpu,
             )
             self._cache[product] = hit
         return hit
 
-    def pue_for(self, zone: str | None) -> float:
+    def pue_for(self, zone: str | None, region: str | None = None) -> float:
+        """PUE of a site: by region label value, else by grid zone, else the default."""
+        if region is not None and region in self.pueByRegion:
+            return self.pueByRegion[region]
         if zone is not None and zone in self.pueByZone:
             return self.pueByZone[zone]
         return self.pue

@@ -1,57 +1,291 @@
 """Policy: the one place platform teams tune lowcarb (pydantic v2, unknown keys rejected).
 
-v1: workload classes with term weights, GPU score mode and expected duration; the power model; the
-carbon section. Classes are chosen by the ``lowcarb.dev/class`` annotation, else ``default``.
+A policy holds the carbon data section (providers, fallback chain, zone mapping; validated by
+:mod:`carbon.config`), the power model (:mod:`carbon.energy`) and the workload classes: how pods
+are recognised (selectors), how their candidate nodes are scored (terms and weights, GPU score
+mode, signal kind, expected duration) and constrained (data residency, maximum intensity), and
+whether they may wait for a cleaner hour (``temporalShift``). :mod:`scheduler.validate` turns
+validation errors into file:line:column messages; ``policies/schema.json`` is generated from
+these models.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
+from carbon.config import CarbonConfig
 from carbon.energy import PowerModel
 
 DEFAULT_POLICY = Path(__file__).parent / "data" / "default.yaml"
+DEFAULT_CLASS = "default"
+BUILTIN_CLASSES = ("training", "batch", "inference", DEFAULT_CLASS)
 _DURATION = re.compile(
     r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*"
-    r"(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$"
+    r"(?:(\d+(?:\.\d+)?)\s*m(?!s))?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$"
 )
+DURATION_PATTERN = (
+    r"^\s*(\d+(\.\d+)?\s*d)?\s*(\d+(\.\d+)?\s*h)?\s*(\d+(\.\d+)?\s*m)?\s*(\d+(\.\d+)?\s*s)?\s*$"
+)
+FILTER_ONLY_TERMS = frozenset({"constraints"})
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in a duration such as ``"90m"``, ``"1h30m"``, ``"2d"``, ``"45s"``."""
+    """Seconds in a duration such as ``"90m"``, ``"1h30m"``, ``"2d"``, ``"45s"`` (Go's
+    ``time.Duration`` strings like ``"1h30m0s"`` included)."""
+    if not isinstance(text, str):
+        raise ValueError(f"{text!r} is not a duration string (use e.g. '45s', '30m', '2h')")
     match = _DURATION.match(text)
     if not text.strip() or match is None or not any(match.groups()):
         raise ValueError(f"{text!r} is not a duration (use e.g. '45s', '30m', '2h', '1h30m', '1d')")
     d, h, m, s = (float(g) if g else 0.0 for g in match.groups())
-    return d * 86400 + h * 3600 + m * 60 + s
+    seconds = d * 86400 + h * 3600 + m * 60 + s
+    if seconds <= 0:
+        raise ValueError(f"{text!r} is zero; a duration must be positive (e.g. '30m')")
+    return seconds
 
 
-class WorkloadClass(BaseModel):
+def _duration_text(value: object) -> object:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(
+            f"{value!r} has no unit; write a duration string such as '{value}s' or '{value}h'"
+        )
+    if isinstance(value, str):
+        parse_duration(value)
+    return value
+
+
+DurationText = Annotated[
+    str,
+    BeforeValidator(_duration_text),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": DURATION_PATTERN,
+            "examples": ["45s", "30m", "4h", "1h30m", "2d"],
+        }
+    ),
+]
+
+
+def _fraction(value: object) -> object:
+    """``0.1`` or ``"10%"`` -> 0.1."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return float(value.strip()[:-1]) / 100.0
+        except ValueError:
+            raise ValueError(f"{value!r} is not a percentage (write e.g. '10%' or 0.1)") from None
+    return value
+
+
+Fraction = Annotated[
+    float,
+    BeforeValidator(_fraction),
+    Field(ge=0.0, le=1.0),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": 1},
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*%\s*$"},
+            ]
+        }
+    ),
+]
+
+
+class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str
-    weights: dict[str, float] = Field(default_factory=lambda: {"gpu_fit": 0.5, "carbon": 0.5})
-    gpuMode: Literal["fgd", "bestfit", "packing", "spread"] = "fgd"
-    expectedDuration: str = "1h"
-    signal: Literal["average", "marginal"] = "average"
+
+class SelectorRequirement(_Strict):
+    """One label requirement, as in a Kubernetes label selector."""
+
+    key: str = Field(min_length=1)
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _values(self) -> SelectorRequirement:
+        if self.operator in ("In", "NotIn") and not self.values:
+            raise ValueError(f"operator {self.operator} needs a non-empty 'values' list")
+        if self.operator in ("Exists", "DoesNotExist") and self.values:
+            raise ValueError(f"operator {self.operator} takes no 'values'; remove them")
+        return self
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        if self.operator == "Exists":
+            return self.key in labels
+        if self.operator == "DoesNotExist":
+            return self.key not in labels
+        hit = self.key in labels and labels[self.key] in self.values
+        return hit if self.operator == "In" else not hit
+
+
+class Selector(_Strict):
+    """Which pods belong to a class. Every field given must match (AND); lists match any item.
+
+    Owner kinds are the pod's controller kinds, with the usual chains filled in: a pod of a
+    Deployment is owned by a ReplicaSet (and carries ``pod-template-hash``), a JobSet's pods by a
+    Job (and carry ``jobset.sigs.k8s.io/jobset-name``); both are recognised.
+    """
+
+    matchLabels: dict[str, str] = Field(default_factory=dict, description="Exact label values")
+    matchExpressions: list[SelectorRequirement] = Field(
+        default_factory=list, description="Label requirements (In, NotIn, Exists, DoesNotExist)"
+    )
+    matchAnnotations: dict[str, str] = Field(
+        default_factory=dict, description="Exact annotation values"
+    )
+    namespaces: list[str] = Field(
+        default_factory=list, description="Namespace names or globs, e.g. 'ml-*'"
+    )
+    ownerKinds: list[str] = Field(
+        default_factory=list,
+        description="Controller kinds: Job, JobSet, PyTorchJob, RayJob, Deployment, StatefulSet...",
+    )
+
+    def is_empty(self) -> bool:
+        return not (
+            self.matchLabels
+            or self.matchExpressions
+            or self.matchAnnotations
+            or self.namespaces
+            or self.ownerKinds
+        )
+
+    def matches(
+        self,
+        labels: dict[str, str],
+        annotations: dict[str, str],
+        namespace: str,
+        owner_kinds: frozenset[str],
+    ) -> bool:
+        """True when every given criterion holds (an empty selector matches nothing)."""
+        if self.is_empty():
+            return False
+        if any(labels.get(k) != v for k, v in self.matchLabels.items()):
+            return False
+        if not all(r.matches(labels) for r in self.matchExpressions):
+            return False
+        if any(annotations.get(k) != v for k, v in self.matchAnnotations.items()):
+            return False
+        if self.namespaces and not any(fnmatch.fnmatchcase(namespace, p) for p in self.namespaces):
+            return False
+        return not self.ownerKinds or any(k in owner_kinds for k in self.ownerKinds)
+
+
+class Constraints(_Strict):
+    """Hard constraints of a class: data residency and a ceiling on grid intensity."""
+
+    allowedRegions: list[str] = Field(
+        default_factory=list,
+        description="Node region label values (globs, e.g. 'eu-*'); empty: any region",
+    )
+    allowedZones: list[str] = Field(
+        default_factory=list,
+        description="Grid zone keys (globs, e.g. 'DE', 'SE*'); empty: any zone",
+    )
+    maxIntensity: float | None = Field(
+        default=None,
+        gt=0,
+        le=2000,
+        description="gCO2e/kWh; nodes whose zone is dirtier over the pod's expected run are "
+        "filtered out, but only when a cleaner feasible node exists",
+    )
+
+    def region_allowed(self, region: str) -> bool:
+        return not self.allowedRegions or any(
+            fnmatch.fnmatchcase(region, p) for p in self.allowedRegions
+        )
+
+    def zone_allowed(self, zone: str | None) -> bool:
+        if not self.allowedZones:
+            return True
+        return zone is not None and any(fnmatch.fnmatchcase(zone, p) for p in self.allowedZones)
+
+    @property
+    def residency(self) -> bool:
+        return bool(self.allowedRegions or self.allowedZones)
+
+
+class TemporalShift(_Strict):
+    """Let the class's pods wait for a cleaner hour (scheduling gates, issue 7)."""
+
+    enabled: bool = True
+    maxDelay: DurationText = Field(description="Longest wait after creation, e.g. '12h'")
+    minSaving: Fraction = Field(
+        default=0.1,
+        description="Hold only when the expected saving beats this fraction (0.1 or '10%')",
+    )
+
+    @property
+    def max_delay_s(self) -> float:
+        return parse_duration(self.maxDelay)
+
+
+Weight = Annotated[float, Field(ge=0.0, le=1000.0)]
+
+
+def _default_weights() -> dict[str, float]:
+    return {"gpu_fit": 0.5, "carbon": 0.5}
+
+
+class WorkloadClass(_Strict):
+    """How the pods of one class are recognised, scored and constrained."""
+
+    description: str = ""
+    selector: Selector = Field(
+        default_factory=Selector,
+        description="Pods matching this selector get the class (the lowcarb.dev/class "
+        "annotation wins; classes are tried in file order; 'default' catches the rest)",
+    )
+    weights: dict[str, Weight] = Field(
+        default_factory=_default_weights,
+        description="Scoring terms and their weights (>= 0; normalised by their sum)",
+    )
+    gpuMode: Literal["fgd", "bestfit", "packing", "spread"] = Field(
+        default="fgd", description="How gpu_fit scores: fgd, bestfit, packing or spread"
+    )
+    expectedDuration: DurationText = Field(
+        default="1h", description="Run time when the pod has no lowcarb.dev/expected-duration"
+    )
+    signal: Literal["average", "marginal"] = Field(
+        default="average", description="Grid signal the carbon term reads"
+    )
+    constraints: Constraints = Field(default_factory=Constraints)
+    temporalShift: TemporalShift | None = None
 
     @field_validator("weights")
     @classmethod
     def _weights(cls, value: dict[str, float]) -> dict[str, float]:
-        for key, w in value.items():
-            if w < 0:
-                raise ValueError(f"weights.{key}: must be >= 0 (got {w})")
-        return value
+        from scheduler import terms  # late: the terms package imports the energy model
 
-    @field_validator("expectedDuration")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        parse_duration(value)
+        known = sorted(k for k in terms.REGISTRY if k not in FILTER_ONLY_TERMS)
+        problems = [
+            f"{key}: unknown term{_did_you_mean(key, known)} (known terms: {', '.join(known)})"
+            for key in value
+            if key not in known
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        if value and not any(w > 0 for w in value.values()):
+            raise ValueError("at least one weight must be > 0")
+        if not value:
+            raise ValueError("no terms; give e.g. {gpu_fit: 0.5, carbon: 0.5}")
         return value
 
     @property
@@ -59,34 +293,75 @@ class WorkloadClass(BaseModel):
         return parse_duration(self.expectedDuration)
 
 
-class Policy(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Policy(_Strict):
+    """A lowcarb policy document (``apiVersion: lowcarb.dev/v1``, ``kind: Policy``)."""
 
     apiVersion: Literal["lowcarb.dev/v1"] = "lowcarb.dev/v1"
     kind: Literal["Policy"] = "Policy"
-    carbon: dict[str, Any] = Field(default_factory=dict)
-    power: PowerModel = Field(default_factory=PowerModel)
-    classes: list[WorkloadClass] = Field(default_factory=lambda: [WorkloadClass(name="default")])
+    carbon: CarbonConfig = Field(
+        default_factory=CarbonConfig,
+        description="Carbon data: providers, fallback chain, zone mapping, static values",
+    )
+    power: PowerModel = Field(
+        default_factory=PowerModel, description="GPU watts and speed, CPU/memory power, PUE"
+    )
+    classes: dict[str, WorkloadClass] = Field(
+        default_factory=lambda: {DEFAULT_CLASS: WorkloadClass()},
+        description="Workload classes by name, tried in this order; 'default' is added when "
+        "absent and catches every pod no other class selects",
+    )
 
-    @model_validator(mode="after")
-    def _classes(self) -> Policy:
-        names = [c.name for c in self.classes]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"classes: duplicate class names {dupes}")
-        if "default" not in names:
-            raise ValueError("classes: a class named 'default' is required")
-        return self
+    @field_validator("classes")
+    @classmethod
+    def _classes(cls, value: dict[str, WorkloadClass]) -> dict[str, WorkloadClass]:
+        bad = [n for n in value if not _NAME.match(n)]
+        if bad:
+            raise ValueError(
+                f"class names {bad} must be lower-case letters, digits and '-' "
+                "(like Kubernetes names), e.g. 'training'"
+            )
+        if DEFAULT_CLASS not in value:
+            value = {**value, DEFAULT_CLASS: WorkloadClass()}
+        elif not value[DEFAULT_CLASS].selector.is_empty():
+            raise ValueError(
+                "classes.default.selector: the default class catches every pod other classes do "
+                "not select; remove its selector"
+            )
+        return value
 
     def workload_class(self, name: str) -> WorkloadClass:
-        for c in self.classes:
-            if c.name == name:
-                return c
-        return self.workload_class("default")
+        """The class called ``name``, else ``default``."""
+        return self.classes.get(name) or self.classes[DEFAULT_CLASS]
+
+    def term_names(self) -> list[str]:
+        return sorted({t for c in self.classes.values() for t in c.weights})
+
+
+def _did_you_mean(word: str, options: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return f", did you mean {close[0]!r}?" if close else ""
 
 
 def load_policy(path: Path | str | None = None) -> Policy:
-    """Load and validate a policy file (the embedded default when ``path`` is None)."""
-    source = Path(path) if path is not None else DEFAULT_POLICY
-    data = yaml.safe_load(source.read_text()) or {}
-    return Policy.model_validate(data)
+    """Load and validate a policy file (the embedded default when ``path`` is None).
+
+    Raises :class:`scheduler.validate.PolicyError` listing every problem with file:line:column.
+    """
+    from scheduler.validate import load_checked
+
+    return load_checked(Path(path) if path is not None else DEFAULT_POLICY)
+
+
+def policy_from_text(text: str, source: str = "<policy>") -> Policy:
+    """Validate a policy from YAML text (errors as in :func:`load_policy`)."""
+    from scheduler.validate import check_text
+
+    return check_text(text, source)
+
+
+def dump_yaml(policy: Policy) -> str:
+    """The policy as YAML (aliases as in files; defaults included)."""
+    data = policy.model_dump(mode="json", by_alias=True)
+    return yaml.safe_dump(data, sort_keys=False)

@@ -2,7 +2,9 @@
 
 Polls the file's bytes (works with a mounted ConfigMap's ``..data`` symlink swap, where mtimes
 and inotify events are unreliable). A file that fails validation never replaces the good policy:
-the errors are logged and ``lowcarb_policy_reload_failed`` is set to 1 until a good file lands.
+every error (file:line:column: field path: message) is logged and ``lowcarb_policy_reload_failed``
+is set to 1 until a good file lands. A file that is invalid at start-up stops the start with the
+same messages: there is no last good policy to keep yet.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import structlog
 
 from scheduler import metrics
 from scheduler.engine import Engine
-from scheduler.policy import DEFAULT_POLICY, Policy, load_policy
+from scheduler.policy import DEFAULT_POLICY, Policy, load_policy, policy_from_text
+from scheduler.validate import PolicyError
 
 log = structlog.get_logger("lowcarb.policy")
 
@@ -57,11 +60,14 @@ class PolicyStore:
         if digest == self._digest:
             return False
         try:
-            policy = load_policy(self.path)
+            policy = policy_from_text(data.decode("utf-8"), str(self.path))
             engine = Engine(policy)
-        except Exception as exc:
+        except PolicyError as exc:
             self._digest = digest
-            return self._failed(f"{self.path}: {exc}")
+            return self._failed(str(exc), [str(i) for i in exc.issues])
+        except Exception as exc:  # undecodable bytes, a term that fails to build, ...
+            self._digest = digest
+            return self._failed(f"{self.path}: {type(exc).__name__}: {exc}")
         self._digest = digest
         self._policy, self._engine = policy, engine
         self.last_error = None
@@ -72,11 +78,15 @@ class PolicyStore:
             listener(policy)
         return True
 
-    def _failed(self, message: str) -> bool:
+    def _failed(self, message: str, errors: list[str] | None = None) -> bool:
         self.last_error = message
         metrics.POLICY_RELOAD_FAILED.set(1)
         metrics.POLICY_RELOADS.labels("invalid").inc()
-        log.error("policy reload rejected; keeping the last good policy", error=message)
+        log.error(
+            "policy reload rejected; keeping the last good policy",
+            path=str(self.path),
+            errors=errors or [message],
+        )
         return False
 
     async def watch(self, interval_s: float = 2.0) -> None:

@@ -42,6 +42,7 @@ def evaluate(ctx: Context, terms: list[tuple[Term, float]], *, score: bool = Tru
     feasible = np.ones(n, dtype=bool)
     reasons: dict[int, str] = {}
     for t, _ in terms:
+        ctx.params["feasible"] = feasible  # rows that passed the filters so far (read-only)
         mask, why = t.filter(ctx)
         if mask is None:
             continue

@@ -1,19 +1,43 @@
 """Carbon term: expected emissions (gCO2e) of the pod on each candidate node.
 
-energy = IT power of the pod on the node's GPU model (GPUs, fractions counted fractionally, plus
-CPU and memory share) x PUE of the node's zone x expected duration on that node (the pod's expected
-duration divided by the GPU model's relative speed); emissions = energy x the mean forecast
-intensity of the node's zone over [now, now + duration] (the latest value where no forecast
-exists). So a faster, more efficient GPU in a slightly dirtier zone can win. The work is done per
-distinct (zone, GPU model) pair, not per node.
+For a node with GPU model ``m`` in grid zone ``z`` and region ``r``::
+
+    run_s    = expected duration / relativeSpeed(m)          (GPU pods; CPU pods: speed 1)
+    it_W     = watts(m) x GPUs + cpuWattsPerCore x cores + memoryWattsPerGiB x GiB
+    kWh      = it_W x PUE(r, z) x run_s / 3.6e6
+    gCO2e    = kWh x mean forecast intensity of z over [now, now + run_s]
+
+GPUs count fractionally: a shared-GPU pod asking 300 milli counts 0.3 GPU, a MIG slice its share
+of the 7 compute slices (``1g.10gb`` = 1/7). The forecast mean falls back to the latest value
+where no forecast covers the run (the carbon cache decides; scoring never waits on it). Lower is
+better: normalised min-max over the candidates (least emissions 1, most 0). A node whose zone has
+no carbon data keeps raw NaN, is normalised as the candidates' mean (neutral), and the
+decision notes say so. The work is one
+carbon lookup per distinct (zone, GPU model) pair, not per node.
 """
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from carbon.energy import energy_kwh
+from scheduler.demand import PodDemand
 from scheduler.terms.base import Context, Term, TermScore, lower_is_better, term
+
+MIG_SLICES = 7  # compute slices of an A100/H100/H200 in MIG mode
+_MIG_G = re.compile(r"^(\d+)g\.")
+
+
+def gpu_share(pod: PodDemand) -> float:
+    """GPUs the pod occupies: whole GPUs, a shared fraction, or its MIG slices' share."""
+    share = pod.gpu_fraction
+    for profile, count in pod.mig.items():
+        match = _MIG_G.match(profile)
+        slices = int(match.group(1)) if match else 1
+        share += count * min(slices, MIG_SLICES) / MIG_SLICES
+    return share
 
 
 @term("carbon")
@@ -27,44 +51,60 @@ class Carbon(Term):
         if n == 0:
             return TermScore(raw=raw, normalized=raw.copy(), unit="gCO2e")
         kind = ctx.params.get("signal", "average")
+        gpus = gpu_share(pod)
+        cores = pod.cpu_milli / 1000.0
+        gib = pod.mem_bytes / 2**30
+        # PUE per row: by region label, else by zone, else the default
+        pue = np.full(n, power.pue, dtype=np.float64)
+        if power.pueByRegion or power.pueByZone:
+            zone_names = t.zone_names()
+            for i in range(n):
+                pue[i] = power.pue_for(zone_names[i], t.region[i])
         n_models = max(len(t.models), 1)
         pair = (t.zone.astype(np.int64) + 1) * n_models + t.gpu_model
         uniq, inverse = np.unique(pair, return_inverse=True)
-        cores = pod.cpu_milli / 1000.0
-        gib = pod.mem_bytes / 2**30
+        missing: list[str] = []
         for k, code in enumerate(uniq.tolist()):
             zone_idx, model_idx = divmod(code, n_models)
-            zone_idx -= 1
-            product = t.models[model_idx] if t.models else ""
-            spec = power.gpu(product)
-            speed = spec.relativeSpeed if pod.wants_gpu else 1.0
-            duration = ctx.duration_s / speed
-            zone = t.zones[zone_idx] if zone_idx >= 0 else None
-            reading = (
-                ctx.carbon.mean_intensity(zone, ctx.now_s, ctx.now_s + duration, kind)
-                if zone is not None
-                else None
-            )
+            zone = t.zones[zone_idx - 1] if zone_idx > 0 else None
             rows = inverse == k
-            if reading is None:
+            if zone is None:
                 continue
-            if zone is not None and zone not in sources:
+            product = t.models[model_idx] if t.models else ""
+            speed = power.gpu(product).relativeSpeed if pod.wants_gpu else 1.0
+            duration = ctx.duration_s / speed
+            reading = ctx.carbon.mean_intensity(zone, ctx.now_s, ctx.now_s + duration, kind)
+            if reading is None:
+                missing.append(zone)
+                continue
+            if zone not in sources:
                 sources[zone] = {
                     "source": reading.source,
                     "age_s": round(reading.age_s, 1),
                     "stale": reading.stale,
                     "g_per_kwh": round(reading.g_per_kwh, 1),
                 }
-            watts = power.it_watts(product, pod.gpu_fraction, cores, gib)
-            kwh = energy_kwh(watts, power.pue_for(zone), duration)
-            raw[rows] = kwh * reading.g_per_kwh
+            watts = power.it_watts(product, gpus, cores, gib)
+            kwh_at_pue1 = energy_kwh(watts, 1.0, duration)
+            raw[rows] = kwh_at_pue1 * pue[rows] * reading.g_per_kwh
             intensity[rows] = reading.g_per_kwh
         known = np.isfinite(raw)
+        if not known.all():
+            unknown_zone = int((t.zone < 0).sum())
+            what = sorted(set(missing))
+            parts = [f"no carbon data for zone(s) {', '.join(what)}"] if what else []
+            if unknown_zone:
+                parts.append(f"{unknown_zone} node(s) with no grid zone")
+            note = "; ".join(parts) + ": scored neutral (candidates' mean emissions)"
+            if note not in pod.notes:
+                pod.notes.append(note)
+        filled = raw
         if known.any() and not known.all():
-            raw[~known] = float(np.mean(raw[known]))  # no data: neutral, neither best nor worst
+            filled = raw.copy()
+            filled[~known] = float(np.mean(raw[known]))
         return TermScore(
             raw=raw,
-            normalized=lower_is_better(raw),
+            normalized=lower_is_better(filled),
             unit="gCO2e",
             detail={"intensity": intensity, "carbon_data": sources},
         )
