@@ -37,7 +37,7 @@ from carbon.providers.base import (
 )
 from carbon.providers.static import static_values
 from carbon.types import IntensityPoint, Reading, SignalKind, ZoneSeries
-from carbon.window import FloatArray, window_mean
+from carbon.window import FloatArray, IntervalSeries
 
 log = logging.getLogger("lowcarb.carbon.cache")
 
@@ -73,6 +73,10 @@ class Forecast:
     values: FloatArray
     source: str
     zone: str
+    intervals: IntervalSeries = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "intervals", IntervalSeries(self.starts, self.ends, self.values))
 
     def series(self) -> ZoneSeries:
         """As the contract's :class:`ZoneSeries`."""
@@ -181,9 +185,7 @@ class CarbonSnapshot:
         if fc is None or latest.stale:
             return latest
         try:
-            mean, covered = window_mean(
-                fc.starts, fc.ends, fc.values, start_s, end_s, latest.g_per_kwh
-            )
+            mean, covered = fc.intervals.mean(start_s, end_s, latest.g_per_kwh)
         except Exception:
             log.exception("carbon: forecast mean failed for zone %r", zone)
             return latest

@@ -23,7 +23,7 @@ import pandas as pd
 
 from carbon.datadir import data_dir
 from carbon.types import Reading, SignalKind, ZoneSeries
-from carbon.window import FloatArray, window_mean
+from carbon.window import FloatArray, IntervalSeries
 
 Factor = Literal["lca", "direct"]
 PORTAL_DIR = ("carbon", "electricitymaps_portal")
@@ -188,7 +188,7 @@ class SeriesView:
         self.seed = seed
         self.horizon_s = horizon_s
         self.kind: SignalKind = kind
-        self._forecasts: dict[str, tuple[FloatArray, FloatArray, FloatArray]] = {}
+        self._forecasts: dict[str, tuple[FloatArray, FloatArray, FloatArray, IntervalSeries]] = {}
 
     def at(self, now_s: float) -> SeriesView:
         """The same series viewed at another simulated time."""
@@ -221,7 +221,9 @@ class SeriesView:
             kind=self.kind,
         )
 
-    def _forecast_arrays(self, zone: str) -> tuple[FloatArray, FloatArray, FloatArray] | None:
+    def _forecast_arrays(
+        self, zone: str
+    ) -> tuple[FloatArray, FloatArray, FloatArray, IntervalSeries] | None:
         hit = self._forecasts.get(zone)
         if hit is not None:
             return hit
@@ -235,7 +237,8 @@ class SeriesView:
         if self.sigma > 0 and values.size > 1:
             noise = _noise(zone, self.now_s, self.seed, values.size - 1)
             values[1:] = np.clip(values[1:] + noise * self.sigma * s.mean(), 0.0, None)
-        arrays = (starts, starts + s.step_s, values)
+        ends = starts + s.step_s
+        arrays = (starts, ends, values, IntervalSeries(starts, ends, values))
         self._forecasts[zone] = arrays
         return arrays
 
@@ -247,7 +250,7 @@ class SeriesView:
         arrays = self._forecast_arrays(zone)
         if latest is None or arrays is None:
             return None
-        mean, covered = window_mean(*arrays, start_s, end_s, latest.g_per_kwh)
+        mean, covered = arrays[3].mean(start_s, end_s, latest.g_per_kwh)
         return Reading(
             zone=zone,
             g_per_kwh=mean,
@@ -262,7 +265,7 @@ class SeriesView:
         arrays = self._forecast_arrays(zone)
         if arrays is None:
             return None
-        starts, ends, values = arrays
+        starts, ends, values, _ = arrays
         return ZoneSeries(
             zone=zone,
             starts=tuple(starts.tolist()),
