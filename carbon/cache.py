@@ -336,7 +336,22 @@ class CarbonCache:
         return self._publish()
 
     def reconfigure(self, config: CarbonConfig) -> None:
-        """Hot-reload: keep state of unchanged providers, replace the rest, publish."""
+        """Hot-reload: keep state of unchanged providers, replace the rest, publish.
+
+        Safe to call from another thread (a policy watcher): the change is then applied on the
+        cache's event loop.
+        """
+        if self._running and self._loop is not None:
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is not self._loop:
+                self._loop.call_soon_threadsafe(self._apply, config)
+                return
+        self._apply(config)
+
+    def _apply(self, config: CarbonConfig) -> None:
         old = self._states
         self.config = config
         self._build_states(config, previous=old)

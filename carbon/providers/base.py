@@ -409,7 +409,10 @@ class HttpProviderBase:
     """Common constructor bits for HTTP providers (config, clock, zone key translation)."""
 
     type_name: ClassVar[str] = ""
-    default_zone_keys: ClassVar[Mapping[str, str]] = {}
+
+    def default_zone_keys(self) -> Mapping[str, str]:
+        """Built-in lowcarb zone -> provider key table (empty: keys pass through)."""
+        return {}
 
     def __init__(self, config: ProviderConfig, *, clock: Callable[[], float] = time.time) -> None:
         self.name = config.name
@@ -418,4 +421,4 @@ class HttpProviderBase:
 
     def key(self, zone: str) -> str:
         """This provider's own key for lowcarb zone ``zone``."""
-        return self.config.zones.get(zone) or self.default_zone_keys.get(zone) or zone
+        return self.config.zones.get(zone) or self.default_zone_keys().get(zone) or zone

@@ -70,8 +70,7 @@ class CarbonAwareSdk(HttpProviderBase):
             clock=clock,
         )
 
-    @property
-    def default_zone_keys(self) -> Mapping[str, str]:  # type: ignore[override]
+    def default_zone_keys(self) -> Mapping[str, str]:
         """Built-in zone -> Azure location table."""
         return builtin_azure_locations()
 

@@ -9,9 +9,9 @@ Factors are direct (wind, solar and nuclear count as 0, see ``/intensity/factors
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 
@@ -42,7 +42,9 @@ def _minute(dt: datetime) -> str:
 class UkGrid(HttpProviderBase):
     """api.carbonintensity.org.uk (https://carbon-intensity.github.io/api-definitions/)."""
 
-    default_zone_keys: ClassVar[dict[str, str]] = {"GB": NATIONAL}
+    def default_zone_keys(self) -> Mapping[str, str]:
+        """Only ``GB`` (national) is known without configuration."""
+        return {"GB": NATIONAL}
 
     def __init__(
         self,

@@ -77,8 +77,7 @@ class WattTime(HttpProviderBase):
         self._login_lock = asyncio.Lock()
         self.logins = 0
 
-    @property
-    def default_zone_keys(self) -> Mapping[str, str]:  # type: ignore[override]
+    def default_zone_keys(self) -> Mapping[str, str]:
         """Built-in zone -> WattTime region table."""
         return builtin_watttime_regions()
 

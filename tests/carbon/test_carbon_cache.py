@@ -431,3 +431,24 @@ async def test_real_timeout_over_loopback_falls_back(caplog: pytest.LogCaptureFi
     assert reading is not None and (reading.source, reading.g_per_kwh) == ("static", STATIC_DE)
     assert cache.errors[("electricitymaps", "timeout")] == 1
     assert warnings(caplog, "failing (timeout)") == 1
+
+
+async def test_reconfigure_from_another_thread_applies_on_the_loop() -> None:
+    rec = em_routes(latest_ok())
+    cfg = CarbonConfig.model_validate(
+        {
+            "providers": [{"name": "electricitymaps", "url": "http://em.test", "refresh": "1h"}],
+            "fallback": ["electricitymaps", "static"],
+        }
+    )
+    cache = CarbonCache(cfg, clock=Clock(), transport=rec.transport(), zones=["DE"])
+    await cache.start()
+    await asyncio.to_thread(cache.reconfigure, CarbonConfig.model_validate({"static": {"DE": 1.0}}))
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if cache.config.static:
+            break
+    assert list(cache._states) == ["static"]
+    reading = cache.view().reading("DE")
+    assert reading is not None and (reading.source, reading.g_per_kwh) == ("static", 1.0)
+    await cache.stop()
