@@ -1,0 +1,92 @@
+"""Shared helpers for the deploy tests: repository paths, YAML loading, kustomize builds."""
+
+from __future__ import annotations
+
+import functools
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+KUSTOMIZE = DEPLOY / "kustomize"
+BASE = KUSTOMIZE / "base"
+OVERLAYS = sorted(p for p in (KUSTOMIZE / "overlays").iterdir() if p.is_dir())
+TARGETS = [BASE, *OVERLAYS]
+# Oldest kube-scheduler lowcarb supports: manifests must validate against this API version.
+KUBE_VERSION = "1.30"
+
+Manifest = dict[str, Any]
+
+
+def target_id(path: Path) -> str:
+    """A short test id for a kustomize directory: 'base' or the overlay name."""
+    return path.name
+
+
+def load_yaml_documents(path: Path) -> list[Manifest]:
+    """Every non-empty YAML document in a file."""
+    with path.open(encoding="utf-8") as fh:
+        return [doc for doc in yaml.safe_load_all(fh) if doc]
+
+
+def kubectl() -> str:
+    """Path of kubectl, or skip the calling test with the reason."""
+    found = shutil.which("kubectl")
+    if found is None:
+        pytest.skip("kubectl is not installed: kustomize builds cannot be checked here")
+    return found
+
+
+@functools.cache
+def _build(directory: Path) -> str:
+    result = subprocess.run(
+        [kubectl(), "kustomize", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"kubectl kustomize {directory} failed:\n{result.stderr}")
+    return result.stdout
+
+
+def build(directory: Path) -> list[Manifest]:
+    """The objects `kubectl kustomize DIRECTORY` renders (skips where kubectl is absent)."""
+    return [doc for doc in yaml.safe_load_all(_build(directory)) if doc]
+
+
+def find(objects: list[Manifest], kind: str, name: str) -> Manifest:
+    """The one object of this kind named NAME (or NAME-<hash>, as generators name them)."""
+    pattern = re.compile(rf"^{re.escape(name)}(-[a-z0-9]{{10}})?$")
+    matches = [
+        obj for obj in objects if obj["kind"] == kind and pattern.match(obj["metadata"]["name"])
+    ]
+    names = [f"{o['kind']}/{o['metadata']['name']}" for o in objects]
+    assert len(matches) == 1, f"expected one {kind} named {name!r}, rendered: {names}"
+    return matches[0]
+
+
+def container(deployment: Manifest, name: str) -> Manifest:
+    """The container called NAME in a Deployment's pod template."""
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    for item in containers:
+        if item["name"] == name:
+            return dict(item)
+    raise AssertionError(f"no container {name!r} in {[c['name'] for c in containers]}")
+
+
+def flag_value(args: list[str], flag: str) -> str | None:
+    """The value of FLAG in an argument list, as `--flag value` or `--flag=value`."""
+    for index, arg in enumerate(args):
+        if arg == flag and index + 1 < len(args):
+            return args[index + 1]
+        if arg.startswith(f"{flag}="):
+            return arg.split("=", 1)[1]
+    return None
