@@ -66,7 +66,7 @@ def build_config(
     declared = {p.name: p for p in base.providers}
     types = known_types()
     names = [provider] if provider else [base.fallback[0]]
-    names += list(fallback or [])
+    names += [n.strip() for item in fallback or [] for n in item.split(",") if n.strip()]
     providers = list(base.providers)
     for name in names:
         if name in declared or name == STATIC_NAME:

@@ -101,3 +101,21 @@ def test_provider_down_falls_back_exit_0(monkeypatch: pytest.MonkeyPatch) -> Non
     assert result.exit_code == 0, result.output
     de = json.loads(result.stdout)["zones"]["DE"]
     assert de["source"] == "static" and de["g_per_kwh"] == 481.5
+
+
+def test_fallback_accepts_repeats_and_commas(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump({"carbon": {"staleAfter": "100000d"}}))
+    routes = [fixture_route("/intensity", "uk-carbon-intensity/intensity.json")]
+    with LoopbackServer(routes) as server:
+        monkeypatch.setenv("LOWCARB_ELECTRICITYMAPS_URL", "http://127.0.0.1:9")  # nothing listens
+        monkeypatch.setenv("LOWCARB_UKGRID_URL", server.url)
+        args = ["show", "--zones", "GB,DE", "--json", "--policy", str(policy)]
+        args += ["--provider", "electricitymaps", "--fallback", "ukgrid,static"]
+        result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    zones = json.loads(result.stdout)["zones"]
+    assert zones["GB"]["source"] == "ukgrid" and zones["GB"]["g_per_kwh"] == 71.0
+    assert zones["DE"]["source"] == "static"  # ukgrid knows only GB, electricitymaps is down
