@@ -1,0 +1,112 @@
+"""``lowcarb serve --kubeconfig``: ready only once the node and pod cache synced (real process)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fakeapi import FakeApiServer, Recorded, Reply, WatchReply, fixture, permission_of
+
+from scheduler import kube
+
+LOWCARB = Path(sys.executable).parent / "lowcarb"
+
+
+@pytest.fixture
+def api() -> Iterator[FakeApiServer]:
+    server = FakeApiServer().start()
+    yield server
+    server.stop()
+    used = {permission_of(r) for r in server.requests}
+    assert used <= set(kube.REQUIRED_PERMISSIONS), used - set(kube.REQUIRED_PERMISSIONS)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_kubeconfig(path: Path, server: str) -> Path:
+    path.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: fake\n"
+        f"clusters: [{{name: fake, cluster: {{server: '{server}'}}}}]\n"
+        "users: [{name: lowcarb, user: {token: serve-token}}]\n"
+        "contexts: [{name: fake, context: {cluster: fake, user: lowcarb}}]\n"
+    )
+    return path
+
+
+def wait_status(
+    url: str, want: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0
+) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    last: httpx.Response | None = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"lowcarb serve exited: {log.read_text()[-2000:]}")
+        try:
+            last = httpx.get(url, timeout=2)
+            if last.status_code == want:
+                return last
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"{url} never answered {want} (last: {last and last.status_code})")
+
+
+@pytest.mark.slow
+def test_serve_is_ready_only_after_cache_sync(api: FakeApiServer, tmp_path: Path) -> None:
+    release = threading.Event()
+
+    def slow_pod_list(req: Recorded) -> Reply:
+        release.wait(30)  # the API server is slow to answer the first pod list
+        return Reply(200, fixture("pods-list-assigned-nonterminal.json"))
+
+    api.add("GET", "/api/v1/nodes", Reply(200, fixture("nodes-list.json")), watch=False)
+    api.add("GET", "/api/v1/pods", slow_pod_list, watch=False)
+    api.add("GET", "/api/v1/nodes", WatchReply([]), watch=True)
+    api.add("GET", "/api/v1/pods", WatchReply([]), watch=True)
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    port = free_port()
+    log_path = tmp_path / "serve.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        [str(LOWCARB), "serve", "--port", str(port), "--kubeconfig", str(kubeconfig)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_status(f"{base}/healthz", 200, proc, log_path)
+        not_ready = httpx.get(f"{base}/readyz", timeout=2)
+        assert not_ready.status_code == 503
+        assert any(r.path == "/api/v1/pods" for r in api.requests)
+        release.set()
+        wait_status(f"{base}/readyz", 200, proc, log_path)
+        # the cache now answers node-name requests: known names pass, unknown ones fail
+        pod = json.loads(fixture("pods-get.json"))
+        pod["spec"].pop("nodeName")
+        args = {"Pod": pod, "NodeNames": ["usw2-a-gpu", "no-such-node"]}
+        answer = httpx.post(f"{base}/filter", json=args, timeout=5).json()
+        failed = {**answer.get("FailedNodes", {}), **answer.get("FailedAndUnresolvableNodes", {})}
+        assert "no-such-node" in failed
+        assert "usw2-a-gpu" in (answer.get("NodeNames") or [])
+    finally:
+        release.set()
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+    assert all(r.authorization == "Bearer serve-token" for r in api.requests)
