@@ -452,3 +452,35 @@ async def test_reconfigure_from_another_thread_applies_on_the_loop() -> None:
     reading = cache.view().reading("DE")
     assert reading is not None and (reading.source, reading.g_per_kwh) == ("static", 1.0)
     await cache.stop()
+
+
+async def test_metrics_expose_intensity_age_errors_and_fallbacks() -> None:
+    from prometheus_client import REGISTRY
+
+    def latest(request: httpx.Request) -> httpx.Response:
+        if request.url.params["zone"] == "SE-SE3":
+            return httpx.Response(404, json={"error": "Not Found", "message": "zone unknown"})
+        return latest_ok()
+
+    rec = em_routes(latest)
+    cfg = CarbonConfig.model_validate(
+        {
+            "providers": [{"name": "em-metrics", "type": "electricitymaps", "url": "http://em.t"}],
+            "fallback": ["em-metrics", "static"],
+        }
+    )
+    cache = CarbonCache(cfg, clock=Clock(), transport=rec.transport(), zones=["DE", "SE-SE3"])
+    sample = REGISTRY.get_sample_value
+    fallback_labels = {"zone": "SE-SE3", "source": "static"}
+    before = sample("lowcarb_carbon_fallbacks_total", fallback_labels) or 0.0
+    await cache.refresh_once()
+    await cache.refresh_once()
+    assert sample("lowcarb_carbon_intensity_g_per_kwh", {"zone": "DE", "kind": "average"}) == 434
+    assert sample("lowcarb_carbon_data_age_seconds", {"zone": "DE"}) == 5400
+    assert (
+        sample("lowcarb_carbon_intensity_g_per_kwh", {"zone": "SE-SE3", "kind": "average"}) == 23.4
+    )
+    assert sample("lowcarb_carbon_fallbacks_total", fallback_labels) == before + 1
+    errors = {"provider": "em-metrics", "kind": "unknown_zone"}
+    assert sample("lowcarb_carbon_provider_errors_total", errors) == 1
+    await cache.stop()
