@@ -1,4 +1,4 @@
-"""Common value types of the carbon package: one intensity point and the read-only view scoring uses.
+"""Value types of the carbon package: an intensity point and the read-only view scoring uses.
 
 Providers translate their API's answers into :class:`IntensityPoint`; the cache turns those into a
 :class:`CarbonView`, the only carbon object the scheduling hot path ever touches (no I/O, no locks).
