@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import msgspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from carbon.ledger import open_reader
@@ -146,21 +147,32 @@ def _window(opts: ReportOptions) -> tuple[str, list[float]]:
 def aggregate(conn: sqlite3.Connection, opts: ReportOptions) -> pd.DataFrame:
     """One row per group with the export columns (see module docstring)."""
     keys = [f'{_KEY_SQL[k]} AS "{_col(k)}"' for k in opts.group_by]
-    extra = ["MIN(namespace || '/' || name) AS pod"] if "pod" in opts.group_by else []
-    sums = [f"TOTAL({c}) AS {c}" for c in SUM_COLUMNS]
     where, args = _window(opts)
-    group = ", ".join(f'"{_col(k)}"' for k in opts.group_by)
-    sql = (
-        f"SELECT {', '.join(keys + extra)}, COUNT(*) AS pods, COUNT(DISTINCT job) AS jobs, "
-        f"{', '.join(sums)}, TOTAL(estimated_kg) AS estimated_kg, "
-        f"GROUP_CONCAT(DISTINCT method) AS method FROM usage{where} "
-        f"GROUP BY {group} ORDER BY {group}"
-    )
-    df = pd.read_sql_query(sql, conn, params=args)
+    order = ", ".join(f'"{_col(k)}"' for k in opts.group_by)
+    if "pod" in opts.group_by:
+        # a pod has exactly one usage row (idempotent key uid:usage): no GROUP BY needed
+        sql = (
+            f"SELECT {', '.join(keys)}, namespace || '/' || name AS pod, 1 AS pods, 1 AS jobs, "
+            f"{', '.join(SUM_COLUMNS)}, estimated_kg, method FROM usage{where} ORDER BY {order}"
+        )
+    else:
+        jobs = "1" if "job" in opts.group_by else "COUNT(DISTINCT job)"
+        sums = [f"TOTAL({c}) AS {c}" for c in (*SUM_COLUMNS, "estimated_kg")]
+        sql = (
+            f"SELECT {', '.join(keys)}, COUNT(*) AS pods, {jobs} AS jobs, {', '.join(sums)}, "
+            f"GROUP_CONCAT(DISTINCT method) AS method FROM usage{where} "
+            f"GROUP BY {order} ORDER BY {order}"
+        )
+    cur = conn.execute(sql, args)
+    columns = [d[0] for d in cur.description]
+    df = pd.DataFrame.from_records(cur.fetchall(), columns=columns)
+    for c in (*SUM_COLUMNS, "estimated_kg"):
+        df[c] = df[c].astype(float)
     loc = df["co2e_location_kg"]
     df["estimated_share"] = (df["estimated_kg"] / loc.where(loc > 0)).fillna(0.0)
-    df["method"] = df["method"].fillna("").map(lambda m: ",".join(sorted(set(m.split(",")))))
-    df = df.drop(columns=["estimated_kg"])
+    methods = df["method"].fillna("")
+    canonical = {m: ",".join(sorted(set(m.split(",")) - {""})) for m in methods.unique()}
+    df["method"] = methods.map(canonical)
     lead = [_col(k) for k in opts.group_by]
     if "pod" in opts.group_by:
         lead.insert(lead.index("uid") + 1, "pod")
@@ -217,20 +229,17 @@ def _meta(opts: ReportOptions, ledger: Path) -> dict[str, Any]:
     }
 
 
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(f"cannot encode {type(value).__name__}")
-
-
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    return [
-        {
-            str(k): (None if isinstance(v, float) and not math.isfinite(v) else v)
-            for k, v in r.items()
-        }
-        for r in df.to_dict(orient="records")
-    ]
+    """Rows as plain dicts (column lists zipped: far faster than ``to_dict`` on big frames)."""
+    names = [str(c) for c in df.columns]
+    cols = [df[c].tolist() for c in df.columns]
+    return [dict(zip(names, row, strict=True)) for row in zip(*cols, strict=True)]
+
+
+def _encode_json(doc: dict[str, Any], rows: int) -> bytes:
+    """Compact JSON (non-finite floats become null); indented when small enough to read."""
+    body = msgspec.json.encode(doc)
+    return msgspec.json.format(body, indent=1) if rows <= 5000 else body
 
 
 def render(conn: sqlite3.Connection, opts: ReportOptions, ledger: Path) -> bytes:
@@ -256,14 +265,16 @@ def render(conn: sqlite3.Connection, opts: ReportOptions, ledger: Path) -> bytes
             "rows": _records(frame),
             "totals": totals(frame),
         }
-        return json.dumps(doc, default=_json_default, indent=1).encode()
+        return _encode_json(doc, len(frame))
     df = aggregate(conn, opts)
+    table = pa.Table.from_pandas(df, preserve_index=False)
     if opts.format == "csv":
-        return df.to_csv(index=False).encode()
+        buf = io.BytesIO()
+        pacsv.write_csv(table, buf, pacsv.WriteOptions(quoting_style="needed"))
+        return buf.getvalue()
     if opts.format == "json":
         doc = {**_meta(opts, ledger), "rows": _records(df), "totals": totals(df)}
-        return json.dumps(doc, default=_json_default, indent=1).encode()
-    table = pa.Table.from_pandas(df, preserve_index=False)
+        return _encode_json(doc, len(df))
     schema_meta: dict[bytes | str, bytes | str] = dict(table.schema.metadata or {})
     schema_meta[b"lowcarb.report"] = json.dumps(_meta(opts, ledger)).encode()
     table = table.replace_schema_metadata(schema_meta)
@@ -275,38 +286,44 @@ def render(conn: sqlite3.Connection, opts: ReportOptions, ledger: Path) -> bytes
 def plot_png(conn: sqlite3.Connection, opts: ReportOptions) -> bytes:
     """Stacked bars of location-based emissions per UTC day by zone, avoided emissions as a line."""
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: thread-safe, Agg canvas, no global state
 
     daily = aggregate(conn, ReportOptions(start=opts.start, end=opts.end, group_by=("day", "zone")))
-    fig, ax = plt.subplots(figsize=(10, 4.8), dpi=100)
-    try:
-        if daily.empty:
-            ax.text(0.5, 0.5, "no accounted runs in this period", ha="center", va="center")
-        else:
-            wide = daily.pivot_table(
-                index="day", columns="zone", values="co2e_location_kg", aggfunc="sum"
-            ).fillna(0.0)
-            avoided = daily.groupby("day")["avoided_kg"].sum().reindex(wide.index).fillna(0.0)
-            x = np.arange(len(wide.index))
-            bottom = np.zeros(len(x))
-            for zone in wide.columns:
-                values = wide[zone].to_numpy(dtype=float)
-                ax.bar(x, values, bottom=bottom, width=0.8, label=str(zone) or "(no zone)")
-                bottom = bottom + values
-            ax.plot(x, avoided.to_numpy(dtype=float), "k.-", label="avoided vs carbon-unaware")
-            ax.axhline(0.0, color="grey", linewidth=0.5)
-            step = max(1, len(x) // 15)
-            ax.set_xticks(x[::step], [str(d) for d in wide.index[::step]], rotation=45, ha="right")
-            ax.set_xlim(-0.6, len(x) - 0.4)
-            ax.legend(loc="upper left", fontsize="small", ncols=2)
-        ax.set_ylabel("kgCO2e (location-based)")
-        ax.set_title("Emissions per day by zone, with avoided emissions")
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    fig = Figure(figsize=(10, 4.8), dpi=100)
+    ax = fig.subplots()
+    if daily.empty:
+        ax.text(0.5, 0.5, "no accounted runs in this period", ha="center", va="center")
+    else:
+        wide = daily.pivot_table(
+            index="day", columns="zone", values="co2e_location_kg", aggfunc="sum"
+        ).fillna(0.0)
+        avoided = daily.groupby("day")["avoided_kg"].sum().reindex(wide.index).fillna(0.0)
+        x = np.arange(len(wide.index))
+        bottom = np.zeros(len(x))
+        cmap = matplotlib.colormaps["tab20"]
+        for n, zone in enumerate(wide.columns):
+            values = wide[zone].to_numpy(dtype=float)
+            label, color = str(zone) or "(no zone)", cmap(n % 20)
+            if len(x) <= 62:  # bars while they stay readable, steps (one polygon) beyond
+                ax.bar(x, values, bottom=bottom, width=0.8, label=label, color=color)
+            else:
+                ax.fill_between(x, bottom, bottom + values, step="mid", label=label, color=color)
+            bottom = bottom + values
+        ax.plot(
+            x,
+            avoided.to_numpy(dtype=float),
+            "k.-" if len(x) <= 62 else "k-",
+            label="avoided vs carbon-unaware",
+        )
+        ax.axhline(0.0, color="grey", linewidth=0.5)
+        step = max(1, len(x) // 15)
+        ax.set_xticks(x[::step], [str(d) for d in wide.index[::step]], rotation=45, ha="right")
+        ax.set_xlim(-0.6, len(x) - 0.4)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    ax.set_ylabel("kgCO2e (location-based)")
+    ax.set_title("Emissions per day by zone, with avoided emissions")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
     return buf.getvalue()
 
 
