@@ -99,6 +99,7 @@ class GateSettings:
     tick_s: float = 30.0
     safety_margin_s: float = 300.0  # release this long before the latest start
     min_hold_s: float = 60.0  # a plan starting sooner than this is "now"
+    forecast_grace_s: float = 180.0  # after start, wait this long for forecasts before fail-open
     reannounce_shift_s: float = 1800.0  # a new Event when the plan moves this much
     max_parallel_patches: int = 16
 
@@ -388,6 +389,11 @@ class GateController:
     ledger: GateLedger | None = None
     clock: Callable[[], float] = time.time
     dry_run: bool = False
+    #: planning waits until this is true (the node cache has synced: zones depend on it)
+    ready: Callable[[], bool] = lambda: True
+    #: asks the carbon cache to refresh these zones (``CarbonCache.track``)
+    track_zones: Callable[[Iterable[str]], None] | None = None
+    started_at: float = float("-inf")
     held: dict[str, Held] = field(default_factory=dict)
     outcomes: list[Outcome] = field(default_factory=list)
     released_groups: dict[str, float] = field(default_factory=dict)
@@ -446,6 +452,8 @@ class GateController:
                 continue
             todo.append((h, req, rules))
         if todo:
+            if self.track_zones is not None:
+                self.track_zones({z for _, _, r in todo for z in r.zones})
             view = self.carbon()
             plan = plan_batch(
                 view,
@@ -469,6 +477,11 @@ class GateController:
         saving = plan.saving
         for i, (h, req, rules) in enumerate(todo):
             if plan.zone[i] < 0:
+                if now >= req.latest - self.settings.min_hold_s and h.planned is not None:
+                    due.append((h, "latest-start", "released at the latest safe start"))
+                    continue
+                if now - self.started_at < self.settings.forecast_grace_s:
+                    continue  # just started: the carbon cache may not have fetched yet
                 zones = ", ".join(rules.zones) or "none known"
                 due.append(
                     (h, "no-forecast", f"released: no forecast for zones [{zones}] (fail-open)")
@@ -531,6 +544,8 @@ class GateController:
     async def run_once(self, now: float | None = None) -> int:
         """One planning pass and the releases it calls for; returns the number released."""
         now = self.clock() if now is None else now
+        if not self.ready():
+            return 0
         due = self.plan(now)
         self._export_metrics(now)
         if not due:
@@ -711,6 +726,7 @@ class GateController:
         """Watch unbound pods and run the planning loop until :meth:`stop`."""
         reflector = pod_reflector(self.client, _GateHandler(self), UNASSIGNED, page_size=page_size)
         self.reflector = reflector
+        self.started_at = self.clock()
         self._tasks = [
             asyncio.create_task(reflector.run(), name="lowcarb-gates-watch"),
             asyncio.create_task(self._loop(), name="lowcarb-gates-plan"),
@@ -786,3 +802,30 @@ def zones_from_state(state: Any) -> Callable[[wire.Pod, Any], list[str]]:
         return sorted(found)
 
     return zones
+
+
+def controller_for(
+    client: KubeClient,
+    policy: Callable[[], Any],
+    cache: Any,
+    state: Any,
+    *,
+    ledger: GateLedger | None = None,
+    settings: GateSettings | None = None,
+    dry_run: bool = False,
+) -> GateController:
+    """The controller as ``lowcarb serve`` (cluster mode) and ``lowcarb gates run`` build it.
+
+    ``cache`` is the ``CarbonCache`` (``view()``, ``track()``), ``state`` the synced
+    ``ClusterState`` whose nodes decide which zones a pod may run in.
+    """
+    return GateController(
+        client,
+        cache.view,
+        policy_rules(policy, zones_from_state(state)),
+        settings=settings or GateSettings(),
+        ledger=ledger,
+        dry_run=dry_run,
+        ready=lambda: bool(state.synced),
+        track_zones=cache.track,
+    )

@@ -377,3 +377,48 @@ def test_group_keys() -> None:
     assert gates.group_of(pod) == "podgroup/ns/g"
     pod = kube.wire.decode_pod(b'{"metadata":{"namespace":"ns","uid":"u"}}')
     assert gates.group_of(pod) == "pod/u"
+
+
+async def test_waits_for_sync_and_forecasts_before_failing_open(env: Env) -> None:
+    gated(env, "early")
+    env.view = View({})
+    synced = [False]
+    ctl = env.controller(ready=lambda: synced[0])
+    ctl.started_at = NOON  # just started: the carbon cache may not have fetched yet
+    await sync(ctl)
+    assert await ctl.run_once() == 0  # node cache not synced: no decision at all
+    synced[0] = True
+    assert await ctl.run_once() == 0  # within the forecast grace period
+    assert patches(env) == []
+    env.now[0] = NOON + ctl.settings.forecast_grace_s + 1
+    assert await ctl.run_once() == 1
+    assert ctl.outcomes[0].reason == "no-forecast"
+
+
+def test_policy_rules_use_class_shift_and_allowed_zones_of_fitting_nodes() -> None:
+    from fakeapi import fixture
+
+    from scheduler.cluster import ClusterState
+    from scheduler.policy import Policy
+
+    policy = Policy.model_validate(
+        {
+            "classes": {
+                "batch": {
+                    "selector": {"matchLabels": {"app": "train"}},
+                    "temporalShift": {"maxDelay": "6h", "minSaving": 0.3},
+                    "constraints": {"allowedZones": ["us-*"]},
+                }
+            }
+        }
+    )
+    state = ClusterState()
+    state.replace_all(kube._node_list_decoder.decode(fixture("nodes-list.json")).items, [])
+    rules = gates.policy_rules(lambda: policy, gates.zones_from_state(state))
+    pod = kube.wire.decode_pod(fixture("gates-pod-create.json"))  # app=train, 2 GPUs
+    got = rules(pod)
+    assert got.min_saving == 0.3 and got.max_delay_s == 6 * HOUR
+    # GPU nodes with >= 2 GPUs are in eu-central, us-east, us-west; the class allows us-*
+    assert got.zones == ("us-east", "us-west")
+    other = kube.wire.decode_pod(fixture("pods-get.json"))  # no class selector match
+    assert gates.policy_rules(lambda: policy, gates.zones_from_state(state))(other).enabled
