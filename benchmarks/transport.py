@@ -12,7 +12,9 @@ Prints a table, then one JSON line: {"benchmark": "transport", "results": [...]}
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import socket
 import ssl
 import statistics
@@ -73,12 +75,14 @@ def percentile(samples: list[float], q: float) -> float:
     return statistics.quantiles(samples, n=100, method="inclusive")[int(q) - 1]
 
 
-def measure(url: str, verify: ssl.SSLContext | bool, requests: int, reuse: bool) -> list[float]:
+def timed_batch(url: str, verify: ssl.SSLContext | bool, requests: int, reuse: bool) -> list[float]:
+    """Milliseconds per request for a batch, on one keep-alive client or a new one each time."""
     body = FIXTURE.read_bytes()
     timings: list[float] = []
     client = httpx.Client(verify=verify, timeout=10)
+    client.post(url, content=body).raise_for_status()  # warm: connection and code paths
     try:
-        for index in range(requests + 20):
+        for _ in range(requests):
             if not reuse:
                 client.close()
                 client = httpx.Client(verify=verify, timeout=10)
@@ -86,8 +90,7 @@ def measure(url: str, verify: ssl.SSLContext | bool, requests: int, reuse: bool)
             response = client.post(url, content=body)
             elapsed = (time.perf_counter() - start) * 1000
             response.raise_for_status()
-            if index >= 20:  # warm-up
-                timings.append(elapsed)
+            timings.append(elapsed)
     finally:
         client.close()
     return timings
@@ -129,28 +132,38 @@ def main() -> None:
                 mtls_context,
             ),
         ]
-        results: list[dict[str, object]] = []
-        for name, flags, scheme, verify in layouts:
-            with serving(flags) as port:
-                url = f"{scheme}://127.0.0.1:{port}/prioritize"
-                for reuse in (True, False):
-                    samples = measure(url, verify, options.requests, reuse)
-                    results.append(
-                        {
-                            "transport": name,
-                            "connection": "keep-alive" if reuse else "new",
-                            "requests": len(samples),
-                            "p50_ms": round(percentile(samples, 50), 3),
-                            "p99_ms": round(percentile(samples, 99), 3),
-                        }
-                    )
-                if name == "http":
-                    probe = []
-                    for _ in range(10):
-                        start = time.perf_counter()
-                        subprocess.run([sys.executable, "-c", PROBE.format(port=port)], check=True)
-                        probe.append((time.perf_counter() - start) * 1000)
-                    probe_ms = round(statistics.median(probe), 1)
+        # All three servers run at once and batches alternate between them, so load from
+        # other processes on the machine falls on every transport alike.
+        with contextlib.ExitStack() as stack:
+            ports = {name: stack.enter_context(serving(flags)) for name, flags, _, _ in layouts}
+            cases = [
+                (name, scheme, verify, reuse)
+                for name, _, scheme, verify in layouts
+                for reuse in (True, False)
+            ]
+            samples: dict[tuple[str, bool], list[float]] = {(c[0], c[3]): [] for c in cases}
+            batch = 20
+            for _ in range(max(1, options.requests // batch)):
+                for name, scheme, verify, reuse in cases:
+                    url = f"{scheme}://127.0.0.1:{ports[name]}/prioritize"
+                    samples[(name, reuse)] += timed_batch(url, verify, batch, reuse)
+            probe = []
+            for _ in range(10):
+                start = time.perf_counter()
+                command = [sys.executable, "-c", PROBE.format(port=ports["http"])]
+                subprocess.run(command, check=True)
+                probe.append((time.perf_counter() - start) * 1000)
+            probe_ms = round(statistics.median(probe), 1)
+        results: list[dict[str, object]] = [
+            {
+                "transport": name,
+                "connection": "keep-alive" if reuse else "new",
+                "requests": len(timings),
+                "p50_ms": round(percentile(timings, 50), 3),
+                "p99_ms": round(percentile(timings, 99), 3),
+            }
+            for (name, reuse), timings in samples.items()
+        ]
 
     print(f"{'transport':<10}{'connection':<12}{'requests':>9}{'p50 ms':>9}{'p99 ms':>9}")
     for row in results:
@@ -159,7 +172,10 @@ def main() -> None:
             f"{row['p50_ms']!s:>9}{row['p99_ms']!s:>9}"
         )
     print(f"exec probe (python + GET /healthz), median of 10: {probe_ms} ms")
-    print(json.dumps({"benchmark": "transport", "results": results, "exec_probe_ms": probe_ms}))
+    load = round(os.getloadavg()[0], 2)
+    print(f"load average (1 min) at the end: {load} on {os.cpu_count()} cores")
+    summary = {"benchmark": "transport", "results": results, "exec_probe_ms": probe_ms}
+    print(json.dumps({**summary, "loadavg_1m": load}))
 
 
 if __name__ == "__main__":
