@@ -350,7 +350,7 @@ SELECT p.uid, s.at, e.at
 FROM placement p
 JOIN lifecycle e ON e.uid = p.uid AND e.event = 'end'
 LEFT JOIN lifecycle s ON s.uid = p.uid AND s.event = 'start'
-WHERE NOT EXISTS (SELECT 1 FROM usage u WHERE u.uid = p.uid)
+WHERE e.at <= ? AND NOT EXISTS (SELECT 1 FROM usage u WHERE u.uid = p.uid)
 ORDER BY e.at
 LIMIT ?
 """
@@ -389,9 +389,14 @@ class Accountant:
             meter = PrometheusMeter(self.policy.prometheus)
         self.meter = meter
 
-    async def account_pending(self, limit: int = 10_000) -> int:
-        """Account up to ``limit`` finished pods; returns how many new usage rows were written."""
-        pending = await asyncio.to_thread(_load_pending, self.ledger.path, limit)
+    async def account_pending(self, limit: int = 10_000, settle_s: float = 0.0) -> int:
+        """Account up to ``limit`` finished pods; returns how many new usage rows were written.
+
+        Only runs that ended at least ``settle_s`` ago are taken, so a provider's history (often
+        published an hour or two late) covers them; rows are final once written.
+        """
+        cutoff = time.time() - settle_s
+        pending = await asyncio.to_thread(_load_pending, self.ledger.path, limit, cutoff)
         by_zone: dict[str, list[_Pending]] = {}
         for item in pending:
             by_zone.setdefault(item.placement.zone or "", []).append(item)
@@ -403,6 +408,17 @@ class Accountant:
                 if record is not None and await self.ledger.append_async(record):
                     written += 1
         return written
+
+    async def run(self, interval_s: float = 300.0, settle_s: float = 3600.0) -> None:
+        """Account periodically until cancelled (a background task of ``lowcarb serve``)."""
+        while True:
+            try:
+                written = await self.account_pending(settle_s=settle_s)
+                if written:
+                    log.info("accounted %d finished pods", written)
+            except Exception:  # a bad pass must not end the loop; the next one retries
+                log.exception("accounting pass failed")
+            await asyncio.sleep(interval_s)
 
     async def _history(
         self, zone: str, items: list[_Pending]
@@ -454,10 +470,10 @@ def _join(a: str | None, b: str) -> str:
     return b if not a else f"{a}; {b}"
 
 
-def _load_pending(path: Path, limit: int) -> list[_Pending]:
+def _load_pending(path: Path, limit: int, cutoff: float) -> list[_Pending]:
     conn = open_reader(path)
     try:
-        rows = conn.execute(_PENDING_SQL, (limit,)).fetchall()
+        rows = conn.execute(_PENDING_SQL, (cutoff, limit)).fetchall()
         if not rows:
             return []
         uids = {r[0] for r in rows}

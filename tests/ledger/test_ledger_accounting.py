@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -352,3 +353,15 @@ async def test_replay_provider_history_of_real_2023_series(tmp_path: Path) -> No
     expected_mean = (0.5 * v[0] + v[1:6].sum() + 0.5 * v[6]) / 6
     assert u.co2e_location_kg == pytest.approx(u.energy_kwh * expected_mean / 1000)
     assert u.estimated_kg == 0.0
+
+
+async def test_settle_time_waits_for_late_history(tmp_path: Path) -> None:
+    now = time.time()
+    ledger = Ledger(tmp_path / "l.sqlite")
+    await ledger.append_async(placement(0, now - 3 * H, zone="DE"))
+    for rec in run("uid-000000", now - 2 * H, now - 60):  # ended a minute ago
+        await ledger.append_async(rec)
+    with ledger:
+        acc = Accountant(ledger, ListHistory({}), power=POWER)
+        assert await acc.account_pending(settle_s=3600) == 0
+        assert await acc.account_pending(settle_s=30) == 1
