@@ -43,6 +43,10 @@ log = logging.getLogger("lowcarb.carbon.cache")
 
 MAX_G_PER_KWH: Final = 2000.0
 ZONE_LEVEL: Final[frozenset[str]] = frozenset({"unknown_zone", "invalid_value", "empty"})
+# kinds that say the provider itself is unhealthy (back off / circuit), even for one zone
+PROVIDER_HEALTH: Final[frozenset[str]] = frozenset(
+    {"timeout", "network", "server", "rate_limited", "auth"}
+)
 UNKNOWN_ZONE_RETRY_S: Final = 3600.0
 
 
@@ -540,7 +544,8 @@ class CarbonCache:
             else:
                 provider_error = err
         for zone, zerr in list(zone_errors.items()):
-            if zerr.kind not in ZONE_LEVEL and provider_error is None:
+            # in a partial answer only health errors count against the provider
+            if zerr.kind in PROVIDER_HEALTH and provider_error is None:
                 provider_error = zerr
                 del zone_errors[zone]
         accepted: list[str] = []

@@ -25,6 +25,7 @@ from carbon.providers.base import (
     PartialFailure,
     ProviderError,
     env_or,
+    gather_zones,
     iso,
     number,
     parse_time,
@@ -106,13 +107,39 @@ class CarbonAwareSdk(HttpProviderBase):
             )
         return points
 
-    async def latest(self, zones: Sequence[str]) -> list[IntensityPoint]:
-        """``/emissions/bylocations`` over the last hour; newest point per location."""
-        zone_of = {self.key(z): z for z in zones}
+    async def _window(self, zone_of: Mapping[str, str]) -> Any:
         now = utc(self.clock())
         params = [("location", loc) for loc in zone_of]
         params += [("time", iso(now - timedelta(hours=1))), ("toTime", iso(now))]
-        body = await self.http.get_json("/emissions/bylocations", params=params)
+        zone = next(iter(zone_of.values())) if len(zone_of) == 1 else None
+        return await self.http.get_json("/emissions/bylocations", params=params, zone=zone)
+
+    async def _latest_one(self, zone: str) -> IntensityPoint:
+        zone_of = {self.key(zone): zone}
+        try:
+            body = await self._window(zone_of)
+        except ProviderError as exc:
+            if exc.kind == "client":  # the SDK answers 400 for a location it does not know
+                exc.kind = "unknown_zone"
+            raise
+        points = self._emissions(zone_of, body)
+        if not points:
+            raise ProviderError("empty", "no emissions for location", provider=self.name, zone=zone)
+        return max(points, key=lambda p: p.start)
+
+    async def latest(self, zones: Sequence[str]) -> list[IntensityPoint]:
+        """``/emissions/bylocations`` over the last hour; newest point per location.
+
+        One batched request; when the SDK rejects the batch (400, e.g. one unknown location),
+        the zones are asked one by one so one bad location does not hide the others.
+        """
+        zone_of = {self.key(z): z for z in zones}
+        try:
+            body = await self._window(zone_of)
+        except ProviderError as exc:
+            if exc.kind != "client" or len(zones) < 2:
+                raise
+            return await gather_zones(self.name, zones, self._latest_one)
         newest: dict[str, IntensityPoint] = {}
         for p in self._emissions(zone_of, body):
             if p.zone not in newest or p.start > newest[p.zone].start:

@@ -47,6 +47,8 @@ SIGNAL = "co2_moer"
 def _classify(response: httpx.Response, message: str) -> ErrorKind | None:
     if response.status_code == 403 and "scope" in message.lower():
         return "unknown_zone"  # region/signal not in this plan: that zone only, not the key
+    if response.status_code in (400, 422) and "region" in message.lower():
+        return "unknown_zone"
     return None
 
 

@@ -484,3 +484,21 @@ async def test_metrics_expose_intensity_age_errors_and_fallbacks() -> None:
     errors = {"provider": "em-metrics", "kind": "unknown_zone"}
     assert sample("lowcarb_carbon_provider_errors_total", errors) == 1
     await cache.stop()
+
+
+async def test_one_zone_with_a_bad_body_does_not_back_off_the_provider() -> None:
+    def latest(request: httpx.Request) -> httpx.Response:
+        if request.url.params["zone"] == "FR":
+            return httpx.Response(200, text="<html>oops</html>")
+        return latest_ok()
+
+    rec = em_routes(latest)
+    cache = CarbonCache(em_config(), clock=Clock(), transport=rec.transport(), zones=["DE", "FR"])
+    snap = await cache.refresh_once(force=False)
+    st = cache._states["electricitymaps"]
+    assert st.failures == 0 and st.next_attempt == 0.0
+    de, fr = snap.reading("DE"), snap.reading("FR")
+    assert de is not None and de.source == "electricitymaps"
+    assert fr is not None and (fr.source, fr.g_per_kwh) == ("static", 99.4)
+    assert cache.errors[("electricitymaps", "bad_response")] == 1
+    await cache.stop()

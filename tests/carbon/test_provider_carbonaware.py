@@ -106,3 +106,19 @@ async def test_problem_details_400_is_client_error() -> None:
         await make(rec, zones={"A": "eastus"}).latest(["A"])
     assert info.value.kind == "client"
     assert "Start time must be before end time" in str(info.value)
+
+
+async def test_rejected_batch_is_retried_per_location() -> None:
+    def route(request: httpx.Request) -> httpx.Response:
+        locations = request.url.params.get_list("location")
+        if len(locations) > 1 or locations == ["atlantis"]:
+            return json_response("carbon-aware-sdk/error-400-model-validation.json", 400)
+        return json_response("carbon-aware-sdk/emissions-bylocation.json")
+
+    rec = Recorder({"/emissions/bylocations": route})
+    prov = make(rec, zones={"A": "eastus", "X": "atlantis"})
+    with pytest.raises(PartialFailure) as info:
+        await prov.latest(["A", "X"])
+    assert [(p.zone, p.g_per_kwh) for p in info.value.points] == [("A", 477.27)]
+    assert info.value.errors["X"].kind == "unknown_zone"
+    assert len(rec.requests) == 3  # the batch, then one request per location

@@ -147,3 +147,16 @@ async def test_percentile_units_are_rejected(creds: None) -> None:
     with pytest.raises(ProviderError) as info:
         await make(rec, Clock(0.0), zones={"X": "CAISO_NORTH"}).latest(["X"])
     assert info.value.kind == "bad_response" and "percentile" in str(info.value)
+
+
+async def test_bad_region_400_is_unknown_zone(creds: None) -> None:
+    body = {"error": "INVALID_QUERY_PARAMS", "message": "Invalid region: DE-XX"}
+    rec = Recorder(
+        {
+            "/login": json_response("watttime/login.json"),
+            "/v3/forecast": httpx.Response(400, json=body),
+        }
+    )
+    with pytest.raises(ProviderError) as info:
+        await make(rec, Clock(0.0), zones={"X": "DE-XX"}).latest(["X"])
+    assert info.value.kind == "unknown_zone"
