@@ -1,0 +1,65 @@
+"""``lowcarb gates plan`` as a real process against the fake API server (dry: changes nothing)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fakeapi import FakeApiServer, PodStore, Recorded, Reply, WatchReply, fixture, permission_of
+
+from scheduler import gates, kube
+
+LOWCARB = Path(sys.executable).parent / "lowcarb"
+
+
+@pytest.fixture
+def api() -> Iterator[FakeApiServer]:
+    server = FakeApiServer().start()
+    yield server
+    server.stop()
+    used = {permission_of(r) for r in server.requests}
+    assert used <= set(kube.REQUIRED_PERMISSIONS), used - set(kube.REQUIRED_PERMISSIONS)
+
+
+@pytest.mark.slow
+def test_gates_plan_lists_gated_pods_and_changes_nothing(
+    api: FakeApiServer, tmp_path: Path
+) -> None:
+    store = PodStore(api).install()
+    ann = {"lowcarb.dev/deadline": "12h", "lowcarb.dev/expected-duration": "2h"}
+    store.add_pod("gated-train", annotations=ann)
+    store.add_pod("not-ours", annotations=ann, gates=["other.example/gate"])
+
+    def assigned(req: Recorded) -> bool:
+        return req.param("fieldSelector") == kube.ASSIGNED_NONTERMINAL
+
+    api.add("GET", "/api/v1/nodes", Reply(200, fixture("nodes-list.json")), watch=False)
+    api.add("GET", "/api/v1/nodes", WatchReply([]), watch=True)
+    pods = fixture("pods-list-assigned-nonterminal.json")
+    api.add("GET", "/api/v1/pods", Reply(200, pods), watch=False, match=assigned)
+    api.add("GET", "/api/v1/pods", WatchReply([]), watch=True, match=assigned)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: fake\n"
+        f"clusters: [{{name: fake, cluster: {{server: '{api.url}'}}}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: fake, context: {cluster: fake, user: u}}]\n"
+    )
+    out = subprocess.run(
+        [str(LOWCARB), "gates", "plan", "--kubeconfig", str(kubeconfig), "--json"],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    rows = [json.loads(line) for line in out.stdout.decode().splitlines() if line.startswith("{")]
+    assert [r["pod"] for r in rows] == ["e2e/gated-train"]  # only pods with our gate
+    # the embedded default policy serves static annual means: no forecast, so fail-open
+    assert rows[0]["decision"] == "release"
+    assert "fail-open" in rows[0]["why"]
+    assert api.seen("PATCH") == [] and api.seen("POST") == []
+    assert store.gates("gated-train") == [gates.GATE, "other.example/gate"]
