@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 
@@ -23,6 +24,8 @@ from scheduler.demand import DemandError, PodDemand, parse_demand
 REGION_LABEL = "topology.kubernetes.io/region"
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 ASSUME_TTL_S = 60.0
+GPU_STATE_COLUMNS = ("gpu_model", "gpu_total", "gpu_mem_mib", "gpu_free", "mig_free")
+_ROWS_MEMO = 8  # distinct candidate lists remembered (one per node set kube-scheduler sends)
 
 ZoneOf = Callable[[Mapping[str, str]], str | None]
 
@@ -73,18 +76,20 @@ class NodeTable:
     mem_free: np.ndarray  # int64 bytes
     mig_free: np.ndarray  # int32 [N, P]
     mig_profiles: list[str]
+    names_obj: np.ndarray | None = field(default=None, repr=False, compare=False)
+    region_obj: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.names)
 
     def take(self, idx: np.ndarray) -> NodeTable:
         """The rows ``idx`` (numpy fancy indexing: copies, so callers may not mutate the base)."""
-        names = self.names
+        names = self.name_array()[idx]
         return NodeTable(
-            names=[names[i] for i in idx.tolist()],
+            names=names.tolist(),
             zone=self.zone[idx],
             zones=self.zones,
-            region=[self.region[i] for i in idx.tolist()],
+            region=self.region_array()[idx].tolist(),
             gpu_model=self.gpu_model[idx],
             models=self.models,
             gpu_total=self.gpu_total[idx],
@@ -94,10 +99,70 @@ class NodeTable:
             mem_free=self.mem_free[idx],
             mig_free=self.mig_free[idx],
             mig_profiles=self.mig_profiles,
+            names_obj=names,
+            region_obj=self.region_array()[idx],
         )
+
+    def name_array(self) -> np.ndarray:
+        """``names`` as a numpy object array (built once), so ``take`` never loops in Python."""
+        if self.names_obj is None or len(self.names_obj) != len(self.names):
+            self.names_obj = _object_array(self.names)
+        return self.names_obj
+
+    def region_array(self) -> np.ndarray:
+        if self.region_obj is None or len(self.region_obj) != len(self.region):
+            self.region_obj = _object_array(self.region)
+        return self.region_obj
+
+    def explain(
+        self,
+        rows: np.ndarray,
+        why: Callable[[int], str],
+        columns: Sequence[str] = GPU_STATE_COLUMNS,
+    ) -> dict[int, str]:
+        """``{row: why(row)}`` for ``rows``, calling ``why`` once per distinct state.
+
+        ``why`` must depend only on ``columns`` of the row (default: GPU model, count, memory,
+        free milli per GPU and MIG bins), so rows with equal values share one answer: the
+        thousands of nodes a filter rejects fall into a few dozen states, and FailedNodes costs
+        a few ``why`` calls instead of one per node.
+        """
+        rows = np.asarray(rows, dtype=np.intp)
+        if rows.size == 0:
+            return {}
+        parts = [getattr(self, c)[rows].reshape(rows.size, -1) for c in columns]
+        state = np.concatenate([p.astype(np.int64, copy=False) for p in parts], axis=1)
+        first, inverse = _group_rows(state)
+        texts = _object_array([why(int(rows[k])) for k in first.tolist()])
+        return dict(zip(rows.tolist(), texts[inverse.reshape(-1)].tolist(), strict=True))
 
     def zone_names(self) -> list[str | None]:
         return [self.zones[z] if z >= 0 else None for z in self.zone.tolist()]
+
+
+def _object_array(values: list[str]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+_MIX = np.random.default_rng(0x10CA4B).integers(1, 2**63, size=256, dtype=np.uint64) | 1
+
+
+def _group_rows(state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First row of each distinct row of ``state`` and each row's group (``np.unique(axis=0)``
+    semantics without its slow lexicographic sort: rows are hashed to one uint64, and checked)."""
+    width = state.shape[1]
+    if width <= _MIX.size:
+        mix = _MIX[:width]
+        with np.errstate(over="ignore"):
+            key = (state.astype(np.uint64) * mix).sum(axis=1, dtype=np.uint64)
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        if np.array_equal(state, state[first][inverse]):
+            return first, inverse
+    _, first, inverse = np.unique(state, axis=0, return_index=True, return_inverse=True)
+    return first, inverse.reshape(-1)
 
 
 def parse_node(node: wire.Node) -> NodeInfo:
@@ -136,6 +201,8 @@ class ClusterState:
     _table: NodeTable | None = None
     _index: dict[str, int] = field(default_factory=dict)
     _dirty_nodes: set[str] = field(default_factory=set)
+    _assumed: dict[str, float] = field(default_factory=dict)  # uid -> expiry (clock seconds)
+    _rows_memo: dict[tuple[str, ...], tuple[np.ndarray, list[str]]] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     # --- feeding -----------------------------------------------------------------------------
@@ -150,12 +217,12 @@ class ClusterState:
             if old is not None and rv and old.resource_version == rv:
                 return
             self._nodes[name] = parse_node(node)
-            self._table = None
+            self._invalidate()
 
     def delete_node(self, name: str) -> None:
         with self._lock:
             if self._nodes.pop(name, None) is not None:
-                self._table = None
+                self._invalidate()
 
     def upsert_pod(self, pod: wire.Pod) -> None:
         """Count a pod against its node while it is bound and not terminal; forget it otherwise."""
@@ -207,10 +274,10 @@ class ClusterState:
                 self._nodes = {}
                 for node in nodes:
                     self.upsert_node(node)
-                self._table = None
+                self._invalidate()
             if pods is not None:
-                assumed = [p for p in self._pods.values() if p.assumed_until is not None]
-                self._pods, self._pods_by_node = {}, {}
+                assumed = [self._pods[uid] for uid in self._assumed]
+                self._pods, self._pods_by_node, self._assumed = {}, {}, {}
                 for pod in pods:
                     self.upsert_pod(pod)
                 for usage in assumed:
@@ -236,20 +303,30 @@ class ClusterState:
             return self._pods.get(uid)
 
     def table_for(self, names: Iterable[str]) -> tuple[NodeTable, list[str]]:
-        """Rows for ``names`` in that order, and the names this state does not know."""
+        """Rows for ``names`` in that order, and the names this state does not know.
+
+        kube-scheduler sends the same candidate list cycle after cycle, so the name -> row
+        lookup is memoised per list (until the node set changes); the usage columns are always
+        current.
+        """
+        key = tuple(names)
         with self._lock:
             self._expire()
             table = self._current_table()
-            index = self._index
-            rows: list[int] = []
-            unknown: list[str] = []
-            for name in names:
-                i = index.get(name)
-                if i is None:
-                    unknown.append(name)
-                else:
-                    rows.append(i)
-            return table.take(np.asarray(rows, dtype=np.intp)), unknown
+            hit = self._rows_memo.get(key)
+            if hit is None:
+                rows = np.fromiter(
+                    map(self._index.get, key, repeat(-1)), dtype=np.intp, count=len(key)
+                )
+                missing = rows < 0
+                unknown = [key[i] for i in np.flatnonzero(missing).tolist()]
+                if unknown:
+                    rows = rows[~missing]
+                if len(self._rows_memo) >= _ROWS_MEMO:
+                    self._rows_memo.pop(next(iter(self._rows_memo)))
+                hit = self._rows_memo[key] = (rows, unknown)
+            rows, unknown = hit
+            return table.take(rows), list(unknown)
 
     def full_table(self) -> NodeTable:
         with self._lock:
@@ -259,13 +336,21 @@ class ClusterState:
 
     # --- internals ---------------------------------------------------------------------------
 
+    def _invalidate(self) -> None:
+        """The node set changed: rebuild the table (and forget row lookups) on next read."""
+        self._table = None
+        self._rows_memo.clear()
+
     def _add(self, usage: PodUsage) -> None:
         self._pods[usage.uid] = usage
+        if usage.assumed_until is not None:
+            self._assumed[usage.uid] = usage.assumed_until
         self._pods_by_node.setdefault(usage.node, set()).add(usage.uid)
         self._dirty_nodes.add(usage.node)
 
     def _remove(self, uid: str) -> None:
         usage = self._pods.pop(uid, None)
+        self._assumed.pop(uid, None)
         if usage is not None:
             on_node = self._pods_by_node.get(usage.node)
             if on_node is not None:
@@ -273,17 +358,16 @@ class ClusterState:
             self._dirty_nodes.add(usage.node)
 
     def _expire(self) -> None:
+        if not self._assumed:
+            return
         now = self.clock()
-        expired = [
-            u.uid
-            for u in self._pods.values()
-            if u.assumed_until is not None and u.assumed_until < now
-        ]
+        expired = [uid for uid, until in self._assumed.items() if until < now]
         for uid in expired:
             self._remove(uid)
 
     def _current_table(self) -> NodeTable:
         if self._table is None:
+            self._rows_memo.clear()
             self._table = self._build_static()
             self._dirty_nodes = set(self._nodes)
         if self._dirty_nodes:

@@ -9,9 +9,11 @@ raw JSON so that a filter answer returns the very bytes kube-scheduler sent.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
+import numpy as np
 from msgspec import Raw, Struct
 
 
@@ -175,6 +177,9 @@ class HostPriority(Struct):
     Score: int
 
 
+HOST_SCORE_MAX = 10  # extender scores are integers 0..10
+
+
 class ExtenderBindingArgs(Struct):
     PodName: str = ""
     PodNamespace: str = ""
@@ -204,8 +209,12 @@ _BINDING_KEYS = {
 }
 
 
-def _describe(exc: msgspec.DecodeError | msgspec.ValidationError) -> str:
-    return str(exc).replace("Expected `object`, got", "expected a JSON object, got")
+def _describe(kind: str, exc: msgspec.DecodeError | msgspec.ValidationError) -> str:
+    """``body is not valid JSON: ...`` or ``body is not <kind>: ... - at `$.Field```."""
+    if not isinstance(exc, msgspec.ValidationError):
+        return f"body is not valid JSON: {exc}"
+    text = str(exc).replace("Expected `object`, got", "expected a JSON object, got")
+    return f"body is not {kind}: {text}"
 
 
 def _fold_keys(body: bytes, canonical: dict[str, str]) -> dict[str, Any] | None:
@@ -226,14 +235,16 @@ def decode_args(body: bytes) -> ExtenderArgs:
     try:
         args = _args_decoder.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise WireError(f"body is not ExtenderArgs: {_describe(exc)}") from exc
-    if args.Pod is None and args.Nodes is None and args.NodeNames is None:
+        raise WireError(_describe("ExtenderArgs", exc)) from exc
+    # kube-scheduler sends Go's spelling, so the fold pass runs only when a key is missing
+    # (one of Nodes/NodeNames is always null, so only both missing or Pod missing count)
+    if args.Pod is None or (args.Nodes is None and args.NodeNames is None):
         try:
             folded = _fold_keys(body, _ARGS_KEYS)
-            if folded:
-                args = msgspec.convert(folded, ExtenderArgs)
+            if folded:  # re-encoded so that node items stay raw JSON (msgspec.Raw)
+                args = _args_decoder.decode(_encoder.encode(folded))
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise WireError(f"body is not ExtenderArgs: {_describe(exc)}") from exc
+            raise WireError(_describe("ExtenderArgs", exc)) from exc
     return args
 
 
@@ -241,12 +252,12 @@ def decode_binding(body: bytes) -> ExtenderBindingArgs:
     """Decode an ``ExtenderBindingArgs`` body; raise :class:`WireError` naming the problem."""
     try:
         args = _binding_decoder.decode(body)
-        if not (args.PodName or args.Node):
+        if not (args.PodName and args.PodNamespace and args.PodUID and args.Node):
             folded = _fold_keys(body, _BINDING_KEYS)
             if folded:
-                args = msgspec.convert(folded, ExtenderBindingArgs)
+                args = _binding_decoder.decode(_encoder.encode(folded))
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise WireError(f"body is not ExtenderBindingArgs: {_describe(exc)}") from exc
+        raise WireError(_describe("ExtenderBindingArgs", exc)) from exc
     missing = [f for f in ("PodName", "PodNamespace", "Node") if not getattr(args, f)]
     if missing:
         raise WireError(f"ExtenderBindingArgs is missing {', '.join(missing)}")
@@ -257,9 +268,63 @@ def decode_node(raw: bytes | Raw) -> Node:
     return _node_decoder.decode(raw)
 
 
+class _Named(Struct):
+    metadata: dict[str, Any] | None = None
+
+
+_named_decoder = msgspec.json.Decoder(_Named)
+
+
+def node_name(raw: bytes | Raw) -> str:
+    """Best-effort ``metadata.name`` of a node object that did not decode as a Node ('' if none)."""
+    try:
+        meta = _named_decoder.decode(raw).metadata or {}
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return ""
+    name = meta.get("name")
+    return name if isinstance(name, str) else ""
+
+
 def decode_pod(raw: bytes | Raw) -> Pod:
     return _pod_decoder.decode(raw)
 
 
 def encode(value: object) -> bytes:
     return _encoder.encode(value)
+
+
+_JSON_PLAIN = bytes(c for c in range(0x20, 0x7F) if c not in b'"\\')  # copied as they are
+_SCORE_SEP = np.array(
+    [f'","Score":{level}}},{{"Host":"' for level in range(HOST_SCORE_MAX + 1)], dtype=object
+)
+
+
+def encode_priorities(names: Sequence[str] | np.ndarray, levels: np.ndarray) -> bytes:
+    """``[{"Host": name, "Score": level}, ...]`` in ``names`` order, without building structs.
+
+    The same bytes as encoding a list of :class:`HostPriority` (tested), built by interleaving
+    names and per-level separators in one object array and joining once (~3x faster at 5,000
+    nodes). Names that JSON would escape, or non-ASCII ones (never a valid node name), take the
+    msgspec path.
+    """
+    n = len(names)
+    if n == 0:
+        return b"[]"
+    lv = np.asarray(levels, dtype=np.int64)
+    plain = names.tolist() if isinstance(names, np.ndarray) else list(names)
+    joined = "".join(plain)
+    if (
+        int(lv.min()) < 0
+        or int(lv.max()) > HOST_SCORE_MAX
+        or not joined.isascii()
+        or joined.encode("ascii").translate(None, _JSON_PLAIN)  # a byte JSON would escape
+    ):
+        return _encoder.encode(
+            [HostPriority(Host=h, Score=s) for h, s in zip(plain, lv.tolist(), strict=True)]
+        )
+    parts = np.empty(2 * n + 1, dtype=object)
+    parts[0] = '[{"Host":"'
+    parts[1::2] = plain
+    parts[2::2] = _SCORE_SEP[lv]
+    parts[-1] = f'","Score":{int(lv[-1])}}}]'
+    return "".join(parts.tolist()).encode("ascii")

@@ -1,0 +1,508 @@
+"""Latency of the extender's filter and prioritize verbs, beside a decode+encode floor.
+
+Runs in-process through :class:`scheduler.service.Extender` (the bytes-in/bytes-out path the HTTP
+layer calls), built exactly as ``lowcarb serve`` builds it (bundled policy, offline carbon data).
+Node objects are realistic (~13 KB each, modelled on the nodes kube-scheduler sent in
+``tests/fixtures/kube-scheduler`` and on real GPU clusters): GFD/NFD labels, annotations,
+managedFields, taints, conditions, addresses, nodeInfo and a ``status.images`` list.
+
+Two node modes: ``names`` (``nodeCacheCapable: true``; the service's cache is pre-filled with the
+nodes and with pods using some of their GPUs) and ``nodes`` (full node objects in each request).
+The floor of each row is measured in the same run on the same bytes: decode with the service's
+own msgspec types (``ExtenderArgs``; in ``nodes`` mode also each item as ``Node``, which any
+extender that reads nodes must do) and encode the same-shaped answer, with no state and no
+scoring. ``--http`` adds rows measured through uvicorn on loopback (informational).
+
+Prints a table, then one JSON line last:
+``{"benchmark": "latency", "results": [{"verb", "mode", "nodes", "p50_ms", "p99_ms",
+"floor_p50_ms"}, ...]}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from scheduler import wire
+from scheduler.app import ServeOptions, build_runtime
+from scheduler.service import Extender
+
+FIXTURE = (
+    Path(__file__).resolve().parent.parent
+    / "tests/fixtures/kube-scheduler/v1.35.4/prioritize.args.nodeCacheCapable-true.json"
+)
+SIZES = (100, 1000, 5000)
+JSON_HEADERS = {"Content-Type": "application/json"}
+REGIONS = (
+    ("us-east-1", "us-east-1a"),
+    ("us-west-2", "us-west-2b"),
+    ("eu-central-1", "eu-central-1a"),
+    ("eu-north-1", "eu-north-1a"),
+    ("ap-northeast-1", "ap-northeast-1c"),
+)
+# product, GPUs, memory MiB, family, CPU, memory
+SHAPES = (
+    ("NVIDIA-H100-80GB-HBM3", 8, 81559, "hopper", "192", "2Ti"),
+    ("NVIDIA-A100-SXM4-80GB", 8, 81920, "ampere", "96", "1Ti"),
+    ("NVIDIA-A100-PCIE-40GB", 4, 40960, "ampere", "64", "512Gi"),
+    ("NVIDIA-L4", 4, 23034, "ada-lovelace", "48", "192Gi"),
+    ("Tesla-T4", 1, 15360, "turing", "16", "64Gi"),
+)
+IMAGES = (
+    "nvcr.io/nvidia/pytorch",
+    "nvcr.io/nvidia/tritonserver",
+    "nvcr.io/nvidia/k8s-device-plugin",
+    "nvcr.io/nvidia/gpu-feature-discovery",
+    "nvcr.io/nvidia/k8s/dcgm-exporter",
+    "nvcr.io/nvidia/cloud-native/gpu-operator-validator",
+    "registry.k8s.io/kube-proxy",
+    "registry.k8s.io/pause",
+    "registry.k8s.io/nfd/node-feature-discovery",
+    "docker.io/calico/node",
+    "docker.io/calico/cni",
+    "quay.io/prometheus/node-exporter",
+    "ghcr.io/fluxcd/source-controller",
+    "docker.io/library/python",
+    "docker.io/rayproject/ray-ml",
+    "quay.io/cilium/cilium",
+    "public.ecr.aws/eks-distro/kubernetes/pause",
+    "602401143452.dkr.ecr.us-west-2.amazonaws.com/amazon-k8s-cni",
+    "docker.io/vllm/vllm-openai",
+    "ghcr.io/huggingface/text-generation-inference",
+)
+
+
+def _digest(rng: random.Random) -> str:
+    return "sha256:" + "".join(rng.choice("0123456789abcdef") for _ in range(64))
+
+
+def make_node(i: int, rng: random.Random) -> dict[str, Any]:
+    """One realistic GPU node object (what the API server returns, ~13 KB as JSON)."""
+    region, zone = REGIONS[i % len(REGIONS)]
+    ip = f"10.{i // 65536}.{i // 256 % 256}.{i % 256}"
+    product, gpus, gmem, family, cpu, mem = SHAPES[(i // len(REGIONS)) % len(SHAPES)]
+    name = f"gpu-{region}-{i:05d}"
+    ts = "2026-11-20T08:14:03Z"
+    labels = {
+        "beta.kubernetes.io/arch": "amd64",
+        "beta.kubernetes.io/instance-type": "p5.48xlarge",
+        "beta.kubernetes.io/os": "linux",
+        "failure-domain.beta.kubernetes.io/region": region,
+        "failure-domain.beta.kubernetes.io/zone": zone,
+        "kubernetes.io/arch": "amd64",
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+        "node.kubernetes.io/instance-type": "p5.48xlarge",
+        "topology.kubernetes.io/region": region,
+        "topology.kubernetes.io/zone": zone,
+        "karpenter.sh/capacity-type": "on-demand",
+        "karpenter.sh/nodepool": "gpu-training",
+        "feature.node.kubernetes.io/cpu-cpuid.AVX512F": "true",
+        "feature.node.kubernetes.io/kernel-version.full": "6.1.112-124.190.amzn2023.x86_64",
+        "feature.node.kubernetes.io/pci-10de.present": "true",
+        "feature.node.kubernetes.io/system-os_release.ID": "amzn",
+        "nvidia.com/cuda.driver.major": "550",
+        "nvidia.com/cuda.driver.minor": "127",
+        "nvidia.com/cuda.driver.rev": "05",
+        "nvidia.com/cuda.runtime.major": "12",
+        "nvidia.com/cuda.runtime.minor": "4",
+        "nvidia.com/gfd.timestamp": "1732090443",
+        "nvidia.com/gpu.compute.major": "9",
+        "nvidia.com/gpu.compute.minor": "0",
+        "nvidia.com/gpu.count": str(gpus),
+        "nvidia.com/gpu.deploy.container-toolkit": "true",
+        "nvidia.com/gpu.deploy.dcgm-exporter": "true",
+        "nvidia.com/gpu.deploy.device-plugin": "true",
+        "nvidia.com/gpu.deploy.gpu-feature-discovery": "true",
+        "nvidia.com/gpu.family": family,
+        "nvidia.com/gpu.machine": "p5.48xlarge",
+        "nvidia.com/gpu.memory": str(gmem),
+        "nvidia.com/gpu.present": "true",
+        "nvidia.com/gpu.product": product,
+        "nvidia.com/gpu.replicas": "1",
+        "nvidia.com/gpu.sharing-strategy": "none",
+        "nvidia.com/mig.capable": "false",
+        "nvidia.com/mig.strategy": "single",
+    }
+    fields_labels: dict[str, Any] = {f"f:{k}": {} for k in labels}
+    managed = [
+        {
+            "manager": "kubelet",
+            "operation": "Update",
+            "apiVersion": "v1",
+            "time": ts,
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:metadata": {"f:labels": {".": {}, **fields_labels}}},
+        },
+        {
+            "manager": "gpu-feature-discovery",
+            "operation": "Update",
+            "apiVersion": "v1",
+            "time": ts,
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:metadata": {"f:labels": {"f:nvidia.com/gpu.product": {}}}},
+        },
+        {
+            "manager": "kubelet",
+            "operation": "Update",
+            "apiVersion": "v1",
+            "time": ts,
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {
+                "f:status": {
+                    "f:allocatable": {"f:nvidia.com/gpu": {}, "f:cpu": {}, "f:memory": {}},
+                    "f:capacity": {"f:nvidia.com/gpu": {}},
+                    "f:conditions": {
+                        f'k:{{"type":"{t}"}}': {"f:lastHeartbeatTime": {}}
+                        for t in ("DiskPressure", "MemoryPressure", "PIDPressure", "Ready")
+                    },
+                    "f:images": {},
+                    "f:nodeInfo": {"f:bootID": {}},
+                }
+            },
+            "subresource": "status",
+        },
+    ]
+    images = []
+    for image in rng.choices(IMAGES, k=30):
+        tag = f"v{rng.randint(0, 3)}.{rng.randint(0, 20)}.{rng.randint(0, 9)}"
+        images.append(
+            {
+                "names": [f"{image}@{_digest(rng)}", f"{image}:{tag}"],
+                "sizeBytes": rng.randint(700_000, 9_000_000_000),
+            }
+        )
+    conditions = [
+        {
+            "type": t,
+            "status": "False",
+            "lastHeartbeatTime": ts,
+            "lastTransitionTime": ts,
+            "reason": f"KubeletHasSufficient{t.removesuffix('Pressure')}",
+            "message": f"kubelet has sufficient {t.removesuffix('Pressure').lower()} available",
+        }
+        for t in ("MemoryPressure", "DiskPressure", "PIDPressure")
+    ]
+    conditions.append(
+        {
+            "type": "Ready",
+            "status": "True",
+            "lastHeartbeatTime": ts,
+            "lastTransitionTime": ts,
+            "reason": "KubeletReady",
+            "message": "kubelet is posting ready status",
+        }
+    )
+    resources = {
+        "cpu": cpu,
+        "ephemeral-storage": "3758010052Ki",
+        "hugepages-1Gi": "0",
+        "hugepages-2Mi": "0",
+        "memory": mem,
+        "nvidia.com/gpu": str(gpus),
+        "pods": "737",
+        "vpc.amazonaws.com/efa": "32",
+    }
+    return {
+        "metadata": {
+            "name": name,
+            "uid": f"8cc04d02-013f-4f39-{i:04x}-7a598381689e"[:36],
+            "resourceVersion": str(1_000_000 + i),
+            "creationTimestamp": ts,
+            "labels": labels,
+            "annotations": {
+                "alpha.kubernetes.io/provided-node-ip": ip,
+                "csi.volume.kubernetes.io/nodeid": json.dumps(
+                    {"ebs.csi.aws.com": f"i-0{rng.getrandbits(60):015x}"}
+                ),
+                "karpenter.k8s.aws/ec2nodeclass-hash": str(rng.getrandbits(63)),
+                "nfd.node.kubernetes.io/feature-labels": "cpu-cpuid.AVX512F,kernel-version.full,"
+                "pci-10de.present,system-os_release.ID",
+                "node.alpha.kubernetes.io/ttl": "0",
+                "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+            },
+            "managedFields": managed,
+        },
+        "spec": {
+            "providerID": f"aws:///{zone}/i-0{rng.getrandbits(60):015x}",
+            "taints": [{"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}],
+        },
+        "status": {
+            "capacity": resources,
+            "allocatable": resources,
+            "conditions": conditions,
+            "addresses": [
+                {"type": "InternalIP", "address": ip},
+                {"type": "InternalDNS", "address": f"ip-10-0-{i % 256}.ec2.internal"},
+                {"type": "Hostname", "address": name},
+            ],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "nodeInfo": {
+                "machineID": f"{rng.getrandbits(128):032x}",
+                "systemUUID": f"ec2{rng.getrandbits(100):025x}",
+                "bootID": f"{rng.getrandbits(128):032x}",
+                "kernelVersion": "6.1.112-124.190.amzn2023.x86_64",
+                "osImage": "Amazon Linux 2023.6.20241111",
+                "containerRuntimeVersion": "containerd://1.7.23",
+                "kubeletVersion": "v1.31.2-eks-94953ac",
+                "kubeProxyVersion": "v1.31.2-eks-94953ac",
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+            },
+            "images": images,
+        },
+    }
+
+
+def make_usage(node: dict[str, Any], k: int, rng: random.Random) -> dict[str, Any] | None:
+    """A bound pod using some GPUs of ``node`` (None for an idle node)."""
+    gpus = int(node["metadata"]["labels"]["nvidia.com/gpu.count"])
+    used = rng.randint(0, gpus)
+    if used == 0:
+        return None
+    return {
+        "metadata": {"name": f"job-{k}", "namespace": "ml", "uid": f"uid-job-{k}"},
+        "spec": {
+            "nodeName": node["metadata"]["name"],
+            "containers": [
+                {
+                    "name": "main",
+                    "resources": {
+                        "requests": {"cpu": "4", "memory": "32Gi", "nvidia.com/gpu": str(used)}
+                    },
+                }
+            ],
+        },
+        "status": {"phase": "Running"},
+    }
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def timed(fn: Callable[[], object], reps: int) -> list[float]:
+    """Milliseconds per call over ``reps`` calls, after two warm-up calls; GC as in serving."""
+    fn()
+    fn()
+    out = []
+    for _ in range(reps):
+        t0 = time.perf_counter_ns()
+        fn()
+        out.append((time.perf_counter_ns() - t0) / 1e6)
+    return out
+
+
+def floor_fn(verb: str, mode: str, body: bytes) -> Callable[[], bytes]:
+    """Decode + encode of ``body`` with the service's msgspec types, no state, no scoring."""
+
+    def run() -> bytes:
+        args = wire.decode_args(body)
+        if mode == "nodes":
+            items = args.Nodes.items if args.Nodes and args.Nodes.items else []
+            names = [wire.decode_node(raw).metadata.name for raw in items]
+        else:
+            items = []
+            names = args.NodeNames or []
+        if verb == "prioritize":
+            return wire.encode([wire.HostPriority(Host=n, Score=0) for n in names])
+        result = wire.ExtenderFilterResult()
+        if mode == "nodes":
+            result.Nodes = wire.RawNodeList(items=items, metadata={})
+        else:
+            result.NodeNames = list(names)
+        return wire.encode(result)
+
+    return run
+
+
+def build_extender(nodes: list[dict[str, Any]], rng: random.Random) -> Extender:
+    runtime = build_runtime(ServeOptions())
+    state = runtime.extender.state
+    for node in nodes:
+        state.upsert_node(msgspec.convert(node, wire.Node))
+    for k, node in enumerate(nodes):
+        pod = make_usage(node, k, rng)
+        if pod is not None:
+            state.upsert_pod(msgspec.convert(pod, wire.Pod))
+    return runtime.extender
+
+
+def bodies(pod: Any, nodes: list[dict[str, Any]]) -> dict[str, bytes]:
+    enc = msgspec.json.Encoder()
+    names = [n["metadata"]["name"] for n in nodes]
+    return {
+        "names": enc.encode({"Pod": pod, "Nodes": None, "NodeNames": names}),
+        "nodes": enc.encode(
+            {"Pod": pod, "Nodes": {"metadata": {}, "items": nodes}, "NodeNames": None}
+        ),
+    }
+
+
+def reps_for(n: int, mode: str, scale: float) -> int:
+    base = {100: 300, 1000: 100, 5000: 40}[n] if mode == "names" else {100: 100, 1000: 25}.get(n, 9)
+    return max(5, int(base * scale))
+
+
+def run(sizes: tuple[int, ...], scale: float, http: bool) -> list[dict[str, Any]]:
+    pod = json.loads(FIXTURE.read_bytes())["Pod"]
+    rng = random.Random(42)
+    all_nodes = [make_node(i, rng) for i in range(max(sizes))]
+    node_kb = statistics.mean(len(msgspec.json.encode(n)) for n in all_nodes[:200]) / 1024
+    print(f"node objects: {node_kb:.1f} KB each on average; pod: {pod['metadata']['name']}")
+    rows: list[dict[str, Any]] = []
+    for n in sizes:
+        nodes = all_nodes[:n]
+        ext = build_extender(nodes, random.Random(n))
+        reqs = bodies(pod, nodes)
+        for mode in ("names", "nodes"):
+            body = reqs[mode]
+            reps = reps_for(n, mode, scale)
+            for verb in ("filter", "prioritize"):
+                call: Callable[[bytes], bytes] = getattr(ext, verb)
+                floor = timed(floor_fn(verb, mode, body), reps)
+                took = timed(partial(call, body), reps)
+                rows.append(
+                    {
+                        "verb": verb,
+                        "mode": mode,
+                        "nodes": n,
+                        "p50_ms": round(statistics.median(took), 3),
+                        "p99_ms": round(percentile(took, 0.99), 3),
+                        "floor_p50_ms": round(statistics.median(floor), 3),
+                        "body_mb": round(len(body) / 2**20, 2),
+                        "reps": reps,
+                    }
+                )
+                gc.collect()
+        if http:
+            rows.extend(http_rows(ext, reqs, n, scale))
+    return rows
+
+
+def http_rows(ext: Extender, reqs: dict[str, bytes], n: int, scale: float) -> list[dict[str, Any]]:
+    """The same calls through uvicorn on 127.0.0.1 over one keep-alive connection."""
+    import socket
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from scheduler.api import create_app
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    config = uvicorn.Config(
+        create_app(ext, url_prefix="/scheduler"), host="127.0.0.1", port=port, log_level="error"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    out = []
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}/scheduler", timeout=60) as client:
+            for mode in ("names", "nodes"):
+                body = reqs[mode]
+                reps = reps_for(n, mode, scale)
+                for verb in ("filter", "prioritize"):
+
+                    def call(verb: str = verb, body: bytes = body) -> None:
+                        resp = client.post(
+                            f"/{verb}", content=body, headers={"Content-Type": "application/json"}
+                        )
+                        resp.raise_for_status()
+
+                    took = timed(call, reps)
+                    out.append(
+                        {
+                            "verb": verb,
+                            "mode": f"{mode}+http",
+                            "nodes": n,
+                            "p50_ms": round(statistics.median(took), 3),
+                            "p99_ms": round(percentile(took, 0.99), 3),
+                            "floor_p50_ms": None,
+                            "body_mb": round(len(body) / 2**20, 2),
+                            "reps": reps,
+                        }
+                    )
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    return out
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    head = (
+        f"{'verb':<11}{'mode':<12}{'nodes':>6}{'body MB':>9}{'reps':>6}"
+        f"{'p50 ms':>10}{'p99 ms':>10}{'floor p50':>11}{'x floor':>9}"
+    )
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        floor = r["floor_p50_ms"]
+        ratio = f"{r['p50_ms'] / floor:.2f}" if floor else "-"
+        floor_s = f"{floor:.3f}" if floor is not None else "-"
+        print(
+            f"{r['verb']:<11}{r['mode']:<12}{r['nodes']:>6}{r['body_mb']:>9.2f}{r['reps']:>6}"
+            f"{r['p50_ms']:>10.3f}{r['p99_ms']:>10.3f}{floor_s:>11}{ratio:>9}"
+        )
+
+
+def check_targets(rows: list[dict[str, Any]]) -> list[str]:
+    """The issue's targets, as lines saying met or missed."""
+    out = []
+    for r in rows:
+        if r["verb"] != "prioritize" or r["nodes"] != 5000:
+            continue
+        ratio = r["p50_ms"] / r["floor_p50_ms"]
+        if r["mode"] == "names":
+            ok = r["p50_ms"] <= 5.0 and ratio <= 3.0
+            out.append(
+                f"target prioritize/names/5000: p50 {r['p50_ms']:.2f} ms (<= 5), "
+                f"{ratio:.2f}x floor (<= 3): {'met' if ok else 'MISSED'}"
+            )
+        elif r["mode"] == "nodes":
+            ok = ratio <= 2.0
+            out.append(
+                f"target prioritize/nodes/5000: {ratio:.2f}x floor (<= 2): "
+                f"{'met' if ok else 'MISSED'}"
+            )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="node counts")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply repetitions")
+    parser.add_argument("--http", action="store_true", help="also measure through uvicorn")
+    opts = parser.parse_args(argv)
+    sizes = tuple(int(s) for s in opts.sizes.split(","))
+    rows = run(sizes, opts.scale, opts.http)
+    print_table(rows)
+    if 5000 in sizes:
+        for line in check_targets(rows):
+            print(line)
+    keys = ("verb", "mode", "nodes", "p50_ms", "p99_ms", "floor_p50_ms")
+    results = [{k: r[k] for k in keys} for r in rows if r["mode"] in ("names", "nodes")]
+    print(json.dumps({"benchmark": "latency", "results": results}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
