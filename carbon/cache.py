@@ -636,8 +636,9 @@ class CarbonCache:
         snap = self._snapshot()
         self._view = snap
         primary = self.config.fallback[0]
+        kind = self.config.provider(primary).signal  # judge fallbacks in the primary's signal
         for zone in sorted(self._zones):
-            hit = snap.serving(zone)
+            hit = snap.serving(zone, kind)
             if hit is None:
                 continue
             src, reading = hit

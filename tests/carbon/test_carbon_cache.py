@@ -502,3 +502,39 @@ async def test_one_zone_with_a_bad_body_does_not_back_off_the_provider() -> None
     assert fr is not None and (fr.source, fr.g_per_kwh) == ("static", 99.4)
     assert cache.errors[("electricitymaps", "bad_response")] == 1
     await cache.stop()
+
+
+async def test_marginal_primary_is_not_reported_as_a_fallback(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("LOWCARB_WATTTIME_USERNAME", "u")
+    monkeypatch.setenv("LOWCARB_WATTTIME_PASSWORD", "p")
+    rec = Recorder(
+        {
+            "/login": json_response("watttime/login.json"),
+            "/v3/forecast": json_response("watttime/forecast.json"),
+            "/v3/carbon-intensity/latest": latest_ok(),
+            "/v3/carbon-intensity/forecast": forecast_ok(),
+        }
+    )
+    cfg = CarbonConfig.model_validate(
+        {
+            "providers": [
+                {"name": "watttime", "url": "http://wt.test", "signal": "marginal"},
+                {"name": "electricitymaps", "url": "http://em.test"},
+            ],
+            "fallback": ["watttime", "electricitymaps", "static"],
+        }
+    )
+    clock = Clock(datetime(2024, 6, 18, 18, 42, tzinfo=UTC).timestamp())
+    cache = CarbonCache(cfg, clock=clock, transport=rec.transport(), zones=["US-CAL-CISO"])
+    caplog.set_level(logging.INFO, logger="lowcarb.carbon")
+    snap = await cache.refresh_once()
+    marginal = snap.reading("US-CAL-CISO", "marginal")
+    assert marginal is not None and (marginal.source, marginal.kind) == ("watttime", "marginal")
+    average = snap.reading("US-CAL-CISO", "average")  # EM's 2023 fixture is stale -> static
+    assert average is not None and average.source == "static"
+    assert warnings(caplog, "served by fallback") == 0  # the primary (marginal) is healthy
+    mean = snap.mean_intensity("US-CAL-CISO", clock.now, clock.now + 3600, "marginal")
+    assert mean is not None and mean.source == "watttime" and mean.estimated
+    await cache.stop()
