@@ -46,9 +46,10 @@ def evaluate(ctx: Context, terms: list[tuple[Term, float]], *, score: bool = Tru
         mask, why = t.filter(ctx)
         if mask is None:
             continue
-        for i, reason in why.items():
-            if feasible[i]:
-                reasons[i] = reason
+        if why:  # keep the first failing term's reason per row (vectorised: no per-row numpy)
+            rows = np.fromiter(why.keys(), dtype=np.intp, count=len(why))
+            first = rows[feasible[rows]].tolist()
+            reasons.update(zip(first, map(why.__getitem__, first), strict=True))
         feasible &= mask
     scores: dict[str, TermScore] = {}
     weights = {t.name: w for t, w in terms}

@@ -16,6 +16,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import msgspec
 import numpy as np
 import structlog
 
@@ -93,20 +94,30 @@ class Extender:
         klass = engine.classify(args.Pod) if args.Pod is not None else "default"
         ev = engine.evaluate(demand, table, self.carbon(), self.clock(), klass=klass, score=False)
         metrics.PODS_FILTERED.inc()
-        passed: list[int] = np.flatnonzero(ev.feasible).tolist()
-        for i in np.flatnonzero(~ev.feasible).tolist():
-            result.FailedNodes[table.names[i]] = ev.reasons.get(i, "infeasible")
+        all_names = table.name_array()
+        failed = np.flatnonzero(~ev.feasible)
+        if failed.size:
+            get = ev.reasons.get
+            result.FailedNodes = dict(
+                zip(
+                    all_names[failed].tolist(),
+                    [get(i, "infeasible") for i in failed.tolist()],
+                    strict=True,
+                )
+            )
         for name in unknown:
             result.FailedNodes[name] = UNKNOWN_NODE
         metrics.NODES_REJECTED.inc(len(result.FailedNodes))
+        passed = all_names[ev.feasible].tolist()
         if raws is not None:
-            row_of = {name: i for i, name in enumerate(names)}
-            keep = {table.names[i] for i in passed}
+            # echo the very bytes kube-scheduler sent, in its order (rows follow ``names``)
+            keep = set(passed)
             result.Nodes = wire.RawNodeList(
-                items=[raws[row_of[n]] for n in names if n in keep], metadata={}
+                items=[raw for name, raw in zip(names, raws, strict=True) if name in keep],
+                metadata={},
             )
         else:
-            result.NodeNames = [table.names[i] for i in passed]
+            result.NodeNames = passed
         return wire.encode(result)
 
     def prioritize(self, body: bytes) -> bytes:
@@ -121,15 +132,16 @@ class Extender:
         klass = engine.classify(args.Pod) if args.Pod is not None else "default"
         ev = engine.evaluate(demand, table, self.carbon(), self.clock(), klass=klass)
         metrics.PODS_SCORED.inc()
-        levels = ev.levels.tolist()
-        out = [wire.HostPriority(Host=n, Score=s) for n, s in zip(table.names, levels, strict=True)]
-        out.extend(wire.HostPriority(Host=n, Score=0) for n in unknown)
-        duration = engine.policy.workload_class(klass).duration_s
+        hosts, levels = table.name_array(), ev.levels
+        if unknown:  # kube-scheduler expects a score for every name it sent
+            hosts = np.concatenate([hosts, np.array(unknown, dtype=object)])
+            levels = np.concatenate([levels, np.zeros(len(unknown), dtype=np.int64)])
+        duration = engine.expected_duration_s(demand, klass)
         owner = owner_of(args.Pod)
         self._remember(
             Decision(demand, klass, table.names, ev, table, self.clock(), owner, duration)
         )
-        return wire.encode(out)
+        return wire.encode_priorities(hosts, levels)
 
     async def bind(self, body: bytes) -> bytes:
         args = wire.decode_binding(body)
@@ -216,14 +228,18 @@ class Extender:
             return None
         raws: list[wire.Raw] | None = None
         if args.Nodes is not None and args.Nodes.items is not None:
-            raws = args.Nodes.items
-            names = []
-            for raw in raws:
+            raws, names = [], []
+            for raw in args.Nodes.items:
                 try:
                     node = wire.decode_node(raw)
-                except Exception:
+                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    name = wire.node_name(raw)
+                    if name:  # never drop a node silently: fail it with the reason
+                        result.FailedNodes[name] = f"node object is not a valid v1.Node: {exc}"
+                    metrics.ERRORS.labels("bad_node").inc()
                     continue
                 self.state.upsert_node(node)
+                raws.append(raw)
                 names.append(node.metadata.name)
         elif args.NodeNames is not None:
             names = args.NodeNames
