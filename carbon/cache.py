@@ -284,6 +284,7 @@ class CarbonCache:
         self._serving: dict[str, str] = {}
         self._running = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self.errors: Counter[tuple[str, str]] = Counter()
         self.fallbacks: Counter[tuple[str, str]] = Counter()
         self._build_states(self.config)
@@ -357,8 +358,13 @@ class CarbonCache:
 
     def _apply(self, config: CarbonConfig) -> None:
         old = self._states
+        try:
+            self._build_states(config, previous=old)
+        except Exception:  # keep serving the last good configuration
+            log.exception("carbon: new configuration rejected; keeping the previous one")
+            self._states = old
+            return
         self.config = config
-        self._build_states(config, previous=old)
         for name, st in old.items():
             if self._states.get(name) is not st:
                 if st.task is not None:
@@ -409,7 +415,8 @@ class CarbonCache:
         except RuntimeError:
             return
         task = loop.create_task(self._close(prov))
-        task.add_done_callback(lambda _t: None)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _wake_all(self) -> None:
         for st in self._states.values():

@@ -18,7 +18,8 @@ from carbon_support import LoopbackServer, Recorder, fixture, fixture_route, jso
 
 from carbon import metrics
 from carbon.cache import CarbonCache
-from carbon.config import CarbonConfig
+from carbon.config import CarbonConfig, ProviderConfig
+from carbon.providers.base import Provider
 
 NOW = datetime(2023, 6, 15, 0, 30, tzinfo=UTC).timestamp()  # 90 min after the fixture's hour
 STATIC_DE = 481.5  # built-in table, DE 2022
@@ -538,3 +539,18 @@ async def test_marginal_primary_is_not_reported_as_a_fallback(
     mean = snap.mean_intensity("US-CAL-CISO", clock.now, clock.now + 3600, "marginal")
     assert mean is not None and mean.source == "watttime" and mean.estimated
     await cache.stop()
+
+
+async def test_reconfigure_with_a_broken_provider_keeps_last_good() -> None:
+    def broken(pc: ProviderConfig) -> Provider:
+        raise RuntimeError("plugin exploded")
+
+    cache = CarbonCache(CarbonConfig.model_validate({"static": {"DE": 5}}), clock=Clock())
+    cache._factory = broken
+    bad = CarbonConfig.model_validate(
+        {"providers": [{"name": "ukgrid"}], "fallback": ["ukgrid", "static"]}
+    )
+    cache.reconfigure(bad)
+    assert cache.config.static == {"DE": 5} and list(cache._states) == ["static"]
+    reading = cache.view().reading("DE")
+    assert reading is not None and reading.g_per_kwh == 5.0
