@@ -115,7 +115,7 @@ def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None
     if options.ledger is not None:
         ledger = LedgerSink.open(options.ledger)
 
-    sync = binder = None
+    sync = binder = gate_ctl = None
     if options.cluster_mode:
         from scheduler.kube import Binder, ClusterSync, load_config
 
@@ -125,6 +125,15 @@ def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None
         sink = ObservedState(state, ledger) if ledger is not None else state
         sync = ClusterSync(sink, config)
         binder = Binder(sync.client)
+        from scheduler.gates import controller_for  # temporal shifting (issue 7)
+
+        gate_ctl = controller_for(
+            sync.client,
+            lambda: store.policy,
+            cache,
+            state,
+            ledger=ledger.ledger if ledger is not None else None,
+        )
 
     extender = Extender(state=state, engine=store.engine, carbon=cache.view, binder=binder)
     extender.ledger = ledger
@@ -136,10 +145,14 @@ def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None
         store.start(options.policy_poll_s)
         if sync is not None:
             await sync.start()
+        if gate_ctl is not None:
+            await gate_ctl.start()
         log.info("lowcarb serving", cluster_mode=options.cluster_mode, prefix=options.url_prefix)
         try:
             yield
         finally:
+            if gate_ctl is not None:
+                await gate_ctl.stop()
             if sync is not None:
                 await sync.stop()
             await store.stop()

@@ -100,6 +100,11 @@ def test_serve_is_ready_only_after_cache_sync(api: FakeApiServer, tmp_path: Path
         failed = {**answer.get("FailedNodes", {}), **answer.get("FailedAndUnresolvableNodes", {})}
         assert "no-such-node" in failed
         assert "usw2-a-gpu" in (answer.get("NodeNames") or [])
+        # the gate controller runs in cluster mode too: it lists the unbound pods
+        deadline = time.monotonic() + 10
+        while not any(r.param("fieldSelector") == kube.UNASSIGNED for r in api.requests):
+            assert time.monotonic() < deadline, "the gate controller never listed gated pods"
+            time.sleep(0.05)
     finally:
         release.set()
         proc.terminate()
