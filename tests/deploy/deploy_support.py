@@ -73,13 +73,20 @@ def find(objects: list[Manifest], kind: str, name: str) -> Manifest:
     return matches[0]
 
 
+def pod_containers(deployment: Manifest) -> list[Manifest]:
+    """Init containers (native sidecars included) and containers of a Deployment's pod."""
+    spec = deployment["spec"]["template"]["spec"]
+    items: list[Manifest] = [*spec.get("initContainers", []), *spec["containers"]]
+    return items
+
+
 def container(deployment: Manifest, name: str) -> Manifest:
-    """The container called NAME in a Deployment's pod template."""
-    containers = deployment["spec"]["template"]["spec"]["containers"]
-    for item in containers:
+    """The container (or init container) called NAME in a Deployment's pod template."""
+    items = pod_containers(deployment)
+    for item in items:
         if item["name"] == name:
             return dict(item)
-    raise AssertionError(f"no container {name!r} in {[c['name'] for c in containers]}")
+    raise AssertionError(f"no container {name!r} in {[c['name'] for c in items]}")
 
 
 def flag_value(args: list[str], flag: str) -> str | None:

@@ -21,6 +21,7 @@ from deploy_support import (
     find,
     flag_value,
     load_yaml_documents,
+    pod_containers,
 )
 
 EXTENDER_ONLY = KUSTOMIZE / "overlays" / "extender-only"
@@ -104,7 +105,7 @@ def test_pod_is_locked_down(target: Path) -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] != 0
     assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
-    for item in pod["containers"]:
+    for item in pod_containers(deployment):
         context = item["securityContext"]
         assert context["readOnlyRootFilesystem"] is True, item["name"]
         assert context["allowPrivilegeEscalation"] is False, item["name"]
@@ -164,7 +165,7 @@ def test_base_exposes_only_metrics() -> None:
 
     pod_ports = {
         port["name"]: port["containerPort"]
-        for item in deployment["spec"]["template"]["spec"]["containers"]
+        for item in pod_containers(deployment)
         for port in item.get("ports", [])
     }
     services = [o for o in objects if o["kind"] == "Service"]
@@ -181,6 +182,19 @@ def test_base_exposes_only_metrics() -> None:
     assert flag_value(proxy["args"], "--allow-paths") == "/metrics"
 
 
+@pytest.mark.parametrize("target", [BASE, DEV], ids=lambda p: p.name)
+def test_lowcarb_is_ready_before_kube_scheduler_starts(target: Path) -> None:
+    deployment = find(build(target), "Deployment", "lowcarb")
+    spec = deployment["spec"]["template"]["spec"]
+    # A native sidecar: an init container that keeps running; the kubelet starts the
+    # regular containers (kube-scheduler) only after its startup probe has passed.
+    (sidecar,) = [c for c in spec["initContainers"] if c["name"] == "lowcarb"]
+    assert sidecar["restartPolicy"] == "Always"
+    assert "/readyz" in sidecar["startupProbe"]["exec"]["command"][-1]
+    assert "lowcarb" not in [c["name"] for c in spec["containers"]]
+    assert "kube-scheduler" in [c["name"] for c in spec["containers"]]
+
+
 def test_kube_scheduler_image_is_a_pinned_supported_version() -> None:
     deployment = find(build(BASE), "Deployment", "lowcarb")
     image = container(deployment, "kube-scheduler")["image"]
@@ -192,9 +206,12 @@ def test_kube_scheduler_image_is_a_pinned_supported_version() -> None:
 def test_extender_only_serves_mutual_tls_on_its_service() -> None:
     objects = build(EXTENDER_ONLY)
     deployment = find(objects, "Deployment", "lowcarb")
-    containers = deployment["spec"]["template"]["spec"]["containers"]
+    containers = pod_containers(deployment)
     assert [c["name"] for c in containers] == ["lowcarb"]
     lowcarb = containers[0]
+    assert "restartPolicy" not in lowcarb, "alone, lowcarb is a regular container"
+    base_image = container(find(build(BASE), "Deployment", "lowcarb"), "lowcarb")["image"]
+    assert lowcarb["image"] == base_image, "set the same lowcarb image in base and overlay"
     args = lowcarb["args"]
     assert flag_value(args, "--host") == "0.0.0.0"
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
