@@ -22,9 +22,24 @@ from scheduler.demand import PodDemand
 from scheduler.policy import FILTER_ONLY_TERMS, Policy, WorkloadClass
 from scheduler.scoring import Evaluation, evaluate
 from scheduler.terms import constraints as _constraints  # noqa: F401  (registers the term)
-from scheduler.terms.base import Context, Term, get_term
+from scheduler.terms.base import Context, Term, TermScore, get_term
 
 _REMEMBER = 4096
+ALWAYS_FILTER = ("gpu_fit",)  # a pod must fit whatever the class weights
+
+
+class _FilterOnly(Term):
+    """Runs a term's filter and scores nothing (the engine drops the placeholder score)."""
+
+    def __init__(self, inner: Term) -> None:
+        self.inner = inner
+
+    def filter(self, ctx: Context) -> tuple[np.ndarray | None, dict[int, str]]:
+        return self.inner.filter(ctx)
+
+    def score(self, ctx: Context) -> TermScore:
+        n = len(ctx.table)
+        return TermScore(raw=np.zeros(n), normalized=np.zeros(n), unit="")
 
 
 class Engine:
@@ -32,9 +47,19 @@ class Engine:
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
-        names = [*policy.term_names(), *sorted(FILTER_ONLY_TERMS)]
+        names = dict.fromkeys([*policy.term_names(), *ALWAYS_FILTER, *sorted(FILTER_ONLY_TERMS)])
         self.terms: dict[str, Term] = {name: get_term(name)() for name in names}
         self._choices: OrderedDict[str, ClassChoice] = OrderedDict()
+        self._filters: dict[str, Term] = {}
+
+    def _filter_only(self, name: str) -> Term:
+        """``self.terms[name]`` with its filter and no score (for classes that do not weight it)."""
+        wrapper = self._filters.get(name)
+        if wrapper is None or wrapper.inner is not self.terms[name]:  # type: ignore[attr-defined]
+            cls = type(f"FilterOnly[{name}]", (_FilterOnly,), {"name": name})
+            wrapper = cls(self.terms[name])
+            self._filters[name] = wrapper
+        return wrapper
 
     # --- classes ---------------------------------------------------------------------------
 
@@ -59,6 +84,15 @@ class Engine:
             if choice is not None and choice.name == klass:
                 return choice
         return None
+
+    def expected_duration_s(self, demand: PodDemand, klass: str) -> float:
+        """The pod's expected run time: its annotation (via :meth:`classify`), else the class's."""
+        choice = self._choice_for(demand, klass)
+        return (
+            choice.duration_s
+            if choice is not None
+            else self.policy.workload_class(klass).duration_s
+        )
 
     # --- scoring ---------------------------------------------------------------------------
 
@@ -101,11 +135,12 @@ class Engine:
         *,
         klass: str = "default",
         score: bool = True,
+        duration_s: float | None = None,
     ) -> Evaluation:
         """Filter and (if ``score``) score ``demand`` over ``table`` under class ``klass``.
 
-        The expected duration is the one :meth:`classify` found for this pod (annotation or
-        class default); a pod never classified gets the class default.
+        The expected duration is ``duration_s`` when given (the simulator knows it), else the one
+        :meth:`classify` found for this pod (annotation or class default), else the class default.
         """
         if klass not in self.policy.classes:
             note = f"class {klass!r} is not in the policy; used 'default'"
@@ -123,12 +158,16 @@ class Engine:
             now_s,
             cls,
             klass=klass,
-            duration_s=choice.duration_s if choice is not None else None,
+            duration_s=duration_s
+            if duration_s is not None
+            else (choice.duration_s if choice is not None else None),
         )
         weighted = [(self.terms[name], w) for name, w in cls.weights.items()]
-        weighted.extend((self.terms[name], 0.0) for name in sorted(FILTER_ONLY_TERMS))
+        # feasibility never depends on the weights: unweighted filters still run, constraints last
+        extra = [n for n in ALWAYS_FILTER if n not in cls.weights] + sorted(FILTER_ONLY_TERMS)
+        weighted.extend((self._filter_only(name), 0.0) for name in extra)
         ev = evaluate(ctx, weighted, score=score)
-        for name in FILTER_ONLY_TERMS:
+        for name in extra:
             ev.terms.pop(name, None)
             ev.weights.pop(name, None)
         ev.notes = list(demand.notes)

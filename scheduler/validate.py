@@ -249,7 +249,9 @@ def _issue(err: ErrorDetails, root: yaml.Node, source: str) -> Issue:
     if err["type"] == "extra_forbidden" and key_node is not None and depth == len(loc):
         target = key_node
     mark = target.start_mark
-    return Issue(source, mark.line + 1, mark.column + 1, _path(loc), message)
+    # an unknown key belongs to the mapping that holds it: "classes.x.selector: unknown key ..."
+    where = loc[:-1] if err["type"] == "extra_forbidden" else loc
+    return Issue(source, mark.line + 1, mark.column + 1, _path(where), message)
 
 
 def _is_internal(step: str) -> bool:

@@ -6,7 +6,7 @@ A filter-only term (the engine runs it after every other filter and adds no scor
 * ``maxIntensity`` (gCO2e/kWh): nodes whose zone's mean forecast intensity over the pod's expected
   run is above the ceiling are infeasible, but only when at least one node at or below it passes
   every other filter, so the ceiling steers pods to cleaner capacity and never strands them.
-  A zone with no carbon data is never filtered for intensity.
+  A node whose zone has no carbon data is neither filtered for intensity nor counted as cleaner.
 """
 
 from __future__ import annotations
@@ -67,22 +67,27 @@ class Constraints(Term):
         kind = ctx.params.get("signal", "average")
         end = ctx.now_s + ctx.duration_s
         dirty = np.zeros(len(t), dtype=bool)
+        clean = np.zeros(len(t), dtype=bool)
         values: dict[int, float] = {}
         for code in np.unique(t.zone).tolist():
             if code < 0:
                 continue
             reading = ctx.carbon.mean_intensity(t.zones[code], ctx.now_s, end, kind)
-            if reading is not None and reading.g_per_kwh > ceiling:
+            if reading is None:
+                continue
+            if reading.g_per_kwh > ceiling:
                 dirty |= t.zone == code
                 values[code] = reading.g_per_kwh
+            else:
+                clean |= t.zone == code
         if not dirty.any():
             return
         prior = ctx.params.get("feasible")
         others = mask if prior is None else (mask & prior)
-        if not (others & ~dirty).any():
+        if not (others & clean).any():
             note = (
-                f"every feasible node is above class {klass!r}'s maxIntensity {ceiling:g} "
-                "gCO2e/kWh; none was filtered for intensity"
+                f"no feasible node is known to be at or below class {klass!r}'s maxIntensity "
+                f"{ceiling:g} gCO2e/kWh; none was filtered for intensity"
             )
             if note not in ctx.pod.notes:
                 ctx.pod.notes.append(note)

@@ -1,0 +1,279 @@
+"""Explain a placement: per node, feasible or why not, each term's raw and normalised value, weight
+and final 0..10 score, and which carbon data was used (source and age).
+
+:func:`explain` runs the very engine the extender serves from (same class choice, filters, terms
+and quantiser) and returns the JSON shape of issue 5::
+
+    {"pod": "ns/name", "class": "training", "nodes": [{"node": "n1", "feasible": true,
+     "reason": null, "terms": {"carbon": {"raw": 1830.5, "unit": "gCO2e", "normalized": 0.92,
+     "weight": 0.6}, "gpu_fit": {...}}, "score": 10}, ...],
+     "carbon_data": {"SE": {"source": "static", "age_s": 0}}}
+
+plus ``class_reason``, ``expected_duration_s`` and ``notes`` (annotations that were ignored, zones
+without data). Nodes are listed best first, infeasible ones last. :func:`explain_routes` serves it
+over HTTP: ``GET /explain?pod=ns/name`` (cluster mode: the pod is read from the API server, since
+the node/pod cache keeps only bound pods' demands) and ``POST /explain`` with a Pod manifest (any
+mode); both score against every node the service knows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+import msgspec
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from carbon.types import CarbonView
+from scheduler import wire
+from scheduler.cluster import ClusterState, NodeTable
+from scheduler.demand import DemandError, parse_demand
+from scheduler.engine import Engine
+from scheduler.policy_store import PolicyStore
+
+UNKNOWN_NODE = "node not in lowcarb's cache (not synced yet, or deleted)"
+PodGetter = Callable[[str, str], Awaitable[wire.Pod]]
+
+
+class ExplainError(ValueError):
+    """A pod that cannot be explained (its requests do not parse); the message names the field."""
+
+
+def explain(
+    engine: Engine,
+    pod: wire.Pod,
+    table: NodeTable,
+    carbon: CarbonView,
+    now_s: float,
+    *,
+    unknown: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The decision for ``pod`` over the rows of ``table``, as a JSON-ready dict."""
+    try:
+        demand = parse_demand(pod)
+    except DemandError as exc:
+        raise ExplainError(str(exc)) from exc
+    choice = engine.choose(pod)
+    ev = engine.evaluate(demand, table, carbon, now_s, klass=choice.name)
+    order = sorted(
+        range(len(table)),
+        key=lambda i: (
+            not ev.feasible[i],
+            -int(ev.levels[i]),
+            -_finite(float(ev.combined[i])),
+            table.names[i],
+        ),
+    )
+    nodes: list[dict[str, Any]] = []
+    for i in order:
+        feasible = bool(ev.feasible[i])
+        terms: dict[str, dict[str, Any]] = {}
+        if feasible:
+            for name, ts in ev.terms.items():
+                terms[name] = {
+                    "raw": _num(ts.raw[i]),
+                    "unit": ts.unit,
+                    "normalized": _num(ts.normalized[i], 4),
+                    "weight": ev.weights.get(name, 0.0),
+                }
+        nodes.append(
+            {
+                "node": table.names[i],
+                "feasible": feasible,
+                "reason": None if feasible else ev.reasons.get(i, "infeasible"),
+                "terms": terms,
+                "score": int(ev.levels[i]),
+            }
+        )
+    for name in unknown:
+        nodes.append(
+            {"node": name, "feasible": False, "reason": UNKNOWN_NODE, "terms": {}, "score": 0}
+        )
+    return {
+        "pod": f"{pod.metadata.namespace}/{pod.metadata.name}",
+        "class": choice.name,
+        "nodes": nodes,
+        "carbon_data": _carbon_data(ev.terms.get("carbon"), table, carbon, choice),
+        "class_reason": choice.reason,
+        "expected_duration_s": choice.duration_s,
+        "notes": list(ev.notes),
+    }
+
+
+def _carbon_data(
+    ts: Any, table: NodeTable, carbon: CarbonView, choice: Any
+) -> dict[str, dict[str, Any]]:
+    """Source and age of the intensity used per zone (also zones of infeasible nodes)."""
+    used: dict[str, dict[str, Any]] = dict(ts.detail.get("carbon_data", {})) if ts else {}
+    out: dict[str, dict[str, Any]] = {}
+    kind = choice.workload_class.signal
+    for zone in sorted({z for z in table.zone_names() if z is not None}):
+        hit = used.get(zone)
+        if hit is not None:
+            out[zone] = {
+                "source": hit["source"],
+                "age_s": _age(float(str(hit["age_s"]))),
+                "g_per_kwh": hit["g_per_kwh"],
+            }
+            continue
+        reading = carbon.reading(zone, kind)
+        if reading is not None:
+            out[zone] = {
+                "source": reading.source,
+                "age_s": _age(reading.age_s),
+                "g_per_kwh": round(reading.g_per_kwh, 1),
+            }
+        else:
+            out[zone] = {"source": None, "age_s": None, "g_per_kwh": None}
+    return out
+
+
+def _age(seconds: float) -> int | float:
+    return round(seconds) if seconds >= 10 or seconds == int(seconds) else round(seconds, 1)
+
+
+def _finite(x: float) -> float:
+    return float(x) if math.isfinite(x) else -math.inf
+
+
+def _num(x: Any, digits: int = 3) -> float | None:
+    value = float(x)
+    return round(value, digits) if np.isfinite(value) else None
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+
+def render(result: dict[str, Any], console: Console) -> None:
+    """Print ``result`` as rich tables (nodes best first, then carbon data)."""
+    head = f"[bold]{result['pod']}[/] class [bold]{result['class']}[/] ({result['class_reason']})"
+    hours = result["expected_duration_s"] / 3600.0
+    console.print(f"{head}, expected run {hours:g} h")
+    term_names = sorted({t for n in result["nodes"] for t in n["terms"]})
+    table = Table(show_lines=False)
+    table.add_column("node")
+    table.add_column("score", justify="right")
+    for name in term_names:
+        weight = next(
+            (n["terms"][name]["weight"] for n in result["nodes"] if name in n["terms"]), 0.0
+        )
+        table.add_column(f"{name} (w {weight:g})", justify="right")
+    table.add_column("reason")
+    for node in result["nodes"]:
+        cells = [node["node"], str(node["score"]) if node["feasible"] else "-"]
+        for name in term_names:
+            t = node["terms"].get(name)
+            if t is None:
+                cells.append("")
+            else:
+                raw = "n/a" if t["raw"] is None else f"{t['raw']:,.1f} {t['unit']}".strip()
+                norm = "n/a" if t["normalized"] is None else f"{t['normalized']:.2f}"
+                cells.append(f"{raw} -> {norm}")
+        cells.append(node["reason"] or "")
+        table.add_row(*cells, style=None if node["feasible"] else "dim")
+    console.print(table)
+    if result["carbon_data"]:
+        data = Table(title="carbon data")
+        for col in ("zone", "gCO2e/kWh", "source", "age"):
+            data.add_column(col)
+        for zone, d in result["carbon_data"].items():
+            g = "-" if d["g_per_kwh"] is None else f"{d['g_per_kwh']:g}"
+            age = "-" if d["age_s"] is None else f"{d['age_s']} s"
+            data.add_row(zone, g, str(d["source"] or "none"), age)
+        console.print(data)
+    for note in result["notes"]:
+        console.print(f"[yellow]note:[/] {note}")
+
+
+# --- HTTP ------------------------------------------------------------------------------------
+
+
+class ExplainRuntime(Protocol):
+    """What the routes need from a running service (``scheduler.app.Runtime`` has all of it)."""
+
+    state: ClusterState
+    store: PolicyStore
+    sync: Any
+
+    def carbon_view(self) -> CarbonView: ...
+
+
+def explain_routes(
+    runtime: ExplainRuntime,
+    *,
+    get_pod: PodGetter | None = None,
+    clock: Callable[[], float] | None = None,
+) -> list[Route]:
+    """``GET /explain?pod=ns/name`` and ``POST /explain`` (body: a Pod) for ``runtime``.
+
+    ``get_pod`` reads a pod by namespace and name; by default the cluster client of
+    ``runtime.sync`` (cluster mode). Without one, GET answers 409 and points to POST.
+    """
+    import time
+
+    now = clock or time.time
+
+    def getter() -> PodGetter | None:
+        if get_pod is not None:
+            return get_pod
+        client = getattr(runtime.sync, "client", None)
+        fn = getattr(client, "get_pod", None)
+        return fn if callable(fn) else None
+
+    def run(pod: wire.Pod) -> Response:
+        engine: Engine = runtime.store.engine()
+        table = runtime.state.full_table()
+        try:
+            result = explain(engine, pod, table, runtime.carbon_view(), now())
+        except ExplainError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=422)
+        return JSONResponse(result)
+
+    async def get(request: Request) -> Response:
+        key = request.query_params.get("pod", "")
+        namespace, _, name = key.partition("/")
+        if not namespace or not name or "/" in name:
+            return JSONResponse(
+                {"error": f"query parameter pod={key!r}: give namespace/name, e.g. ?pod=ml/job-0"},
+                status_code=400,
+            )
+        fetch = getter()
+        if fetch is None:
+            return JSONResponse(
+                {
+                    "error": "GET /explain?pod=ns/name needs cluster mode (lowcarb serve "
+                    "--kubeconfig FILE or --in-cluster); POST the Pod manifest to /explain instead"
+                },
+                status_code=409,
+            )
+        try:
+            pod = await fetch(namespace, name)
+        except Exception as exc:
+            status = int(getattr(exc, "code", 0) or 0)
+            if status == 404:
+                return JSONResponse({"error": f"pod {key} not found"}, status_code=404)
+            return JSONResponse(
+                {"error": f"cannot read pod {key} from the API server: {exc}"}, status_code=502
+            )
+        return run(pod)
+
+    async def post(request: Request) -> Response:
+        body = await request.body()
+        try:
+            pod = msgspec.json.decode(body, type=wire.Pod)
+        except msgspec.DecodeError as exc:
+            return JSONResponse(
+                {"error": f"body is not a Pod manifest in JSON: {exc}"}, status_code=400
+            )
+        return run(pod)
+
+    return [
+        Route("/explain", get, methods=["GET"], name="explain"),
+        Route("/explain", post, methods=["POST"], name="explain-post"),
+    ]
