@@ -123,7 +123,10 @@ def _zone_result(snap: CarbonSnapshot, zone: str, now: float, horizon: float) ->
 async def _collect(
     config: CarbonConfig, zones: list[str], horizon: float
 ) -> tuple[list[dict[str, Any]], float]:
-    cache = CarbonCache(config, zones=zones)
+    try:
+        cache = CarbonCache(config, zones=zones)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
     try:
         snap = await cache.refresh_once()
         now = cache.clock()

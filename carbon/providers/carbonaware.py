@@ -35,7 +35,6 @@ from carbon.providers.base import (
 from carbon.types import IntensityPoint
 from carbon.zones import builtin_azure_locations
 
-DEFAULT_URL = "http://127.0.0.1:8080"  # the WebAPI is self-hosted; no public default exists
 URL_ENV = "LOWCARB_CARBONAWARE_URL"
 _TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})(?:\.\d+)?$")
 
@@ -63,9 +62,15 @@ class CarbonAwareSdk(HttpProviderBase):
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(config, clock=clock)
+        base_url = env_or(config.url, URL_ENV, "")
+        if not base_url:  # the WebAPI is self-hosted: there is no public default
+            raise ValueError(
+                f"provider {config.name!r} (carbonaware): set its url in the policy or "
+                f"{URL_ENV} to your Carbon Aware SDK WebAPI, e.g. http://carbon-aware-api:8080"
+            )
         self.http = HttpClient(
             config.name,
-            env_or(config.url, URL_ENV, DEFAULT_URL),
+            base_url,
             timeout=config.timeout,
             transport=transport,
             clock=clock,

@@ -119,3 +119,10 @@ def test_fallback_accepts_repeats_and_commas(
     zones = json.loads(result.stdout)["zones"]
     assert zones["GB"]["source"] == "ukgrid" and zones["GB"]["g_per_kwh"] == 71.0
     assert zones["DE"]["source"] == "static"  # ukgrid knows only GB, electricitymaps is down
+
+
+def test_carbonaware_without_url_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LOWCARB_CARBONAWARE_URL", raising=False)
+    result = runner.invoke(app, ["show", "--zones", "DE", "--provider", "carbonaware"])
+    assert result.exit_code == 2
+    assert "LOWCARB_CARBONAWARE_URL" in result.output
