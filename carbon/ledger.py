@@ -372,6 +372,8 @@ class Ledger:
 
     def append(self, record: Record) -> Future[bool]:
         """Queue ``record``; the future resolves after the commit that contains it."""
+        if not isinstance(record, RECORD_TYPES):
+            raise TypeError(f"not a ledger record: {type(record).__name__}")
         fut: Future[bool] = Future()
         with self._lock:
             if self._closed:
@@ -474,7 +476,7 @@ class Ledger:
                 results.append(cur.rowcount == 1)
             conn.execute("COMMIT")
             self.commits += 1
-        except sqlite3.Error:
+        except Exception:  # sqlite errors, or a value that cannot be stored (bad scores)
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             for rec, fut in batch:  # isolate the bad record: one transaction each
@@ -491,7 +493,7 @@ class Ledger:
             conn.execute("COMMIT")
             self.commits += 1
             _resolve(fut, cur.rowcount == 1)
-        except sqlite3.Error as exc:
+        except Exception as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             _resolve(fut, LedgerError(f"ledger {self.path}: {type(rec).__name__}: {exc}"))

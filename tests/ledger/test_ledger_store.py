@@ -220,3 +220,19 @@ def test_decision_annotation_roundtrip() -> None:
     assert PlacementRecord.from_annotation(text) == rec
     with pytest.raises(LedgerError, match=DECISION_ANNOTATION):
         PlacementRecord.from_annotation('{"uid": 5}')
+
+
+def test_a_bad_record_fails_alone_and_the_writer_keeps_going(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "l.sqlite") as ledger:
+        good = ledger.append(placement(1, T0))
+        bad = ledger.append(placement(2, T0, scores={"carbon": object()}))  # not storable
+        after = ledger.append(placement(3, T0))
+        assert good.result() is True and after.result() is True
+        with pytest.raises(LedgerError, match="PlacementRecord"):
+            bad.result()
+        with pytest.raises(TypeError, match="not a ledger record"):
+            ledger.append("uid-4")  # type: ignore[arg-type]
+        reader = open_reader(ledger.path)
+        uids = [r.uid for r in read_records(reader, PlacementRecord)]
+        reader.close()
+    assert uids == ["uid-000001", "uid-000003"]
