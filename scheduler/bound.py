@@ -7,7 +7,7 @@ capacity and the no-migration rule are ignored, so no real placement can do bett
 best any spatial placement could do. Pods that share a shape within an hour are pooled (their
 seconds are interchangeable), hours where every pod fits its cheapest group are solved in closed
 form, and only the congested hours go to one sparse HiGHS LP. When an hour's demand exceeds the
-fleet, the excess is charged at its cheapest group (a further relaxation, still a lower bound).
+fleet (all allowed groups full), the excess is charged at its cheapest group's rate.
 """
 
 from __future__ import annotations
@@ -155,8 +155,11 @@ def _solve(
     r_idx, g_idx = np.nonzero(finite)
     n_x = r_idx.size
     n_r = rows.size
-    # variables: x (seconds of shape r in group g), then overflow o_r (seconds beyond capacity)
-    c = np.concatenate([cost[rows][r_idx, g_idx], best_cost[rows]])
+    # variables: x (seconds of shape r in group g), then overflow o_r (seconds beyond capacity).
+    # Overflow is priced above every group so capacity is used first, then re-priced at the
+    # cheapest group: what still does not fit in that hour is charged at the cheapest rate.
+    worst = np.where(np.isfinite(cost[rows]), cost[rows], -np.inf).max(axis=1)
+    c = np.concatenate([cost[rows][r_idx, g_idx], worst * 2.0 + 1e-12])
     # each shape's seconds are all placed: sum_g x_rg + o_r = secs_r
     a_eq = sp.csr_matrix(
         (
@@ -179,7 +182,7 @@ def _solve(
         raise RuntimeError(f"bound LP failed: {res.message}")
     x = res.x
     grams_x = c[:n_x] * x[:n_x]
-    grams_o = c[n_x:] * x[n_x:]
+    grams_o = best_cost[rows] * x[n_x:]
     per_row = np.bincount(r_idx, weights=grams_x, minlength=n_r) + grams_o
     by_group = np.bincount(g_idx, weights=grams_x, minlength=n_g).astype(np.float64)
     by_group += np.bincount(cheapest[rows], weights=grams_o, minlength=n_g)

@@ -36,6 +36,7 @@ LOWCARB_POLICY = REPO / "policies" / "default.yaml"
 DEFAULT_ZONES = ("NO", "GB", "DE-LU", "US-CAL-CISO", "US-TEX-ERCO", "IN-WE")
 BASELINES = ("k8s-default", "bestfit", "fgd", "carbon-greedy", "lowcarb")
 SHIFTED = ("shift-only", "lowcarb-shift")
+PLACED_LIKE = {"shift-only": "k8s-default", "lowcarb-shift": "lowcarb"}
 QUICK_PODS = 2000
 BATCH_QOS = frozenset({"BE"})
 
@@ -274,9 +275,7 @@ def compare(opts: SimOptions, *, progress: Any = None) -> Comparison:
         if name in SHIFTED:
             how = "min" if name == "lowcarb-shift" else "mean"
             ready, hold = shift_ready(pods, integrals, zone_caps, opts.slack_h, how)
-        policy = policies["lowcarb" if name == "lowcarb-shift" else name]
-        if name == "shift-only":
-            policy = policies["k8s-default"]
+        policy = policies[PLACED_LIKE.get(name, name)]
         results[name] = (simulate(pods, nodes, policy, series, ready=ready, seed=opts.seed), hold)
     ends = [
         float(np.nanmax(p.start + pods.duration)) for p, _ in results.values() if p.placed.any()

@@ -190,7 +190,7 @@ def _need(df: pd.DataFrame, columns: Sequence[str], path: Path, hint: str = "") 
 def load_pods(path: Path) -> SimPods:
     """Pods with times from an openb-format CSV (rows sorted by arrival)."""
     try:
-        df = pd.read_csv(path)
+        df = pd.read_csv(path, dtype={"gpu_spec": "string", "qos": "string", "name": "string"})
     except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise TraceError(f"{path}: cannot read CSV: {exc}") from None
     _need(df, POD_COLUMNS, path, "; simulation needs creation_time and deletion_time (seconds)")
