@@ -623,6 +623,12 @@ class Reflector(Generic[T]):
                 delay = self.backoff.next_delay()
                 log.warning("reflector_error", reflector=self.name, error=str(exc), retry_in=delay)
                 await asyncio.sleep(delay)
+            except Exception as exc:  # a handler bug: never die, resync from a fresh list
+                self.stats.errors += 1
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("reflector_handler_failed", reflector=self.name)
+                self.resume_rv = ""
+                await self.backoff.sleep()
 
     async def _watch(self) -> int:
         """One watch from ``resume_rv``, advancing it per event; returns the number of events."""
@@ -636,7 +642,12 @@ class Reflector(Generic[T]):
             if kind == "BOOKMARK":
                 rv = _skeleton_decoder.decode(raw).metadata.resourceVersion
             else:
-                obj = self.obj_decoder(raw)
+                try:
+                    obj = self.obj_decoder(raw)
+                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    self.stats.errors += 1
+                    log.warning("watch_object_skipped", reflector=self.name, error=str(exc))
+                    continue
                 if kind == "DELETED":
                     self.handler.on_delete(obj)
                 else:

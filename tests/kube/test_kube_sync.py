@@ -282,3 +282,45 @@ def test_load_config_from_generated_kubeconfig(tmp_path: Path) -> None:
 def test_load_config_error_names_the_fix(tmp_path: Path) -> None:
     with pytest.raises(kube.KubeError, match="--kubeconfig"):
         kube.load_config(str(tmp_path / "missing"))
+
+
+async def test_undecodable_watch_object_is_skipped_not_fatal(api: FakeApiServer) -> None:
+    script_lists(api)
+    api.add("GET", NODES, WatchReply([]), watch=True)
+    bad = b'{"type":"MODIFIED","object":{"kind":"Pod","metadata":"not-an-object"}}\n'
+    api.add("GET", PODS, WatchReply([bad, *pods_watch()[:1]]), watch=True)
+    state = ClusterState()
+    sync = make_sync(api, state)
+    await sync.start()
+    try:
+        await until(lambda: sync.pod_reflector.stats.events >= 2)
+        assert gpus_on(state, "usw2-a-gpu") == 5  # the good event after the bad one applied
+        assert sync.pod_reflector.stats.errors == 1
+    finally:
+        await sync.stop()
+
+
+async def test_handler_failure_resyncs_instead_of_dying(api: FakeApiServer) -> None:
+    script_lists(api)
+    api.add("GET", NODES, WatchReply([]), watch=True)
+    api.add("GET", PODS, WatchReply(pods_watch()[:1]), watch=True)
+
+    class Flaky(ClusterState):
+        armed = False
+
+        def upsert_pod(self, pod: kube.wire.Pod) -> None:
+            if self.armed and pod.metadata.name == "watch-demo":
+                self.armed = False
+                raise RuntimeError("bug")
+            super().upsert_pod(pod)
+
+    state = Flaky()
+    state.armed = True
+    sync = make_sync(api, state)
+    await sync.start()
+    try:
+        assert await sync.wait_synced(5)
+        await until(lambda: sync.pod_reflector.stats.lists >= 2)  # relisted after the failure
+        await until(lambda: gpus_on(state, "usw2-a-gpu") == 5)
+    finally:
+        await sync.stop()
