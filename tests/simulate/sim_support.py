@@ -67,4 +67,5 @@ def pods(
 def series(zone: str, values: Sequence[float], hours: int = 48) -> HourlySeries:
     """Hourly series from T0: ``values`` repeated to ``hours`` entries."""
     vals = np.resize(np.asarray(values, dtype=np.float64), hours)
-    return HourlySeries(zone, T0 + np.arange(hours) * HOUR, vals, HOUR, f"test:{zone}")
+    starts = T0 + np.arange(hours, dtype=np.float64) * HOUR
+    return HourlySeries(zone, starts, vals.astype(np.float64), HOUR, f"test:{zone}")

@@ -70,7 +70,7 @@ def test_lets_wait_awhile_single_zone_with_slack() -> None:
 def test_unknown_zone_and_trace_are_named() -> None:
     with pytest.raises(SeriesError, match="ATLANTIS"):
         compare(SimOptions(zones=("ATLANTIS",), pods=5))
-    with pytest.raises(TraceError, match="known: .*default"):
+    with pytest.raises(TraceError, match=r"known: .*default"):
         resolve_pod_file("no-such-trace")
     result = CliRunner().invoke(app, ["simulate", "--pods", "5", "--zones", "NO,ATLANTIS"])
     assert result.exit_code == 2

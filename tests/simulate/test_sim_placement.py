@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from sim_support import HOUR, POWER, T0, nodes, pods, series
@@ -142,6 +144,6 @@ def test_binned_is_exact_against_brute_force() -> None:
     edges = np.linspace(-1, 15, 17)
     expect = [
         float(np.sum(w * np.clip(np.minimum(end, b) - np.maximum(start, a), 0, None)))
-        for a, b in zip(edges[:-1], edges[1:], strict=True)
+        for a, b in itertools.pairwise(edges.tolist())
     ]
     assert binned(start, end, w, edges).tolist() == pytest.approx(expect)
