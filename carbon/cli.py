@@ -145,7 +145,8 @@ def _age(seconds: int) -> str:
 
 def _table(results: list[dict[str, Any]], horizon: float, now: float) -> Table:
     table = Table(title="Grid carbon intensity (gCO2e/kWh)")
-    for col in ("zone", "now", "source", "age", "kind", "stale"):
+    table.add_column("zone", no_wrap=True)
+    for col in ("now", "source", "age", "kind", "stale"):
         table.add_column(col, justify="right" if col in ("now", "age") else "left")
     if horizon > 0:
         table.caption = f"forecast columns: next {horizon / 3600:g}h"
@@ -161,7 +162,7 @@ def _table(results: list[dict[str, Any]], horizon: float, now: float) -> Table:
             f"{val['g_per_kwh']:.0f}",
             val["source"],
             _age(val["age_s"]),
-            val["kind"],
+            "avg" if val["kind"] == "average" else "marg",
             "[yellow]yes[/yellow]" if val["stale"] else "no",
         ]
         if horizon > 0:
