@@ -26,6 +26,7 @@ from deploy_support import (
 
 EXTENDER_ONLY = KUSTOMIZE / "overlays" / "extender-only"
 DEV = KUSTOMIZE / "overlays" / "dev"
+HA = KUSTOMIZE / "overlays" / "ha"
 
 # (copy inside the kustomize root, original): kustomize cannot read outside its root.
 COPIES = [
@@ -100,8 +101,9 @@ def test_pod_is_locked_down(target: Path) -> None:
     namespace = find(objects, "Namespace", deployment["metadata"]["namespace"])
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     find(objects, "PriorityClass", pod["priorityClassName"])
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    if target != HA:
+        assert deployment["spec"]["replicas"] == 1
+        assert deployment["spec"]["strategy"]["type"] == "Recreate"
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] != 0
     assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
@@ -245,3 +247,26 @@ def test_dev_overlay_uses_local_image_and_no_volume_claim() -> None:
     lowcarb = container(deployment, "lowcarb")
     assert lowcarb["image"] == "lowcarb:dev"
     assert lowcarb["imagePullPolicy"] == "IfNotPresent"
+
+
+def test_ha_overlay_runs_two_replicas_on_one_ledger() -> None:
+    objects = build(HA)
+    deployment = find(objects, "Deployment", "lowcarb")
+    assert deployment["spec"]["replicas"] == 2
+    strategy = deployment["spec"]["strategy"]
+    assert strategy == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
+    }
+    # One ReadWriteOnce ledger volume: both pods must land on the node it is attached to.
+    (claim,) = [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    (term,) = deployment["spec"]["template"]["spec"]["affinity"]["podAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert term["labelSelector"]["matchLabels"].items() <= labels.items()
+    # Leader election is what makes two replicas safe.
+    config = find(objects, "ConfigMap", "lowcarb-scheduler-config")
+    assert "leaderElect: true" in config["data"]["kube-scheduler-config.yaml"]
