@@ -29,7 +29,7 @@ from carbon.report import (
     ReportOptions,
     build_report,
 )
-from carbon.report_cli import report, report_http
+from carbon.report_cli import report, report_http, report_http_async
 
 DAY0 = datetime(2023, 6, 13, tzinfo=UTC)
 WRITER = Path(__file__).with_name("burst_writer.py")
@@ -287,3 +287,21 @@ def test_reports_read_while_a_server_process_writes(tmp_path: Path) -> None:
         os.kill(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=30)
     assert seen == sorted(seen) and seen[-1] > seen[0] > 0
+
+
+async def test_http_report_async_runs_off_the_event_loop(ledger_path: Path) -> None:
+    import asyncio
+
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    ctype, body = await report_http_async(ledger_path, {"group-by": "day", "format": "png"})
+    task.cancel()
+    assert ctype == "image/png" and body[:4] == b"\x89PNG"
+    assert ticks > 1  # the loop kept running while the chart was drawn in a worker thread
