@@ -18,6 +18,7 @@ import copy
 import itertools
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -123,7 +124,8 @@ def permission_of(req: Recorded) -> tuple[str, str, str]:
 class FakeApiServer:
     """See the module docstring. Use as ``with FakeApiServer() as api: ...``."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
         self.routes: list[Route] = []
         self.requests: list[Recorded] = []
         self.outage = False
@@ -170,7 +172,7 @@ class FakeApiServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> FakeApiServer:
         fake = self
@@ -198,6 +200,8 @@ class FakeApiServer:
         self._release.clear()
         self._server = Server(("127.0.0.1", self.port), Handler)
         self.port = self._server.server_address[1]
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )
