@@ -151,33 +151,35 @@ def _num(x: Any, digits: int = 3) -> float | None:
 
 
 def render(result: dict[str, Any], console: Console) -> None:
-    """Print ``result`` as rich tables (nodes best first, then carbon data)."""
+    """Print ``result`` as rich tables: feasible nodes best first, then why the others failed,
+    then the carbon data used."""
     head = f"[bold]{result['pod']}[/] class [bold]{result['class']}[/] ({result['class_reason']})"
     hours = result["expected_duration_s"] / 3600.0
     console.print(f"{head}, expected run {hours:g} h")
-    term_names = sorted({t for n in result["nodes"] for t in n["terms"]})
-    table = Table(show_lines=False)
+    feasible = [n for n in result["nodes"] if n["feasible"]]
+    term_names = sorted({t for n in feasible for t in n["terms"]})
+    table = Table()
     table.add_column("node")
     table.add_column("score", justify="right")
     for name in term_names:
-        weight = next(
-            (n["terms"][name]["weight"] for n in result["nodes"] if name in n["terms"]), 0.0
-        )
-        table.add_column(f"{name} (w {weight:g})", justify="right")
-    table.add_column("reason")
-    for node in result["nodes"]:
-        cells = [node["node"], str(node["score"]) if node["feasible"] else "-"]
+        first = next(n["terms"][name] for n in feasible if name in n["terms"])
+        unit = f" ({first['unit']})" if first["unit"] else ""
+        table.add_column(f"{name}{unit} x{first['weight']:g}", justify="right")
+        table.add_column("norm", justify="right")
+    for node in feasible:
+        cells = [node["node"], str(node["score"])]
         for name in term_names:
-            t = node["terms"].get(name)
-            if t is None:
-                cells.append("")
-            else:
-                raw = "n/a" if t["raw"] is None else f"{t['raw']:,.1f} {t['unit']}".strip()
-                norm = "n/a" if t["normalized"] is None else f"{t['normalized']:.2f}"
-                cells.append(f"{raw} -> {norm}")
-        cells.append(node["reason"] or "")
-        table.add_row(*cells, style=None if node["feasible"] else "dim")
-    console.print(table)
+            t = node["terms"].get(name) or {"raw": None, "normalized": None}
+            cells.append("n/a" if t["raw"] is None else f"{t['raw']:,.1f}")
+            cells.append("n/a" if t["normalized"] is None else f"{t['normalized']:.2f}")
+        table.add_row(*cells)
+    if feasible:
+        console.print(table)
+    else:
+        console.print("[red]no feasible node[/]")
+    for node in result["nodes"]:
+        if not node["feasible"]:
+            console.print(f"[dim]not feasible[/] {node['node']}: {node['reason']}")
     if result["carbon_data"]:
         data = Table(title="carbon data")
         for col in ("zone", "gCO2e/kWh", "source", "age"):

@@ -1,0 +1,236 @@
+"""``lowcarb explain`` and ``/explain``: the JSON shape of issue 5 via the CLI and a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import types
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+import yaml
+from fakeapi import FakeApiServer, Reply
+from policy_support import FIXTURES
+from typer.testing import CliRunner
+
+from scheduler import kube, wire
+from scheduler.app import Runtime, ServeOptions, build_runtime
+from scheduler.cli import app as lowcarb
+from scheduler.explain import explain_routes
+
+POLICY = """\
+apiVersion: lowcarb.dev/v1
+kind: Policy
+carbon:
+  zones: {eu-central: DE, us-east: US-MIDA-PJM, us-west: US-NW-BPAT}
+  static: {DE: 400, US-MIDA-PJM: 300, US-NW-BPAT: 100}
+classes:
+  training:
+    selector: {matchLabels: {app: train}}
+    weights: {gpu_fit: 0.4, carbon: 0.6}
+    expectedDuration: 4h
+"""
+# The recorded pod e2e/train-h100 asks for 4 GPUs, 8 CPUs and 64 GiB and says
+# lowcarb.dev/expected-duration: 6h. CPU + memory: 8 x 4 W + 64 x 0.375 W = 56 W; PUE 1.2.
+EXPECTED_G = {
+    "usw2-b-gpu": (4 * 60 + 56) * 1.2 * (6 / 0.3) / 1000 * 100,  # L4, 20 h: 710.4 g
+    "usw2-a-gpu": (4 * 560 + 56) * 1.2 * (6 / 2.0) / 1000 * 100,  # H100, 3 h: 826.56 g
+    "use1-a-gpu": (4 * 320 + 56) * 1.2 * 6 / 1000 * 300,  # A100, 6 h: 2885.76 g
+    "euc1-a-gpu": (4 * 320 + 56) * 1.2 * 6 / 1000 * 400,  # A100, 6 h: 3847.68 g
+}
+NODE_KEYS = {"node", "feasible", "reason", "terms", "score"}
+TERM_KEYS = {"raw", "unit", "normalized", "weight"}
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    nodes_yaml = tmp_path / "nodes.yaml"
+    nodes_yaml.write_text(yaml.safe_dump(json.loads((FIXTURES / "nodes-list.json").read_text())))
+    pod_yaml = tmp_path / "pod.yaml"
+    pod_yaml.write_text(yaml.safe_dump(json.loads((FIXTURES / "pods-get.json").read_text())))
+    return {
+        "policy": policy,
+        "nodes_json": FIXTURES / "nodes-list.json",
+        "nodes_yaml": nodes_yaml,
+        "pod_json": FIXTURES / "pods-get.json",
+        "pod_yaml": pod_yaml,
+    }
+
+
+def check_shape(result: dict[str, Any]) -> None:
+    assert set(result) == {
+        "pod",
+        "class",
+        "nodes",
+        "carbon_data",
+        "class_reason",
+        "expected_duration_s",
+        "notes",
+    }
+    assert result["pod"] == "e2e/train-h100"
+    assert result["class"] == "training"
+    assert result["expected_duration_s"] == 6 * 3600
+    by_name = {n["node"]: n for n in result["nodes"]}
+    assert set(by_name) == {
+        "euc1-a-gpu",
+        "euc1-b-cpu",
+        "use1-a-gpu",
+        "use1-b-cpu",
+        "usw2-a-gpu",
+        "usw2-b-gpu",
+    }
+    for node in result["nodes"]:
+        assert set(node) == NODE_KEYS
+        if node["feasible"]:
+            assert node["reason"] is None
+            assert set(node["terms"]) == {"carbon", "gpu_fit"}
+            for term in node["terms"].values():
+                assert set(term) == TERM_KEYS
+            assert node["terms"]["carbon"]["unit"] == "gCO2e"
+            assert node["terms"]["carbon"]["weight"] == 0.6
+            assert node["terms"]["gpu_fit"]["weight"] == 0.4
+        else:
+            assert node["terms"] == {} and node["score"] == 0
+    for name, grams in EXPECTED_G.items():
+        assert by_name[name]["terms"]["carbon"]["raw"] == pytest.approx(grams, abs=1e-3)
+    for cpu in ("euc1-b-cpu", "use1-b-cpu"):
+        assert by_name[cpu]["feasible"] is False
+        assert by_name[cpu]["reason"] == "needs 4 GPUs, node has no GPUs"
+    # best first: the L4 (least gCO2e) gets 10 and leads; the dirtiest feasible node scores 0
+    assert result["nodes"][0]["node"] == "usw2-b-gpu" and result["nodes"][0]["score"] == 10
+    assert by_name["usw2-b-gpu"]["terms"]["carbon"]["normalized"] == 1.0
+    assert by_name["euc1-a-gpu"]["terms"]["carbon"]["normalized"] == 0.0
+    assert by_name["euc1-a-gpu"]["score"] == 0
+    assert [n["feasible"] for n in result["nodes"]] == [True] * 4 + [False] * 2
+    assert result["carbon_data"] == {
+        "DE": {"source": "static", "age_s": 0, "g_per_kwh": 400.0},
+        "US-MIDA-PJM": {"source": "static", "age_s": 0, "g_per_kwh": 300.0},
+        "US-NW-BPAT": {"source": "static", "age_s": 0, "g_per_kwh": 100.0},
+    }
+
+
+@pytest.mark.parametrize(("pod", "nodes"), [("pod_json", "nodes_json"), ("pod_yaml", "nodes_yaml")])
+def test_cli_json(files: dict[str, Path], pod: str, nodes: str) -> None:
+    args = ["explain", "--pod", str(files[pod]), "--nodes", str(files[nodes])]
+    result = CliRunner().invoke(lowcarb, [*args, "--policy", str(files["policy"]), "--json"])
+    assert result.exit_code == 0, result.output
+    check_shape(json.loads(result.stdout))
+
+
+def test_cli_table(files: dict[str, Path]) -> None:
+    args = ["explain", "--pod", str(files["pod_json"]), "--nodes", str(files["nodes_json"])]
+    result = CliRunner().invoke(lowcarb, [*args, "--policy", str(files["policy"])])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "e2e/train-h100 class training" in out
+    assert out.index("usw2-b-gpu") < out.index("euc1-a-gpu")
+    assert "needs 4 GPUs, node has no GPUs" in out
+    assert "carbon data" in out and "US-NW-BPAT" in out
+
+
+def test_cli_bad_inputs(files: dict[str, Path], tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(
+        lowcarb, ["explain", "--pod", str(files["nodes_json"]), "--nodes", str(files["nodes_json"])]
+    )
+    assert result.exit_code == 2
+    assert "expected a Pod manifest (kind: Pod), got 'NodeList'" in result.stderr
+    bad_policy = tmp_path / "bad.yaml"
+    bad_policy.write_text("apiVersion: lowcarb.dev/v1\nkind: Policy\nclasses: {a: {gpuMode: x}}\n")
+    args = ["explain", "--pod", str(files["pod_json"]), "--nodes", str(files["nodes_json"])]
+    result = runner.invoke(lowcarb, [*args, "--policy", str(bad_policy)])
+    assert result.exit_code == 2
+    assert f"{bad_policy}:3:24: classes.a.gpuMode: must be one of" in result.stderr
+
+
+# --- the real server -------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def api() -> Iterator[FakeApiServer]:
+    server = FakeApiServer().start()
+    server.add(
+        "GET",
+        "/api/v1/namespaces/e2e/pods/train-h100",
+        Reply(200, (FIXTURES / "pods-get.json").read_bytes()),
+    )
+    server.add(
+        "GET",
+        "/api/v1/namespaces/e2e/pods/does-not-exist",
+        Reply(404, (FIXTURES / "error-404-pod-get.json").read_bytes()),
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def served(files: dict[str, Path]) -> AsyncIterator[tuple[Runtime, str]]:
+    """``build_runtime`` + the explain routes, served by uvicorn on 127.0.0.1."""
+    runtime = build_runtime(ServeOptions(policy=files["policy"]))
+    runtime.app.router.routes.extend(explain_routes(runtime))
+    nodes = json.loads((FIXTURES / "nodes-list.json").read_text())["items"]
+    for node in nodes:
+        runtime.state.upsert_node(wire.decode_node(json.dumps(node).encode()))
+    port = free_port()
+    config = uvicorn.Config(runtime.app, host="127.0.0.1", port=port, log_level="error")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    for _ in range(500):
+        if server.started:
+            break
+        await asyncio.sleep(0.01)
+    assert server.started
+    yield runtime, f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task
+
+
+async def test_server_get_in_cluster_mode(served: tuple[Runtime, str], api: FakeApiServer) -> None:
+    runtime, url = served
+    client = kube.KubeClient(kube.KubeConfig(host=api.url, token="t"))
+    runtime.sync = types.SimpleNamespace(client=client)  # what cluster mode holds
+    try:
+        async with httpx.AsyncClient(base_url=url) as http:
+            r = await http.get("/explain", params={"pod": "e2e/train-h100"})
+            assert r.status_code == 200, r.text
+            check_shape(r.json())
+            assert [q.path for q in api.seen("GET")] == ["/api/v1/namespaces/e2e/pods/train-h100"]
+            r = await http.get("/explain", params={"pod": "e2e/does-not-exist"})
+            assert r.status_code == 404
+            assert r.json() == {"error": "pod e2e/does-not-exist not found"}
+            r = await http.get("/explain", params={"pod": "train-h100"})
+            assert r.status_code == 400
+            assert "give namespace/name" in r.json()["error"]
+    finally:
+        await client.aclose()
+
+
+async def test_server_post_and_request_fed_mode(served: tuple[Runtime, str]) -> None:
+    _, url = served
+    async with httpx.AsyncClient(base_url=url) as http:
+        r = await http.get("/explain", params={"pod": "e2e/train-h100"})
+        assert r.status_code == 409
+        assert "POST the Pod manifest to /explain" in r.json()["error"]
+        r = await http.post("/explain", content=(FIXTURES / "pods-get.json").read_bytes())
+        assert r.status_code == 200, r.text
+        check_shape(r.json())
+        r = await http.post("/explain", content=b"{not json")
+        assert r.status_code == 400
+        bad = json.loads((FIXTURES / "pods-get.json").read_text())
+        bad["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "lots"
+        r = await http.post("/explain", content=json.dumps(bad).encode())
+        assert r.status_code == 422
+        assert "resources.requests['cpu']" in r.json()["error"]

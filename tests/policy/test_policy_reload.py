@@ -1,0 +1,107 @@
+"""Hot reload: a valid edit is swapped in; an invalid one keeps the last good policy, logs every
+error with its position and sets ``lowcarb_policy_reload_failed`` until a good file lands."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from policy_support import POLICIES
+from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
+
+from scheduler.policy_store import PolicyStore
+from scheduler.validate import PolicyError
+
+GOOD = (POLICIES / "default.yaml").read_text()
+BROKEN = GOOD.replace(
+    "weights: {gpu_fit: 0.4, carbon: 0.6}", "weights: {gpu_fit: 0.4, carbon: -1}", 1
+)
+
+
+def failed_gauge() -> float | None:
+    return REGISTRY.get_sample_value("lowcarb_policy_reload_failed")
+
+
+def reloads(outcome: str) -> float:
+    return REGISTRY.get_sample_value("lowcarb_policy_reloads_total", {"outcome": outcome}) or 0.0
+
+
+def test_broken_edit_keeps_last_good_and_sets_the_metric(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(GOOD)
+    store = PolicyStore(path)
+    good_policy, good_engine = store.policy, store.engine()
+    assert BROKEN != GOOD
+    invalid_before = reloads("invalid")
+
+    path.write_text(BROKEN)
+    with capture_logs() as logs:
+        assert store.reload() is False
+    assert store.policy is good_policy and store.engine() is good_engine
+    assert failed_gauge() == 1.0
+    assert reloads("invalid") == invalid_before + 1
+    (event,) = [e for e in logs if e["log_level"] == "error"]
+    line = 1 + BROKEN.splitlines().index("    weights: {gpu_fit: 0.4, carbon: -1}")
+    assert event["errors"] == [
+        f"{path}:{line}:37: classes.training.weights.carbon: must be >= 0.0 (got -1)"
+    ]
+    assert store.last_error is not None and f"{path}:{line}:37" in store.last_error
+
+    # the same broken bytes are not re-reported on every poll
+    with capture_logs() as logs:
+        assert store.reload() is False
+    assert logs == []
+
+    edited = GOOD.replace("expectedDuration: 8h", "expectedDuration: 10h")
+    path.write_text(edited)
+    assert store.reload() is True
+    assert store.policy.classes["training"].duration_s == 10 * 3600
+    assert store.engine() is not good_engine
+    assert failed_gauge() == 0.0
+    assert store.last_error is None
+
+
+def test_unreadable_file_is_a_failed_reload(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(GOOD)
+    store = PolicyStore(path)
+    path.write_bytes(b"\xff\xfe not utf-8")
+    assert store.reload() is False
+    assert failed_gauge() == 1.0
+    assert store.last_error is not None and "UnicodeDecodeError" in store.last_error
+
+
+def test_invalid_file_at_start_is_refused_with_every_error(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(BROKEN)
+    with pytest.raises(PolicyError) as info:
+        PolicyStore(path)
+    assert [i.path for i in info.value.issues] == ["classes.training.weights.carbon"]
+
+
+async def test_watch_task_picks_up_edits(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(GOOD)
+    store = PolicyStore(path)
+    seen: list[float] = []
+    store.on_change(lambda p: seen.append(p.classes["batch"].duration_s))
+    store.start(interval_s=0.01)
+    try:
+        path.write_text(GOOD.replace("expectedDuration: 2h", "expectedDuration: 3h"))
+        for _ in range(500):
+            if seen:
+                break
+            await asyncio.sleep(0.01)
+        assert seen == [3 * 3600.0]
+        assert failed_gauge() == 0.0
+        path.write_text(BROKEN)
+        for _ in range(500):
+            if failed_gauge() == 1.0:
+                break
+            await asyncio.sleep(0.01)
+        assert failed_gauge() == 1.0
+        assert store.policy.classes["batch"].duration_s == 3 * 3600.0
+    finally:
+        await store.stop()
