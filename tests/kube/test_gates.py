@@ -316,6 +316,12 @@ async def test_job_pods_are_released_together(env: Env) -> None:
     }
     assert env.store.gates("sweep-0") == env.store.gates("sweep-1") == ["other.example/gate"]
     assert "uid-loner" in ctl.held
+    # a member created after its job was released does not wait alone
+    gated(env, "sweep-2", owner=owner)
+    await sync(ctl)
+    assert await ctl.run_once() == 1
+    assert ctl.outcomes[-1].key == "e2e/sweep-2" and ctl.outcomes[-1].reason == "group"
+    assert "uid-loner" in ctl.held
 
 
 async def test_replans_when_forecast_refreshes(env: Env) -> None:
