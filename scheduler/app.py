@@ -107,7 +107,9 @@ def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None
     state = ClusterState(zone_of=mapper.zone_for)
 
     def on_policy(policy: Policy) -> None:
-        cache.reconfigure(load_carbon_section(policy.carbon))
+        config = load_carbon_section(policy.carbon)
+        cache.reconfigure(config)
+        state.set_zone_of(ZoneMapper.from_config(config).zone_for)
 
     store.on_change(on_policy)
 
