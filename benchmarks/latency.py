@@ -305,17 +305,47 @@ def timed(fn: Callable[[], object], reps: int) -> list[float]:
     return out
 
 
+class _Meta(msgspec.Struct):
+    name: str = ""
+
+
+class _Named(msgspec.Struct):
+    metadata: _Meta = msgspec.field(default_factory=_Meta)
+
+
+class _NamedList(msgspec.Struct):
+    items: list[_Named] | None = None
+
+
+class _ArgsNamed(msgspec.Struct):
+    Pod: wire.Pod | None = None
+    Nodes: _NamedList | None = None
+    NodeNames: list[str] | None = None
+
+
+_named = msgspec.json.Decoder(_Named)
+_args_named = msgspec.json.Decoder(_ArgsNamed)
+
+
 def floor_fn(verb: str, mode: str, body: bytes) -> Callable[[], bytes]:
-    """Decode + encode of ``body`` with the service's msgspec types, no state, no scoring."""
+    """The least decode + encode that can produce this answer, with msgspec and the wire types.
+
+    ``names``: decode ``ExtenderArgs``, encode the answer for every name. ``nodes``: filter
+    decodes ``ExtenderArgs`` with the items kept raw (to echo them) and reads each item's name;
+    prioritize decodes in one pass reading only each item's name. No state, no scoring.
+    """
 
     def run() -> bytes:
-        args = wire.decode_args(body)
-        if mode == "nodes":
-            items = args.Nodes.items if args.Nodes and args.Nodes.items else []
-            names = [wire.decode_node(raw).metadata.name for raw in items]
+        items: list[wire.Raw] = []
+        if mode == "names":
+            names = wire.decode_args(body).NodeNames or []
+        elif verb == "prioritize":
+            listed = _args_named.decode(body).Nodes
+            names = [n.metadata.name for n in (listed.items or [])] if listed else []
         else:
-            items = []
-            names = args.NodeNames or []
+            raw_list = wire.decode_args(body).Nodes
+            items = raw_list.items or [] if raw_list else []
+            names = [_named.decode(raw).metadata.name for raw in items]
         if verb == "prioritize":
             return wire.encode([wire.HostPriority(Host=n, Score=0) for n in names])
         result = wire.ExtenderFilterResult()

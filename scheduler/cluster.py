@@ -207,6 +207,15 @@ class ClusterState:
 
     # --- feeding -----------------------------------------------------------------------------
 
+    def has_node(self, name: str, resource_version: str) -> bool:
+        """True when ``name`` is held at exactly this (non-empty) resourceVersion."""
+        info = self._nodes.get(name)
+        return (
+            info is not None
+            and bool(resource_version)
+            and info.resource_version == resource_version
+        )
+
     def upsert_node(self, node: wire.Node) -> None:
         name = node.metadata.name
         if not name:
@@ -216,8 +225,9 @@ class ClusterState:
             rv = node.metadata.resourceVersion
             if old is not None and rv and old.resource_version == rv:
                 return
-            self._nodes[name] = parse_node(node)
-            self._invalidate()
+            info = self._nodes[name] = parse_node(node)
+            if old is None or not self._patch_row(info):
+                self._invalidate()
 
     def delete_node(self, name: str) -> None:
         with self._lock:
@@ -287,6 +297,12 @@ class ClusterState:
 
     def mark_synced(self) -> None:
         self.synced = True
+
+    def set_zone_of(self, zone_of: ZoneOf) -> None:
+        """Change the node-labels -> grid-zone mapping (policy reload); rows are rebuilt."""
+        with self._lock:
+            self.zone_of = zone_of
+            self._invalidate()
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -378,6 +394,29 @@ class ClusterState:
                     self._fill_usage(table, i, self._nodes[name])
             self._dirty_nodes.clear()
         return self._table
+
+    def _patch_row(self, info: NodeInfo) -> bool:
+        """Rewrite a known node's row in place (nodes change often: status, heartbeats, labels);
+        False when the table must be rebuilt (a new zone, GPU model or MIG profile, more GPUs
+        than the table is wide). Readers hold copies (``take``), so this never races them."""
+        table, i = self._table, self._index.get(info.name)
+        if table is None or i is None:
+            return False
+        supply = info.supply
+        zone = self.zone_of(info.labels)
+        if (zone is not None and zone not in table.zones) or supply.product not in table.models:
+            return False
+        if supply.count > table.gpu_free.shape[1] or not set(supply.mig) <= set(table.mig_profiles):
+            return False
+        table.zone[i] = -1 if zone is None else table.zones.index(zone)
+        table.gpu_model[i] = table.models.index(supply.product)
+        table.gpu_total[i] = supply.count
+        table.gpu_mem_mib[i] = supply.memory_mib
+        table.region[i] = info.region
+        if table.region_obj is not None:
+            table.region_obj[i] = info.region
+        self._dirty_nodes.add(info.name)  # free GPUs, CPU and memory from the new allocatable
+        return True
 
     def _build_static(self) -> NodeTable:
         infos = list(self._nodes.values())

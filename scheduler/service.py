@@ -121,7 +121,17 @@ class Extender:
         return wire.encode(result)
 
     def prioritize(self, body: bytes) -> bytes:
-        args = wire.decode_args(body)
+        # one pass that skips node objects kube-scheduler already sent at this resourceVersion;
+        # only when one is new or changed is the body decoded again with the nodes kept whole
+        try:
+            keys = wire.decode_args_keys(body)
+            nodes = keys.Nodes.items if keys.Nodes is not None else None
+            fresh = nodes is None or all(
+                self.state.has_node(k.metadata.name, k.metadata.resourceVersion) for k in nodes
+            )
+        except wire.WireError:  # maybe one bad node object: let the full decode judge it
+            fresh = False
+        args = keys if fresh else wire.decode_args(body)
         err = wire.ExtenderFilterResult()
         prepared = self._prepare(args, err)
         if prepared is None:
@@ -214,7 +224,9 @@ class Extender:
     # --- helpers -------------------------------------------------------------------------------
 
     def _prepare(
-        self, args: wire.ExtenderArgs, result: wire.ExtenderFilterResult
+        self,
+        args: wire.ExtenderArgs | wire.ExtenderArgsKeys,
+        result: wire.ExtenderFilterResult,
     ) -> tuple[PodDemand, list[str], list[wire.Raw] | None, NodeTable, list[str]] | None:
         if args.Pod is None:
             result.Error = "ExtenderArgs.Pod is missing: kube-scheduler always sends the pod"
@@ -227,20 +239,10 @@ class Extender:
             metrics.ERRORS.labels("bad_pod").inc()
             return None
         raws: list[wire.Raw] | None = None
-        if args.Nodes is not None and args.Nodes.items is not None:
-            raws, names = [], []
-            for raw in args.Nodes.items:
-                try:
-                    node = wire.decode_node(raw)
-                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                    name = wire.node_name(raw)
-                    if name:  # never drop a node silently: fail it with the reason
-                        result.FailedNodes[name] = f"node object is not a valid v1.Node: {exc}"
-                    metrics.ERRORS.labels("bad_node").inc()
-                    continue
-                self.state.upsert_node(node)
-                raws.append(raw)
-                names.append(node.metadata.name)
+        if isinstance(args, wire.ExtenderArgsKeys) and args.Nodes is not None:
+            names = [k.metadata.name for k in args.Nodes.items or ()]  # all cached (prioritize)
+        elif isinstance(args, wire.ExtenderArgs) and args.Nodes is not None:
+            raws, names = self._ingest(args.Nodes.items or [], result)
         elif args.NodeNames is not None:
             names = args.NodeNames
         else:
@@ -253,14 +255,37 @@ class Extender:
         table, unknown = self.state.table_for(names)
         return demand, names, raws, table, unknown
 
-    def _zero_scores(self, args: wire.ExtenderArgs) -> list[wire.HostPriority]:
+    def _ingest(
+        self, items: list[wire.Raw], result: wire.ExtenderFilterResult
+    ) -> tuple[list[wire.Raw], list[str]]:
+        """Feed the request's node objects to the cache; a node already held at the same
+        resourceVersion costs only a name+version decode (the rest of its JSON is skipped)."""
+        raws: list[wire.Raw] = []
+        names: list[str] = []
+        has_node = self.state.has_node
+        for raw in items:
+            try:
+                key = wire.node_key(raw)
+                if not has_node(key.name, key.resourceVersion):
+                    self.state.upsert_node(wire.decode_node(raw))
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                name = wire.node_name(raw)
+                if name:  # never drop a node silently: fail it with the reason
+                    result.FailedNodes[name] = f"node object is not a valid v1.Node: {exc}"
+                metrics.ERRORS.labels("bad_node").inc()
+                continue
+            raws.append(raw)
+            names.append(key.name)
+        return raws, names
+
+    def _zero_scores(
+        self, args: wire.ExtenderArgs | wire.ExtenderArgsKeys
+    ) -> list[wire.HostPriority]:
         names: list[str] = list(args.NodeNames or [])
-        if args.Nodes is not None:
-            for raw in args.Nodes.items or []:
-                try:
-                    names.append(wire.decode_node(raw).metadata.name)
-                except Exception:
-                    continue
+        if isinstance(args, wire.ExtenderArgsKeys) and args.Nodes is not None:
+            names.extend(k.metadata.name for k in args.Nodes.items or ())
+        elif isinstance(args, wire.ExtenderArgs) and args.Nodes is not None:
+            names.extend(filter(None, map(wire.node_name, args.Nodes.items or ())))
         return [wire.HostPriority(Host=n, Score=0) for n in names]
 
     def _remember(self, decision: Decision) -> None:

@@ -10,7 +10,7 @@ raw JSON so that a filter answer returns the very bytes kube-scheduler sent.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import numpy as np
@@ -164,6 +164,29 @@ class ExtenderArgs(Struct):
     NodeNames: list[str] | None = None
 
 
+class NodeKeyMeta(Struct):
+    name: str = ""
+    resourceVersion: str = ""
+
+
+class NodeKey(Struct):
+    """Just a node's name and resourceVersion: decoding skips the rest of the object."""
+
+    metadata: NodeKeyMeta = msgspec.field(default_factory=NodeKeyMeta)
+
+
+class NodeKeyList(Struct):
+    items: list[NodeKey] | None = None
+
+
+class ExtenderArgsKeys(Struct):
+    """``ExtenderArgs`` with nodes reduced to their keys: prioritize's one-pass decode."""
+
+    Pod: Pod | None = None
+    Nodes: NodeKeyList | None = None
+    NodeNames: list[str] | None = None
+
+
 class ExtenderFilterResult(Struct):
     Nodes: RawNodeList | None = None
     NodeNames: list[str] | None = None
@@ -194,6 +217,8 @@ class ExtenderBindingResult(Struct):
 # --- Codecs ---------------------------------------------------------------------------------
 
 _args_decoder = msgspec.json.Decoder(ExtenderArgs)
+_args_keys_decoder = msgspec.json.Decoder(ExtenderArgsKeys)
+_node_key_decoder = msgspec.json.Decoder(NodeKey)
 _binding_decoder = msgspec.json.Decoder(ExtenderBindingArgs)
 _node_decoder = msgspec.json.Decoder(Node)
 _pod_decoder = msgspec.json.Decoder(Pod)
@@ -230,10 +255,12 @@ def _fold_keys(body: bytes, canonical: dict[str, str]) -> dict[str, Any] | None:
     return folded
 
 
-def decode_args(body: bytes) -> ExtenderArgs:
-    """Decode an ``ExtenderArgs`` body; raise :class:`WireError` naming the problem."""
+_A = TypeVar("_A", ExtenderArgs, ExtenderArgsKeys)
+
+
+def _decode_args(body: bytes, decoder: msgspec.json.Decoder[_A]) -> _A:
     try:
-        args = _args_decoder.decode(body)
+        args = decoder.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise WireError(_describe("ExtenderArgs", exc)) from exc
     # kube-scheduler sends Go's spelling, so the fold pass runs only when a key is missing
@@ -242,10 +269,20 @@ def decode_args(body: bytes) -> ExtenderArgs:
         try:
             folded = _fold_keys(body, _ARGS_KEYS)
             if folded:  # re-encoded so that node items stay raw JSON (msgspec.Raw)
-                args = _args_decoder.decode(_encoder.encode(folded))
+                args = decoder.decode(_encoder.encode(folded))
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise WireError(_describe("ExtenderArgs", exc)) from exc
     return args
+
+
+def decode_args(body: bytes) -> ExtenderArgs:
+    """Decode an ``ExtenderArgs`` body; raise :class:`WireError` naming the problem."""
+    return _decode_args(body, _args_decoder)
+
+
+def decode_args_keys(body: bytes) -> ExtenderArgsKeys:
+    """Decode an ``ExtenderArgs`` body keeping only each node's name and resourceVersion."""
+    return _decode_args(body, _args_keys_decoder)
 
 
 def decode_binding(body: bytes) -> ExtenderBindingArgs:
@@ -273,6 +310,11 @@ class _Named(Struct):
 
 
 _named_decoder = msgspec.json.Decoder(_Named)
+
+
+def node_key(raw: bytes | Raw) -> NodeKeyMeta:
+    """A node object's name and resourceVersion (the rest is skipped, not decoded)."""
+    return _node_key_decoder.decode(raw).metadata
 
 
 def node_name(raw: bytes | Raw) -> str:
