@@ -142,6 +142,13 @@ def _placements(path: Path) -> list[str]:
     return uids
 
 
+def _starts(path: Path) -> list[tuple[str, float]]:
+    conn = sqlite3.connect(path)
+    rows = conn.execute("SELECT uid, at FROM lifecycle WHERE event = 'start'").fetchall()
+    conn.close()
+    return rows
+
+
 @pytest.mark.slow
 async def test_kill9_of_serve_loses_no_acknowledged_bind(
     api: FakeApiServer, tmp_path: Path
@@ -160,6 +167,11 @@ async def test_kill9_of_serve_loses_no_acknowledged_bind(
     stored = _placements(ledger)
     assert len(acked) >= 150
     assert acked <= set(stored), f"lost acknowledged binds: {sorted(acked - set(stored))[:5]}"
+    # the Running pod of the relisted fixture (web-cpu) has its start of running recorded
+    running = json.loads(fixture("pods-list-assigned-nonterminal.json"))["items"]
+    web = next(p for p in running if p["status"]["phase"] == "Running")
+    started = _starts(ledger)
+    assert [u for u, _ in started] == [web["metadata"]["uid"]]
 
     # restart on the same ledger: recovery from the WAL, new decisions append, no duplicates
     proc, base = _serve(tmp_path, api, ledger)
@@ -171,3 +183,5 @@ async def test_kill9_of_serve_loses_no_acknowledged_bind(
     after = _placements(ledger)
     assert len(after) == len(set(after))
     assert set(stored) | again <= set(after)
+    # the restarted watch relists the same Running pod: its start is not written twice
+    assert _starts(ledger) == started
