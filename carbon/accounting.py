@@ -27,7 +27,7 @@ import bisect
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,6 +63,32 @@ class IntensityHistory(Protocol):
     async def history(self, zone: str, start: datetime, end: datetime) -> Sequence[IntensityPoint]:
         """Points covering [start, end) (hourly or finer), oldest first."""
         ...
+
+
+class ChainHistory:
+    """History along the carbon fallback chain: the first provider that answers with points.
+
+    ``providers`` is called on every lookup, so a policy reload that rebuilds the providers is
+    followed, e.g. ``ChainHistory(lambda: [cache.providers()[n] for n in
+    cache.config.fallback])``. Raises the last error when no provider has history.
+    """
+
+    def __init__(self, providers: Callable[[], Sequence[IntensityHistory]]) -> None:
+        self._providers = providers
+
+    async def history(self, zone: str, start: datetime, end: datetime) -> Sequence[IntensityPoint]:
+        last: Exception | None = None
+        for provider in self._providers():
+            try:
+                points = await provider.history(zone, start, end)
+            except Exception as exc:  # next in the chain, as the cache does for latest values
+                last = exc
+                continue
+            if points:
+                return points
+        if last is not None:
+            raise last
+        return []
 
 
 class PrometheusConfig(BaseModel):

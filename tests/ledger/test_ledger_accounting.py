@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from carbon.accounting import (
     Accountant,
     AccountingPolicy,
+    ChainHistory,
     PrometheusConfig,
     PrometheusMeter,
     compute_usage,
@@ -365,3 +366,16 @@ async def test_settle_time_waits_for_late_history(tmp_path: Path) -> None:
         acc = Accountant(ledger, ListHistory({}), power=POWER)
         assert await acc.account_pending(settle_s=3600) == 0
         assert await acc.account_pending(settle_s=30) == 1
+
+
+async def test_chain_history_follows_the_fallback_chain() -> None:
+    down = ListHistory({}, fail=True)
+    empty = ListHistory({})
+    live = ListHistory({"DE": em_history_points()})
+    chain = ChainHistory(lambda: [down, empty, live])
+    got = await chain.history("DE", DAY, DAY + timedelta(hours=2))
+    assert [p.g_per_kwh for p in got] == [338.0, 346.0]
+    assert len(down.calls) == len(empty.calls) == 1
+    with pytest.raises(ConnectionError):
+        await ChainHistory(lambda: [empty, down]).history("DE", DAY, DAY + timedelta(hours=1))
+    assert await ChainHistory(lambda: [empty]).history("FR", DAY, DAY) == []
