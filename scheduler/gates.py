@@ -402,6 +402,7 @@ class GateController:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _events: set[asyncio.Task[None]] = field(default_factory=set)
+    _event_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(8))
 
     # -- feeding (from the watch or tests) --
 
@@ -693,18 +694,24 @@ class GateController:
         type_: Literal["Normal", "Warning"],
     ) -> None:
         try:
-            await self.client.create_event(
-                pod,
-                reason=reason,
-                note=note,
-                action=action,
-                type_=type_,
-                controller="lowcarb.dev/gate-controller",
-                instance="lowcarb-gates",
-            )
+            async with self._event_slots:  # thousands of holds must not flood the API server
+                await self._post_event(pod, reason, action, note, type_)
         except KubeError as exc:
             GATE_API_ERRORS.labels(kind="event").inc()
             log.warning("gate_event_failed", pod=pod.key, error=str(exc))
+
+    async def _post_event(
+        self, pod: wire.Pod, reason: str, action: str, note: str, type_: EventType
+    ) -> None:
+        await self.client.create_event(
+            pod,
+            reason=reason,
+            note=note,
+            action=action,
+            type_=type_,
+            controller="lowcarb.dev/gate-controller",
+            instance="lowcarb-gates",
+        )
 
     async def drain_events(self) -> None:
         """Wait for the Events already being posted (tests, shutdown)."""

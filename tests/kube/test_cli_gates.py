@@ -63,3 +63,42 @@ def test_gates_plan_lists_gated_pods_and_changes_nothing(
     assert "fail-open" in rows[0]["why"]
     assert api.seen("PATCH") == [] and api.seen("POST") == []
     assert store.gates("gated-train") == [gates.GATE, "other.example/gate"]
+
+
+@pytest.mark.slow
+def test_gates_run_dry_run_stops_cleanly_on_sigterm(api: FakeApiServer, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    store = PodStore(api).install()
+    store.add_pod("gated-train")
+    api.add("GET", "/api/v1/nodes", Reply(200, fixture("nodes-list.json")), watch=False)
+    api.add("GET", "/api/v1/nodes", WatchReply([]), watch=True)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: fake\n"
+        f"clusters: [{{name: fake, cluster: {{server: '{api.url}'}}}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: fake, context: {cluster: fake, user: u}}]\n"
+    )
+    log = (tmp_path / "run.log").open("wb")
+    proc = subprocess.Popen(
+        [str(LOWCARB), "gates", "run", "--kubeconfig", str(kubeconfig), "--dry-run"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not any(r.param("fieldSelector") == kube.UNASSIGNED for r in api.requests):
+            assert proc.poll() is None, (tmp_path / "run.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "lowcarb gates run never listed gated pods"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    assert api.seen("PATCH") == []  # dry run
+    assert store.gates("gated-train") == [gates.GATE, "other.example/gate"]

@@ -428,3 +428,21 @@ def test_policy_rules_use_class_shift_and_allowed_zones_of_fitting_nodes() -> No
     assert got.zones == ("us-east", "us-west")
     other = kube.wire.decode_pod(fixture("pods-get.json"))  # no class selector match
     assert gates.policy_rules(lambda: policy, gates.zones_from_state(state))(other).enabled
+
+
+async def test_event_failures_never_block_a_release(env: Env) -> None:
+    from fakeapi import Reply, fixture
+
+    env.api.add(
+        "POST",
+        "/apis/events.k8s.io/v1/namespaces/e2e/events",
+        Reply(422, fixture("events-v1-create-missing-fields.json")),
+    )
+    gated(env, "quiet")
+    env.view = View({ZONE: [300.0] * 24})
+    ctl = env.controller()
+    await sync(ctl)
+    assert await ctl.run_once() == 1
+    await ctl.drain_events()
+    assert env.store.gates("quiet") == ["other.example/gate"]
+    assert env.store.created_events == []
