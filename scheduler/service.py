@@ -16,7 +16,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import msgspec
 import numpy as np
 import structlog
 
@@ -201,7 +200,7 @@ class Extender:
         """Accept kube-scheduler's victims as proposed (lowcarb adds no preemption policy)."""
         try:
             data = json.loads(body)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise wire.WireError(f"body is not ExtenderPreemptionArgs: {exc}") from exc
         if not isinstance(data, dict):
             raise wire.WireError("body is not ExtenderPreemptionArgs: expected a JSON object")
@@ -268,10 +267,10 @@ class Extender:
                 key = wire.node_key(raw)
                 if not has_node(key.name, key.resourceVersion):
                     self.state.upsert_node(wire.decode_node(raw))
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            except wire.WireError as exc:
                 name = wire.node_name(raw)
                 if name:  # never drop a node silently: fail it with the reason
-                    result.FailedNodes[name] = f"node object is not a valid v1.Node: {exc}"
+                    result.FailedNodes[name] = str(exc)
                 metrics.ERRORS.labels("bad_node").inc()
                 continue
             raws.append(raw)

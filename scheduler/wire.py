@@ -234,8 +234,16 @@ _BINDING_KEYS = {
 }
 
 
-def _describe(kind: str, exc: msgspec.DecodeError | msgspec.ValidationError) -> str:
+# everything a decoder may raise on hostile input (bad UTF-8 in a string, nesting too deep)
+DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError)
+
+
+def _describe(kind: str, exc: BaseException) -> str:
     """``body is not valid JSON: ...`` or ``body is not <kind>: ... - at `$.Field```."""
+    if isinstance(exc, RecursionError):
+        return "body is not valid JSON: nested too deeply"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"body is not valid JSON: a string is not UTF-8 ({exc.reason} at byte {exc.start})"
     if not isinstance(exc, msgspec.ValidationError):
         return f"body is not valid JSON: {exc}"
     text = str(exc).replace("Expected `object`, got", "expected a JSON object, got")
@@ -261,7 +269,7 @@ _A = TypeVar("_A", ExtenderArgs, ExtenderArgsKeys)
 def _decode_args(body: bytes, decoder: msgspec.json.Decoder[_A]) -> _A:
     try:
         args = decoder.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except DECODE_ERRORS as exc:
         raise WireError(_describe("ExtenderArgs", exc)) from exc
     # kube-scheduler sends Go's spelling, so the fold pass runs only when a key is missing
     # (one of Nodes/NodeNames is always null, so only both missing or Pod missing count)
@@ -270,7 +278,7 @@ def _decode_args(body: bytes, decoder: msgspec.json.Decoder[_A]) -> _A:
             folded = _fold_keys(body, _ARGS_KEYS)
             if folded:  # re-encoded so that node items stay raw JSON (msgspec.Raw)
                 args = decoder.decode(_encoder.encode(folded))
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except DECODE_ERRORS as exc:
             raise WireError(_describe("ExtenderArgs", exc)) from exc
     return args
 
@@ -293,7 +301,7 @@ def decode_binding(body: bytes) -> ExtenderBindingArgs:
             folded = _fold_keys(body, _BINDING_KEYS)
             if folded:
                 args = _binding_decoder.decode(_encoder.encode(folded))
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except DECODE_ERRORS as exc:
         raise WireError(_describe("ExtenderBindingArgs", exc)) from exc
     missing = [f for f in ("PodName", "PodNamespace", "Node") if not getattr(args, f)]
     if missing:
@@ -302,7 +310,11 @@ def decode_binding(body: bytes) -> ExtenderBindingArgs:
 
 
 def decode_node(raw: bytes | Raw) -> Node:
-    return _node_decoder.decode(raw)
+    """Decode one node object; raise :class:`WireError` naming the problem."""
+    try:
+        return _node_decoder.decode(raw)
+    except DECODE_ERRORS as exc:
+        raise WireError(_describe("a v1.Node", exc).replace("body", "node object", 1)) from exc
 
 
 class _Named(Struct):
@@ -314,14 +326,17 @@ _named_decoder = msgspec.json.Decoder(_Named)
 
 def node_key(raw: bytes | Raw) -> NodeKeyMeta:
     """A node object's name and resourceVersion (the rest is skipped, not decoded)."""
-    return _node_key_decoder.decode(raw).metadata
+    try:
+        return _node_key_decoder.decode(raw).metadata
+    except DECODE_ERRORS as exc:
+        raise WireError(_describe("a v1.Node", exc).replace("body", "node object", 1)) from exc
 
 
 def node_name(raw: bytes | Raw) -> str:
     """Best-effort ``metadata.name`` of a node object that did not decode as a Node ('' if none)."""
     try:
         meta = _named_decoder.decode(raw).metadata or {}
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except DECODE_ERRORS:
         return ""
     name = meta.get("name")
     return name if isinstance(name, str) else ""
