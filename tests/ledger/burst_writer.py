@@ -24,7 +24,7 @@ def decision_records(i: int, now: float) -> list[Record]:
             uid=uid,
             namespace="ml",
             name=f"p{i}",
-            at=now,
+            at=now - 3602,  # a pod that ran for an hour and just finished
             node=f"n{i % 5}",
             zone="DE",
             gpu_model="NVIDIA-A100",
@@ -35,8 +35,8 @@ def decision_records(i: int, now: float) -> list[Record]:
             counterfactual_kg=1.0,
             expected_kg=0.8,
         ),
-        LifecycleRecord(uid=uid, event="start", at=now + 1),
-        LifecycleRecord(uid=uid, event="end", at=now + 3601),
+        LifecycleRecord(uid=uid, event="start", at=now - 3601),
+        LifecycleRecord(uid=uid, event="end", at=now - 1),
     ]
 
 

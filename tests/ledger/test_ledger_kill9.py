@@ -94,3 +94,38 @@ async def test_restart_replays_watch_and_accounts_without_duplicates(tmp_path: P
     assert len(uids) == len(set(uids)) == len(placed)
     assert acked_uids <= set(uids)
     assert lifecycle == (2 * len(placed), 2 * len(placed))
+
+
+def test_two_writer_processes_share_one_ledger_without_duplicates(tmp_path: Path) -> None:
+    """Two replicas on one node (the HA overlay) append the same watch events concurrently."""
+    path = tmp_path / "ledger.sqlite"
+    Ledger(path).close()  # created once, as the first replica would
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WRITER), str(path), "decisions"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    acked: list[set[str]] = [set(), set()]
+    try:
+        for proc, keys in zip(procs, acked, strict=True):
+            assert proc.stdout is not None
+            while len(keys) < 1500:
+                line = proc.stdout.readline()
+                assert line, proc.stderr.read() if proc.stderr else "writer exited"
+                keys.add(line.strip())
+    finally:
+        for proc in procs:
+            os.kill(proc.pid, signal.SIGKILL)
+        for proc in procs:
+            proc.communicate(timeout=30)
+    conn = sqlite3.connect(path)
+    stored = [
+        r[0] for t in ("placement", "lifecycle") for r in conn.execute(f"SELECT key FROM {t}")
+    ]
+    conn.close()
+    assert len(stored) == len(set(stored))  # both wrote the same keys: each is stored once
+    assert acked[0] | acked[1] <= set(stored)
