@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -62,14 +62,17 @@ class Env:
     client: kube.KubeClient
     now: list[float]
     view: View
+    made: list[gates.GateController] = field(default_factory=list)
 
     def controller(self, min_saving: float = 0.1, **kw: Any) -> gates.GateController:
         def rules(pod: kube.wire.Pod) -> gates.ShiftRules:
             return gates.ShiftRules(min_saving=min_saving, zones=(ZONE,))
 
-        return gates.GateController(
+        ctl = gates.GateController(
             self.client, lambda: self.view, rules, clock=lambda: self.now[0], **kw
         )
+        self.made.append(ctl)
+        return ctl
 
 
 @pytest.fixture
@@ -85,7 +88,10 @@ def api() -> Iterator[FakeApiServer]:
 async def env(api: FakeApiServer) -> AsyncIterator[Env]:
     store = PodStore(api).install()
     client = kube.KubeClient(kube.KubeConfig(host=api.url, token="t"))
-    yield Env(api, store, client, [NOON], View({ZONE: DIP}))
+    made = Env(api, store, client, [NOON], View({ZONE: DIP}))
+    yield made
+    for ctl in made.made:  # Events still being posted finish before the loop closes
+        await ctl.drain_events()
     await client.aclose()
 
 
@@ -446,3 +452,66 @@ async def test_event_failures_never_block_a_release(env: Env) -> None:
     await ctl.drain_events()
     assert env.store.gates("quiet") == ["other.example/gate"]
     assert env.store.created_events == []
+
+
+class DipProvider:
+    """A carbon provider (the cache's contract) whose forecast has the DIP shape from NOON."""
+
+    name = "dip"
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    async def latest(self, zones: Sequence[str]) -> list[Any]:
+        from carbon.types import IntensityPoint
+
+        at = datetime.fromtimestamp(NOON, UTC)
+        return [IntensityPoint(z, at, at, 310.0) for z in zones]
+
+    async def forecast(self, zone: str, start: datetime, end: datetime) -> list[Any]:
+        from carbon.types import IntensityPoint
+
+        return [
+            IntensityPoint(
+                zone,
+                datetime.fromtimestamp(NOON + i * HOUR, UTC),
+                datetime.fromtimestamp(NOON + (i + 1) * HOUR, UTC),
+                float(v),
+                estimated=True,
+            )
+            for i, v in enumerate(DIP)
+        ]
+
+    async def history(self, zone: str, start: datetime, end: datetime) -> list[Any]:
+        return []
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_plans_from_the_real_carbon_cache(env: Env) -> None:
+    from carbon.cache import CarbonCache
+    from carbon.config import CarbonConfig
+
+    # a registered type (the factory below replaces the real client)
+    providers = [{"name": "dip", "type": "ukgrid"}]
+    config = CarbonConfig.model_validate({"providers": providers, "fallback": ["dip", "static"]})
+    cache = CarbonCache(config, clock=lambda: env.now[0], factory=DipProvider)
+    gated(env, "cached")
+    ctl = gates.GateController(
+        env.client,
+        cache.view,
+        lambda pod: gates.ShiftRules(zones=(ZONE,)),
+        clock=lambda: env.now[0],
+        track_zones=cache.track,
+        started_at=NOON,
+    )
+    await sync(ctl)
+    await ctl.run_once()  # asks the cache to track the zone; nothing fetched yet: fail-open grace
+    assert cache.view().forecast(ZONE) is None
+    await cache.refresh_once()
+    assert cache.view().forecast(ZONE) is not None
+    assert await ctl.run_once() == 0
+    assert ctl.held["uid-cached"].planned == NOON + 2 * HOUR
+    await ctl.drain_events()
+    assert env.store.created_events[0]["note"].startswith("held until 14:00Z: forecast 118 vs 310")
