@@ -223,6 +223,9 @@ _EMBEDDED_PATH = re.compile(
 )
 
 
+_UNKNOWN_CHOICE = re.compile(r"unknown [\w ]+? '([^']+)'; use one of \[([^\]]*)\]")
+
+
 def _loc_of(text: str) -> Loc:
     steps: list[str | int] = []
     for part in re.finditer(r"([A-Za-z_][\w-]*)|\[(\d+)\]", text):
@@ -244,6 +247,12 @@ def _issue(err: ErrorDetails, root: yaml.Node, source: str) -> Issue:
             loc, message = inner, embedded.group(2)
         elif loc and inner and _find(root, (*loc, *inner))[2] == len(loc) + len(inner):
             loc, message = (*loc, *inner), embedded.group(2)
+    unknown = _UNKNOWN_CHOICE.search(message)
+    if unknown is not None and "did you mean" not in message:
+        options = re.findall(r"'([^']*)'", unknown.group(2))
+        hint = _did_you_mean(unknown.group(1), options)
+        if hint:
+            message = f"{message}{hint}"
     node, key_node, depth = _find(root, loc)
     target = node
     if err["type"] == "extra_forbidden" and key_node is not None and depth == len(loc):

@@ -22,7 +22,8 @@ import re
 
 import numpy as np
 
-from carbon.energy import energy_kwh
+from carbon.energy import PowerModel, energy_kwh
+from scheduler.cluster import NodeTable
 from scheduler.demand import PodDemand
 from scheduler.terms.base import Context, Term, TermScore, lower_is_better, term
 
@@ -40,36 +41,43 @@ def gpu_share(pod: PodDemand) -> float:
     return share
 
 
+def site_pue(t: NodeTable, power: PowerModel) -> np.ndarray:
+    """PUE per row: ``pueByRegion`` for the node's region, else ``pueByZone``, else ``pue``."""
+    by_zone = np.array([power.pue_for(z) for z in t.zones] + [power.pue], dtype=np.float64)
+    pue = by_zone[np.where(t.zone >= 0, t.zone, len(t.zones))]
+    if power.pueByRegion:
+        regional = power.pueByRegion
+        rows = [i for i, r in enumerate(t.region) if r in regional]
+        if rows:
+            pue[rows] = [regional[t.region[i]] for i in rows]
+    return pue
+
+
 @term("carbon")
 class Carbon(Term):
     def score(self, ctx: Context) -> TermScore:
         t, pod, power = ctx.table, ctx.pod, ctx.power
         n = len(t)
-        raw = np.full(n, np.nan, dtype=np.float64)
-        intensity = np.full(n, np.nan, dtype=np.float64)
         sources: dict[str, dict[str, object]] = {}
         if n == 0:
-            return TermScore(raw=raw, normalized=raw.copy(), unit="gCO2e")
+            empty = np.full(0, np.nan, dtype=np.float64)
+            return TermScore(raw=empty, normalized=empty.copy(), unit="gCO2e")
         kind = ctx.params.get("signal", "average")
         gpus = gpu_share(pod)
         cores = pod.cpu_milli / 1000.0
         gib = pod.mem_bytes / 2**30
-        # PUE per row: by region label, else by zone, else the default
-        pue = np.full(n, power.pue, dtype=np.float64)
-        if power.pueByRegion or power.pueByZone:
-            zone_names = t.zone_names()
-            for i in range(n):
-                pue[i] = power.pue_for(zone_names[i], t.region[i])
         n_models = max(len(t.models), 1)
         pair = (t.zone.astype(np.int64) + 1) * n_models + t.gpu_model
         uniq, inverse = np.unique(pair, return_inverse=True)
+        # one carbon lookup per distinct (zone, GPU model): gCO2e at PUE 1, and the intensity
+        grams = np.full(len(uniq), np.nan, dtype=np.float64)
+        g_kwh = np.full(len(uniq), np.nan, dtype=np.float64)
         missing: list[str] = []
         for k, code in enumerate(uniq.tolist()):
             zone_idx, model_idx = divmod(code, n_models)
-            zone = t.zones[zone_idx - 1] if zone_idx > 0 else None
-            rows = inverse == k
-            if zone is None:
-                continue
+            if zone_idx == 0:
+                continue  # node without a grid zone
+            zone = t.zones[zone_idx - 1]
             product = t.models[model_idx] if t.models else ""
             speed = power.gpu(product).relativeSpeed if pod.wants_gpu else 1.0
             duration = ctx.duration_s / speed
@@ -85,9 +93,11 @@ class Carbon(Term):
                     "g_per_kwh": round(reading.g_per_kwh, 1),
                 }
             watts = power.it_watts(product, gpus, cores, gib)
-            kwh_at_pue1 = energy_kwh(watts, 1.0, duration)
-            raw[rows] = kwh_at_pue1 * pue[rows] * reading.g_per_kwh
-            intensity[rows] = reading.g_per_kwh
+            grams[k] = energy_kwh(watts, 1.0, duration) * reading.g_per_kwh
+            g_kwh[k] = reading.g_per_kwh
+        # PUE per row: by region label, else by zone, else the default
+        raw = grams[inverse] * site_pue(t, power)
+        intensity = g_kwh[inverse]
         known = np.isfinite(raw)
         if not known.all():
             unknown_zone = int((t.zone < 0).sum())

@@ -28,16 +28,18 @@ class Constraints(Term):
         mask = np.ones(n, dtype=bool)
         reasons: dict[int, str] = {}
         if c.allowedRegions:
-            for region in set(t.region):
-                if c.region_allowed(region):
-                    continue
-                rows = [i for i, r in enumerate(t.region) if r == region]
-                mask[rows] = False
-                why = (
-                    f"region {region or '(no region label)'!r} is outside class {klass!r}'s "
+            allowed = {r: c.region_allowed(r) for r in dict.fromkeys(t.region)}
+            if not all(allowed.values()):
+                ok = np.fromiter(map(allowed.__getitem__, t.region), dtype=bool, count=n)
+                mask &= ok
+                outside = {
+                    r: f"region {r or '(no region label)'!r} is outside class {klass!r}'s "
                     f"allowedRegions {c.allowedRegions} (data residency)"
-                )
-                reasons.update(dict.fromkeys(rows, why))
+                    for r, yes in allowed.items()
+                    if not yes
+                }
+                region = t.region
+                reasons.update((i, outside[region[i]]) for i in np.flatnonzero(~ok).tolist())
         if c.allowedZones:
             for code in np.unique(t.zone).tolist():
                 zone = t.zones[code] if code >= 0 else None
@@ -92,12 +94,13 @@ class Constraints(Term):
             if note not in ctx.pod.notes:
                 ctx.pod.notes.append(note)
             return
-        for i in np.flatnonzero(dirty & mask).tolist():
-            zone = t.zones[t.zone[i]]
-            reasons[i] = (
-                f"grid intensity {values[int(t.zone[i])]:.0f} gCO2e/kWh in zone {zone!r} is above "
-                f"class {klass!r}'s maxIntensity {ceiling:g} (cleaner feasible nodes exist)"
-            )
+        above = {
+            code: f"grid intensity {g:.0f} gCO2e/kWh in zone {t.zones[code]!r} is above class "
+            f"{klass!r}'s maxIntensity {ceiling:g} (cleaner feasible nodes exist)"
+            for code, g in values.items()
+        }
+        rows = np.flatnonzero(dirty & mask)
+        reasons.update(zip(rows.tolist(), [above[z] for z in t.zone[rows].tolist()], strict=True))
         mask &= ~dirty
 
     def score(self, ctx: Context) -> TermScore:

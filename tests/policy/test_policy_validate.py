@@ -62,6 +62,7 @@ def test_every_error_is_reported_with_line_column_and_path() -> None:
         "p.yaml:20:3: classes.batch: duplicate class name 'batch' (first defined on line 17)",
     ]
     assert len(found) == len(expected), "\n".join(found)
+    assert found[0].endswith("did you mean 'electricitymaps'?")
     for line, want in zip(found, expected, strict=True):
         assert line.startswith(want), f"{line!r} does not start with {want!r}"
 
