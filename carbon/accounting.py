@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import json
 import logging
 import math
 import time
@@ -377,6 +378,7 @@ FROM placement p
 JOIN lifecycle e ON e.uid = p.uid AND e.event = 'end'
 LEFT JOIN lifecycle s ON s.uid = p.uid AND s.event = 'start'
 WHERE e.at <= ? AND NOT EXISTS (SELECT 1 FROM usage u WHERE u.uid = p.uid)
+  AND p.uid NOT IN (SELECT value FROM json_each(?))
 ORDER BY e.at
 LIMIT ?
 """
@@ -414,6 +416,9 @@ class Accountant:
         if meter is None and self.policy.prometheus is not None:
             meter = PrometheusMeter(self.policy.prometheus)
         self.meter = meter
+        # pods that could not be accounted (no intensity at all): skipped until restart so they
+        # never crowd out the others within ``limit``
+        self.unaccountable: set[str] = set()
 
     async def account_pending(self, limit: int = 10_000, settle_s: float = 0.0) -> int:
         """Account up to ``limit`` finished pods; returns how many new usage rows were written.
@@ -422,7 +427,8 @@ class Accountant:
         published an hour or two late) covers them; rows are final once written.
         """
         cutoff = time.time() - settle_s
-        pending = await asyncio.to_thread(_load_pending, self.ledger.path, limit, cutoff)
+        skip = json.dumps(sorted(self.unaccountable))
+        pending = await asyncio.to_thread(_load_pending, self.ledger.path, limit, cutoff, skip)
         by_zone: dict[str, list[_Pending]] = {}
         for item in pending:
             by_zone.setdefault(item.placement.zone or "", []).append(item)
@@ -431,7 +437,9 @@ class Accountant:
             points, problem = await self._history(zone, items)
             for item in items:
                 record = await self._account_one(item, points, problem)
-                if record is not None and await self.ledger.append_async(record):
+                if record is None:
+                    self.unaccountable.add(item.placement.uid)
+                elif await self.ledger.append_async(record):
                     written += 1
         return written
 
@@ -449,7 +457,9 @@ class Accountant:
     async def _history(
         self, zone: str, items: list[_Pending]
     ) -> tuple[list[IntensityPoint], str | None]:
-        if self.history is None or not zone:
+        if not zone:
+            return [], "node has no grid zone; decision-time intensity used"
+        if self.history is None:
             return [], "no intensity history configured; decision-time intensity used"
         lo = min(i.start for i in items)
         hi = max(i.end for i in items)
@@ -496,10 +506,10 @@ def _join(a: str | None, b: str) -> str:
     return b if not a else f"{a}; {b}"
 
 
-def _load_pending(path: Path, limit: int, cutoff: float) -> list[_Pending]:
+def _load_pending(path: Path, limit: int, cutoff: float, skip: str) -> list[_Pending]:
     conn = open_reader(path)
     try:
-        rows = conn.execute(_PENDING_SQL, (cutoff, limit)).fetchall()
+        rows = conn.execute(_PENDING_SQL, (cutoff, skip, limit)).fetchall()
         if not rows:
             return []
         uids = {r[0] for r in rows}

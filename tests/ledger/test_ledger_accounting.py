@@ -186,8 +186,15 @@ async def test_no_intensity_at_all_leaves_pod_for_a_later_pass(tmp_path: Path) -
     await ledger.append_async(placement(0, at(0), zone="DE", intensity_g_per_kwh=None))
     for rec in run("uid-000000", at(1), at(2)):
         await ledger.append_async(rec)
+    await ledger.append_async(placement(1, at(0), zone="DE"))
+    for rec in run("uid-000001", at(1), at(3)):
+        await ledger.append_async(rec)
     with ledger:
-        assert await Accountant(ledger, ListHistory({}), power=POWER).account_pending() == 0
+        acc = Accountant(ledger, ListHistory({}), power=POWER)
+        # limit 1: the unaccountable pod (ended first) must not block the next one
+        assert await acc.account_pending(limit=1) == 0
+        assert await acc.account_pending(limit=1) == 1
+        assert acc.unaccountable == {"uid-000000"}
         later = ListHistory({"DE": hourly("DE", DAY, [100.0] * 24)})
         assert await Accountant(ledger, later, power=POWER).account_pending() == 1
 
