@@ -17,10 +17,10 @@ from __future__ import annotations
 import io
 import json
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -30,10 +30,6 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from carbon.ledger import open_reader
-
-GroupKey = Literal["pod", "namespace", "class", "zone", "node", "day", "job"]
-Format = Literal["csv", "parquet", "json", "sci", "png"]
-SciUnit = Literal["job", "pod", "gpu-hour"]
 
 GROUP_KEYS: tuple[str, ...] = ("pod", "namespace", "class", "zone", "node", "day", "job")
 FORMATS: tuple[str, ...] = ("csv", "parquet", "json", "sci", "png")
@@ -86,7 +82,6 @@ class ReportOptions:
     group_by: tuple[str, ...] = ("namespace",)
     format: str = "csv"
     sci_unit: str = "job"
-    extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.group_by:
