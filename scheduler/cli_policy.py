@@ -1,12 +1,16 @@
 """``lowcarb policy``: validate policy files (each error with file:line:column), print the schema.
 
-``validate`` exits 0 when every file is valid and 1 otherwise; ``schema`` prints the JSON Schema
-that ``policies/schema.json`` holds (a test fails when the two drift).
+``validate`` exits 0 when every file is valid and 1 otherwise (text, JSON, or GitHub Actions
+annotations for CI); ``schema`` prints the JSON Schema that ``policies/schema.json`` holds (a test
+fails when the two drift).
 """
 
 from __future__ import annotations
 
 import json
+import sys
+from dataclasses import asdict
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,7 +25,7 @@ from carbon.config import (
     parse_duration,
 )
 from scheduler.policy import Policy
-from scheduler.validate import PolicyError, load_checked
+from scheduler.validate import PolicyError, check_text, load_checked
 
 app = typer.Typer(
     help="Check and describe lowcarb policy files.", no_args_is_help=True, add_completion=False
@@ -66,29 +70,60 @@ def schema_text() -> str:
     return json.dumps(policy_schema(), indent=2, sort_keys=True) + "\n"
 
 
+class Format(StrEnum):
+    text = "text"
+    json = "json"
+    github = "github"
+
+
 @app.command()
 def validate(
-    files: Annotated[list[Path], typer.Argument(help="Policy YAML files", show_default=False)],
+    files: Annotated[
+        list[Path], typer.Argument(help="Policy YAML files ('-' reads stdin)", show_default=False)
+    ],
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only")] = False,
+    output: Annotated[
+        Format,
+        typer.Option(
+            "--format", help="text; json (one object); github (Actions ::error annotations)"
+        ),
+    ] = Format.text,
 ) -> None:
     """Validate policy files; print every error as FILE:LINE:COLUMN: FIELD: MESSAGE."""
+    report: dict[str, list[dict[str, object]]] = {}
     bad = 0
     for path in files:
+        name = "<stdin>" if str(path) == "-" else str(path)
         try:
-            policy = load_checked(path)
+            policy = check_text(sys.stdin.read(), name) if name == "<stdin>" else load_checked(path)
         except PolicyError as exc:
             bad += 1
-            for issue in exc.issues:
-                typer.echo(str(issue), err=True)
-            n = len(exc.issues)
-            typer.echo(f"{path}: invalid ({n} error{'s' if n != 1 else ''})", err=True)
+            report[name] = [asdict(i) for i in exc.issues]
+            if output is Format.text:
+                for issue in exc.issues:
+                    typer.echo(str(issue), err=True)
+                n = len(exc.issues)
+                typer.echo(f"{name}: invalid ({n} error{'s' if n != 1 else ''})", err=True)
+            elif output is Format.github:
+                for issue in exc.issues:
+                    text = f"{issue.path}: {issue.message}" if issue.path else issue.message
+                    typer.echo(
+                        f"::error file={issue.file},line={issue.line},col={issue.column},"
+                        f"title=lowcarb policy::{_escape(text)}"
+                    )
             continue
-        if not quiet:
-            names = ", ".join(policy.classes)
-            typer.echo(
-                f"{path}: ok (classes: {names}; carbon: {' -> '.join(policy.carbon.fallback)})"
-            )
+        report[name] = []
+        if output is Format.text and not quiet:
+            chain = " -> ".join(policy.carbon.fallback)
+            typer.echo(f"{name}: ok (classes: {', '.join(policy.classes)}; carbon: {chain})")
+    if output is Format.json:
+        typer.echo(json.dumps({"valid": bad == 0, "files": report}, indent=2))
     raise typer.Exit(code=1 if bad else 0)
+
+
+def _escape(text: str) -> str:
+    """GitHub workflow command data escaping."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 @app.command()

@@ -195,3 +195,32 @@ def test_embedded_default_is_policies_default() -> None:
         "scheduler/data/default.yaml must be a copy of policies/default.yaml"
     )
     assert DEFAULT_POLICY.is_relative_to(ROOT / "scheduler")
+
+
+def test_cli_validate_json_github_and_stdin() -> None:
+    runner = CliRunner()
+    result = runner.invoke(lowcarb, ["policy", "validate", "--format", "json", "-"], input=BROKEN)
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert report["valid"] is False
+    issues = report["files"]["<stdin>"]
+    assert len(issues) == 7
+    assert issues[4] == {
+        "file": "<stdin>",
+        "line": 15,
+        "column": 37,
+        "path": "classes.training.weights.carbon",
+        "message": "must be >= 0.0 (got -0.2)",
+    }
+    result = runner.invoke(lowcarb, ["policy", "validate", "--format", "github", "-"], input=BROKEN)
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert len(lines) == 7
+    assert lines[4] == (
+        "::error file=<stdin>,line=15,col=37,title=lowcarb policy::"
+        "classes.training.weights.carbon: must be >= 0.0 (got -0.2)"
+    )
+    good = (POLICIES / "default.yaml").read_text()
+    result = runner.invoke(lowcarb, ["policy", "validate", "-"], input=good)
+    assert result.exit_code == 0
+    assert result.stdout.startswith("<stdin>: ok (classes: training, batch, inference, default")
