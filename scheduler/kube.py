@@ -311,6 +311,7 @@ class KubeClient:
         params: Mapping[str, str] | None = None,
         body: bytes | None = None,
         content_type: str | None = None,
+        timeout: float | None = None,
     ) -> tuple[int, bytes]:
         """One request; returns (status, body) for 2xx, raises ApiError / ApiUnavailable."""
         try:
@@ -320,6 +321,7 @@ class KubeClient:
                 params=dict(params) if params else None,
                 content=body,
                 headers=self._headers(content_type if body is not None else None),
+                timeout=httpx.Timeout(timeout) if timeout else httpx.USE_CLIENT_DEFAULT,
             )
         except httpx.HTTPError as exc:
             raise ApiUnavailable(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
@@ -422,7 +424,9 @@ class KubeClient:
         )
         return wire.decode_pod(body)
 
-    async def create_binding(self, namespace: str, name: str, uid: str, node: str) -> None:
+    async def create_binding(
+        self, namespace: str, name: str, uid: str, node: str, timeout: float | None = None
+    ) -> None:
         binding = {
             "apiVersion": "v1",
             "kind": "Binding",
@@ -436,6 +440,7 @@ class KubeClient:
             f"/api/v1/namespaces/{namespace}/pods/{name}/binding",
             body=_encoder.encode(binding),
             content_type="application/json",
+            timeout=timeout,
         )
 
     async def create_event(
@@ -837,10 +842,17 @@ GPU_INDEX_ANNOTATION = "lowcarb.dev/gpu-index"
 
 
 class Binder:
-    """Binds pods for the extender's bind verb and records the decision as annotations."""
+    """Binds pods for the extender's bind verb and records the decision as annotations.
 
-    def __init__(self, client: KubeClient) -> None:
+    The bind verb answers as soon as the Binding is created (one API call, bounded by
+    ``timeout_s``, which should stay below the extender's ``httpTimeout``); the annotation patch
+    follows in the background (:meth:`drain` waits for it).
+    """
+
+    def __init__(self, client: KubeClient, *, timeout_s: float = 1.5) -> None:
         self.client = client
+        self.timeout_s = timeout_s
+        self._pending: set[asyncio.Task[None]] = set()
 
     async def bind(
         self,
@@ -858,18 +870,28 @@ class Binder:
         """
         what = f"bind pod {namespace}/{name} to node {node}"
         try:
-            await self.client.create_binding(namespace, name, uid, node)
+            await self.client.create_binding(namespace, name, uid, node, timeout=self.timeout_s)
         except ApiError as exc:
             return f"{what}: {exc.describe()}"
         except KubeError as exc:
             return f"{what}: API server unreachable: {exc}"
         if annotations:
             patch = {"metadata": {"annotations": {k: _as_str(v) for k, v in annotations.items()}}}
-            try:
-                await self.client.patch_pod(namespace, name, patch, "merge")
-            except KubeError as exc:
-                log.warning("annotate_failed", pod=f"{namespace}/{name}", error=str(exc))
+            task = asyncio.get_running_loop().create_task(self._annotate(namespace, name, patch))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
         return ""
+
+    async def _annotate(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        try:
+            await self.client.patch_pod(namespace, name, patch, "merge")
+        except KubeError as exc:
+            log.warning("annotate_failed", pod=f"{namespace}/{name}", error=str(exc))
+
+    async def drain(self) -> None:
+        """Wait for the annotation patches still in flight (tests, shutdown)."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
 
 
 def _as_str(value: object) -> str:

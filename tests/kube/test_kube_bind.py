@@ -37,7 +37,8 @@ async def test_bind_success_then_annotations(api: FakeApiServer, client: kube.Ku
     api.add("POST", BIND_PATH, Reply(201, fixture("binding-create.json")))
     api.add("PATCH", POD_PATH, Reply(200, fixture("annotations-merge-patch.json")))
     decision = {"region": "us-east", "zone": "us-east-1a", "score": 9}
-    error = await kube.Binder(client).bind(
+    binder = kube.Binder(client)
+    error = await binder.bind(
         NS,
         "bind-me",
         UID,
@@ -45,6 +46,7 @@ async def test_bind_success_then_annotations(api: FakeApiServer, client: kube.Ku
         {kube.DECISION_ANNOTATION: decision, kube.GPU_INDEX_ANNOTATION: [0, 1]},
     )
     assert error == ""
+    await binder.drain()  # the annotation patch follows the bind answer
     post, patch = api.requests
     sent = post.json()
     recorded = json.loads(fixture("binding-create.request.json"))
@@ -91,8 +93,11 @@ async def test_annotation_patch_failure_does_not_fail_the_bind(
 ) -> None:
     api.add("POST", BIND_PATH, Reply(201, fixture("binding-create.json")))
     api.add("PATCH", POD_PATH, Reply(422, fixture("annotations-merge-patch-non-string.json")))
-    error = await kube.Binder(client).bind(NS, "bind-me", UID, "use1-a-gpu", {"a": "b"})
+    binder = kube.Binder(client)
+    error = await binder.bind(NS, "bind-me", UID, "use1-a-gpu", {"a": "b"})
     assert error == ""
+    await binder.drain()
+    assert [r.method for r in api.requests] == ["POST", "PATCH"]
 
 
 async def test_patch_pod_errors_carry_status(api: FakeApiServer, client: kube.KubeClient) -> None:
@@ -169,3 +174,22 @@ def test_required_permissions_cover_every_call_path() -> None:
     perms = set(kube.REQUIRED_PERMISSIONS)
     assert ("", "pods/binding", "create") in perms
     assert all(verb in {"get", "list", "watch", "patch", "create"} for _, _, verb in perms)
+
+
+async def test_slow_binding_answers_within_the_bind_timeout(
+    api: FakeApiServer, client: kube.KubeClient
+) -> None:
+    import threading
+
+    release = threading.Event()
+
+    def stuck(req: Recorded) -> Reply:
+        release.wait(5)  # an API server slower than kube-scheduler's httpTimeout
+        return Reply(201, fixture("binding-create.json"))
+
+    api.add("POST", BIND_PATH, stuck)
+    try:
+        error = await kube.Binder(client, timeout_s=0.2).bind(NS, "bind-me", UID, "use1-a-gpu")
+    finally:
+        release.set()
+    assert "API server unreachable" in error and "Timeout" in error
