@@ -45,10 +45,17 @@ class _FilterOnly(Term):
 class Engine:
     """Terms and weights of one policy, ready to score pods."""
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, *, previous: Engine | None = None) -> None:
+        """Terms of ``policy``; with ``previous`` (a hot reload), term instances of the same type
+        are kept, so what they learned (the GPU term's workload model) survives a policy edit."""
         self.policy = policy
         names = dict.fromkeys([*policy.term_names(), *ALWAYS_FILTER, *sorted(FILTER_ONLY_TERMS)])
-        self.terms: dict[str, Term] = {name: get_term(name)() for name in names}
+        old = previous.terms if previous is not None else {}
+        self.terms: dict[str, Term] = {}
+        for name in names:
+            kind = get_term(name)
+            kept = old.get(name)
+            self.terms[name] = kept if type(kept) is kind else kind()
         self._choices: OrderedDict[str, ClassChoice] = OrderedDict()
         self._filters: dict[str, Term] = {}
 

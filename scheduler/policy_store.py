@@ -61,7 +61,7 @@ class PolicyStore:
             return False
         try:
             policy = policy_from_text(data.decode("utf-8"), str(self.path))
-            engine = Engine(policy)
+            engine = Engine(policy, previous=self._engine)
         except PolicyError as exc:
             self._digest = digest
             return self._failed(str(exc), [str(i) for i in exc.issues])

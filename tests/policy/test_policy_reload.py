@@ -59,6 +59,8 @@ def test_broken_edit_keeps_last_good_and_sets_the_metric(tmp_path: Path) -> None
     assert store.reload() is True
     assert store.policy.classes["training"].duration_s == 10 * 3600
     assert store.engine() is not good_engine
+    # what the terms learned (the GPU term's workload model) survives the edit
+    assert store.engine().terms["gpu_fit"] is good_engine.terms["gpu_fit"]
     assert failed_gauge() == 0.0
     assert store.last_error is None
 
