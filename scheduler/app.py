@@ -155,6 +155,8 @@ def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None
         finally:
             if gate_ctl is not None:
                 await gate_ctl.stop()
+            if binder is not None:
+                await binder.drain()  # annotation patches still in flight
             if sync is not None:
                 await sync.stop()
             await store.stop()
