@@ -292,7 +292,9 @@ def plot_png(conn: sqlite3.Connection, opts: ReportOptions) -> bytes:
         wide = daily.pivot_table(
             index="day", columns="zone", values="co2e_location_kg", aggfunc="sum"
         ).fillna(0.0)
-        avoided = daily.groupby("day")["avoided_kg"].sum().reindex(wide.index).fillna(0.0)
+        days = pd.date_range(wide.index.min(), wide.index.max(), freq="D").strftime("%Y-%m-%d")
+        wide = wide.reindex(days, fill_value=0.0)  # days without runs stay visible as gaps
+        avoided = daily.groupby("day")["avoided_kg"].sum().reindex(days).fillna(0.0)
         x = np.arange(len(wide.index))
         bottom = np.zeros(len(x))
         cmap = matplotlib.colormaps["tab20"]
@@ -302,7 +304,9 @@ def plot_png(conn: sqlite3.Connection, opts: ReportOptions) -> bytes:
             if len(x) <= 62:  # bars while they stay readable, steps (one polygon) beyond
                 ax.bar(x, values, bottom=bottom, width=0.8, label=label, color=color)
             else:
-                ax.fill_between(x, bottom, bottom + values, step="mid", label=label, color=color)
+                ax.fill_between(
+                    x, bottom, bottom + values, step="mid", label=label, color=color, linewidth=0
+                )
             bottom = bottom + values
         ax.plot(
             x,
