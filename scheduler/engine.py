@@ -130,6 +130,7 @@ class Engine:
                 "gpu_mode": cls.gpuMode,
                 "class": klass,
                 "constraints": cls.constraints,
+                "carbon_normalization": cls.carbonNormalization,
             },
         )
 

@@ -266,6 +266,12 @@ class WorkloadClass(_Strict):
     signal: Literal["average", "marginal"] = Field(
         default="average", description="Grid signal the carbon term reads"
     )
+    carbonNormalization: Literal["range", "ratio"] = Field(
+        default="range",
+        description="How gCO2e becomes the carbon term's 0..1: 'range' (least 1, most 0, "
+        "any difference spans the scale) or 'ratio' (least / this node: twice the emissions "
+        "scores 0.5, small differences stay small)",
+    )
     constraints: Constraints = Field(default_factory=Constraints)
     temporalShift: TemporalShift | None = None
 

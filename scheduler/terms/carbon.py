@@ -10,7 +10,8 @@ For a node with GPU model ``m`` in grid zone ``z`` and region ``r``::
 GPUs count fractionally: a shared-GPU pod asking 300 milli counts 0.3 GPU, a MIG slice its share
 of the 7 compute slices (``1g.10gb`` = 1/7). The forecast mean falls back to the latest value
 where no forecast covers the run (the carbon cache decides; scoring never waits on it). Lower is
-better: normalised min-max over the candidates (least emissions 1, most 0). A node whose zone has
+better: normalised over the candidates by range (least emissions 1, most 0; the default) or, with
+the class's ``carbonNormalization: ratio``, as least / this node's emissions. A node whose zone has
 no carbon data keeps raw NaN, is normalised as the candidates' mean (neutral), and the
 decision notes say so. The work is one
 carbon lookup per distinct (zone, GPU model) pair, not per node.
@@ -51,6 +52,19 @@ def site_pue(t: NodeTable, power: PowerModel) -> np.ndarray:
         if rows:
             pue[rows] = [regional[t.region[i]] for i in rows]
     return pue
+
+
+def ratio_to_best(raw: np.ndarray) -> np.ndarray:
+    """``least / raw``: 1 for the least emissions, 0.5 for twice as much (range when least <= 0)."""
+    out = np.zeros_like(raw, dtype=np.float64)
+    finite = np.isfinite(raw)
+    if not finite.any():
+        return out
+    least = float(raw[finite].min())
+    if least <= 0.0:
+        return lower_is_better(raw)
+    out[finite] = least / raw[finite]
+    return out
 
 
 @term("carbon")
@@ -112,9 +126,13 @@ class Carbon(Term):
         if known.any() and not known.all():
             filled = raw.copy()
             filled[~known] = float(np.mean(raw[known]))
+        if ctx.params.get("carbon_normalization") == "ratio":
+            normalized = ratio_to_best(filled)
+        else:
+            normalized = lower_is_better(filled)
         return TermScore(
             raw=raw,
-            normalized=lower_is_better(filled),
+            normalized=normalized,
             unit="gCO2e",
             detail={"intensity": intensity, "carbon_data": sources},
         )

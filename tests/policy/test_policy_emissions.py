@@ -162,3 +162,22 @@ def test_engine_combines_and_maps_to_levels() -> None:
     assert set(ev.terms) == {"gpu_fit", "carbon"}
     assert int(np.argmax(ev.levels)) == int(np.nanargmax(ev.combined))
     assert ev.levels.max() == 10
+
+
+def test_ratio_normalization_keeps_small_differences_small() -> None:
+    rows = [
+        ("h100", "DIRTY", "r1", "NVIDIA-H100-80GB-HBM3", 8),
+        ("t4", "CLEAN", "r2", "Tesla-T4", 4),
+    ]
+    view = View({"DIRTY": 300.0, "CLEAN": 200.0})
+    c = ctx(one_gpu_pod(), rows, view)
+    c.params["carbon_normalization"] = "ratio"
+    ts = Carbon().score(c)
+    assert ts.normalized.tolist() == pytest.approx([1.0, 108.72 / 124.80])
+    policy = policy_from_text(
+        "apiVersion: lowcarb.dev/v1\nkind: Policy\n"
+        "classes: {a: {weights: {carbon: 1}, carbonNormalization: ratio}}\n"
+    )
+    ev = Engine(policy).evaluate(one_gpu_pod(), node_table(rows), view, 0.0, klass="a")
+    assert ev.terms["carbon"].normalized.tolist() == pytest.approx([1.0, 108.72 / 124.80])
+    assert ev.levels.tolist() == [10, 0]  # the 0..10 mapping still spans the candidates
