@@ -9,6 +9,7 @@ as far as 11 levels allow). The :class:`Evaluation` keeps every term's raw and n
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,12 +23,27 @@ class Evaluation:
     """The outcome of scoring one pod over its candidate rows."""
 
     feasible: np.ndarray  # bool [N]
-    reasons: dict[int, str]
+    # (rows still feasible before the term, the term's reasons), in filter order
+    reason_parts: list[tuple[np.ndarray, Mapping[int, str]]]
     terms: dict[str, TermScore]
     weights: dict[str, float]
     combined: np.ndarray  # float [N], NaN where infeasible
     levels: np.ndarray  # int64 [N], 0 where infeasible
     notes: list[str] = field(default_factory=list)
+    _reasons: dict[int, str] | None = None
+
+    @property
+    def reasons(self) -> dict[int, str]:
+        """Why each infeasible row failed: the first failing filter's reason (built on first
+        read; prioritize never reads it, filter's FailedNodes does)."""
+        if self._reasons is None:
+            reasons: dict[int, str] = {}
+            for before, why in self.reason_parts:
+                rows = np.fromiter(why.keys(), dtype=np.intp, count=len(why))
+                first = rows[before[rows]].tolist()
+                reasons.update(zip(first, map(why.__getitem__, first), strict=True))
+            self._reasons = reasons
+        return self._reasons
 
     def best(self) -> int | None:
         """Row of the best feasible node (highest combined score), or None."""
@@ -40,16 +56,14 @@ def evaluate(ctx: Context, terms: list[tuple[Term, float]], *, score: bool = Tru
     """Run every term's filter, then (if ``score``) score and combine over the feasible rows."""
     n = len(ctx.table)
     feasible = np.ones(n, dtype=bool)
-    reasons: dict[int, str] = {}
+    parts: list[tuple[np.ndarray, Mapping[int, str]]] = []
     for t, _ in terms:
         ctx.params["feasible"] = feasible  # rows that passed the filters so far (read-only)
         mask, why = t.filter(ctx)
         if mask is None:
             continue
-        if why:  # keep the first failing term's reason per row (vectorised: no per-row numpy)
-            rows = np.fromiter(why.keys(), dtype=np.intp, count=len(why))
-            first = rows[feasible[rows]].tolist()
-            reasons.update(zip(first, map(why.__getitem__, first), strict=True))
+        if why:  # merged on first read of Evaluation.reasons
+            parts.append((feasible.copy(), why))
         feasible &= mask
     scores: dict[str, TermScore] = {}
     weights = {t.name: w for t, w in terms}
@@ -69,7 +83,7 @@ def evaluate(ctx: Context, terms: list[tuple[Term, float]], *, score: bool = Tru
         total = total / weight_sum if weight_sum > 0 else np.ones(n)
         combined[feasible] = total[feasible]
         levels[feasible] = quantize(total[feasible])
-    return Evaluation(feasible, reasons, scores, weights, combined, levels, list(ctx.pod.notes))
+    return Evaluation(feasible, parts, scores, weights, combined, levels, list(ctx.pod.notes))
 
 
 def _restrict(ctx: Context, feasible: np.ndarray) -> Context:
