@@ -69,6 +69,7 @@ def placement_record(decision: Decision, row: int, at: float) -> PlacementRecord
         at=at,
         node=t.names[row],
         zone=zone,
+        region=t.region[row] or None,
         workload_class=decision.klass,
         owner_kind=decision.owner[0],
         owner_name=decision.owner[1],
