@@ -19,6 +19,7 @@ from carbon.config import load_carbon_section
 from carbon.types import CarbonView
 from carbon.zones import ZoneMapper
 from scheduler import wire
+from scheduler.admission import routes as admission_routes
 from scheduler.api import DEFAULT_MAX_BODY, create_app
 from scheduler.cluster import ClusterState
 from scheduler.policy import Policy
@@ -169,7 +170,8 @@ def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None
         url_prefix=options.url_prefix,
         max_body=options.max_body,
         ready=lambda: runtime.ready(),
-        extra_routes=extra_routes or [],
+        # the webhook that gives opted-in classes the carbon-window gate at pod creation
+        extra_routes=[*(extra_routes or []), *admission_routes(lambda: store.policy)],
         lifespan=lifespan,
     )
     runtime = Runtime(options, store, cache, state, extender, app, sync, ledger)

@@ -100,6 +100,14 @@ def test_serve_is_ready_only_after_cache_sync(api: FakeApiServer, tmp_path: Path
         failed = {**answer.get("FailedNodes", {}), **answer.get("FailedAndUnresolvableNodes", {})}
         assert "no-such-node" in failed
         assert "usw2-a-gpu" in (answer.get("NodeNames") or [])
+        # the admission webhook is served too (default policy: no class opts in, no patch)
+        review = {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {"uid": "u1", "kind": {"kind": "Pod"}, "operation": "CREATE"},
+        }
+        hook = httpx.post(f"{base}/mutate/carbon-window", json=review, timeout=5).json()
+        assert hook["response"] == {"uid": "u1", "allowed": True}
         # the gate controller runs in cluster mode too: it lists the unbound pods
         deadline = time.monotonic() + 10
         while not any(r.param("fieldSelector") == kube.UNASSIGNED for r in api.requests):
