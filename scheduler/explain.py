@@ -32,10 +32,12 @@ from starlette.routing import Route
 
 from carbon.types import CarbonView
 from scheduler import wire
+from scheduler.classes import ClassChoice
 from scheduler.cluster import ClusterState, NodeTable
 from scheduler.demand import DemandError, parse_demand
 from scheduler.engine import Engine
 from scheduler.policy_store import PolicyStore
+from scheduler.terms.base import TermScore
 
 UNKNOWN_NODE = "node not in lowcarb's cache (not synced yet, or deleted)"
 PodGetter = Callable[[str, str], Awaitable[wire.Pod]]
@@ -107,7 +109,7 @@ def explain(
 
 
 def _carbon_data(
-    ts: Any, table: NodeTable, carbon: CarbonView, choice: Any
+    ts: TermScore | None, table: NodeTable, carbon: CarbonView, choice: ClassChoice
 ) -> dict[str, dict[str, Any]]:
     """Source and age of the intensity used per zone (also zones of infeasible nodes)."""
     used: dict[str, dict[str, Any]] = dict(ts.detail.get("carbon_data", {})) if ts else {}
