@@ -8,7 +8,8 @@ msgspec into the :mod:`scheduler.wire` slices. It provides:
   HTTP-200 ``ERROR`` event form and a real HTTP 410), exponential backoff with jitter, and EOF
   tolerated at any time;
 * :class:`ClusterSync`: a node reflector and an assigned-pod reflector feeding ``ClusterState``;
-* :class:`Binder`: POST a ``Binding`` and merge-patch the decision annotations;
+* :class:`Binder`: POST a ``Binding`` (bounded by a timeout below the extender's ``httpTimeout``)
+  and merge-patch the decision annotations in the background;
 * :meth:`KubeClient.patch_pod`, :meth:`KubeClient.get_pod`, :meth:`KubeClient.create_event`.
 
 :data:`REQUIRED_PERMISSIONS` lists every (api group, resource, verb) this module uses, so the RBAC
@@ -185,11 +186,17 @@ class KubeConfig:
         return f"Bearer {self.token}" if self.token else None
 
     def ssl_context(self) -> ssl.SSLContext | bool:
+        """TLS settings for httpx: the cluster CA and the client certificate, if any.
+
+        ``insecure-skip-tls-verify`` turns server verification off but still presents the
+        client certificate (x509 client auth).
+        """
         if not self.host.startswith("https"):
             return False
+        ctx = ssl.create_default_context(cafile=self.ca_file if self.verify else None)
         if not self.verify:
-            return False
-        ctx = ssl.create_default_context(cafile=self.ca_file)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
         if self.cert_file:
             ctx.load_cert_chain(self.cert_file, self.key_file)
         return ctx

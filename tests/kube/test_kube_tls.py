@@ -82,3 +82,28 @@ async def test_unknown_server_ca_is_refused(
     finally:
         await client.aclose()
     assert api.requests == []
+
+
+async def test_insecure_skip_verify_still_presents_the_client_certificate(
+    api: FakeApiServer, ca: trustme.CA, tmp_path: Path
+) -> None:
+    client_cert = ca.issue_cert("lowcarb@example.invalid")
+    key = client_cert.private_key_pem.bytes()
+    chain = b"".join(blob.bytes() for blob in client_cert.cert_chain_pems)
+    path = tmp_path / "kc"
+    path.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        f"clusters: [{{name: k, cluster: {{server: '{api.url}', "
+        "insecure-skip-tls-verify: true}}]\n"
+        f"users: [{{name: u, user: {{client-certificate-data: {b64(chain)}, "
+        f"client-key-data: {b64(key)}}}}}]\n"
+        "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
+    )
+    cfg = kube.load_config(str(path))
+    assert cfg.verify is False
+    client = kube.KubeClient(cfg)
+    try:
+        pod = await client.get_pod("e2e", "train-h100")  # the server requires a client cert
+    finally:
+        await client.aclose()
+    assert pod.metadata.name == "train-h100"
