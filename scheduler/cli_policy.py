@@ -25,7 +25,7 @@ from carbon.config import (
     parse_duration,
 )
 from scheduler.policy import Policy
-from scheduler.validate import PolicyError, check_text, load_checked
+from scheduler.validate import Issue, lint_text, validate_text
 
 app = typer.Typer(
     help="Check and describe lowcarb policy files.", no_args_is_help=True, add_completion=False
@@ -88,34 +88,56 @@ def validate(
             "--format", help="text; json (one object); github (Actions ::error annotations)"
         ),
     ] = Format.text,
+    strict: Annotated[bool, typer.Option("--strict", help="Warnings fail too (exit 1)")] = False,
 ) -> None:
-    """Validate policy files; print every error as FILE:LINE:COLUMN: FIELD: MESSAGE."""
-    report: dict[str, list[dict[str, object]]] = {}
+    """Validate policy files; print every error as FILE:LINE:COLUMN: FIELD: MESSAGE.
+
+    Warnings (valid, but probably not meant: a misspelt owner kind, a class no selector reaches,
+    a residency zone no source knows) are printed too and fail only with --strict.
+    """
+    report: dict[str, dict[str, list[dict[str, object]]]] = {}
     bad = 0
     for path in files:
         name = "<stdin>" if str(path) == "-" else str(path)
         try:
-            policy = check_text(sys.stdin.read(), name) if name == "<stdin>" else load_checked(path)
-        except PolicyError as exc:
-            bad += 1
-            report[name] = [asdict(i) for i in exc.issues]
-            if output is Format.text:
-                for issue in exc.issues:
-                    typer.echo(str(issue), err=True)
-                n = len(exc.issues)
-                typer.echo(f"{name}: invalid ({n} error{'s' if n != 1 else ''})", err=True)
-            elif output is Format.github:
-                for issue in exc.issues:
-                    text = f"{issue.path}: {issue.message}" if issue.path else issue.message
+            text = sys.stdin.read() if name == "<stdin>" else path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            errors = [Issue(name, 1, 1, "", f"cannot read the file: {exc}")]
+            policy, warnings = None, []
+        else:
+            policy, errors = validate_text(text, name)
+            warnings = lint_text(text, name) if policy is not None else []
+        failed = bool(errors) or (strict and bool(warnings))
+        bad += failed
+        report[name] = {
+            "errors": [asdict(i) for i in errors],
+            "warnings": [asdict(i) for i in warnings],
+        }
+        if output is Format.github:
+            for level, issues in (("error", errors), ("warning", warnings)):
+                for issue in issues:
+                    msg = f"{issue.path}: {issue.message}" if issue.path else issue.message
                     typer.echo(
-                        f"::error file={issue.file},line={issue.line},col={issue.column},"
-                        f"title=lowcarb policy::{_escape(text)}"
+                        f"::{level} file={issue.file},line={issue.line},col={issue.column},"
+                        f"title=lowcarb policy::{_escape(msg)}"
                     )
-            continue
-        report[name] = []
-        if output is Format.text and not quiet:
-            chain = " -> ".join(policy.carbon.fallback)
-            typer.echo(f"{name}: ok (classes: {', '.join(policy.classes)}; carbon: {chain})")
+        elif output is Format.text:
+            for issue in errors:
+                typer.echo(str(issue), err=True)
+            for issue in warnings:
+                where = f"{issue.path}: " if issue.path else ""
+                typer.echo(
+                    f"{issue.file}:{issue.line}:{issue.column}: warning: {where}{issue.message}",
+                    err=True,
+                )
+            if errors:
+                n = len(errors)
+                typer.echo(f"{name}: invalid ({n} error{'s' if n != 1 else ''})", err=True)
+            elif failed:
+                typer.echo(f"{name}: warnings with --strict", err=True)
+            elif policy is not None and not quiet:
+                chain = " -> ".join(policy.carbon.fallback)
+                typer.echo(f"{name}: ok (classes: {', '.join(policy.classes)}; carbon: {chain})")
     if output is Format.json:
         typer.echo(json.dumps({"valid": bad == 0, "files": report}, indent=2))
     raise typer.Exit(code=1 if bad else 0)

@@ -10,6 +10,7 @@ path and rewritten in plain words with a hint where one helps (``did you mean 'm
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import re
 import types
 import typing
@@ -370,3 +371,69 @@ def _step(tp: Any, step: str | int) -> Any:
     if origin in (list, tuple) and args:
         return args[0]
     return None
+
+
+# --- warnings (valid, but probably not what was meant) ---------------------------------------
+
+KNOWN_OWNER_KINDS = (
+    "Job", "CronJob", "JobSet", "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet",
+    "PyTorchJob", "TFJob", "MPIJob", "JAXJob", "XGBoostJob", "PaddleJob", "KubeflowJob",
+    "TrainJob", "RayJob", "RayCluster", "LeaderWorkerSet", "Workflow", "SparkApplication",
+    "Notebook", "InferenceService",
+)  # fmt: skip
+
+
+def lint_text(text: str, source: str = "<policy>") -> list[Issue]:
+    """Warnings for a valid policy: owner kinds that look like typos, classes no selector can
+    reach, residency zones no carbon source knows. Empty for an invalid policy."""
+    policy, issues = validate_text(text, source)
+    if policy is None or issues:
+        return []
+    root = yaml.SafeLoader(text).get_single_node()
+    assert root is not None
+    return [_at(root, source, loc, message) for loc, message in _warnings(policy)]
+
+
+def _at(root: yaml.Node, source: str, loc: Loc, message: str) -> Issue:
+    node, _, _ = _find(root, loc)
+    mark = node.start_mark
+    return Issue(source, mark.line + 1, mark.column + 1, _path(loc), message)
+
+
+def _warnings(policy: Policy) -> list[tuple[Loc, str]]:
+    from carbon.zones import builtin_annual_means  # data tables: loaded only when linting
+
+    out: list[tuple[Loc, str]] = []
+    known_zones = set(builtin_annual_means()) | set(policy.carbon.static)
+    known_zones |= set(policy.carbon.zones.values())
+    for name, cls in policy.classes.items():
+        base: Loc = ("classes", name)
+        for i, kind in enumerate(cls.selector.ownerKinds):
+            if kind not in KNOWN_OWNER_KINDS:
+                hint = _did_you_mean(kind, list(KNOWN_OWNER_KINDS))
+                out.append(
+                    (
+                        (*base, "selector", "ownerKinds", i),
+                        f"owner kind {kind!r} is not a kind lowcarb knows{hint} (kinds are "
+                        "case-sensitive; a custom controller's kind is fine)",
+                    )
+                )
+        if name != "default" and cls.selector.is_empty():
+            out.append(
+                (
+                    base,
+                    f"class {name!r} has no selector: only pods annotated lowcarb.dev/class: "
+                    f"{name} get it",
+                )
+            )
+        for i, pattern in enumerate(cls.constraints.allowedZones):
+            if not any(fnmatch.fnmatchcase(z, pattern) for z in known_zones):
+                out.append(
+                    (
+                        (*base, "constraints", "allowedZones", i),
+                        f"zone pattern {pattern!r} matches no zone of the built-in table or of "
+                        "carbon.static / carbon.zones; zone keys look like 'DE', 'SE-SE3', "
+                        "'US-CAL-CISO'",
+                    )
+                )
+    return out

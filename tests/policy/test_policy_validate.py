@@ -203,7 +203,8 @@ def test_cli_validate_json_github_and_stdin() -> None:
     assert result.exit_code == 1
     report = json.loads(result.stdout)
     assert report["valid"] is False
-    issues = report["files"]["<stdin>"]
+    issues = report["files"]["<stdin>"]["errors"]
+    assert report["files"]["<stdin>"]["warnings"] == []
     assert len(issues) == 7
     assert issues[4] == {
         "file": "<stdin>",
@@ -224,3 +225,42 @@ def test_cli_validate_json_github_and_stdin() -> None:
     result = runner.invoke(lowcarb, ["policy", "validate", "-"], input=good)
     assert result.exit_code == 0
     assert result.stdout.startswith("<stdin>: ok (classes: training, batch, inference, default")
+
+
+WARNED = """\
+apiVersion: lowcarb.dev/v1
+kind: Policy
+classes:
+  training:
+    selector: {ownerKinds: [PytorchJob, JobSet]}
+  special: {}
+  eu:
+    selector: {namespaces: [eu-*]}
+    constraints: {allowedZones: [SE*, Germany]}
+"""
+
+
+def test_warnings_are_reported_and_fail_only_with_strict(tmp_path: Path) -> None:
+    path = tmp_path / "warned.yaml"
+    path.write_text(WARNED)
+    runner = CliRunner()
+    result = runner.invoke(lowcarb, ["policy", "validate", str(path)])
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert lines == [
+        f"{path}:5:29: warning: classes.training.selector.ownerKinds[0]: owner kind "
+        "'PytorchJob' is not a kind lowcarb knows, did you mean 'PyTorchJob'? (kinds are "
+        "case-sensitive; a custom controller's kind is fine)",
+        f"{path}:6:12: warning: classes.special: class 'special' has no selector: only pods "
+        "annotated lowcarb.dev/class: special get it",
+        f"{path}:9:39: warning: classes.eu.constraints.allowedZones[1]: zone pattern 'Germany' "
+        "matches no zone of the built-in table or of carbon.static / carbon.zones; zone keys "
+        "look like 'DE', 'SE-SE3', 'US-CAL-CISO'",
+    ]
+    assert f"{path}: ok (" in result.stdout
+    result = runner.invoke(lowcarb, ["policy", "validate", "--strict", str(path)])
+    assert result.exit_code == 1
+    assert f"{path}: warnings with --strict" in result.stderr
+    result = runner.invoke(lowcarb, ["policy", "validate", "--format", "github", str(path)])
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[0].startswith(f"::warning file={path},line=5,col=29,")
