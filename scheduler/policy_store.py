@@ -20,7 +20,7 @@ import structlog
 from scheduler import metrics
 from scheduler.engine import Engine
 from scheduler.policy import DEFAULT_POLICY, Policy, load_policy, policy_from_text
-from scheduler.validate import PolicyError
+from scheduler.validate import PolicyError, lint_text
 
 log = structlog.get_logger("lowcarb.policy")
 
@@ -34,6 +34,8 @@ class PolicyStore:
         self._digest = hashlib.sha256(source.read_bytes()).digest()
         self._policy = load_policy(source)
         self._engine = Engine(self._policy)
+        if self.path is not None:
+            self._warn(self.path.read_bytes())
         self.last_error: str | None = None
         self._listeners: list[Callable[[Policy], None]] = []
         self._task: asyncio.Task[None] | None = None
@@ -74,9 +76,16 @@ class PolicyStore:
         metrics.POLICY_RELOAD_FAILED.set(0)
         metrics.POLICY_RELOADS.labels("ok").inc()
         log.info("policy reloaded", path=str(self.path))
+        self._warn(data)
         for listener in self._listeners:
             listener(policy)
         return True
+
+    def _warn(self, data: bytes) -> None:
+        """Log what ``lowcarb policy validate`` would warn about (the policy is used anyway)."""
+        warnings = lint_text(data.decode("utf-8"), str(self.path or DEFAULT_POLICY))
+        if warnings:
+            log.warning("policy warnings", path=str(self.path), warnings=[str(w) for w in warnings])
 
     def _failed(self, message: str, errors: list[str] | None = None) -> bool:
         self.last_error = message

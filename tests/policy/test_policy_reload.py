@@ -107,3 +107,16 @@ async def test_watch_task_picks_up_edits(tmp_path: Path) -> None:
         assert store.policy.classes["batch"].duration_s == 3 * 3600.0
     finally:
         await store.stop()
+
+
+def test_warnings_are_logged_but_the_policy_is_used(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(GOOD)
+    store = PolicyStore(path)
+    path.write_text(GOOD.replace("ownerKinds: [Job, CronJob]", "ownerKinds: [job, CronJob]"))
+    with capture_logs() as logs:
+        assert store.reload() is True
+    (event,) = [e for e in logs if e["log_level"] == "warning"]
+    (warning,) = event["warnings"]
+    assert "classes.batch.selector.ownerKinds[0]: owner kind 'job' is not a kind" in warning
+    assert store.policy.classes["batch"].selector.ownerKinds == ["job", "CronJob"]
