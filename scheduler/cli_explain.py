@@ -128,7 +128,8 @@ def run_explain(
         state.upsert_node(node)
     if pods_path is not None:
         for running in load_pods(pods_path):
-            state.upsert_pod(running)
+            if running.metadata.uid != pod.metadata.uid:  # a bound pod is explained as if new
+                state.upsert_pod(running)
     table, _ = state.table_for([n.metadata.name for n in nodes])
     zones = {z for z in table.zone_names() if z is not None}
     view = carbon_view(policy, zones, offline=offline)

@@ -145,8 +145,13 @@ def _finite(x: float) -> float:
 
 
 def _num(x: Any, digits: int = 3) -> float | None:
+    """Rounded to ``digits`` decimals, or 4 significant digits for small values; None for NaN."""
     value = float(x)
-    return round(value, digits) if np.isfinite(value) else None
+    if not np.isfinite(value):
+        return None
+    if value != 0.0 and abs(value) < 10.0 ** (1 - digits):
+        return float(f"{value:.4g}")
+    return round(value, digits)
 
 
 # --- rendering -------------------------------------------------------------------------------

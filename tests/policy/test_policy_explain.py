@@ -234,3 +234,18 @@ async def test_server_post_and_request_fed_mode(served: tuple[Runtime, str]) -> 
         r = await http.post("/explain", content=json.dumps(bad).encode())
         assert r.status_code == 422
         assert "resources.requests['cpu']" in r.json()["error"]
+
+
+def test_cli_counts_running_pods_but_not_the_explained_one(files: dict[str, Path]) -> None:
+    """The recorded PodList: infer-l4 holds 1 of the L4 node's 4 GPUs; train-h100 itself is
+    bound to usw2-a-gpu and is explained as if it were not there yet."""
+    args = ["explain", "--pod", str(files["pod_json"]), "--nodes", str(files["nodes_json"])]
+    running = FIXTURES / "pods-list-assigned-nonterminal.json"
+    result = CliRunner().invoke(
+        lowcarb, [*args, "--pods", str(running), "--policy", str(files["policy"]), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    by_name = {n["node"]: n for n in json.loads(result.stdout)["nodes"]}
+    assert by_name["usw2-b-gpu"]["reason"] == "needs 4 free GPUs, has 3 of 4"
+    assert by_name["usw2-a-gpu"]["feasible"] is True
+    assert by_name["usw2-a-gpu"]["score"] == 10
