@@ -242,6 +242,12 @@ def explain_routes(
             result = explain(engine, pod, table, runtime.carbon_view(), now())
         except ExplainError as exc:
             return JSONResponse({"error": str(exc)}, status_code=422)
+        node = pod.spec.nodeName
+        if node and runtime.state.pod(pod.metadata.uid) is not None:
+            result["notes"].append(
+                f"the pod is bound to {node}; its own requests are counted there, as they are "
+                "for every other pod"
+            )
         return JSONResponse(result)
 
     async def get(request: Request) -> Response:
