@@ -208,6 +208,14 @@ async def test_server_get_in_cluster_mode(served: tuple[Runtime, str], api: Fake
             assert r.status_code == 200, r.text
             check_shape(r.json())
             assert [q.path for q in api.seen("GET")] == ["/api/v1/namespaces/e2e/pods/train-h100"]
+            assert r.json()["notes"] == []
+            # once the watch has counted the bound pod, the answer says so
+            runtime.state.upsert_pod(wire.decode_pod((FIXTURES / "pods-get.json").read_bytes()))
+            r = await http.get("/explain", params={"pod": "e2e/train-h100"})
+            assert r.json()["notes"] == [
+                "the pod is bound to usw2-a-gpu; its own requests are counted there, as they are "
+                "for every other pod"
+            ]
             r = await http.get("/explain", params={"pod": "e2e/does-not-exist"})
             assert r.status_code == 404
             assert r.json() == {"error": "pod e2e/does-not-exist not found"}
