@@ -58,6 +58,10 @@ class Workload:
             raise ValueError("Workload: weights must be >= 0 and sum to more than 0")
 
 
+#: Fragmentation values are rounded to this many decimals of a milli-GPU: summation order must
+#: not make two equally good nodes look different (their tie is broken by the caller).
+ROUND_DIGITS = 6
+
 #: Used before any pod has been seen: one whole GPU, so FGD keeps whole GPUs free.
 DEFAULT_WORKLOAD = Workload(shapes=(TaskShape(0, 1, MILLI),), weights=(1.0,))
 
@@ -127,8 +131,10 @@ class FragmentationModel:
         ok = acc[idx]  # [B, M]
         ok &= cpu_free[:, None] >= self._cpu[None, :]
         ok &= cnt[:, self._ui] >= self._k[None, :]
-        kept = (ok * usable[:, self._ui]) @ self._p  # milli a typical task can still use
-        return np.asarray(total - kept, dtype=np.float64)
+        # milli a typical task can still use (no BLAS: one core, deterministic summation order)
+        kept = np.where(ok, usable[:, self._ui] * self._p[None, :], 0.0).sum(axis=1)
+        # round away float noise so equal shapes give bit-equal values (ties stay ties)
+        return np.round(total - kept, ROUND_DIGITS)
 
     def placement_delta(
         self,
@@ -159,7 +165,7 @@ class FragmentationModel:
         cpu_after = cpu - cpu_milli
         if gpus <= 0 or milli <= 0:
             after = self.node_frag(free, cpu_after, model, models)
-            delta[sel] = after - before
+            delta[sel] = np.round(after - before, ROUND_DIGITS)
             return delta, choice
         if gpus == 1 and milli < MILLI:
             # each distinct free value of a node is one candidate (equal GPUs, equal outcome)
@@ -174,7 +180,7 @@ class FragmentationModel:
             states = free[r].copy()
             states[np.arange(r.size), g] -= milli
             after = self.node_frag(states, cpu_after[r], model[r], models)
-            d = after - before[r]
+            d = np.round(after - before[r], ROUND_DIGITS)
             # per row, the candidate with the least increase (lowest GPU index on ties)
             order = np.lexsort((g, d, r))
             first = np.concatenate(([True], r[order][1:] != r[order][:-1]))
@@ -187,6 +193,6 @@ class FragmentationModel:
             return delta, choice
         states = placed_free(free[ok], gpus, milli)
         after = self.node_frag(states, cpu_after[ok], model[ok], models)
-        delta[sel[ok]] = after - before[ok]
+        delta[sel[ok]] = np.round(after - before[ok], ROUND_DIGITS)
         choice[sel[ok]] = np.argmax(free[ok] >= milli, axis=1)
         return delta, choice

@@ -94,7 +94,7 @@ class WorkloadLearner:
             self._drop()
         self._expire(t)
         self._since += 1
-        if self._since >= self.refresh_every:
+        if self._since >= self.refresh_every or self._cached is self.prior:
             self._cached = None
 
     def _drop(self) -> None:
