@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
+from typing import Any
 
 import numpy as np
 
@@ -78,6 +80,7 @@ class NodeTable:
     mig_profiles: list[str]
     names_obj: np.ndarray | None = field(default=None, repr=False, compare=False)
     region_obj: np.ndarray | None = field(default=None, repr=False, compare=False)
+    order_obj: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -101,6 +104,7 @@ class NodeTable:
             mig_profiles=self.mig_profiles,
             names_obj=names,
             region_obj=self.region_array()[idx],
+            order_obj=self.name_order()[idx],
         )
 
     def name_array(self) -> np.ndarray:
@@ -108,6 +112,15 @@ class NodeTable:
         if self.names_obj is None or len(self.names_obj) != len(self.names):
             self.names_obj = _object_array(self.names)
         return self.names_obj
+
+    def name_order(self) -> np.ndarray:
+        """A fixed pseudo-random value in [0, 1) per node name (crc32; the same every cycle),
+        computed once per cached table and carried along by ``take``."""
+        if self.order_obj is None or len(self.order_obj) != len(self.names):
+            self.order_obj = np.array(
+                [zlib.crc32(n.encode()) / 2**32 for n in self.names], dtype=np.float64
+            )
+        return self.order_obj
 
     def region_array(self) -> np.ndarray:
         if self.region_obj is None or len(self.region_obj) != len(self.region):
@@ -120,16 +133,23 @@ class NodeTable:
         why: Callable[[int], str],
         columns: Sequence[str] = GPU_STATE_COLUMNS,
     ) -> dict[int, str]:
-        """``{row: why(row)}`` for ``rows``, calling ``why`` once per distinct state.
+        """``{row: why(row)}`` for ``rows``, calling ``why`` once per distinct state, and only
+        when the mapping is first read (prioritize never reads a filter's reasons).
 
         ``why`` must depend only on ``columns`` of the row (default: GPU model, count, memory,
         free milli per GPU and MIG bins), so rows with equal values share one answer: the
         thousands of nodes a filter rejects fall into a few dozen states, and FailedNodes costs
-        a few ``why`` calls instead of one per node.
+        a few ``why`` calls instead of one per node. The table must not change meanwhile (terms
+        get copies from ``take``).
         """
         rows = np.asarray(rows, dtype=np.intp)
         if rows.size == 0:
             return {}
+        return LazyReasons(lambda: self._explain_now(rows, why, columns))
+
+    def _explain_now(
+        self, rows: np.ndarray, why: Callable[[int], str], columns: Sequence[str]
+    ) -> dict[int, str]:
         parts = [getattr(self, c)[rows].reshape(rows.size, -1) for c in columns]
         state = np.concatenate([p.astype(np.int64, copy=False) for p in parts], axis=1)
         first, inverse = _group_rows(state)
@@ -138,6 +158,47 @@ class NodeTable:
 
     def zone_names(self) -> list[str | None]:
         return [self.zones[z] if z >= 0 else None for z in self.zone.tolist()]
+
+
+class LazyReasons(dict[int, str]):
+    """A ``dict`` whose items are computed on first use (any read or write fills it first).
+
+    A real dict subclass, so it passes wherever a term's ``dict[int, str]`` of reasons goes;
+    every dict method that reads or writes is routed through :meth:`_filled`. C encoders that
+    read a dict's storage directly (``json.dumps``, ``msgspec``) see it empty until then:
+    encode ``dict(reasons)``. :class:`scheduler.scoring.Evaluation` hands out a plain dict.
+    """
+
+    __slots__ = ("_compute",)
+
+    def __init__(self, compute: Callable[[], dict[int, str]]) -> None:
+        super().__init__()
+        self._compute: Callable[[], dict[int, str]] | None = compute
+
+    def _filled(self) -> LazyReasons:
+        compute = self._compute
+        if compute is not None:
+            self._compute = None
+            dict.update(self, compute())
+        return self
+
+
+def _lazy(name: str) -> Callable[..., Any]:
+    method = getattr(dict, name)
+
+    def call(self: LazyReasons, *args: Any, **kwargs: Any) -> Any:
+        return method(self._filled(), *args, **kwargs)
+
+    call.__name__ = name
+    return call
+
+
+for _name in (
+    "__getitem__", "__contains__", "__iter__", "__len__", "__eq__", "__ne__", "__repr__",
+    "__or__", "__ror__", "__ior__", "__setitem__", "__delitem__", "__reversed__", "get",
+    "keys", "values", "items", "copy", "pop", "popitem", "setdefault", "update", "clear",
+):  # fmt: skip
+    setattr(LazyReasons, _name, _lazy(_name))
 
 
 def _object_array(values: list[str]) -> np.ndarray:

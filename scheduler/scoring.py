@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from scheduler.cluster import LazyReasons
 from scheduler.quantize import quantize
 from scheduler.terms.base import Context, Term, TermScore
 
@@ -62,7 +63,7 @@ def evaluate(ctx: Context, terms: list[tuple[Term, float]], *, score: bool = Tru
         mask, why = t.filter(ctx)
         if mask is None:
             continue
-        if why:  # merged on first read of Evaluation.reasons
+        if isinstance(why, LazyReasons) or why:  # merged on first read of Evaluation.reasons
             parts.append((feasible.copy(), why))
         feasible &= mask
     scores: dict[str, TermScore] = {}
