@@ -7,11 +7,18 @@ Node objects are realistic (~13 KB each, modelled on the nodes kube-scheduler se
 managedFields, taints, conditions, addresses, nodeInfo and a ``status.images`` list.
 
 Two node modes: ``names`` (``nodeCacheCapable: true``; the service's cache is pre-filled with the
-nodes and with pods using some of their GPUs) and ``nodes`` (full node objects in each request).
-The floor of each row is measured in the same run on the same bytes: decode with the service's
-own msgspec types (``ExtenderArgs``; in ``nodes`` mode also each item as ``Node``, which any
-extender that reads nodes must do) and encode the same-shaped answer, with no state and no
-scoring. ``--http`` adds rows measured through uvicorn on loopback (informational).
+nodes and with pods using some of their GPUs) and ``nodes`` (full node objects in each request;
+the cache already holds them at the same resourceVersion, as after the first cycle). The pod is
+the captured ``train-h100`` (4 GPUs), so part of the nodes cannot take it: filter names a
+reason for each, and prioritize scores all of them (its worst case).
+
+The floor of each row is measured in the same run on the same bytes: the least decode + encode
+that can produce that answer with msgspec and the wire types, with no state and no scoring
+(``names``: decode ``ExtenderArgs``, encode the answer for every name; ``nodes``: filter
+decodes ``ExtenderArgs`` with items kept raw to echo them and reads each item's name, while
+prioritize decodes in one pass reading only each item's name). Each row shows wall-clock p50/p99
+and the p50 of this thread's CPU time, which stays meaningful when other processes share the
+cores. ``--http`` adds rows measured through uvicorn on loopback (not in the JSON line).
 
 Prints a table, then one JSON line last:
 ``{"benchmark": "latency", "results": [{"verb", "mode", "nodes", "p50_ms", "p99_ms",
