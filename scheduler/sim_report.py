@@ -27,6 +27,7 @@ COLUMNS = (
     ("wait p95 s", "wait_p95_s", "{:.1f}"),
     ("held pods", "pods_held", "{:.0f}"),
     ("hold mean h", "hold_mean_h", "{:.2f}"),
+    ("shift saved %", "shift_saved_pct", "{:.1f}"),
     ("unplaced", "unplaced", "{:.0f}"),
     ("decisions/s", "decisions_per_s", "{:.0f}"),
 )
@@ -48,7 +49,9 @@ def table(c: Comparison) -> Table:
         t.add_row(name, *(fmt.format(m[key]) if key in m else "-" for _, key, fmt in COLUMNS))
     k8s = c.runs["k8s-default"].metrics["tco2e"]
     saved = 100 * (1 - c.bound.tco2e / k8s) if k8s > 0 else 0.0
-    t.add_row("bound (LP)", f"{c.bound.tco2e:.3f}", f"{saved:.1f}", "1.000", *["-"] * 9)
+    t.add_row(
+        "bound (LP)", f"{c.bound.tco2e:.3f}", f"{saved:.1f}", "1.000", *["-"] * (len(COLUMNS) - 3)
+    )
     return t
 
 

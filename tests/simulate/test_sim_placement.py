@@ -11,7 +11,7 @@ from sim_support import HOUR, POWER, T0, nodes, pods, series
 from scheduler.bound import spatial_bound
 from scheduler.policy import Policy
 from scheduler.sim_carbon import Integrals
-from scheduler.sim_run import build_policies, shift_ready
+from scheduler.sim_run import PolicyRun, build_policies, shift_ready, temporal_saving
 from scheduler.sim_trace import SimNodes
 from scheduler.simulate import account, binned, hour_edges, simulate
 
@@ -102,6 +102,8 @@ def test_slack_moves_a_batch_job_into_the_clean_hour() -> None:
     placed = simulate(trace, fleet, POLICIES["k8s-default"], s, ready=ready)
     acc = account(trace, fleet, placed, POWER, integrals)
     assert acc.pod_kg.tolist() == pytest.approx([0.25 * 50 / 1000, 0.25 * 500 / 1000])
+    run = PolicyRun("shift-only", placed, acc, hold)
+    assert temporal_saving(run, trace, integrals)["shift_saved_pct"] == pytest.approx(90.0)
     # two hours of slack cannot reach the clean hour: every start is as bad, so no hold
     ready2, _ = shift_ready(trace, integrals, np.array([1.0]), 2.0, "mean")
     assert ready2.tolist() == [T0, T0]
