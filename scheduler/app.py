@@ -4,24 +4,31 @@ binder, ledger, HTTP app, and the lifespan that starts and stops their backgroun
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import structlog
 from starlette.applications import Starlette
-from starlette.routing import BaseRoute
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
 
+from carbon.accounting import Accountant, ChainHistory
 from carbon.cache import CarbonCache
 from carbon.config import load_carbon_section
+from carbon.ledger import LedgerError
+from carbon.report_cli import ReportError, report_http_async
 from carbon.types import CarbonView
 from carbon.zones import ZoneMapper
 from scheduler import wire
 from scheduler.admission import routes as admission_routes
 from scheduler.api import DEFAULT_MAX_BODY, create_app
 from scheduler.cluster import ClusterState
+from scheduler.explain import explain_routes
 from scheduler.policy import Policy
 from scheduler.policy_store import PolicyStore
 from scheduler.records import LedgerSink
@@ -39,6 +46,8 @@ class ServeOptions:
     ledger: Path | None = None
     max_body: int = DEFAULT_MAX_BODY
     policy_poll_s: float = 2.0
+    accounting_interval_s: float = 300.0
+    accounting_settle_s: float = 3600.0
 
     @property
     def cluster_mode(self) -> bool:
@@ -54,9 +63,9 @@ class Runtime:
     cache: CarbonCache
     state: ClusterState
     extender: Extender
-    app: Starlette
     sync: Any = None
-    ledger: Any = None
+    ledger: LedgerSink | None = None
+    app: Starlette = field(init=False)
 
     def ready(self) -> tuple[bool, str]:
         if self.options.cluster_mode and not self.state.synced:
@@ -65,6 +74,22 @@ class Runtime:
 
     def carbon_view(self) -> CarbonView:
         return self.cache.view()
+
+    async def report(self, request: Request) -> Response:
+        """``GET /report``: the same exports as ``lowcarb report``, from the serving ledger."""
+        if self.options.ledger is None:
+            return JSONResponse(
+                {"error": "no ledger: start lowcarb serve with --ledger PATH"}, status_code=404
+            )
+        try:
+            content_type, body = await report_http_async(
+                self.options.ledger, dict(request.query_params)
+            )
+        except ReportError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        except LedgerError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=503)
+        return Response(body, media_type=content_type)
 
 
 class ObservedState:
@@ -138,6 +163,13 @@ def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None
             ledger=ledger.ledger if ledger is not None else None,
         )
 
+    async def _account(sink: LedgerSink) -> None:
+        """Turn finished pods into usage rows (energy, emissions from history), every 5 min."""
+        policy = store.policy
+        history = ChainHistory(lambda: [cache.providers()[n] for n in cache.config.fallback])
+        accountant = Accountant(sink.ledger, history, power=policy.power, policy=policy.accounting)
+        await accountant.run(options.accounting_interval_s, options.accounting_settle_s)
+
     extender = Extender(state=state, engine=store.engine, carbon=cache.view, binder=binder)
     extender.ledger = ledger
     runtime: Runtime
@@ -150,10 +182,17 @@ def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None
             await sync.start()
         if gate_ctl is not None:
             await gate_ctl.start()
+        accounting: asyncio.Task[None] | None = None
+        if ledger is not None:
+            accounting = asyncio.get_running_loop().create_task(_account(ledger), name="accounting")
         log.info("lowcarb serving", cluster_mode=options.cluster_mode, prefix=options.url_prefix)
         try:
             yield
         finally:
+            if accounting is not None:
+                accounting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await accounting
             if gate_ctl is not None:
                 await gate_ctl.stop()
             if binder is not None:
@@ -165,14 +204,20 @@ def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None
             if ledger is not None:
                 ledger.close()
 
-    app = create_app(
+    runtime = Runtime(options, store, cache, state, extender, sync=sync, ledger=ledger)
+    routes: list[BaseRoute] = [
+        *(extra_routes or []),
+        # the webhook that gives opted-in classes the carbon-window gate at pod creation
+        *admission_routes(lambda: store.policy),
+        *explain_routes(runtime),
+        Route("/report", runtime.report, methods=["GET"]),
+    ]
+    runtime.app = create_app(
         extender,
         url_prefix=options.url_prefix,
         max_body=options.max_body,
-        ready=lambda: runtime.ready(),
-        # the webhook that gives opted-in classes the carbon-window gate at pod creation
-        extra_routes=[*(extra_routes or []), *admission_routes(lambda: store.policy)],
+        ready=runtime.ready,
+        extra_routes=routes,
         lifespan=lifespan,
     )
-    runtime = Runtime(options, store, cache, state, extender, app, sync, ledger)
     return runtime

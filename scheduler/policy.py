@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from carbon.accounting import AccountingPolicy
 from carbon.config import CarbonConfig
 from carbon.energy import PowerModel
 
@@ -310,6 +311,10 @@ class Policy(_Strict):
     )
     power: PowerModel = Field(
         default_factory=PowerModel, description="GPU watts and speed, CPU/memory power, PUE"
+    )
+    accounting: AccountingPolicy = Field(
+        default_factory=AccountingPolicy,
+        description="Ledger accounting: market-based factors, residual mix, measured energy",
     )
     classes: dict[str, WorkloadClass] = Field(
         default_factory=lambda: {DEFAULT_CLASS: WorkloadClass()},
