@@ -40,7 +40,7 @@ def run(
     try:
         with console.status("simulating") as status:
             c = compare(opts, progress=lambda n: status.update(f"simulating {n}"))
-    except (TraceError, SeriesError, ValueError) as exc:
+    except (TraceError, SeriesError, ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None
     if plots is not None:

@@ -126,6 +126,12 @@ class Comparison:
 
 
 def power_model(path: Path | None = None) -> PowerModel:
+    """The power section of ``path`` (default: the repo's policies/simulation.yaml)."""
+    if path is None and not SIM_POLICY.is_file():
+        raise ValueError(
+            f"{SIM_POLICY} not found; pass --power FILE with a policy whose power section "
+            "lists your GPU models (see policies/simulation.yaml in the lowcarb repository)"
+        )
     return load_policy(path or SIM_POLICY).power
 
 

@@ -77,6 +77,18 @@ def test_unknown_zone_and_trace_are_named() -> None:
     assert "ATLANTIS" in result.output
 
 
+@needs_data
+def test_bad_policy_file_is_reported(tmp_path: Path) -> None:
+    bad = tmp_path / "p.yaml"
+    bad.write_text(
+        "apiVersion: lowcarb.dev/v1\nkind: Policy\nclasses:\n  default:\n"
+        "    weights: {gpu_fit: 0.5, carbonn: 0.5}\n"
+    )
+    result = CliRunner().invoke(app, ["simulate", "--pods", "5", "--policy", str(bad)])
+    assert result.exit_code == 2
+    assert "carbonn" in result.output
+
+
 def test_trace_without_times_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "multigpu.csv"
     path.write_text("name,cpu_milli,memory_mib,num_gpu,gpu_milli\np0,1000,1024,2,1000\n")
