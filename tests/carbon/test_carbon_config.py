@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from carbon.config import CarbonConfig, load_carbon_section, parse_duration
 
-POLICY = Path(__file__).resolve().parents[2] / "policies" / "carbon-default.yaml"
+POLICY = Path(__file__).resolve().parents[2] / "policies" / "default.yaml"
 
 
 def test_no_arguments_is_the_offline_static_default() -> None:
