@@ -170,7 +170,13 @@ def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None
         accountant = Accountant(sink.ledger, history, power=policy.power, policy=policy.accounting)
         await accountant.run(options.accounting_interval_s, options.accounting_settle_s)
 
-    extender = Extender(state=state, engine=store.engine, carbon=cache.view, binder=binder)
+    extender = Extender(
+        state=state,
+        engine=store.engine,
+        carbon=cache.view,
+        binder=binder,
+        synced=(lambda: state.synced) if options.cluster_mode else (lambda: True),
+    )
     extender.ledger = ledger
     runtime: Runtime
 

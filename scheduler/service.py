@@ -31,6 +31,10 @@ from scheduler.scoring import Evaluation
 log = structlog.get_logger("lowcarb.service")
 
 ANN_DECISION = "lowcarb.dev/decision"
+NOT_SYNCED = (
+    "lowcarb's node and pod cache has not synced with the API server yet; "
+    "retry shortly (an ignorable extender is skipped meanwhile)"
+)
 UNKNOWN_NODE = "node not in lowcarb's cache (not synced yet, or deleted)"
 _MEMO = 4096
 
@@ -77,6 +81,7 @@ class Extender:
     binder: Binder | None = None
     ledger: DecisionSink | None = None
     clock: Callable[[], float] = time.time
+    synced: Callable[[], bool] = lambda: True
     _memo: OrderedDict[str, Decision] = field(default_factory=OrderedDict)
 
     # --- verbs ---------------------------------------------------------------------------------
@@ -230,6 +235,12 @@ class Extender:
         if args.Pod is None:
             result.Error = "ExtenderArgs.Pod is missing: kube-scheduler always sends the pod"
             metrics.ERRORS.labels("missing_pod").inc()
+            return None
+        if not self.synced():
+            # without the pods on each node lowcarb would see every GPU free and double-book;
+            # an Error lets an ignorable extender be skipped for this pod instead
+            result.Error = NOT_SYNCED
+            metrics.ERRORS.labels("not_synced").inc()
             return None
         try:
             demand = parse_demand(args.Pod)
