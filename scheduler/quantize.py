@@ -2,7 +2,8 @@
 
 Rank-aware levels: start from the linear level ``round(10 * (v - min) / (max - min))``; walk the
 distinct values from best to worst and give each at most one level below the previous distinct
-value. So the best node always gets 10 and no other node does unless it is truly equal (within
+value, and (with at most 11 distinct values) never so low that the values below run out of
+levels. So the best node always gets 10 and no other node does unless it is truly equal (within
 1e-9 relative); distinct values stay distinct until the 11 levels run out, and large gaps still
 show as large level gaps where levels allow.
 """
@@ -35,8 +36,10 @@ def quantize(values: np.ndarray) -> np.ndarray:
     heads = desc[np.concatenate(([True], group[1:] != group[:-1]))]
     linear = np.rint(LEVELS * (heads - lo) / (hi - lo)).astype(np.int64)
     k = np.arange(heads.size, dtype=np.int64)
-    # level_k = min(linear_k, level_{k-1} - 1), level_0 = 10  <=>  cummin(linear + k) - k
-    head_levels = np.maximum(np.minimum.accumulate(linear + k) - k, 0)
+    # level_k = min(linear_k, level_{k-1} - 1), level_0 = 10  <=>  cummin(linear + k) - k;
+    # with at most 11 distinct values, keep room below for each of them: level_k >= n - 1 - k
+    floor = heads.size - 1 - k if heads.size <= LEVELS + 1 else np.zeros_like(k)
+    head_levels = np.maximum(np.minimum.accumulate(linear + k) - k, floor)
     pos = np.searchsorted(-desc, -vals)  # index of each value in desc
     out[finite] = head_levels[group[pos]]
     return out

@@ -113,9 +113,9 @@ class WorkloadLearner:
 
     def workload(self) -> Workload:
         """The current typical workload (the prior until a pod has been seen)."""
+        if self.window_s is not None:
+            self._expire(self._clock())  # drops the cache when pods leave the window
         if self._cached is None:
-            if self.window_s is not None:
-                self._expire(self._clock())
             if self._counts:
                 self._cached = typical_workload(self._counts.elements(), self.popularity)
             else:
