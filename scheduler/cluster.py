@@ -85,14 +85,23 @@ class NodeTable:
     def __len__(self) -> int:
         return len(self.names)
 
-    def take(self, idx: np.ndarray) -> NodeTable:
-        """The rows ``idx`` (numpy fancy indexing: copies, so callers may not mutate the base)."""
-        names = self.name_array()[idx]
+    def take(self, idx: np.ndarray, like: NodeTable | None = None) -> NodeTable:
+        """The rows ``idx`` (numpy fancy indexing: copies, so callers may not mutate the base).
+
+        ``like``: an earlier ``take`` of the same rows whose names and regions are still right
+        (they change only when the node set does); its lists are copied instead of rebuilt.
+        """
+        if like is not None:
+            names, region = like.name_array(), like.region_array()
+            name_list, region_list, order = list(like.names), list(like.region), like.name_order()
+        else:
+            names, region = self.name_array()[idx], self.region_array()[idx]
+            name_list, region_list, order = names.tolist(), region.tolist(), self.name_order()[idx]
         return NodeTable(
-            names=names.tolist(),
+            names=name_list,
             zone=self.zone[idx],
             zones=self.zones,
-            region=self.region_array()[idx].tolist(),
+            region=region_list,
             gpu_model=self.gpu_model[idx],
             models=self.models,
             gpu_total=self.gpu_total[idx],
@@ -103,8 +112,8 @@ class NodeTable:
             mig_free=self.mig_free[idx],
             mig_profiles=self.mig_profiles,
             names_obj=names,
-            region_obj=self.region_array()[idx],
-            order_obj=self.name_order()[idx],
+            region_obj=region,
+            order_obj=order,
         )
 
     def name_array(self) -> np.ndarray:
@@ -263,7 +272,10 @@ class ClusterState:
     _index: dict[str, int] = field(default_factory=dict)
     _dirty_nodes: set[str] = field(default_factory=set)
     _assumed: dict[str, float] = field(default_factory=dict)  # uid -> expiry (clock seconds)
-    _rows_memo: dict[tuple[str, ...], tuple[np.ndarray, list[str]]] = field(default_factory=dict)
+    # candidate list -> (its rows, names not known, an earlier take of those rows)
+    _rows_memo: dict[tuple[str, ...], tuple[np.ndarray, list[str], NodeTable]] = field(
+        default_factory=dict
+    )
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     # --- feeding -----------------------------------------------------------------------------
@@ -401,9 +413,11 @@ class ClusterState:
                     rows = rows[~missing]
                 if len(self._rows_memo) >= _ROWS_MEMO:
                     self._rows_memo.pop(next(iter(self._rows_memo)))
-                hit = self._rows_memo[key] = (rows, unknown)
-            rows, unknown = hit
-            return table.take(rows), list(unknown)
+                taken = table.take(rows)
+                self._rows_memo[key] = (rows, unknown, taken)
+                return taken, list(unknown)
+            rows, unknown, like = hit
+            return table.take(rows, like), list(unknown)
 
     def full_table(self) -> NodeTable:
         with self._lock:
@@ -473,9 +487,11 @@ class ClusterState:
         table.gpu_model[i] = table.models.index(supply.product)
         table.gpu_total[i] = supply.count
         table.gpu_mem_mib[i] = supply.memory_mib
-        table.region[i] = info.region
-        if table.region_obj is not None:
-            table.region_obj[i] = info.region
+        if table.region[i] != info.region:
+            table.region[i] = info.region
+            if table.region_obj is not None:
+                table.region_obj[i] = info.region
+            self._rows_memo.clear()  # memoised takes carry regions
         self._dirty_nodes.add(info.name)  # free GPUs, CPU and memory from the new allocatable
         return True
 
