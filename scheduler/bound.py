@@ -2,7 +2,10 @@
 
 Each pod runs at its trace times (no waiting); in every hour its run-seconds may be split over the
 (zone, GPU model) groups it is allowed on, under each group's GPU capacity in that hour, at the
-cost of the group's power and the zone's intensity in that hour. Fragmentation, CPU/memory
+cost of the group's power and the zone's intensity in that hour. A GPU model of ``relativeSpeed``
+s runs a trace-second of work in 1/s seconds and is charged 1/s of the energy, at that hour's
+intensity; its capacity is counted for the hour the work was due only (the stretch into later
+hours is not), a relaxation. Fragmentation, CPU/memory
 capacity and the no-migration rule are ignored, so no real placement can do better: it is the
 best any spatial placement could do. Pods that share a shape within an hour are pooled (their
 seconds are interchangeable), hours where every pod fits its cheapest group are solved in closed
@@ -76,6 +79,7 @@ def spatial_bound(
     cap = cap[has]
     g_zone = np.array([z for z, _ in groups])
     g_watts = np.array([power.gpu(models[m]).watts for _, m in groups])
+    g_speed = np.array([power.gpu(models[m]).relativeSpeed for _, m in groups])
     pue = np.array([power.pue_for(zones[z]) for z in g_zone])
     hourly_ci = np.stack([integrals.hourly(z, edges) for z in range(len(zones))])  # [Z, H]
     frac = pods.gpu_fraction
@@ -106,7 +110,9 @@ def spatial_bound(
     frac_k = np.asarray(uniq[2] / 1000.0, dtype=np.float64)
     host_k = np.asarray(uniq[3] / 1000.0, dtype=np.float64)
     # cost per second of pooled shape k in group g (grams)
-    rate = (frac_k[:, None] * g_watts[None, :] + host_k[:, None]) * pue[None, :] / 3.6e6
+    gpu_pod = frac_k[:, None] > 0
+    slow = np.where(gpu_pod, 1.0 / g_speed[None, :], 1.0)  # seconds per trace-second
+    rate = (frac_k[:, None] * g_watts[None, :] + host_k[:, None]) * slow * pue[None, :] / 3.6e6
     cost = rate * hourly_ci[g_zone][:, h_k].T  # [K, G] g per second
     cost = np.where(allow[spec_k], cost, np.inf)
     cheapest = np.argmin(cost, axis=1).astype(np.int64)

@@ -31,7 +31,7 @@ def records(c: Comparison, name: str) -> list[Record]:
         node = int(p.node[i])
         zone = nodes.zone[node]
         start = float(p.start[i])
-        end = start + float(pods.duration[i])
+        end = start + float(p.runtime[i])
         now_g = float(integrals.mean(zones.index(zone), np.array([start]), np.array([start]))[0])
         uid = f"sim-{name}-{i}"
         held = float(run.hold_s[i])

@@ -240,7 +240,7 @@ def temporal_saving(run: PolicyRun, pods: SimPods, integrals: Integrals) -> dict
         if not sel.any():
             continue
         t0 = p.start[sel] - run.hold_s[sel]
-        now = integrals.mean(z, t0, t0 + pods.duration[sel])
+        now = integrals.mean(z, t0, t0 + p.runtime[sel])
         cf += float((acc.pod_kwh[sel] * now).sum())
         actual += float((acc.pod_kwh[sel] * acc.pod_intensity[sel]).sum())
     return {"shift_saved_pct": 100.0 * (1.0 - actual / cf) if cf > 0 else 0.0}
@@ -254,7 +254,7 @@ def _metrics(
     wait = (p.start - p.ready)[ok]
     frac = pods.gpu_fraction
     lo, hi = window
-    used = binned(p.start[ok], p.start[ok] + pods.duration[ok], frac[ok], np.array([lo, hi]))
+    used = binned(p.start[ok], p.start[ok] + p.runtime[ok], frac[ok], np.array([lo, hi]))
     span = max(hi - lo, 1.0)
     out = {
         "tco2e": run.accounting.tco2e,
@@ -282,7 +282,9 @@ def compare(opts: SimOptions, *, progress: Any = None) -> Comparison:
     pods, nodes, _ = load_inputs(opts)
     zones = sim_zones(opts)
     lo = float(pods.arrival.min())
-    hi = float((pods.arrival + pods.duration).max()) + opts.slack_h * 3600 + 30 * 86400
+    slowest = min(power_model(opts.power).gpu(m).relativeSpeed for m in set(nodes.model))
+    longest = float((pods.arrival + pods.duration / min(slowest, 1.0)).max())
+    hi = longest + opts.slack_h * 3600 + 30 * 86400
     series = load_series(zones, opts.year, lo, hi, lwa=bool(opts.lwa))
     integrals = Integrals.of(series)
     power = power_model(opts.power)
@@ -306,9 +308,7 @@ def compare(opts: SimOptions, *, progress: Any = None) -> Comparison:
             ready, hold = shift_ready(pods, integrals, zone_caps, opts.slack_h, how)
         policy = policies[PLACED_LIKE.get(name, name)]
         results[name] = (simulate(pods, nodes, policy, series, ready=ready, seed=opts.seed), hold)
-    ends = [
-        float(np.nanmax(p.start + pods.duration)) for p, _ in results.values() if p.placed.any()
-    ]
+    ends = [float(np.nanmax(p.start + p.runtime)) for p, _ in results.values() if p.placed.any()]
     edges = hour_edges(lo, max(ends) if ends else lo + 3600)
     runs = {
         name: PolicyRun(name, p, account(pods, nodes, p, power, integrals, edges), hold)

@@ -6,9 +6,10 @@ kube-scheduler plus the extender do: the in-tree fit filter (CPU, memory, GPUs; 
 :meth:`scheduler.engine.Engine.evaluate` over the feasible nodes with a
 :class:`carbon.series.SeriesView` at the simulated time, then the best node (exact ties broken at
 random, as kube-scheduler does). Pods that fit nowhere wait in a FIFO queue and are retried each
-time pods leave (a shape that just failed is not retried again in the same round). A pod runs for
-its trace duration from the moment it is placed. With temporal shifting, a pod is first held by
-the gate until its planned start (that hold is reported apart from queue waiting).
+time pods leave (a shape that just failed is not retried again in the same round). A pod runs
+its trace duration divided by the ``relativeSpeed`` of its node's GPU model (trace durations are
+taken as measured on a speed-1.0 GPU) from the moment it is placed. With temporal shifting, a pod
+is first held by the gate until its planned start (that hold is reported apart from queue waiting).
 
 Emissions are location-based: each pod's facility power (power model of its node's GPU model, its
 CPU and memory, x PUE of the zone) integrated against its zone's hourly intensity over its actual
@@ -51,6 +52,7 @@ class Placements:
     zone: IntArray  # index into the run's zones, -1 when unplaced
     ready: FloatArray  # when the pod entered the scheduling queue (after any gate hold)
     start: FloatArray  # placement time = start of running (NaN when unplaced)
+    runtime: FloatArray  # seconds of running on the chosen node (0 when unplaced)
     gpu_index: list[tuple[int, ...]]
     decisions: int
     wall_s: float
@@ -111,6 +113,12 @@ class _MemoView:
         return self.view.forecast(zone, kind)
 
 
+def node_speeds(nodes: SimNodes, power: PowerModel) -> FloatArray:
+    """``relativeSpeed`` of each node's GPU model (how much faster than the trace's GPUs)."""
+    by_model = {m: power.gpu(m).relativeSpeed for m in set(nodes.model)}
+    return np.array([by_model[m] for m in nodes.model], dtype=np.float64)
+
+
 def _shape(pod: PodDemand) -> tuple[object, ...]:
     return (pod.gpus, pod.gpu_milli, pod.cpu_milli, pod.mem_bytes, pod.models)
 
@@ -139,6 +147,8 @@ def simulate(
     frac = pods.gpu_fraction
     node_of = np.full(n, -1, dtype=np.int64)
     start = np.full(n, np.nan)
+    runtime = np.zeros(n)
+    speed = node_speeds(nodes, policy.power)
     chosen: list[tuple[int, ...]] = [()] * n
     order = np.argsort(ready_t, kind="stable").tolist()
     departures: list[tuple[float, int]] = []
@@ -169,7 +179,8 @@ def simulate(
         start[p] = now
         chosen[p] = tuple(used)
         fleet.running_gpus += frac[p]
-        heapq.heappush(departures, (now + float(pods.duration[p]), p))
+        runtime[p] = float(pods.duration[p]) / (float(speed[node]) if d.wants_gpu else 1.0)
+        heapq.heappush(departures, (now + runtime[p], p))
         return True
 
     def release(p: int) -> None:
@@ -224,6 +235,7 @@ def simulate(
         zone=zone,
         ready=ready_t,
         start=start,
+        runtime=runtime,
         gpu_index=chosen,
         decisions=decisions,
         wall_s=wall,
@@ -298,7 +310,7 @@ def account(
     zones = integrals.zones
     ok = placed.placed
     start = np.where(ok, placed.start, 0.0)
-    end = start + pods.duration
+    end = start + placed.runtime
     if edges is None:
         edges = hour_edges(
             float(start[ok].min()) if ok.any() else 0.0, float(end[ok].max()) if ok.any() else HOUR
@@ -307,7 +319,7 @@ def account(
     pue = np.array([power.pue_for(z) for z in zones])
     watts = pod_power_w(pods, nodes, placed.node, power)
     zone = np.array([node_zone[int(k)] if k >= 0 else -1 for k in placed.node.tolist()])
-    kwh = np.where(ok, watts * pue[np.maximum(zone, 0)] * pods.duration / 3.6e6, 0.0)
+    kwh = np.where(ok, watts * pue[np.maximum(zone, 0)] * placed.runtime / 3.6e6, 0.0)
     intensity = np.zeros(len(pods))
     zh_kwh = np.zeros((len(zones), edges.size - 1))
     zh_kg = np.zeros_like(zh_kwh)

@@ -18,7 +18,10 @@ GIB = 2**30
 POWER = PowerModel.model_validate(
     {
         "builtinGpus": False,
-        "gpus": [{"match": "^G2$", "watts": 250, "relativeSpeed": 1.0}],
+        "gpus": [
+            {"match": "^G2$", "watts": 250, "relativeSpeed": 1.0},
+            {"match": "^T4$", "watts": 60, "relativeSpeed": 0.5},
+        ],
         "defaultGpu": {"match": ".*", "watts": 250},
         "cpuWattsPerCore": 0.0,
         "memoryWattsPerGiB": 0.0,
@@ -27,15 +30,17 @@ POWER = PowerModel.model_validate(
 )
 
 
-def nodes(zones: Sequence[str], gpus: int = 1, cpu_milli: int = 8000) -> SimNodes:
-    """One node per entry of ``zones`` (a zone may repeat), each with ``gpus`` G2 GPUs."""
+def nodes(
+    zones: Sequence[str], gpus: int = 1, cpu_milli: int = 8000, model: str = "G2"
+) -> SimNodes:
+    """One node per entry of ``zones`` (a zone may repeat), each with ``gpus`` GPUs."""
     n = len(zones)
     return SimNodes(
         names=[f"node-{i}" for i in range(n)],
         cpu_milli=np.full(n, cpu_milli, dtype=np.int64),
         mem_bytes=np.full(n, 64 * GIB, dtype=np.int64),
         gpus=np.full(n, gpus, dtype=np.int64),
-        model=["G2"] * n,
+        model=[model] * n,
         zone=list(zones),
     )
 

@@ -149,3 +149,26 @@ def test_binned_is_exact_against_brute_force() -> None:
         for a, b in itertools.pairwise(edges.tolist())
     ]
     assert binned(start, end, w, edges).tolist() == pytest.approx(expect)
+
+
+def test_a_slower_gpu_runs_longer_and_the_bound_knows_it() -> None:
+    t4 = nodes(["clean"], model="T4")  # 60 W at half speed: 120 Wh per trace-hour of work
+    g2 = nodes(["dirty"])
+    fleet = SimNodes(
+        names=["t4", "g2"],
+        cpu_milli=np.concatenate([t4.cpu_milli, g2.cpu_milli]),
+        mem_bytes=np.concatenate([t4.mem_bytes, g2.mem_bytes]),
+        gpus=np.concatenate([t4.gpus, g2.gpus]),
+        model=["T4", "G2"],
+        zone=["clean", "dirty"],
+    )
+    trace = pods([0.0], [1.0])
+    integrals = Integrals.of(CLEAN_DIRTY)
+    placed = simulate(trace, fleet, POLICIES["carbon-greedy"], CLEAN_DIRTY)
+    assert fleet.names[int(placed.node[0])] == "t4"
+    assert placed.runtime[0] == pytest.approx(2 * HOUR)
+    acc = account(trace, fleet, placed, POWER, integrals)
+    assert acc.pod_kwh[0] == pytest.approx(0.12)
+    assert acc.pod_kg[0] == pytest.approx(0.12 * 50 / 1000)
+    bound = spatial_bound(trace, fleet, POWER, integrals, hour_edges(T0, T0 + 2 * HOUR))
+    assert bound.kg == pytest.approx(0.12 * 50 / 1000)
