@@ -439,41 +439,51 @@ def run(sizes: tuple[int, ...], scale: float, http: bool) -> list[dict[str, Any]
     return rows
 
 
-def http_rows(ext: Extender, reqs: dict[str, bytes], n: int, scale: float) -> list[dict[str, Any]]:
-    """The same calls through uvicorn on 127.0.0.1 over one keep-alive connection."""
-    import socket
-    import threading
-
-    import httpx
+def _serve(ext: Extender, port: int) -> None:
+    """Child process: serve ``ext`` (inherited by fork, cache and all) as ``lowcarb serve`` does."""
     import uvicorn
 
     from scheduler.api import create_app
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    config = uvicorn.Config(
-        create_app(ext, url_prefix="/scheduler"), host="127.0.0.1", port=port, log_level="error"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
+    app = create_app(ext, url_prefix="/scheduler")
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="error")
+
+
+def http_rows(ext: Extender, reqs: dict[str, bytes], n: int, scale: float) -> list[dict[str, Any]]:
+    """The same calls through uvicorn on 127.0.0.1, one keep-alive connection (as kube-scheduler
+    holds), the server in a forked process so the client does not share its interpreter."""
+    import multiprocessing
+    import socket
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = multiprocessing.get_context("fork").Process(target=_serve, args=(ext, port))
+    server.start()
+    base = f"http://127.0.0.1:{port}"
     out = []
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}/scheduler", timeout=60) as client:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{base}/healthz", timeout=1.0).raise_for_status()
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or not server.is_alive():
+                    raise RuntimeError("the benchmark server did not start") from None
+                time.sleep(0.05)
+        with httpx.Client(base_url=f"{base}/scheduler", timeout=120) as client:
             for mode in ("names", "nodes"):
                 body = reqs[mode]
                 reps = reps_for(n, mode, scale)
                 for verb in ("filter", "prioritize"):
 
                     def call(verb: str = verb, body: bytes = body) -> None:
-                        resp = client.post(
-                            f"/{verb}", content=body, headers={"Content-Type": "application/json"}
-                        )
-                        resp.raise_for_status()
+                        client.post(
+                            f"/{verb}", content=body, headers=JSON_HEADERS
+                        ).raise_for_status()
 
                     took = timed(call, reps)
                     out.append(
@@ -489,8 +499,8 @@ def http_rows(ext: Extender, reqs: dict[str, bytes], n: int, scale: float) -> li
                         }
                     )
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        server.terminate()
+        server.join(timeout=10)
     return out
 
 
