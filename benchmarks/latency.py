@@ -2,7 +2,7 @@
 
 Runs in-process through :class:`scheduler.service.Extender` (the bytes-in/bytes-out path the HTTP
 layer calls), built exactly as ``lowcarb serve`` builds it (bundled policy, offline carbon data).
-Node objects are realistic (~13 KB each, modelled on the nodes kube-scheduler sent in
+Node objects are realistic (~12 KB each, modelled on the nodes kube-scheduler sent in
 ``tests/fixtures/kube-scheduler`` and on real GPU clusters): GFD/NFD labels, annotations,
 managedFields, taints, conditions, addresses, nodeInfo and a ``status.images`` list.
 
