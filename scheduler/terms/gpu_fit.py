@@ -10,7 +10,6 @@ service writes it to the pod (``lowcarb.dev/gpu-index``) at bind.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from typing import Literal, cast
 
@@ -31,8 +30,8 @@ from scheduler.workload import WorkloadLearner
 
 Mode = Literal["fgd", "bestfit", "packing", "spread"]
 MODES: tuple[Mode, ...] = ("fgd", "bestfit", "packing", "spread")
-#: FGD compares fragmentation increases in steps of 0.1 GPU (then consolidates among equals).
-FGD_RESOLUTION_MILLI = 100.0
+#: FGD compares fragmentation increases on the paper's 0..100 sigmoid score scale.
+FGD_STEPS = 100.0
 
 
 def allowed_models(table: NodeTable, pod: PodDemand) -> gpu.BoolArray:
@@ -118,26 +117,18 @@ def gpu_choice(table: NodeTable, pod: PodDemand, mode: Mode) -> gpu.IntArray:
     return gpu.best_fit_gpu(table.gpu_free, pod.gpu_milli)
 
 
-def stable_order(names: list[str]) -> gpu.FloatArray:
-    """A fixed pseudo-random value in [0, 1) per node name (the same in every cycle)."""
-    return np.array([zlib.crc32(n.encode()) / 2**32 for n in names], dtype=np.float64)
-
-
-def fgd_preference(
-    delta_milli: gpu.FloatArray,
-    table: NodeTable,
-    resolution_milli: float = FGD_RESOLUTION_MILLI,
-) -> gpu.FloatArray:
+def fgd_preference(delta_milli: gpu.FloatArray, table: NodeTable) -> gpu.FloatArray:
     """Order nodes by FGD, consolidating among near-equal choices (higher is better).
 
-    The fragmentation increase is compared in steps of ``resolution_milli``; within a step, nodes
-    already running GPU pods come first, then a fixed per-node order. Always preferring the same
-    nodes among equals consolidates load and keeps whole nodes free for large pods; the trace
-    benchmark shows it beats exact-argmin FGD (``benchmarks/fragmentation.py``).
+    The fragmentation increase is compared on the FGD paper's score scale, the integer part of
+    ``100 * sigmoid(-increase in GPUs)`` (steps of about 0.04 GPU near zero, wider for large
+    changes); within a step a fixed per-node order (crc32 of the name) decides. Always
+    preferring the same nodes among near-equals consolidates load and keeps whole nodes free
+    for large pods: on the openb trace this reproduces the paper's FGD, while an exact argmin
+    of the increase leaves about 0.5 % more GPU unallocated (``benchmarks/fragmentation.py``).
     """
-    step = -np.round(delta_milli / resolution_milli)
-    used = (table.gpu_free.sum(axis=1) < table.gpu_total * gpu.MILLI).astype(np.float64)
-    return np.asarray(step + 0.5 * used + 0.25 * table.name_order(), dtype=np.float64)
+    step = np.floor(FGD_STEPS / (1.0 + np.exp(np.clip(delta_milli / gpu.MILLI, -50.0, 50.0))))
+    return np.asarray(step + 0.5 * table.name_order(), dtype=np.float64)
 
 
 def score_rows(
