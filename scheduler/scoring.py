@@ -71,19 +71,18 @@ def evaluate(ctx: Context, terms: list[tuple[Term, float]], *, score: bool = Tru
     combined = np.full(n, np.nan, dtype=np.float64)
     levels = np.zeros(n, dtype=np.int64)
     if score and feasible.any():
-        total = np.zeros(n, dtype=np.float64)
-        weight_sum = 0.0
         sub = _restrict(ctx, feasible)
+        total = np.zeros(len(sub.table), dtype=np.float64)  # over the feasible rows only
+        weight_sum = 0.0
         for t, w in terms:
             ts = t.score(sub)
-            full = _expand(ts, feasible, n)
-            scores[t.name] = full
+            scores[t.name] = _expand(ts, feasible, n)
             if w > 0:
-                total += w * np.nan_to_num(full.normalized, nan=0.0)
+                total += w * np.nan_to_num(ts.normalized, nan=0.0)
                 weight_sum += w
-        total = total / weight_sum if weight_sum > 0 else np.ones(n)
-        combined[feasible] = total[feasible]
-        levels[feasible] = quantize(total[feasible])
+        total = total / weight_sum if weight_sum > 0 else np.ones(len(total))
+        combined[feasible] = total
+        levels[feasible] = quantize(total)
     return Evaluation(feasible, parts, scores, weights, combined, levels, list(ctx.pod.notes))
 
 
