@@ -2,15 +2,19 @@
 
 Each pod runs at its trace times (no waiting); in every hour its run-seconds may be split over the
 (zone, GPU model) groups it is allowed on, under each group's GPU capacity in that hour, at the
-cost of the group's power and the zone's intensity in that hour. A GPU model of ``relativeSpeed``
-s runs a trace-second of work in 1/s seconds and is charged 1/s of the energy, at that hour's
-intensity; its capacity is counted for the hour the work was due only (the stretch into later
-hours is not), a relaxation. Fragmentation, CPU/memory
-capacity and the no-migration rule are ignored, so no real placement can do better: it is the
-best any spatial placement could do. Pods that share a shape within an hour are pooled (their
-seconds are interchangeable), hours where every pod fits its cheapest group are solved in closed
-form, and only the congested hours go to one sparse HiGHS LP. When an hour's demand exceeds the
-fleet (all allowed groups full), the excess is charged at its cheapest group's rate.
+cost of the group's power and the zone's intensity in that hour. Fragmentation, CPU/memory
+capacity and the no-migration rule are ignored: it is the best any spatial placement could do.
+
+A GPU model of ``relativeSpeed`` s runs a trace-second of work in 1/s seconds and is charged 1/s of
+the energy at the intensity of the hour the work was due; it holds min(1, 1/s) GPU-seconds of that
+hour (a slower GPU's stretch into later hours is not counted: a relaxation). With mixed speeds the
+intensity hour is an approximation, so the bound can sit a fraction of a percent above a lucky
+policy; with one speed it is exact.
+
+Pods that share a shape within an hour are pooled (their seconds are interchangeable), hours where
+every pod fits its cheapest group are solved in closed form, and only the congested hours go to one
+sparse HiGHS LP. When an hour's demand exceeds the fleet (all allowed groups full), the excess is
+charged at its cheapest group's rate.
 """
 
 from __future__ import annotations
@@ -121,7 +125,8 @@ def spatial_bound(
     hours = edges.size - 1
     width = np.diff(edges)
     load = np.zeros((hours, len(groups)))
-    np.add.at(load, (h_k, cheapest), frac_k * secs_k)
+    hold = np.minimum(1.0, 1.0 / g_speed)  # GPU-seconds held per trace-second of work
+    np.add.at(load, (h_k, cheapest), frac_k * secs_k * hold[cheapest])
     over = np.asarray((load > cap[None, :] * width[:, None] + 1e-6).any(axis=1), dtype=bool)
     grams_k = best_cost * secs_k
     congested = np.flatnonzero(over)
@@ -130,7 +135,7 @@ def spatial_bound(
     if congested.size:
         lp_rows = np.flatnonzero(over[h_k])
         grams_k[lp_rows], by_group = _solve(
-            lp_rows, h_k, secs_k, frac_k, cost, best_cost, cheapest, cap, width
+            lp_rows, h_k, secs_k, frac_k, cost, best_cost, cheapest, cap / hold, width
         )
         np.add.at(zone_g, g_zone, by_group)
         status = f"HiGHS LP over {congested.size} congested hours"
