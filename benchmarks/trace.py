@@ -101,7 +101,7 @@ def load_nodes(path: Path | None = None) -> Nodes:
 
 
 def load_pods(path: Path) -> Pods:
-    df = pd.read_csv(path)
+    df = pd.read_csv(path, dtype={"gpu_spec": "string"})
     _need(df, ["cpu_milli", "memory_mib", "num_gpu", "gpu_milli"], path)
     gpus = df["num_gpu"].to_numpy(np.int32)
     milli = np.where(gpus > 0, df["gpu_milli"].to_numpy(np.int32), 0).astype(np.int32)
