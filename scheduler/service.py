@@ -93,6 +93,7 @@ class Extender:
         if prepared is None:
             return wire.encode(result)
         demand, names, raws, table, unknown = prepared
+        metrics.NODES_PER_REQUEST.labels("filter").observe(len(table) + len(unknown))
         engine = self.engine()
         engine.observe(demand)
         klass = engine.classify(args.Pod) if args.Pod is not None else "default"
@@ -142,6 +143,7 @@ class Extender:
             # kube-scheduler cannot take an error body here; score nothing rather than fail
             return wire.encode(self._zero_scores(args))
         demand, _, _, table, unknown = prepared
+        metrics.NODES_PER_REQUEST.labels("prioritize").observe(len(table) + len(unknown))
         engine = self.engine()
         klass = engine.classify(args.Pod) if args.Pod is not None else "default"
         ev = engine.evaluate(demand, table, self.carbon(), self.clock(), klass=klass)

@@ -393,6 +393,9 @@ def test_health_readiness_and_metrics(server: httpx.Client) -> None:
         assert match is not None, verb
         assert float(match.group(1)) >= 1
         assert f'lowcarb_request_duration_seconds_bucket{{le="0.005",verb="{verb}"}}' in text
+    for verb in ("filter", "prioritize"):
+        nodes = re.search(rf'^lowcarb_nodes_per_request_sum\{{verb="{verb}"\}} (\S+)$', text, re.M)
+        assert nodes is not None and float(nodes.group(1)) >= len(NODE_NAMES)
     errors = re.search(r'^lowcarb_errors_total\{kind="bad_request"\} (\S+)$', text, re.M)
     assert errors is not None and float(errors.group(1)) >= 1
     assert re.search(r"^lowcarb_pods_filtered_total \S+$", text, re.M)
