@@ -36,7 +36,8 @@ NOT_SYNCED = (
     "retry shortly (an ignorable extender is skipped meanwhile)"
 )
 UNKNOWN_NODE = "node not in lowcarb's cache (not synced yet, or deleted)"
-_MEMO = 4096
+_MEMO = 4096  # decisions kept until bind, at most this many pods ...
+_MEMO_ROWS = 2_000_000  # ... and this many candidate rows in all (~1 KB each: bounded memory)
 
 
 class Binder(Protocol):
@@ -83,6 +84,7 @@ class Extender:
     clock: Callable[[], float] = time.time
     synced: Callable[[], bool] = lambda: True
     _memo: OrderedDict[str, Decision] = field(default_factory=OrderedDict)
+    _memo_rows: int = 0
 
     # --- verbs ---------------------------------------------------------------------------------
 
@@ -189,7 +191,9 @@ class Extender:
             metrics.PODS_BOUND.labels("error").inc()
         else:
             metrics.PODS_BOUND.labels("ok").inc()
-            self._memo.pop(args.PodUID, None)
+            done = self._memo.pop(args.PodUID, None)
+            if done is not None:
+                self._memo_rows -= len(done.names)
             if record is not None and self.ledger is not None:
                 await self._record(record)
         return wire.encode(wire.ExtenderBindingResult(Error=error))
@@ -304,7 +308,11 @@ class Extender:
         uid = decision.demand.uid
         if not uid:
             return
+        old = self._memo.pop(uid, None)
+        if old is not None:
+            self._memo_rows -= len(old.names)
         self._memo[uid] = decision
-        self._memo.move_to_end(uid)
-        while len(self._memo) > _MEMO:
-            self._memo.popitem(last=False)
+        self._memo_rows += len(decision.names)
+        while len(self._memo) > _MEMO or (self._memo_rows > _MEMO_ROWS and len(self._memo) > 1):
+            _, dropped = self._memo.popitem(last=False)
+            self._memo_rows -= len(dropped.names)

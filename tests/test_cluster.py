@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import numpy as np
 import pytest
 
-from scheduler import gpu, wire
+from scheduler import gpu, service, wire
+from scheduler.app import ServeOptions, build_runtime
 from scheduler.cluster import ClusterState, NodeTable
 from scheduler.demand import parse_demand
 
@@ -350,3 +353,20 @@ def test_explain_calls_once_per_distinct_state(state: ClusterState) -> None:
     assert reasons == {i: why(i) for i in range(len(table))}
     assert len(calls) - len(table) == 3  # a, b and the six identical full nodes
     assert table.explain(np.array([], dtype=np.intp), why) == {}
+
+
+def test_decisions_awaiting_bind_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prioritize remembers each pod's decision for bind; memory stays bounded by rows."""
+    fixtures = Path(__file__).parent / "fixtures" / "kube-scheduler" / "v1.36.2"
+    ext = build_runtime(ServeOptions()).extender
+    ext.filter((fixtures / "filter.args.nodeCacheCapable-false.json").read_bytes())
+    payload = json.loads((fixtures / "prioritize.args.nodeCacheCapable-true.json").read_bytes())
+    monkeypatch.setattr(service, "_MEMO_ROWS", 10)  # four candidate rows per decision
+    for k in range(6):
+        payload["Pod"]["metadata"]["uid"] = f"uid-{k}"
+        ext.prioritize(json.dumps(payload).encode())
+        kept = list(ext._memo.values())
+        assert ext._memo_rows == sum(len(d.names) for d in kept) <= 10
+    assert list(ext._memo) == ["uid-4", "uid-5"]  # the newest survive
+    ext.prioritize(json.dumps(payload).encode())  # the same pod again replaces its decision
+    assert list(ext._memo) == ["uid-4", "uid-5"] and ext._memo_rows == 8
