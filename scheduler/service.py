@@ -37,7 +37,7 @@ NOT_SYNCED = (
 )
 UNKNOWN_NODE = "node not in lowcarb's cache (not synced yet, or deleted)"
 _MEMO = 4096  # decisions kept until bind, at most this many pods ...
-_MEMO_ROWS = 2_000_000  # ... and this many candidate rows in all (~1 KB each: bounded memory)
+_MEMO_ROWS = 500_000  # ... and candidate rows in all (~200 B each: 100 MB at most)
 
 
 class Binder(Protocol):
