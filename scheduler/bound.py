@@ -1,20 +1,16 @@
-"""Lower bound on emissions of any spatial placement: an LP over pods' GPU-hours (scipy HiGHS).
+"""Lower bound on emissions of any spatial placement: an LP relaxation solved with scipy HiGHS.
 
-Each pod runs at its trace times (no waiting); in every hour its run-seconds may be split over the
-(zone, GPU model) groups it is allowed on, under each group's GPU capacity in that hour, at the
-cost of the group's power and the zone's intensity in that hour. Fragmentation, CPU/memory
-capacity and the no-migration rule are ignored: it is the best any spatial placement could do.
+Each pod runs from its trace arrival (no waiting) on one (zone, GPU model) group it is allowed on;
+the LP lets it be split fractionally over groups. On a group of ``relativeSpeed`` s a GPU pod runs
+duration / s, and its cost is the exact location-based emissions of that run (power model x PUE x
+the zone's hourly intensity integrated over the run). Each group's GPUs in use may not exceed its
+GPU count in any hour (hourly average, a relaxation of the instantaneous limit). Fragmentation and
+CPU/memory capacity are ignored, so no placement that starts pods on arrival can emit less.
 
-A GPU model of ``relativeSpeed`` s runs a trace-second of work in 1/s seconds and is charged 1/s of
-the energy at the intensity of the hour the work was due; it holds min(1, 1/s) GPU-seconds of that
-hour (a slower GPU's stretch into later hours is not counted: a relaxation). With mixed speeds the
-intensity hour is an approximation, so the bound can sit a fraction of a percent above a lucky
-policy; with one speed it is exact.
-
-Pods that share a shape within an hour are pooled (their seconds are interchangeable), hours where
-every pod fits its cheapest group are solved in closed form, and only the congested hours go to one
-sparse HiGHS LP. When an hour's demand exceeds the fleet (all allowed groups full), the excess is
-charged at its cheapest group's rate.
+Solved by constraint generation: every pod starts on its cheapest group; only the (group, hour)
+capacity rows that are violated are added to the LP, which is re-solved until none is. When an
+hour's demand exceeds every allowed group, the excess is charged at the pod's cheapest group
+(priced above all groups in the LP so capacity is used first).
 """
 
 from __future__ import annotations
@@ -32,7 +28,9 @@ from scheduler.sim_carbon import Integrals
 from scheduler.sim_trace import SimNodes, SimPods
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 HOUR = 3600.0
+MAX_ROUNDS = 25
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +40,7 @@ class Bound:
     kg: float
     zone_kg: FloatArray
     hour_kg: FloatArray
-    lp_hours: int
+    lp_hours: int  # (group, hour) capacity rows the LP needed
     status: str
 
     @property
@@ -52,7 +50,7 @@ class Bound:
 
 def _pieces(
     start: FloatArray, end: FloatArray, edges: FloatArray
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], FloatArray]:
+) -> tuple[IntArray, IntArray, FloatArray]:
     """(pod, hour bin, seconds) for every hour each [start, end) run overlaps."""
     h0 = np.clip(np.searchsorted(edges, start, side="right") - 1, 0, edges.size - 2)
     h1 = np.clip(np.searchsorted(edges, end, side="left") - 1, h0, edges.size - 2)
@@ -61,7 +59,8 @@ def _pieces(
     offset = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
     hour = h0[pod] + offset
     secs = np.minimum(end[pod], edges[hour + 1]) - np.maximum(start[pod], edges[hour])
-    return pod, hour, np.clip(secs, 0.0, None)
+    keep = secs > 0
+    return pod[keep].astype(np.int64), hour[keep].astype(np.int64), secs[keep]
 
 
 def spatial_bound(
@@ -71,130 +70,163 @@ def spatial_bound(
     integrals: Integrals,
     edges: FloatArray,
 ) -> Bound:
-    """Minimum location-based emissions of ``pods`` at their trace times (see module doc)."""
+    """Minimum location-based emissions of ``pods`` started at arrival (see module doc)."""
     zones = list(integrals.zones)
     z_of = np.array([zones.index(z) for z in nodes.zone])
     models = sorted(set(nodes.model))
     m_of = np.array([models.index(m) for m in nodes.model])
-    groups = [(z, m) for z in range(len(zones)) for m in range(len(models))]
-    cap = np.array([float(nodes.gpus[(z_of == z) & (m_of == m)].sum()) for z, m in groups])
-    has = cap > 0
-    groups = [g for g, ok in zip(groups, has, strict=True) if ok]
-    cap = cap[has]
-    g_zone = np.array([z for z, _ in groups])
-    g_watts = np.array([power.gpu(models[m]).watts for _, m in groups])
-    g_speed = np.array([power.gpu(models[m]).relativeSpeed for _, m in groups])
-    pue = np.array([power.pue_for(zones[z]) for z in g_zone])
-    hourly_ci = np.stack([integrals.hourly(z, edges) for z in range(len(zones))])  # [Z, H]
+    pairs = [(z, m) for z in range(len(zones)) for m in range(len(models))]
+    caps = [float(nodes.gpus[(z_of == z) & (m_of == m)].sum()) for z, m in pairs]
+    groups = [g for g, c in zip(pairs, caps, strict=True) if c > 0]
+    cap = np.array([c for c in caps if c > 0])
+    n_g, n_p = len(groups), len(pods)
     frac = pods.gpu_fraction
+    gpu_pod = frac > 0
     host = power.cpuWattsPerCore * pods.cpu_milli / 1000.0 + power.memoryWattsPerGiB * (
         pods.mem_bytes / 2**30
     )
-    # allowed groups per distinct model constraint
-    allow_by_spec: dict[tuple[str, ...], npt.NDArray[np.bool_]] = {}
+    allow = np.ones((n_p, n_g), dtype=bool)
     for spec in set(pods.models):
-        ok_model = [not spec or any(model_matches(w, mo) for w in spec) for mo in models]
-        allow_by_spec[spec] = np.array([ok_model[m] for _, m in groups])
-    spec_ids = {spec: k for k, spec in enumerate(allow_by_spec)}
-    allow = np.stack(list(allow_by_spec.values()))  # [S, G]
-    pod_spec = np.array([spec_ids[s] for s in pods.models])
-
-    start = pods.arrival
-    end = pods.arrival + pods.duration
-    pod, hour, secs = _pieces(start, end, edges)
-    keep = secs > 0
-    pod, hour, secs = pod[keep], hour[keep], secs[keep]
-    # pool pieces of identical shape within an hour
-    key = np.stack([hour, pod_spec[pod], np.round(frac[pod] * 1000), np.round(host[pod] * 1000)])
-    uniq, inv = np.unique(key, axis=1, return_inverse=True)
-    inv = inv.ravel()
-    secs_k = np.asarray(np.bincount(inv, weights=secs), dtype=np.float64)
-    h_k = uniq[0].astype(np.int64)
-    spec_k = uniq[1].astype(np.int64)
-    frac_k = np.asarray(uniq[2] / 1000.0, dtype=np.float64)
-    host_k = np.asarray(uniq[3] / 1000.0, dtype=np.float64)
-    # cost per second of pooled shape k in group g (grams)
-    gpu_pod = frac_k[:, None] > 0
-    slow = np.where(gpu_pod, 1.0 / g_speed[None, :], 1.0)  # seconds per trace-second
-    rate = (frac_k[:, None] * g_watts[None, :] + host_k[:, None]) * slow * pue[None, :] / 3.6e6
-    cost = rate * hourly_ci[g_zone][:, h_k].T  # [K, G] g per second
-    cost = np.where(allow[spec_k], cost, np.inf)
-    cheapest = np.argmin(cost, axis=1).astype(np.int64)
-    best_cost = cost[np.arange(cost.shape[0]), cheapest]
-    # closed form where every shape fits its cheapest group
-    hours = edges.size - 1
-    width = np.diff(edges)
-    load = np.zeros((hours, len(groups)))
-    hold = np.minimum(1.0, 1.0 / g_speed)  # GPU-seconds held per trace-second of work
-    np.add.at(load, (h_k, cheapest), frac_k * secs_k * hold[cheapest])
-    over = np.asarray((load > cap[None, :] * width[:, None] + 1e-6).any(axis=1), dtype=bool)
-    grams_k = best_cost * secs_k
-    congested = np.flatnonzero(over)
-    status = "closed form"
-    zone_g = np.zeros(len(zones))
-    if congested.size:
-        lp_rows = np.flatnonzero(over[h_k])
-        grams_k[lp_rows], by_group = _solve(
-            lp_rows, h_k, secs_k, frac_k, cost, best_cost, cheapest, cap / hold, width
+        if spec:
+            ok = np.array([any(model_matches(w, models[m]) for w in spec) for _, m in groups])
+            allow[np.array([s == spec for s in pods.models])] = ok
+    # exact emissions (g) and run end of every pod on every group
+    cost = np.full((n_p, n_g), np.inf)
+    ends = np.zeros((n_p, n_g))
+    for g, (z, m) in enumerate(groups):
+        gp = power.gpu(models[m])
+        run = np.where(gpu_pod, pods.duration / gp.relativeSpeed, pods.duration)
+        ends[:, g] = pods.arrival + run
+        watts = frac * gp.watts + host
+        mean = integrals.mean(z, pods.arrival, ends[:, g])
+        cost[:, g] = np.where(
+            allow[:, g], watts * power.pue_for(zones[z]) * run / 3.6e6 * mean, np.inf
         )
-        np.add.at(zone_g, g_zone, by_group)
-        status = f"HiGHS LP over {congested.size} congested hours"
-        closed: npt.NDArray[np.bool_] = np.ones(grams_k.size, dtype=bool)
-        closed[lp_rows] = False
+    cheapest = np.argmin(cost, axis=1)
+    x = np.zeros((n_p, n_g))
+    x[np.arange(n_p), cheapest] = 1.0
+    overflow = np.zeros(n_p)
+    width = np.diff(edges)
+    rows: set[tuple[int, int]] = set()
+    status = "closed form (no group over capacity)"
+    for rounds in range(1, MAX_ROUNDS + 1):
+        used = _usage(x, frac, pods.arrival, ends, edges, gpu_pod)  # [G, H] GPU-seconds
+        over = np.argwhere(used > cap[:, None] * width[None, :] * (1 + 1e-9) + 1e-6)
+        new = {(int(g), int(h)) for g, h in over} - rows
+        if not new:
+            break
+        rows |= new
+        x, overflow = _solve(sorted(rows), cost, frac, pods.arrival, ends, edges, cap, gpu_pod)
+        status = f"HiGHS LP, {len(rows)} capacity rows, {rounds} rounds"
     else:
-        closed = np.ones(grams_k.size, dtype=bool)
-    zone_g += np.bincount(g_zone[cheapest[closed]], weights=grams_k[closed], minlength=len(zones))
-    zone_kg = zone_g / 1000.0
-    hour_kg = np.bincount(h_k, weights=grams_k, minlength=hours) / 1000.0
-    return Bound(float(grams_k.sum() / 1000.0), zone_kg, hour_kg, int(congested.size), status)
+        status += " (stopped at the round limit: may sit below the true bound)"
+    best = cost[np.arange(n_p), cheapest]
+    finite = np.where(np.isfinite(cost), cost, 0.0)
+    grams = (x * finite).sum(axis=1) + overflow * best
+    zone_g = np.zeros(len(zones))
+    hour_g = np.zeros(edges.size - 1)
+    for g, (z, _) in enumerate(groups):
+        share = x[:, g] + np.where(cheapest == g, overflow, 0.0)
+        if not share.any():
+            continue
+        zone_g[z] += float((share * finite[:, g]).sum())
+        run = ends[:, g] - pods.arrival
+        rate = np.where(run > 0, share * finite[:, g] / np.where(run > 0, run, 1.0), 0.0)
+        sel = share > 0
+        hour_g += _binned(pods.arrival[sel], ends[sel, g], rate[sel], edges)
+    return Bound(float(grams.sum() / 1000.0), zone_g / 1000.0, hour_g / 1000.0, len(rows), status)
+
+
+def _binned(start: FloatArray, end: FloatArray, rate: FloatArray, edges: FloatArray) -> FloatArray:
+    out = np.zeros(edges.size - 1)
+    pod, hour, secs = _pieces(start, end, edges)
+    np.add.at(out, hour, rate[pod] * secs)
+    return out
+
+
+def _usage(
+    x: FloatArray,
+    frac: FloatArray,
+    arrival: FloatArray,
+    ends: FloatArray,
+    edges: FloatArray,
+    gpu_pod: npt.NDArray[np.bool_],
+) -> FloatArray:
+    """GPU-seconds in use per (group, hour) for the fractional assignment ``x``."""
+    used = np.zeros((x.shape[1], edges.size - 1))
+    for g in range(x.shape[1]):
+        sel = np.flatnonzero(gpu_pod & (x[:, g] > 0))
+        if sel.size:
+            used[g] = _binned(arrival[sel], ends[sel, g], x[sel, g] * frac[sel], edges)
+    return used
 
 
 def _solve(
-    rows: npt.NDArray[np.int64],
-    h_k: npt.NDArray[np.int64],
-    secs_k: FloatArray,
-    frac_k: FloatArray,
+    rows: list[tuple[int, int]],
     cost: FloatArray,
-    best_cost: FloatArray,
-    cheapest: npt.NDArray[np.int64],
+    frac: FloatArray,
+    arrival: FloatArray,
+    ends: FloatArray,
+    edges: FloatArray,
     cap: FloatArray,
-    width: FloatArray,
+    gpu_pod: npt.NDArray[np.bool_],
 ) -> tuple[FloatArray, FloatArray]:
-    """One LP over the pooled shapes of the congested hours: grams per row and per group."""
-    n_g = cap.size
-    finite = np.isfinite(cost[rows])
-    r_idx, g_idx = np.nonzero(finite)
-    n_x = r_idx.size
-    n_r = rows.size
-    # variables: x (seconds of shape r in group g), then overflow o_r (seconds beyond capacity).
-    # Overflow is priced above every group so capacity is used first, then re-priced at the
-    # cheapest group: what still does not fit in that hour is charged at the cheapest rate.
-    worst = np.where(np.isfinite(cost[rows]), cost[rows], -np.inf).max(axis=1)
-    c = np.concatenate([cost[rows][r_idx, g_idx], worst * 2.0 + 1e-12])
-    # each shape's seconds are all placed: sum_g x_rg + o_r = secs_r
+    """The LP over every GPU pod's allowed groups with the given capacity rows."""
+    n_p, n_g = cost.shape
+    cand = np.isfinite(cost) & gpu_pod[:, None]
+    p_idx, g_idx = np.nonzero(cand)
+    n_x = p_idx.size
+    gpu_rows = np.flatnonzero(gpu_pod)
+    worst = np.where(np.isfinite(cost), cost, -np.inf).max(axis=1)
+    c = np.concatenate([cost[p_idx, g_idx], 2.0 * worst[gpu_rows] + 1e-9])
+    slot = np.full(n_p, -1)
+    slot[gpu_rows] = np.arange(gpu_rows.size)
+    # every GPU pod placed once: sum_g x_pg + overflow_p = 1
     a_eq = sp.csr_matrix(
         (
-            np.ones(n_x + n_r),
-            (np.concatenate([r_idx, np.arange(n_r)]), np.arange(n_x + n_r)),
+            np.ones(n_x + gpu_rows.size),
+            (
+                np.concatenate([slot[p_idx], np.arange(gpu_rows.size)]),
+                np.arange(n_x + gpu_rows.size),
+            ),
         ),
-        shape=(n_r, n_x + n_r),
+        shape=(gpu_rows.size, n_x + gpu_rows.size),
     )
-    b_eq = secs_k[rows]
-    # capacity per (hour, group): sum_r frac_r x_rg <= cap_g * width_h
-    hours = np.unique(h_k[rows])
-    h_pos = np.searchsorted(hours, h_k[rows])
-    cap_row = h_pos[r_idx] * n_g + g_idx
-    a_ub = sp.csr_matrix(
-        (frac_k[rows][r_idx], (cap_row, np.arange(n_x))), shape=(hours.size * n_g, n_x + n_r)
+    # capacity rows: sum_p x_pg frac_p overlap(p, g, h) <= cap_g * width_h
+    var_of = {(int(p), int(g)): k for k, (p, g) in enumerate(zip(p_idx, g_idx, strict=True))}
+    r_list, c_list, v_list = [], [], []
+    by_group: dict[int, list[tuple[int, int]]] = {}
+    for r, (g, h) in enumerate(rows):
+        by_group.setdefault(g, []).append((r, h))
+    b_ub = np.array([cap[g] * (edges[h + 1] - edges[h]) for g, h in rows])
+    for g, items in by_group.items():
+        pods_g = np.flatnonzero(cand[:, g])
+        pod, hour, secs = _pieces(arrival[pods_g], ends[pods_g, g], edges)
+        want = {h: r for r, h in items}
+        for k in range(pod.size):
+            row = want.get(int(hour[k]))
+            if row is not None:
+                p = int(pods_g[pod[k]])
+                r_list.append(row)
+                c_list.append(var_of[(p, g)])
+                v_list.append(float(frac[p] * secs[k]))
+    a_ub = sp.csr_matrix((v_list, (r_list, c_list)), shape=(len(rows), n_x + gpu_rows.size))
+    res = linprog(
+        c,
+        A_ub=a_ub,
+        b_ub=b_ub,
+        A_eq=a_eq,
+        b_eq=np.ones(gpu_rows.size),
+        bounds=(0, None),
+        method="highs",
     )
-    b_ub = (cap[None, :] * width[hours][:, None]).ravel()
-    res = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=(0, None), method="highs")
     if res.status != 0:
         raise RuntimeError(f"bound LP failed: {res.message}")
-    x = res.x
-    grams_x = c[:n_x] * x[:n_x]
-    grams_o = best_cost[rows] * x[n_x:]
-    per_row = np.bincount(r_idx, weights=grams_x, minlength=n_r) + grams_o
-    by_group = np.bincount(g_idx, weights=grams_x, minlength=n_g).astype(np.float64)
-    by_group += np.bincount(cheapest[rows], weights=grams_o, minlength=n_g)
-    return np.asarray(per_row, dtype=np.float64), by_group
+    x = np.zeros((n_p, n_g))
+    cpu_rows = np.flatnonzero(~gpu_pod)
+    if cpu_rows.size:
+        x[cpu_rows, np.argmin(cost[cpu_rows], axis=1)] = 1.0
+    x[p_idx, g_idx] = res.x[:n_x]
+    overflow = np.zeros(n_p)
+    overflow[gpu_rows] = res.x[n_x:]
+    return x, overflow
