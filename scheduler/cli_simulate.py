@@ -86,6 +86,9 @@ def simulate(
             "shift-only and lowcarb-shift"
         ),
     ] = 0.0,
+    min_saving: Annotated[
+        float, typer.Option(help="With --slack: hold only when the plan saves this share")
+    ] = 0.1,
     lwa: Annotated[
         str | None,
         typer.Option(help="Single-zone Let's Wait Awhile setting on its 2020 series: DE, GB, FR"),
@@ -123,6 +126,7 @@ def simulate(
         quick=quick,
         pods=pods,
         slack_h=slack,
+        min_saving=min_saving,
         lwa=lwa,
         policy=policy,
         power=power,

@@ -7,7 +7,9 @@ LeastAllocated, no carbon), ``bestfit`` and ``fgd`` (``gpu_fit`` alone in that m
 file). All use the power model of ``policies/simulation.yaml``. With ``slack_h`` > 0, batch pods
 (openb QoS ``BE``) may be held up to that long for a cleaner start (:mod:`scheduler.shift_plan`):
 ``shift-only`` plans on the capacity-weighted mean of the zones and places like k8s-default,
-``lowcarb-shift`` plans on the cleanest zone and places like lowcarb.
+``lowcarb-shift`` plans on the cleanest zone and places like lowcarb. Both use
+:func:`scheduler.shift_plan.plan_starts`, the planner of the gate controller, and hold a pod only
+when the plan saves at least ``min_saving`` (the policy's ``temporalShift.minSaving`` default).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class SimOptions:
     quick: bool = False
     pods: int | None = None  # first N pods (``quick`` means 2,000)
     slack_h: float = 0.0
+    min_saving: float = 0.1  # hold only when the plan saves this share (TemporalShift default)
     lwa: str | None = None  # single-zone Let's Wait Awhile setting: DE, GB or FR (2020)
     policy: Path | None = None  # the lowcarb policy
     power: Path | None = None  # policies/simulation.yaml
@@ -120,6 +123,7 @@ class Comparison:
             "pods": len(self.pods),
             "load_scale": opts.load_scale,
             "slack_h": opts.slack_h,
+            "min_saving": opts.min_saving,
             "seed": opts.seed,
             "policies": pol,
         }
@@ -199,6 +203,7 @@ def shift_ready(
     weights: FloatArray,
     slack_h: float,
     how: str,
+    min_saving: float = 0.0,
 ) -> tuple[FloatArray, FloatArray]:
     """Release times for batch pods (``how``: ``mean`` or ``min`` over zones) and their holds."""
     lo = float(pods.arrival.min())
@@ -219,6 +224,7 @@ def shift_ready(
             pods.arrival[idx],
             pods.arrival[idx] + slack_h * 3600.0,
             pods.duration[idx],
+            min_saving=min_saving,
         )
         ready[idx] = plan.start
     return ready, ready - pods.arrival
@@ -305,7 +311,9 @@ def compare(opts: SimOptions, *, progress: Any = None) -> Comparison:
         ready = None
         if name in SHIFTED:
             how = "min" if name == "lowcarb-shift" else "mean"
-            ready, hold = shift_ready(pods, integrals, zone_caps, opts.slack_h, how)
+            ready, hold = shift_ready(
+                pods, integrals, zone_caps, opts.slack_h, how, opts.min_saving
+            )
         policy = policies[PLACED_LIKE.get(name, name)]
         results[name] = (simulate(pods, nodes, policy, series, ready=ready, seed=opts.seed), hold)
     ends = [float(np.nanmax(p.start + p.runtime)) for p, _ in results.values() if p.placed.any()]

@@ -107,6 +107,9 @@ def test_slack_moves_a_batch_job_into_the_clean_hour() -> None:
     # two hours of slack cannot reach the clean hour: every start is as bad, so no hold
     ready2, _ = shift_ready(trace, integrals, np.array([1.0]), 2.0, "mean")
     assert ready2.tolist() == [T0, T0]
+    # a 90 % saving is held at min_saving 0.5 but not at 0.95
+    assert shift_ready(trace, integrals, np.array([1.0]), 4.0, "mean", 0.5)[0][0] == T0 + 3 * HOUR
+    assert shift_ready(trace, integrals, np.array([1.0]), 4.0, "mean", 0.95)[0][0] == T0
 
 
 def test_lowcarb_shift_plans_on_the_cleanest_zone() -> None:
