@@ -57,6 +57,10 @@ POLICIES = (
     "fgd-extender-linear",
     "lowcarb",
 )
+#: Run by default. ``lowcarb`` (the term's own ranking, no 0..10 levels) places exactly like
+#: ``fgd-extender``, whose rank-aware levels keep the best node alone at 10; ``fgd-extender-linear``
+#: shows what a plain round(10 * score) would cost. Both on request (--policies).
+DEFAULT_POLICIES = POLICIES[:7]
 FIRST_SEED = 42
 TUNE_RATIO = 1.3
 POPULARITY = 0.95
@@ -424,7 +428,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="2 seeds instead of 10")
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 10)")
     parser.add_argument("--trace", default="default", help="default, gpushare40, ... or a CSV")
-    parser.add_argument("--policies", default=",".join(POLICIES), help="comma-separated")
+    parser.add_argument(
+        "--policies",
+        default=",".join(DEFAULT_POLICIES),
+        help=f"comma-separated, from: {', '.join(POLICIES)}",
+    )
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     args = parser.parse_args(argv)
     seeds_n = args.seeds if args.seeds is not None else (2 if args.quick else 10)
