@@ -32,6 +32,8 @@ Mode = Literal["fgd", "bestfit", "packing", "spread"]
 MODES: tuple[Mode, ...] = ("fgd", "bestfit", "packing", "spread")
 #: FGD compares fragmentation increases on the paper's 0..100 sigmoid score scale.
 FGD_STEPS = 100.0
+#: Weight of the stable node order that breaks ties between equally good FGD steps.
+ORDER_WEIGHT = 1e-3
 
 
 def allowed_models(table: NodeTable, pod: PodDemand) -> gpu.BoolArray:
@@ -131,6 +133,24 @@ def fgd_preference(delta_milli: gpu.FloatArray, table: NodeTable) -> gpu.FloatAr
     return np.asarray(step + 0.5 * table.name_order(), dtype=np.float64)
 
 
+def fgd_normalized(pref: gpu.FloatArray, finite: gpu.BoolArray) -> gpu.FloatArray:
+    """Scale :func:`fgd_preference` to [0, 1] so the node order only breaks ties.
+
+    Steps are min-max scaled over the candidates; the within-step node order adds at most
+    ``ORDER_WEIGHT``. When FGD is indifferent (all candidates in one step) the term is nearly
+    flat, so other terms (carbon) decide instead of an arbitrary node order.
+    """
+    out = np.full(pref.shape, np.nan, dtype=np.float64)
+    if not finite.any():
+        return out
+    step = np.floor(pref[finite])
+    order = pref[finite] - step  # 0.5 * name order, in [0, 0.5)
+    lo, hi = float(step.min()), float(step.max())
+    span = max(hi - lo, 1.0)
+    out[finite] = (step - lo) / span * (1.0 - ORDER_WEIGHT) + ORDER_WEIGHT * 2.0 * order
+    return out
+
+
 def score_rows(
     table: NodeTable, pod: PodDemand, mode: Mode, frag: FragmentationModel | None
 ) -> TermScore:
@@ -154,7 +174,7 @@ def score_rows(
         pref = np.where(finite, fgd_preference(np.where(finite, delta, 0.0), table), np.nan)
         return TermScore(
             raw=raw,
-            normalized=higher_is_better(pref, finite),
+            normalized=fgd_normalized(pref, finite),
             unit="fragmented GPUs added",
             detail={"gpu_index": choice if pod.shares_gpu else np.full(n, -1, dtype=np.int32)},
         )
