@@ -84,6 +84,22 @@ class WorkloadLearner:
     def __len__(self) -> int:
         return len(self._seen)
 
+    def reconfigured(
+        self, window_pods: int, window_s: float | None, popularity: float
+    ) -> WorkloadLearner:
+        """A learner with new settings that keeps the pods seen so far (within the new window)."""
+        out = WorkloadLearner(
+            window_pods=window_pods,
+            window_s=window_s,
+            popularity=popularity,
+            refresh_every=self.refresh_every,
+            prior=self.prior,
+            clock=self._clock,
+        )
+        for t, shape in self._seen:
+            out.observe(shape, now=t)
+        return out
+
     def observe(self, shape: TaskShape | PodDemand, now: float | None = None) -> None:
         """Record one pod (or shape) as seen now."""
         task = shape if isinstance(shape, TaskShape) else shape_of(shape)

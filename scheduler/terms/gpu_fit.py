@@ -230,6 +230,19 @@ class GpuFit(Term):
         )
         self._model: FragmentationModel | None = None
 
+    def configure(
+        self, window_pods: int = 5000, window_s: float | None = None, popularity: float = 0.95
+    ) -> None:
+        """Change the learner's window (pods and/or seconds) and popularity cut-off, keeping
+        what it has seen (for a policy reload)."""
+        learner = self.learner
+        if (learner.window_pods, learner.window_s, learner.popularity) != (
+            window_pods,
+            window_s,
+            popularity,
+        ):
+            self.learner = learner.reconfigured(window_pods, window_s, popularity)
+
     def fragmentation_model(self) -> FragmentationModel:
         """The FGD model of the current expected workload (rebuilt when the workload changes)."""
         current = self.fixed if self.fixed is not None else self.learner.workload()

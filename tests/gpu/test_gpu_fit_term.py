@@ -182,3 +182,12 @@ def test_observed_pods_become_the_expected_workload() -> None:
         term.observe(PodDemand(uid="x", namespace="n", name="x", gpus=1, gpu_milli=470))
     shapes = term.fragmentation_model().workload.shapes
     assert shapes == (TaskShape(0, 1, 470),)
+
+
+def test_configure_changes_the_window_and_keeps_what_was_seen() -> None:
+    term = GpuFit()
+    for milli in [470] * 10 + [810] * 5:
+        term.observe(PodDemand(uid="x", namespace="n", name="x", gpus=1, gpu_milli=milli))
+    term.configure(window_pods=5)
+    assert term.learner.window_pods == 5
+    assert term.fragmentation_model().workload.shapes == (TaskShape(0, 1, 810),)

@@ -86,3 +86,12 @@ def test_refresh_is_lazy() -> None:
 def test_bad_settings_name_the_field(kwargs: dict[str, float], field: str) -> None:
     with pytest.raises(ValueError, match=field):
         WorkloadLearner(**kwargs)  # type: ignore[arg-type]
+
+
+def test_reconfigure_keeps_recent_pods() -> None:
+    learner = WorkloadLearner(window_pods=100, refresh_every=1, popularity=1.0)
+    for shape in [A] * 5 + [B] * 3:
+        learner.observe(shape)
+    smaller = learner.reconfigured(window_pods=3, window_s=None, popularity=1.0)
+    assert len(smaller) == 3 and smaller.workload().shapes == (B,)
+    assert learner.workload().shapes == (A, B)  # the original is untouched
