@@ -119,13 +119,17 @@ class FragmentationModel:
         models: Sequence[str],
     ) -> FloatArray:
         """Expected fragmented GPU milli of each node shape (rows of ``gpu_free``)."""
-        free = gpu_free.astype(np.int64, copy=False)
-        total = free.sum(axis=1).astype(np.float64)
+        free = gpu_free.astype(np.int32, copy=False)
+        total = free.sum(axis=1, dtype=np.int64).astype(np.float64)
         if not self._tasks:
             return total
-        ge = free[:, :, None] >= self._u[None, None, :]  # [B, G, U]
-        cnt = ge.sum(axis=1)  # [B, U] GPUs that fit each distinct per-GPU demand
-        usable = (free[:, :, None] * ge).sum(axis=1)  # [B, U] milli on those GPUs
+        # sort each node's GPUs by free milli (descending): the GPUs that fit a per-GPU demand u
+        # are a prefix, so a count and a prefix sum answer every u at once
+        desc = -np.sort(-free, axis=1)
+        prefix = np.zeros((free.shape[0], free.shape[1] + 1), dtype=np.int64)
+        np.cumsum(desc, axis=1, out=prefix[:, 1:])
+        cnt = (desc[:, :, None] >= self._u[None, None, :]).sum(axis=1)  # [B, U] GPUs that fit
+        usable = np.take_along_axis(prefix, cnt, axis=1)  # [B, U] milli on those GPUs
         acc = self._access_for(models)
         idx = np.where((gpu_model >= 0) & (gpu_model < len(models)), gpu_model, len(models))
         ok = acc[idx]  # [B, M]
