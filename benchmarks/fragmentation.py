@@ -450,7 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     results = run_all(policies, seeds, str(pod_file), args.jobs)
     wall = time.perf_counter() - started
-    trace_name = args.trace if pod_file.parent != Path(".") else pod_file.stem
+    named = not (Path(args.trace).suffix == ".csv" or Path(args.trace).exists())
+    trace_name = args.trace if named else pod_file.stem
     table: dict[str, dict[str, float]] = {}
     header = f"{'policy':<16}" + "".join(f"{lvl:>8}%" for lvl in LEVELS) + "   failed  s/run"
     print(f"openb trace {trace_name!r}, {seeds_n} seeds, unallocated GPU % (median) by arrived %")
