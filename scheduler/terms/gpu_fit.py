@@ -32,8 +32,8 @@ Mode = Literal["fgd", "bestfit", "packing", "spread"]
 MODES: tuple[Mode, ...] = ("fgd", "bestfit", "packing", "spread")
 #: FGD compares fragmentation increases on the paper's 0..100 sigmoid score scale.
 FGD_STEPS = 100.0
-#: Weight of the stable node order that breaks ties between equally good FGD steps.
-ORDER_WEIGHT = 1e-3
+#: Weight, in FGD steps, of the stable node order that consolidates among near-equal nodes.
+ORDER_STEPS = 12.0
 
 
 def allowed_models(table: NodeTable, pod: PodDemand) -> gpu.BoolArray:
@@ -123,32 +123,16 @@ def fgd_preference(delta_milli: gpu.FloatArray, table: NodeTable) -> gpu.FloatAr
     """Order nodes by FGD, consolidating among near-equal choices (higher is better).
 
     The fragmentation increase is compared on the FGD paper's score scale, the integer part of
-    ``100 * sigmoid(-increase in GPUs)`` (steps of about 0.04 GPU near zero, wider for large
-    changes); within a step a fixed per-node order (crc32 of the name) decides. Always
-    preferring the same nodes among near-equals consolidates load and keeps whole nodes free
-    for large pods: on the openb trace this reproduces the paper's FGD, while an exact argmin
-    of the increase leaves about 0.5 % more GPU unallocated (``benchmarks/fragmentation.py``).
+    ``100 * sigmoid(-increase in GPUs)`` (a step is about 0.04 GPU near zero, wider for large
+    changes). A fixed per-node order (crc32 of the name, in [0, 1)) is added with a weight of
+    ``ORDER_STEPS`` steps: among nodes within that many steps of the best, the one earliest in
+    the order wins. Always preferring the same nodes among near-equals consolidates load and
+    keeps whole nodes (and nodes of scarce models) free for the pods that need them; on the
+    openb trace this beats the paper's FGD, which only breaks exact score ties that way
+    (``benchmarks/fragmentation.py``).
     """
     step = np.floor(FGD_STEPS / (1.0 + np.exp(np.clip(delta_milli / gpu.MILLI, -50.0, 50.0))))
-    return np.asarray(step + 0.5 * table.name_order(), dtype=np.float64)
-
-
-def fgd_normalized(pref: gpu.FloatArray, finite: gpu.BoolArray) -> gpu.FloatArray:
-    """Scale :func:`fgd_preference` to [0, 1] so the node order only breaks ties.
-
-    Steps are min-max scaled over the candidates; the within-step node order adds at most
-    ``ORDER_WEIGHT``. When FGD is indifferent (all candidates in one step) the term is nearly
-    flat, so other terms (carbon) decide instead of an arbitrary node order.
-    """
-    out = np.full(pref.shape, np.nan, dtype=np.float64)
-    if not finite.any():
-        return out
-    step = np.floor(pref[finite])
-    order = pref[finite] - step  # 0.5 * name order, in [0, 0.5)
-    lo, hi = float(step.min()), float(step.max())
-    span = max(hi - lo, 1.0)
-    out[finite] = (step - lo) / span * (1.0 - ORDER_WEIGHT) + ORDER_WEIGHT * 2.0 * order
-    return out
+    return np.asarray(step + ORDER_STEPS * table.name_order(), dtype=np.float64)
 
 
 def score_rows(
@@ -174,7 +158,7 @@ def score_rows(
         pref = np.where(finite, fgd_preference(np.where(finite, delta, 0.0), table), np.nan)
         return TermScore(
             raw=raw,
-            normalized=fgd_normalized(pref, finite),
+            normalized=higher_is_better(pref, finite),
             unit="fragmented GPUs added",
             detail={"gpu_index": choice if pod.shares_gpu else np.full(n, -1, dtype=np.int32)},
         )

@@ -17,7 +17,7 @@ from scheduler.demand import PodDemand, parse_demand
 from scheduler.fragmentation import TaskShape, Workload
 from scheduler.scoring import evaluate
 from scheduler.terms.base import Context
-from scheduler.terms.gpu_fit import GpuFit, fgd_normalized
+from scheduler.terms.gpu_fit import ORDER_STEPS, GpuFit, fgd_preference
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "gpu"
 
@@ -145,19 +145,20 @@ def test_every_mode_scores_feasible_rows_in_unit_range(
     feasible = ev.feasible
     assert feasible.sum() == 2
     norm = ev.terms["gpu_fit"].normalized[feasible]
-    assert np.all((norm >= 0) & (norm <= 1))
-    if mode != "fgd":  # fgd is nearly flat when FGD is indifferent (see the next test)
-        assert norm.max() == 1.0
+    assert np.all((norm >= 0) & (norm <= 1)) and norm.max() == 1.0
 
 
-def test_fgd_node_order_only_breaks_ties() -> None:
-    pref = np.array([40.2, 40.4, 41.0, 39.45, np.nan])
-    norm = fgd_normalized(pref, np.isfinite(pref))
-    assert np.isnan(norm[4])
-    assert np.argsort(norm[:4]).tolist() == [3, 0, 1, 2]  # steps first, then the node order
-    assert norm[2] - norm[1] > 0.4  # one step apart: most of the range
-    flat = fgd_normalized(np.array([40.1, 40.3, 40.2]), np.ones(3, dtype=bool))
-    assert flat.max() < 0.002  # one step: near zero, so other terms decide
+def test_fgd_consolidates_within_the_order_band(cluster: tuple[NodeTable, Any]) -> None:
+    table, _ = cluster
+    order = table.name_order()
+    first, last = int(np.argmax(order)), int(np.argmin(order))
+    assert ORDER_STEPS * (order[first] - order[last]) > 1  # the band spans more than one step
+    delta = np.zeros(len(table))
+    assert int(np.argmax(fgd_preference(delta, table))) == first  # equal FGD: order decides
+    delta[last] = -40.0  # one step better (floor(100 * sigmoid(0.04)) = 51 vs 50): not enough
+    assert int(np.argmax(fgd_preference(delta, table))) == first
+    delta[last] = -1000.0  # a whole GPU less fragmentation: 23 steps, more than the band
+    assert int(np.argmax(fgd_preference(delta, table))) == last
 
 
 def test_bestfit_and_spread_disagree_on_a_partly_used_node(cluster: tuple[NodeTable, Any]) -> None:
