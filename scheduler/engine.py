@@ -23,6 +23,7 @@ from scheduler.policy import FILTER_ONLY_TERMS, Policy, WorkloadClass
 from scheduler.scoring import Evaluation, evaluate
 from scheduler.terms import constraints as _constraints  # noqa: F401  (registers the term)
 from scheduler.terms.base import Context, Term, TermScore, get_term
+from scheduler.terms.gpu_fit import GpuFit
 
 _REMEMBER = 4096
 ALWAYS_FILTER = ("gpu_fit",)  # a pod must fit whatever the class weights
@@ -56,6 +57,10 @@ class Engine:
             kind = get_term(name)
             kept = old.get(name)
             self.terms[name] = kept if type(kept) is kind else kind()
+        gpu_fit = self.terms.get("gpu_fit")
+        if isinstance(gpu_fit, GpuFit):
+            learn = policy.gpu
+            gpu_fit.configure(learn.windowPods, learn.window_s, learn.popularity)
         self._choices: OrderedDict[str, ClassChoice] = OrderedDict()
         self._filters: dict[str, Term] = {}
 

@@ -238,6 +238,27 @@ class TemporalShift(_Strict):
         return parse_duration(self.maxDelay)
 
 
+class GpuLearning(_Strict):
+    """How the GPU term learns the expected workload (FGD's typical pods) from recent pods."""
+
+    windowPods: int = Field(
+        default=5000, ge=10, le=1_000_000, description="Learn from the last N pods seen"
+    )
+    window: DurationText | None = Field(
+        default=None, description="Also forget pods seen longer ago than this, e.g. '24h'"
+    )
+    popularity: float = Field(
+        default=0.95,
+        gt=0.0,
+        le=1.0,
+        description="Typical pods: the most common shapes covering this share of recent pods",
+    )
+
+    @property
+    def window_s(self) -> float | None:
+        return parse_duration(self.window) if self.window is not None else None
+
+
 Weight = Annotated[float, Field(ge=0.0, le=1000.0)]
 
 
@@ -311,6 +332,10 @@ class Policy(_Strict):
     )
     power: PowerModel = Field(
         default_factory=PowerModel, description="GPU watts and speed, CPU/memory power, PUE"
+    )
+    gpu: GpuLearning = Field(
+        default_factory=GpuLearning,
+        description="Expected-workload learning of the fgd GPU score (window, popularity)",
     )
     accounting: AccountingPolicy = Field(
         default_factory=AccountingPolicy,
