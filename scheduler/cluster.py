@@ -161,7 +161,7 @@ class NodeTable:
     ) -> dict[int, str]:
         parts = [getattr(self, c)[rows].reshape(rows.size, -1) for c in columns]
         state = np.concatenate([p.astype(np.int64, copy=False) for p in parts], axis=1)
-        first, inverse = _group_rows(state)
+        first, inverse = gpu.group_rows(state)
         texts = _object_array([why(int(rows[k])) for k in first.tolist()])
         return dict(zip(rows.tolist(), texts[inverse.reshape(-1)].tolist(), strict=True))
 
@@ -214,25 +214,6 @@ def _object_array(values: list[str]) -> np.ndarray:
     out = np.empty(len(values), dtype=object)
     out[:] = values
     return out
-
-
-_MIX = np.random.default_rng(0x10CA4B).integers(1, 2**63, size=256, dtype=np.uint64) | 1
-
-
-def _group_rows(state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """First row of each distinct row of ``state`` and each row's group (``np.unique(axis=0)``
-    semantics without its slow lexicographic sort: rows are hashed to one uint64, and checked)."""
-    width = state.shape[1]
-    if width <= _MIX.size:
-        mix = _MIX[:width]
-        with np.errstate(over="ignore"):
-            key = (state.astype(np.uint64) * mix).sum(axis=1, dtype=np.uint64)
-        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        if np.array_equal(state, state[first][inverse]):
-            return first, inverse
-    _, first, inverse = np.unique(state, axis=0, return_index=True, return_inverse=True)
-    return first, inverse.reshape(-1)
 
 
 def parse_node(node: wire.Node) -> NodeInfo:

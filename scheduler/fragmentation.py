@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from scheduler.gpu import MILLI, placed_free
+from scheduler.gpu import MILLI, group_rows, placed_free
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int32]
@@ -95,6 +95,7 @@ class FragmentationModel:
         self._k = np.array([s.gpus for s in self._tasks], dtype=np.int32)
         milli = np.array([s.milli for s in self._tasks], dtype=np.int32)
         self._u, self._ui = np.unique(milli, return_inverse=True)
+        self._cpu_sorted = np.sort(self._cpu)
         self._access: dict[tuple[str, ...], BoolArray] = {}
 
     def _access_for(self, models: Sequence[str]) -> BoolArray:
@@ -165,11 +166,49 @@ class FragmentationModel:
         free = gpu_free[sel]
         cpu = cpu_free[sel]
         model = gpu_model[sel]
+        # the outcome depends on the free milli per GPU, the model, and the CPU only through
+        # which typical tasks fit before and after: evaluate each distinct shape once
+        first, inverse = self._shapes(free, cpu, cpu - cpu_milli, model, len(models))
+        d, c = self._delta(free[first], cpu[first], model[first], models, gpus, milli, cpu_milli)
+        delta[sel] = d[inverse]
+        choice[sel] = c[inverse]
+        return delta, choice
+
+    def _shapes(
+        self,
+        free: IntArray,
+        cpu: Int64Array,
+        cpu_after: Int64Array,
+        model: IntArray,
+        n_models: int,
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+        """First row of each distinct node shape and each row's shape (see ``placement_delta``)."""
+        state = np.empty((free.shape[0], free.shape[1] + 3), dtype=np.int64)
+        state[:, : free.shape[1]] = free
+        state[:, -3] = np.searchsorted(self._cpu_sorted, cpu, side="right")
+        state[:, -2] = np.searchsorted(self._cpu_sorted, cpu_after, side="right")
+        state[:, -1] = np.where((model >= 0) & (model < n_models), model, n_models)
+        return group_rows(state)
+
+    def _delta(
+        self,
+        free: IntArray,
+        cpu: Int64Array,
+        model: IntArray,
+        models: Sequence[str],
+        gpus: int,
+        milli: int,
+        cpu_milli: int,
+    ) -> tuple[FloatArray, IntArray]:
+        """``placement_delta`` over every row of ``free`` (one row per distinct shape)."""
+        n = free.shape[0]
+        delta = np.full(n, np.inf, dtype=np.float64)
+        choice = np.full(n, -1, dtype=np.int32)
         before = self.node_frag(free, cpu, model, models)
         cpu_after = cpu - cpu_milli
         if gpus <= 0 or milli <= 0:
             after = self.node_frag(free, cpu_after, model, models)
-            delta[sel] = np.round(after - before, ROUND_DIGITS)
+            delta[:] = np.round(after - before, ROUND_DIGITS)
             return delta, choice
         if gpus == 1 and milli < MILLI:
             # each distinct free value of a node is one candidate (equal GPUs, equal outcome)
@@ -189,14 +228,14 @@ class FragmentationModel:
             order = np.lexsort((g, d, r))
             first = np.concatenate(([True], r[order][1:] != r[order][:-1]))
             best = order[first]
-            delta[sel[r[best]]] = d[best]
-            choice[sel[r[best]]] = g[best]
+            delta[r[best]] = d[best]
+            choice[r[best]] = g[best]
             return delta, choice
         ok = (free >= milli).sum(axis=1) >= gpus
         if not ok.any():
             return delta, choice
         states = placed_free(free[ok], gpus, milli)
         after = self.node_frag(states, cpu_after[ok], model[ok], models)
-        delta[sel[ok]] = np.round(after - before[ok], ROUND_DIGITS)
-        choice[sel[ok]] = np.argmax(free[ok] >= milli, axis=1)
+        delta[ok] = np.round(after - before[ok], ROUND_DIGITS)
+        choice[ok] = np.argmax(free[ok] >= milli, axis=1)
         return delta, choice

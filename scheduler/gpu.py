@@ -283,3 +283,24 @@ def score_packing(gpu_free: IntArray, gpu_total: IntArray, gpus: int, milli: int
     tier3 = 1.0 / (1.0 + n_full)
     out = np.where(idle, tier3, np.where(full_used > 0, tier2, tier1))
     return np.asarray(out, dtype=np.float64)
+
+
+# --- grouping equal rows ---------------------------------------------------------------------
+
+_MIX = np.random.default_rng(0x10CA4B).integers(1, 2**63, size=256, dtype=np.uint64) | 1
+
+
+def group_rows(state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First row of each distinct row of ``state`` and each row's group (``np.unique(axis=0)``
+    semantics without its slow lexicographic sort: rows are hashed to one uint64, and checked)."""
+    width = state.shape[1]
+    if width <= _MIX.size:
+        mix = _MIX[:width]
+        with np.errstate(over="ignore"):
+            key = (state.astype(np.uint64) * mix).sum(axis=1, dtype=np.uint64)
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        if np.array_equal(state, state[first][inverse]):
+            return first, inverse
+    _, first, inverse = np.unique(state, axis=0, return_index=True, return_inverse=True)
+    return first, inverse.reshape(-1)
