@@ -354,23 +354,86 @@ _JSON_PLAIN = bytes(c for c in range(0x20, 0x7F) if c not in b'"\\')  # copied a
 _SCORE_SEP_LIST = [f'","Score":{level}}},{{"Host":"' for level in range(HOST_SCORE_MAX + 1)]
 
 
+class _ScoreTemplate:
+    """The answer for one candidate list with a one-digit score slot per node: rendering is a
+    copy of the bytes, one vectorised write of the digits, and a ``1`` spliced before each 10."""
+
+    __slots__ = ("buf", "digit")
+
+    def __init__(self, plain: list[str]) -> None:
+        pieces = [f'{{"Host":"{name}","Score":0}},' for name in plain]
+        ends = np.cumsum([len(p) for p in pieces], dtype=np.intp) + 1  # after "[" and each ","
+        self.digit = ends - 3  # the score digit of each entry (the last ends "0}]", same length)
+        self.buf = np.frombuffer(("[" + "".join(pieces)[:-1] + "]").encode("ascii"), np.uint8)
+
+    def render(self, lv: np.ndarray) -> bytes | None:
+        tens = np.flatnonzero(lv >= 10)
+        if tens.size > _MAX_SPLICES:
+            return None
+        buf = self.buf.copy()
+        buf[self.digit] = 48 + lv % 10
+        out = buf.tobytes()
+        if tens.size == 0:
+            return out
+        parts: list[bytes] = []
+        prev = 0
+        for cut in self.digit[tens].tolist():
+            parts += (out[prev:cut], b"1")
+            prev = cut
+        parts.append(out[prev:])
+        return b"".join(parts)
+
+
+_MAX_SPLICES = 256  # more nodes at level 10 than this: the join below is as fast
+_TEMPLATES_KEPT = 8  # candidate lists (kube-scheduler sends the same one cycle after cycle)
+# id(names) -> (names, its list, its template once seen twice)
+_templates: dict[int, tuple[object, list[str], _ScoreTemplate | None]] = {}
+
+
+def _template(names: object, plain: list[str]) -> _ScoreTemplate | None:
+    """The cached template for this names array (built when the same array, with the same
+    names, comes a second time; never for names JSON would escape)."""
+    key = id(names)
+    hit = _templates.get(key)
+    if hit is not None and hit[0] is names and hit[1] == plain:
+        if hit[2] is not None:
+            return hit[2]
+        joined = "".join(plain)
+        if not joined.isascii() or joined.encode("ascii").translate(None, _JSON_PLAIN):
+            return None
+        built = _ScoreTemplate(plain)
+        _templates[key] = (names, list(plain), built)
+        return built
+    if len(_templates) >= _TEMPLATES_KEPT:
+        _templates.pop(next(iter(_templates)))
+    _templates[key] = (names, list(plain), None)
+    return None
+
+
 def encode_priorities(names: Sequence[str] | np.ndarray, levels: np.ndarray) -> bytes:
     """``[{"Host": name, "Score": level}, ...]`` in ``names`` order, without building structs.
 
     The same bytes as encoding a list of :class:`HostPriority` (tested), built by interleaving
-    names and per-level separators in one list and joining once (no struct per node). Names
-    that JSON would escape, or non-ASCII ones (never a valid node name), take the msgspec path.
+    names and per-level separators in one list and joining once (no struct per node); a names
+    array seen before (the candidate list of every cycle) renders from a cached byte template.
+    Names that JSON would escape, or non-ASCII ones (never a valid node name), take the msgspec
+    path.
     """
     n = len(names)
     if n == 0:
         return b"[]"
     lv = np.asarray(levels, dtype=np.int64)
     plain = names.tolist() if isinstance(names, np.ndarray) else list(names)
+    if int(lv.min()) < 0 or int(lv.max()) > HOST_SCORE_MAX:
+        return _encoder.encode(
+            [HostPriority(Host=h, Score=s) for h, s in zip(plain, lv.tolist(), strict=True)]
+        )
+    template = _template(names, plain) if isinstance(names, np.ndarray) else None
+    if template is not None and (rendered := template.render(lv)) is not None:
+        return rendered
     joined = "".join(plain)
     if (
-        int(lv.min()) < 0
-        or int(lv.max()) > HOST_SCORE_MAX
-        or not joined.isascii()
+        not joined.isascii()
         or joined.encode("ascii").translate(None, _JSON_PLAIN)  # a byte JSON would escape
     ):
         return _encoder.encode(
