@@ -62,6 +62,8 @@ class Workload:
 #: not make two equally good nodes look different (their tie is broken by the caller).
 ROUND_DIGITS = 6
 
+_MEMO_SHAPES = 65_536  # (pod, node shape) outcomes remembered in all (~15 MB at most)
+
 #: Used before any pod has been seen: one whole GPU, so FGD keeps whole GPUs free.
 DEFAULT_WORKLOAD = Workload(shapes=(TaskShape(0, 1, MILLI),), weights=(1.0,))
 
@@ -97,6 +99,9 @@ class FragmentationModel:
         self._u, self._ui = np.unique(milli, return_inverse=True)
         self._cpu_sorted = np.sort(self._cpu)
         self._access: dict[tuple[str, ...], BoolArray] = {}
+        # (models, pod GPUs, milli per GPU) -> shape key -> (fragmentation increase, GPU)
+        self._memo: dict[tuple[tuple[str, ...], int, int], dict[bytes, tuple[float, int]]] = {}
+        self._memo_size = 0
 
     def _access_for(self, models: Sequence[str]) -> BoolArray:
         """[len(models) + 1, M] task m may run on model index i (last row: unknown model)."""
@@ -168,10 +173,45 @@ class FragmentationModel:
         model = gpu_model[sel]
         # the outcome depends on the free milli per GPU, the model, and the CPU only through
         # which typical tasks fit before and after: evaluate each distinct shape once
-        first, inverse = self._shapes(free, cpu, cpu - cpu_milli, model, len(models))
-        d, c = self._delta(free[first], cpu[first], model[first], models, gpus, milli, cpu_milli)
+        first, inverse, state = self._shapes(free, cpu, cpu - cpu_milli, model, len(models))
+        d, c = self._delta_cached(
+            state[first], free[first], cpu[first], model[first], models, gpus, milli, cpu_milli
+        )
         delta[sel] = d[inverse]
         choice[sel] = c[inverse]
+        return delta, choice
+
+    def _delta_cached(
+        self,
+        shapes: Int64Array,
+        free: IntArray,
+        cpu: Int64Array,
+        model: IntArray,
+        models: Sequence[str],
+        gpus: int,
+        milli: int,
+        cpu_milli: int,
+    ) -> tuple[FloatArray, IntArray]:
+        """``_delta`` of distinct shapes, remembered per (models, pod GPUs) and shape: a shape's
+        outcome never changes for this workload, and the same few shapes recur every cycle."""
+        if self._memo_size > _MEMO_SHAPES:  # bounded: forget all, relearn the few in use
+            self._memo.clear()
+            self._memo_size = 0
+        memo = self._memo.setdefault((tuple(models), gpus, milli), {})
+        keys = [row.tobytes() for row in shapes]
+        hits = [memo.get(k) for k in keys]
+        todo = [i for i, hit in enumerate(hits) if hit is None]
+        if todo:
+            rows = np.asarray(todo, dtype=np.intp)
+            d_new, c_new = self._delta(
+                free[rows], cpu[rows], model[rows], models, gpus, milli, cpu_milli
+            )
+            for i, d_i, c_i in zip(todo, d_new.tolist(), c_new.tolist(), strict=True):
+                hits[i] = memo[keys[i]] = (d_i, c_i)
+            self._memo_size += len(todo)
+        found = [h for h in hits if h is not None]
+        delta = np.array([h[0] for h in found], dtype=np.float64)
+        choice = np.array([h[1] for h in found], dtype=np.int32)
         return delta, choice
 
     def _shapes(
@@ -181,14 +221,17 @@ class FragmentationModel:
         cpu_after: Int64Array,
         model: IntArray,
         n_models: int,
-    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
-        """First row of each distinct node shape and each row's shape (see ``placement_delta``)."""
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], Int64Array]:
+        """First row of each distinct node shape, each row's shape, and each row's shape key
+        (free milli per GPU, CPU tier before and after the pod, model; see
+        ``placement_delta``)."""
         state = np.empty((free.shape[0], free.shape[1] + 3), dtype=np.int64)
         state[:, : free.shape[1]] = free
         state[:, -3] = np.searchsorted(self._cpu_sorted, cpu, side="right")
         state[:, -2] = np.searchsorted(self._cpu_sorted, cpu_after, side="right")
         state[:, -1] = np.where((model >= 0) & (model < n_models), model, n_models)
-        return group_rows(state)
+        first, inverse = group_rows(state)
+        return first, inverse, state
 
     def _delta(
         self,
