@@ -69,6 +69,22 @@ def ratio_to_best(raw: np.ndarray) -> np.ndarray:
 
 @term("carbon")
 class Carbon(Term):
+    """Expected emissions per node; the power model's per-GPU constants are read once per
+    policy (the instance outlives a reload, so they are keyed by the power model itself)."""
+
+    _power: PowerModel | None = None
+    _gpu_consts: dict[str, tuple[float, float]]
+
+    def _consts(self, power: PowerModel, product: str) -> tuple[float, float]:
+        """``(relativeSpeed, watts)`` of ``product`` under ``power``."""
+        if self._power is not power:
+            self._power, self._gpu_consts = power, {}
+        hit = self._gpu_consts.get(product)
+        if hit is None:
+            entry = power.gpu(product)
+            hit = self._gpu_consts[product] = (entry.relativeSpeed, entry.watts)
+        return hit
+
     def score(self, ctx: Context) -> TermScore:
         t, pod, power = ctx.table, ctx.pod, ctx.power
         n = len(t)
@@ -87,13 +103,19 @@ class Carbon(Term):
         grams = np.full(len(uniq), np.nan, dtype=np.float64)
         g_kwh = np.full(len(uniq), np.nan, dtype=np.float64)
         missing: list[str] = []
+        # it_watts = GPU watts x GPUs + CPU watts + memory watts, summed in that order
+        cpu_w = power.cpuWattsPerCore * cores
+        mem_w = power.memoryWattsPerGiB * gib
+        wants_gpu = pod.wants_gpu
         for k, code in enumerate(uniq.tolist()):
             zone_idx, model_idx = divmod(code, n_models)
             if zone_idx == 0:
                 continue  # node without a grid zone
             zone = t.zones[zone_idx - 1]
             product = t.models[model_idx] if t.models else ""
-            speed = power.gpu(product).relativeSpeed if pod.wants_gpu else 1.0
+            speed, gpu_watts = self._consts(power, product)
+            if not wants_gpu:
+                speed = 1.0
             duration = ctx.duration_s / speed
             reading = ctx.carbon.mean_intensity(zone, ctx.now_s, ctx.now_s + duration, kind)
             if reading is None:
@@ -106,7 +128,7 @@ class Carbon(Term):
                     "stale": reading.stale,
                     "g_per_kwh": round(reading.g_per_kwh, 1),
                 }
-            watts = power.it_watts(product, gpus, cores, gib)
+            watts = gpu_watts * gpus + cpu_w + mem_w
             grams[k] = energy_kwh(watts, 1.0, duration) * reading.g_per_kwh
             g_kwh[k] = reading.g_per_kwh
         # PUE per row: by region label, else by zone, else the default
