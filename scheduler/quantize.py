@@ -31,7 +31,15 @@ def quantize(values: np.ndarray) -> np.ndarray:
         out[finite] = LEVELS
         return out
     # distinct values, best first; values within ``tol`` of the previous one count as equal
-    desc = np.unique(vals)[::-1]
+    # (one argsort gives both the distinct values and each value's index among them)
+    order = np.argsort(vals)
+    ascending = vals[order]
+    starts = np.empty(ascending.size, dtype=bool)
+    starts[0] = True
+    np.not_equal(ascending[1:], ascending[:-1], out=starts[1:])
+    desc = ascending[starts][::-1]
+    pos = np.empty(vals.size, dtype=np.intp)  # index of each value in desc
+    pos[order] = desc.size - np.cumsum(starts)
     group = np.concatenate(([0], np.cumsum(-np.diff(desc) > tol)))
     heads = desc[np.concatenate(([True], group[1:] != group[:-1]))]
     linear = np.rint(LEVELS * (heads - lo) / (hi - lo)).astype(np.int64)
@@ -40,6 +48,5 @@ def quantize(values: np.ndarray) -> np.ndarray:
     # with at most 11 distinct values, keep room below for each of them: level_k >= n - 1 - k
     floor = heads.size - 1 - k if heads.size <= LEVELS + 1 else np.zeros_like(k)
     head_levels = np.maximum(np.minimum.accumulate(linear + k) - k, floor)
-    pos = np.searchsorted(-desc, -vals)  # index of each value in desc
     out[finite] = head_levels[group[pos]]
     return out
