@@ -32,6 +32,8 @@ ALWAYS_FILTER = ("gpu_fit",)  # a pod must fit whatever the class weights
 class _FilterOnly(Term):
     """Runs a term's filter and scores nothing (the engine drops the placeholder score)."""
 
+    filter_only = True  # scoring.evaluate skips its score
+
     def __init__(self, inner: Term) -> None:
         self.inner = inner
 

@@ -71,12 +71,15 @@ def evaluate(ctx: Context, terms: list[tuple[Term, float]], *, score: bool = Tru
     combined = np.full(n, np.nan, dtype=np.float64)
     levels = np.zeros(n, dtype=np.int64)
     if score and feasible.any():
-        sub = _restrict(ctx, feasible)
+        rows = None if feasible.all() else np.flatnonzero(feasible)
+        sub = ctx if rows is None else _restrict(ctx, rows)
         total = np.zeros(len(sub.table), dtype=np.float64)  # over the feasible rows only
         weight_sum = 0.0
         for t, w in terms:
+            if getattr(t, "filter_only", False):
+                continue  # a filter the class does not weight: its score is never read
             ts = t.score(sub)
-            scores[t.name] = _expand(ts, feasible, n)
+            scores[t.name] = ts if rows is None else _expand(ts, rows, n)
             if w > 0:
                 total += w * np.nan_to_num(ts.normalized, nan=0.0)
                 weight_sum += w
@@ -86,11 +89,8 @@ def evaluate(ctx: Context, terms: list[tuple[Term, float]], *, score: bool = Tru
     return Evaluation(feasible, parts, scores, weights, combined, levels, list(ctx.pod.notes))
 
 
-def _restrict(ctx: Context, feasible: np.ndarray) -> Context:
+def _restrict(ctx: Context, rows: np.ndarray) -> Context:
     """Score only the feasible rows so normalisation spans the real choices."""
-    if feasible.all():
-        return ctx
-    rows = np.flatnonzero(feasible)
     return Context(
         pod=ctx.pod,
         table=ctx.table.take(rows),
@@ -102,18 +102,17 @@ def _restrict(ctx: Context, feasible: np.ndarray) -> Context:
     )
 
 
-def _expand(ts: TermScore, feasible: np.ndarray, n: int) -> TermScore:
-    if feasible.all():
-        return ts
+def _expand(ts: TermScore, rows: np.ndarray, n: int) -> TermScore:
+    """``ts`` over the feasible ``rows`` spread back over all ``n`` rows (NaN / -1 elsewhere)."""
     raw = np.full(n, np.nan)
     norm = np.full(n, np.nan)
-    raw[feasible] = ts.raw
-    norm[feasible] = ts.normalized
+    raw[rows] = ts.raw
+    norm[rows] = ts.normalized
     detail = {}
     for key, value in ts.detail.items():
-        if isinstance(value, np.ndarray) and value.shape[:1] == (int(feasible.sum()),):
+        if isinstance(value, np.ndarray) and value.shape[:1] == rows.shape:
             expanded = np.full((n, *value.shape[1:]), np.nan if value.dtype.kind == "f" else -1)
-            expanded[feasible] = value
+            expanded[rows] = value
             detail[key] = expanded
         else:
             detail[key] = value
