@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,6 +192,9 @@ def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None
         accounting: asyncio.Task[None] | None = None
         if ledger is not None:
             accounting = asyncio.get_running_loop().create_task(_account(ledger), name="accounting")
+        # what start-up built (modules, policy, the first sync) lives as long as the process:
+        # keep it out of the collector's full passes, which would walk it all (tail latency)
+        gc.freeze()
         log.info("lowcarb serving", cluster_mode=options.cluster_mode, prefix=options.url_prefix)
         try:
             yield
