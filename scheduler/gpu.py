@@ -315,12 +315,14 @@ def group_rows(state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     semantics without its slow lexicographic sort: rows are hashed to one uint64, and checked)."""
     width = state.shape[1]
     if width <= _MIX.size:
-        mix = _MIX[:width]
-        with np.errstate(over="ignore"):
-            key = (state.astype(np.uint64) * mix).sum(axis=1, dtype=np.uint64)
+        if state.dtype == np.int64 and state.flags.c_contiguous:
+            words = state.view(np.uint64)  # the same bits as astype, without the copy
+        else:
+            words = state.astype(np.uint64)
+        key = words @ _MIX[:width]  # integer matmul: wraps modulo 2**64, never BLAS
         _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
         inverse = inverse.reshape(-1)
-        if np.array_equal(state, state[first][inverse]):
+        if np.array_equal(state, state[first[inverse]]):
             return first, inverse
     _, first, inverse = np.unique(state, axis=0, return_index=True, return_inverse=True)
     return first, inverse.reshape(-1)
