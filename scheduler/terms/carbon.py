@@ -67,6 +67,17 @@ def ratio_to_best(raw: np.ndarray) -> np.ndarray:
     return out
 
 
+def _distinct(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(codes, return_inverse=True)`` for small non-negative codes, by counting."""
+    if codes.size == 0 or int(codes.min()) < 0:
+        uniq, inverse = np.unique(codes, return_inverse=True)
+        return uniq, inverse.reshape(-1)
+    uniq = np.flatnonzero(np.bincount(codes))
+    lookup = np.zeros(int(uniq[-1]) + 1, dtype=np.intp)
+    lookup[uniq] = np.arange(uniq.size, dtype=np.intp)
+    return uniq, lookup[codes]
+
+
 @term("carbon")
 class Carbon(Term):
     """Expected emissions per node; the power model's per-GPU constants are read once per
@@ -98,7 +109,7 @@ class Carbon(Term):
         gib = pod.mem_bytes / 2**30
         n_models = max(len(t.models), 1)
         pair = (t.zone.astype(np.int64) + 1) * n_models + t.gpu_model
-        uniq, inverse = np.unique(pair, return_inverse=True)
+        uniq, inverse = _distinct(pair)
         # one carbon lookup per distinct (zone, GPU model): gCO2e at PUE 1, and the intensity
         grams = np.full(len(uniq), np.nan, dtype=np.float64)
         g_kwh = np.full(len(uniq), np.nan, dtype=np.float64)
