@@ -257,6 +257,8 @@ class ClusterState:
     _rows_memo: dict[tuple[str, ...], tuple[np.ndarray, list[str], NodeTable]] = field(
         default_factory=dict
     )
+    # the last candidate list asked for, and its memo key
+    _last_key: tuple[list[str], tuple[str, ...]] | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     # --- feeding -----------------------------------------------------------------------------
@@ -379,11 +381,16 @@ class ClusterState:
         lookup is memoised per list (until the node set changes); the usage columns are always
         current.
         """
-        key = tuple(names)
+        listed = names if isinstance(names, list) else list(names)
         with self._lock:
             self._expire()
             table = self._current_table()
+            # the list of the last cycle again: comparing names beats hashing fresh strings
+            last = self._last_key
+            key = last[1] if last is not None and listed == last[0] else tuple(listed)
             hit = self._rows_memo.get(key)
+            if last is None or key is not last[1]:
+                self._last_key = (list(listed), key)
             if hit is None:
                 rows = np.fromiter(
                     map(self._index.get, key, repeat(-1)), dtype=np.intp, count=len(key)
