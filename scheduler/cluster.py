@@ -95,21 +95,22 @@ class NodeTable:
             names, region = like.name_array(), like.region_array()
             name_list, region_list, order = list(like.names), list(like.region), like.name_order()
         else:
-            names, region = self.name_array()[idx], self.region_array()[idx]
-            name_list, region_list, order = names.tolist(), region.tolist(), self.name_order()[idx]
+            names, region = _rows(self.name_array(), idx), _rows(self.region_array(), idx)
+            name_list, region_list = names.tolist(), region.tolist()
+            order = _rows(self.name_order(), idx)
         return NodeTable(
             names=name_list,
-            zone=self.zone[idx],
+            zone=_rows(self.zone, idx),
             zones=self.zones,
             region=region_list,
-            gpu_model=self.gpu_model[idx],
+            gpu_model=_rows(self.gpu_model, idx),
             models=self.models,
-            gpu_total=self.gpu_total[idx],
-            gpu_free=self.gpu_free[idx],
-            gpu_mem_mib=self.gpu_mem_mib[idx],
-            cpu_free=self.cpu_free[idx],
-            mem_free=self.mem_free[idx],
-            mig_free=self.mig_free[idx],
+            gpu_total=_rows(self.gpu_total, idx),
+            gpu_free=_rows(self.gpu_free, idx),
+            gpu_mem_mib=_rows(self.gpu_mem_mib, idx),
+            cpu_free=_rows(self.cpu_free, idx),
+            mem_free=_rows(self.mem_free, idx),
+            mig_free=_rows(self.mig_free, idx),
             mig_profiles=self.mig_profiles,
             names_obj=names,
             region_obj=region,
@@ -208,6 +209,15 @@ for _name in (
     "keys", "values", "items", "copy", "pop", "popitem", "setdefault", "update", "clear",
 ):  # fmt: skip
     setattr(LazyReasons, _name, _lazy(_name))
+
+
+def _rows(column: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``column[idx]`` (a copy): ``take`` is the same and ten times faster for 2-D rows (not for
+    a 2-D column without columns; a boolean mask is no index list for ``take``)."""
+    idx = np.asarray(idx)
+    if idx.dtype == np.bool_ or (column.ndim == 2 and column.shape[1] == 0):
+        return column[idx]
+    return column.take(idx, axis=0)
 
 
 def _object_array(values: list[str]) -> np.ndarray:

@@ -168,7 +168,7 @@ class FragmentationModel:
         sel = np.arange(n, dtype=np.intp) if rows is None else np.asarray(rows, dtype=np.intp)
         if sel.size == 0:
             return delta, choice
-        free = gpu_free[sel]
+        free = gpu_free.take(sel, axis=0)  # = gpu_free[sel], much faster for 2-D rows
         cpu = cpu_free[sel]
         model = gpu_model[sel]
         # the outcome depends on the free milli per GPU, the model, and the CPU only through
