@@ -81,7 +81,10 @@ def evaluate(ctx: Context, terms: list[tuple[Term, float]], *, score: bool = Tru
             ts = t.score(sub)
             scores[t.name] = ts if rows is None else _expand(ts, rows, n)
             if w > 0:
-                total += w * np.nan_to_num(ts.normalized, nan=0.0)
+                norm = np.asarray(ts.normalized)
+                if not np.isfinite(norm).all():  # (nan_to_num is slow; most terms have none)
+                    norm = np.nan_to_num(norm, nan=0.0)
+                total += w * norm
                 weight_sum += w
         total = total / weight_sum if weight_sum > 0 else np.ones(len(total))
         combined[feasible] = total
