@@ -405,7 +405,7 @@ def _template(names: object, plain: list[str]) -> _ScoreTemplate | None:
         _templates[key] = (names, list(plain), built)
         return built
     if len(_templates) >= _TEMPLATES_KEPT:
-        _templates.pop(next(iter(_templates)))
+        _templates.pop(next(iter(_templates), key), None)
     _templates[key] = (names, list(plain), None)
     return None
 

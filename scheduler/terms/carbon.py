@@ -83,17 +83,19 @@ class Carbon(Term):
     """Expected emissions per node; the power model's per-GPU constants are read once per
     policy (the instance outlives a reload, so they are keyed by the power model itself)."""
 
-    _power: PowerModel | None = None
-    _gpu_consts: dict[str, tuple[float, float]]
+    # (the power model, product -> (relativeSpeed, watts)): one object, swapped atomically
+    _gpu_consts: tuple[PowerModel | None, dict[str, tuple[float, float]]] = (None, {})
 
     def _consts(self, power: PowerModel, product: str) -> tuple[float, float]:
         """``(relativeSpeed, watts)`` of ``product`` under ``power``."""
-        if self._power is not power:
-            self._power, self._gpu_consts = power, {}
-        hit = self._gpu_consts.get(product)
+        owner, consts = self._gpu_consts
+        if owner is not power:
+            consts = {}
+            self._gpu_consts = (power, consts)
+        hit = consts.get(product)
         if hit is None:
             entry = power.gpu(product)
-            hit = self._gpu_consts[product] = (entry.relativeSpeed, entry.watts)
+            hit = consts[product] = (entry.relativeSpeed, entry.watts)
         return hit
 
     def score(self, ctx: Context) -> TermScore:
