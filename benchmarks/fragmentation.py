@@ -33,7 +33,7 @@ import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.trace import Nodes, Pods, TraceError, load_nodes, load_pods, resolve_pod_file
+from benchmarks.openb_trace import Nodes, Pods, TraceError, load_nodes, load_pods, resolve_pod_file
 from carbon.energy import PowerModel
 from carbon.types import Reading, SignalKind, ZoneSeries
 from scheduler import gpu

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from benchmarks import fragmentation as bench
-from benchmarks.trace import TraceError, load_nodes, load_pods, resolve_pod_file, trace_dir
+from benchmarks.openb_trace import TraceError, load_nodes, load_pods, resolve_pod_file, trace_dir
 
 needs_trace = pytest.mark.skipif(
     trace_dir() is None, reason="gpu-trace data not found (set LOWCARB_DATA to the shared data dir)"
