@@ -27,6 +27,7 @@ import httpx
 import numpy as np
 
 from carbon import metrics
+from carbon.aio import cancel_all
 from carbon.config import STATIC_NAME, CarbonConfig, ProviderConfig
 from carbon.providers.base import (
     PartialFailure,
@@ -324,12 +325,7 @@ class CarbonCache:
     async def stop(self) -> None:
         """Cancel refresh tasks and close provider clients."""
         self._running = False
-        tasks = [st.task for st in self._states.values() if st.task is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all([st.task for st in self._states.values() if st.task is not None])
         for st in self._states.values():
             st.task = None
             await self._close(st.provider)

@@ -35,6 +35,7 @@ import numpy.typing as npt
 import structlog
 from prometheus_client import Counter, Gauge
 
+from carbon.aio import cancel_all
 from carbon.types import CarbonView
 from scheduler import wire
 from scheduler.demand import ANN_DEADLINE, ANN_DURATION
@@ -752,11 +753,7 @@ class GateController:
             self._wake.clear()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
         self._tasks = []
         await self.drain_events()
 

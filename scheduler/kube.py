@@ -19,7 +19,6 @@ role in ``deploy/`` can be checked against it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -31,6 +30,7 @@ import httpx
 import msgspec
 import structlog
 
+from carbon.aio import cancel_all
 from scheduler import wire
 
 log = structlog.get_logger("lowcarb.kube")
@@ -832,11 +832,7 @@ class ClusterSync:
         return True
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
         self._tasks = []
         if self._own_client:
             await self.client.aclose()
