@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 
 from carbon.config import ProviderConfig
-from carbon.providers.base import PartialFailure, ProviderError, provider, utc
+from carbon.providers.base import ProviderError, gather_zones, provider, utc
 from carbon.series import Factor, HourlySeries, SeriesError, load_zone_year
 from carbon.types import IntensityPoint
 
@@ -99,25 +99,19 @@ class ReplayProvider:
     async def latest(self, zones: Sequence[str]) -> list[IntensityPoint]:
         """The interval containing now, per zone."""
         now = self.clock()
-        points, errors = [], {}
-        for zone in zones:
-            try:
-                got = self._points(zone, await self._series(zone), now, now, est=False)
-                if not got:
-                    raise ProviderError(
-                        "empty",
-                        f"series does not cover now (year {self.year}, shift off)",
-                        provider=self.name,
-                        zone=zone,
-                    )
-                points.append(got[0])
-            except ProviderError as exc:
-                errors[zone] = exc
-        if errors and not points:
-            raise next(iter(errors.values()))
-        if errors:
-            raise PartialFailure(points, errors, self.name)
-        return points
+
+        async def one(zone: str) -> IntensityPoint:
+            got = self._points(zone, await self._series(zone), now, now, est=False)
+            if not got:
+                raise ProviderError(
+                    "empty",
+                    f"series does not cover now (year {self.year}, shift off)",
+                    provider=self.name,
+                    zone=zone,
+                )
+            return got[0]
+
+        return await gather_zones(self.name, zones, one)
 
     async def forecast(self, zone: str, start: datetime, end: datetime) -> list[IntensityPoint]:
         """The recorded future (a perfect forecast), marked estimated."""

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from carbon.config import ProviderConfig
-from carbon.providers.base import PartialFailure, ProviderError, provider, utc
+from carbon.providers.base import ProviderError, gather_zones, provider, utc
 from carbon.types import IntensityPoint
 from carbon.zones import builtin_annual_means
 
@@ -68,17 +68,11 @@ class StaticProvider:
     async def latest(self, zones: Sequence[str]) -> list[IntensityPoint]:
         """One point per known zone, valid from now for an hour."""
         now = utc(self.clock())
-        points, errors = [], {}
-        for zone in zones:
-            try:
-                points.append(self._point(zone, now, now + timedelta(hours=1)))
-            except ProviderError as exc:
-                errors[zone] = exc
-        if errors and not points:
-            raise next(iter(errors.values()))
-        if errors:
-            raise PartialFailure(points, errors, self.name)
-        return points
+
+        async def one(zone: str) -> IntensityPoint:
+            return self._point(zone, now, now + timedelta(hours=1))
+
+        return await gather_zones(self.name, zones, one)
 
     async def forecast(self, zone: str, start: datetime, end: datetime) -> list[IntensityPoint]:
         """The constant value over the whole window."""
