@@ -346,6 +346,17 @@ def compact(obj: Any) -> bytes:
 # --- a tiny pod store for controller tests ------------------------------------------------------
 
 
+def write_kubeconfig(path: Path, server: str, token: str = "t") -> Path:
+    """A kubeconfig at ``path`` whose only context talks to ``server`` with a bearer ``token``."""
+    path.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: fake\n"
+        f"clusters: [{{name: fake, cluster: {{server: '{server}'}}}}]\n"
+        f"users: [{{name: lowcarb, user: {{token: {token}}}}}]\n"
+        "contexts: [{name: fake, context: {cluster: fake, user: lowcarb}}]\n"
+    )
+    return path
+
+
 def recorded_pod(name: str = "gated-train") -> dict[str, Any]:
     """A recorded gated Pod object (from ``gates-pod-create.json``) as a dict."""
     if name == "gated-train":

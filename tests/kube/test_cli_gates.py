@@ -9,7 +9,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fakeapi import FakeApiServer, PodStore, Recorded, Reply, WatchReply, fixture, permission_of
+from fakeapi import (
+    FakeApiServer,
+    PodStore,
+    Recorded,
+    Reply,
+    WatchReply,
+    fixture,
+    permission_of,
+    write_kubeconfig,
+)
 
 from scheduler import gates, kube
 
@@ -42,13 +51,7 @@ def test_gates_plan_lists_gated_pods_and_changes_nothing(
     pods = fixture("pods-list-assigned-nonterminal.json")
     api.add("GET", "/api/v1/pods", Reply(200, pods), watch=False, match=assigned)
     api.add("GET", "/api/v1/pods", WatchReply([]), watch=True, match=assigned)
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: fake\n"
-        f"clusters: [{{name: fake, cluster: {{server: '{api.url}'}}}}]\n"
-        "users: [{name: u, user: {token: t}}]\n"
-        "contexts: [{name: fake, context: {cluster: fake, user: u}}]\n"
-    )
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", api.url)
     out = subprocess.run(
         [str(LOWCARB), "gates", "plan", "--kubeconfig", str(kubeconfig), "--json"],
         capture_output=True,
@@ -74,13 +77,7 @@ def test_gates_run_dry_run_stops_cleanly_on_sigterm(api: FakeApiServer, tmp_path
     store.add_pod("gated-train")
     api.add("GET", "/api/v1/nodes", Reply(200, fixture("nodes-list.json")), watch=False)
     api.add("GET", "/api/v1/nodes", WatchReply([]), watch=True)
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: fake\n"
-        f"clusters: [{{name: fake, cluster: {{server: '{api.url}'}}}}]\n"
-        "users: [{name: u, user: {token: t}}]\n"
-        "contexts: [{name: fake, context: {cluster: fake, user: u}}]\n"
-    )
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", api.url)
     log = (tmp_path / "run.log").open("wb")
     proc = subprocess.Popen(
         [str(LOWCARB), "gates", "run", "--kubeconfig", str(kubeconfig), "--dry-run"],

@@ -13,7 +13,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fakeapi import FakeApiServer, Recorded, Reply, WatchReply, fixture, permission_of
+from fakeapi import (
+    FakeApiServer,
+    Recorded,
+    Reply,
+    WatchReply,
+    fixture,
+    permission_of,
+    write_kubeconfig,
+)
 
 from scheduler import kube
 
@@ -33,16 +41,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def write_kubeconfig(path: Path, server: str) -> Path:
-    path.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: fake\n"
-        f"clusters: [{{name: fake, cluster: {{server: '{server}'}}}}]\n"
-        "users: [{name: lowcarb, user: {token: serve-token}}]\n"
-        "contexts: [{name: fake, context: {cluster: fake, user: lowcarb}}]\n"
-    )
-    return path
 
 
 def wait_status(
@@ -75,7 +73,7 @@ def test_serve_is_ready_only_after_cache_sync(api: FakeApiServer, tmp_path: Path
     api.add("GET", "/api/v1/pods", slow_pod_list, watch=False)
     api.add("GET", "/api/v1/nodes", WatchReply([]), watch=True)
     api.add("GET", "/api/v1/pods", WatchReply([]), watch=True)
-    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", api.url, token="serve-token")
     port = free_port()
     log_path = tmp_path / "serve.log"
     log = log_path.open("wb")

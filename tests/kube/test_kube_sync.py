@@ -18,6 +18,7 @@ from fakeapi import (
     fixture,
     permission_of,
     watch_lines,
+    write_kubeconfig,
 )
 
 from scheduler import kube
@@ -266,13 +267,7 @@ def test_backoff_grows_with_jitter_and_is_capped() -> None:
 
 
 def test_load_config_from_generated_kubeconfig(tmp_path: Path) -> None:
-    cfg = tmp_path / "kubeconfig"
-    cfg.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: fake\n"
-        "clusters: [{name: fake, cluster: {server: 'http://127.0.0.1:6443'}}]\n"
-        "users: [{name: me, user: {token: s3cret}}]\n"
-        "contexts: [{name: fake, context: {cluster: fake, user: me}}]\n"
-    )
+    cfg = write_kubeconfig(tmp_path / "kubeconfig", "http://127.0.0.1:6443", token="s3cret")
     config = kube.load_config(str(cfg))
     assert config.host == "http://127.0.0.1:6443"
     assert config.authorization() == "Bearer s3cret"

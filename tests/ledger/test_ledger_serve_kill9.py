@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "kube"))
-from fakeapi import FakeApiServer, Reply, WatchReply, fixture
+from fakeapi import FakeApiServer, Reply, WatchReply, fixture, write_kubeconfig
 
 LOWCARB = Path(sys.executable).parent / "lowcarb"
 NODES = ["euc1-a-gpu", "euc1-b-cpu", "use1-a-gpu", "use1-b-cpu", "usw2-a-gpu", "usw2-b-gpu"]
@@ -60,13 +60,7 @@ def _free_port() -> int:
 
 
 def _serve(tmp_path: Path, api: FakeApiServer, ledger: Path) -> tuple[subprocess.Popen[bytes], str]:
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: fake\n"
-        f"clusters: [{{name: fake, cluster: {{server: '{api.url}'}}}}]\n"
-        "users: [{name: lowcarb, user: {token: t}}]\n"
-        "contexts: [{name: fake, context: {cluster: fake, user: lowcarb}}]\n"
-    )
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", api.url)
     port = _free_port()
     log = (tmp_path / f"serve-{port}.log").open("wb")
     proc = subprocess.Popen(
