@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
+from fakeapi import free_port, lowcarb_command
 
 FIXTURES = Path(__file__).parent / "fixtures" / "kube-scheduler"
 VERSIONS = sorted(p.name for p in FIXTURES.iterdir() if p.is_dir())
@@ -40,20 +39,6 @@ def fixture_bytes(version: str, verb: str, cache: bool) -> bytes:
 def fixture_json(version: str, verb: str, cache: bool) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(fixture_bytes(version, verb, cache))
     return data
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def lowcarb_command() -> list[str]:
-    script = Path(sys.executable).with_name("lowcarb")
-    if script.is_file():
-        return [str(script)]
-    return [sys.executable, "-c", "from scheduler.cli import main; main()"]
 
 
 @pytest.fixture(scope="module")

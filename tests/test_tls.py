@@ -6,7 +6,6 @@ import json
 import socket
 import ssl
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import BinaryIO
 import httpx
 import pytest
 import trustme
+from fakeapi import free_port, lowcarb_command
 
 FIXTURE = (
     Path(__file__).parent / "fixtures" / "deploy" / "prioritize.args.nodeCacheCapable-false.json"
@@ -59,21 +59,6 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
         client=client_ca.issue_cert("kube-scheduler"),
         rogue_client=rogue_ca.issue_cert("kube-scheduler"),
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def lowcarb_command() -> list[str]:
-    """The installed console script, or the same entry point through this interpreter."""
-    script = Path(sys.executable).with_name("lowcarb")
-    if script.is_file():
-        return [str(script)]
-    return [sys.executable, "-c", "from scheduler.cli import main; main()"]
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ import itertools
 import json
 import socket
 import ssl
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -344,6 +345,21 @@ def compact(obj: Any) -> bytes:
 
 
 # --- a tiny pod store for controller tests ------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for a server a test starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def lowcarb_command() -> list[str]:
+    """The installed console script, or the same entry point through this interpreter."""
+    script = Path(sys.executable).with_name("lowcarb")
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-c", "from scheduler.cli import main; main()"]
 
 
 def write_kubeconfig(path: Path, server: str, token: str = "t") -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ from fakeapi import (
     Reply,
     WatchReply,
     fixture,
+    free_port,
     permission_of,
     write_kubeconfig,
 )
@@ -35,12 +35,6 @@ def api() -> Iterator[FakeApiServer]:
     server.stop()
     used = {permission_of(r) for r in server.requests}
     assert used <= set(kube.REQUIRED_PERMISSIONS), used - set(kube.REQUIRED_PERMISSIONS)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_status(

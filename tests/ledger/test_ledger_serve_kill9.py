@@ -13,7 +13,6 @@ import copy
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -23,9 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "kube"))
-from fakeapi import FakeApiServer, Reply, WatchReply, fixture, write_kubeconfig
+from fakeapi import FakeApiServer, Reply, WatchReply, fixture, free_port, write_kubeconfig
 
 LOWCARB = Path(sys.executable).parent / "lowcarb"
 NODES = ["euc1-a-gpu", "euc1-b-cpu", "use1-a-gpu", "use1-b-cpu", "usw2-a-gpu", "usw2-b-gpu"]
@@ -53,15 +50,9 @@ def api() -> Iterator[FakeApiServer]:
     server.stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _serve(tmp_path: Path, api: FakeApiServer, ledger: Path) -> tuple[subprocess.Popen[bytes], str]:
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", api.url)
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / f"serve-{port}.log").open("wb")
     proc = subprocess.Popen(
         [str(LOWCARB), "serve", "--port", str(port), "--kubeconfig", str(kubeconfig),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import types
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ import httpx
 import pytest
 import uvicorn
 import yaml
-from fakeapi import FakeApiServer, Reply
+from fakeapi import FakeApiServer, Reply, free_port
 from policy_support import FIXTURES
 from typer.testing import CliRunner
 
@@ -151,12 +150,6 @@ def test_cli_bad_inputs(files: dict[str, Path], tmp_path: Path) -> None:
 
 
 # --- the real server -------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
