@@ -37,7 +37,7 @@ from typing import Literal, Protocol
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from carbon.config import Duration
+from carbon.duration import Duration
 from carbon.energy import PowerModel, energy_kwh
 from carbon.ledger import (
     GateRecord,
@@ -106,7 +106,7 @@ class PrometheusConfig(BaseModel):
     metric: str | None = Field(default=None, description="Override the counter's metric name")
     namespace_label: str | None = Field(default=None, alias="namespaceLabel")
     pod_label: str | None = Field(default=None, alias="podLabel")
-    timeout: Duration = Field(default=10.0, gt=0)
+    timeout: Duration = Field(default="10s", validate_default=True, description="Per-query timeout")
 
     @field_validator("url")
     @classmethod

@@ -20,7 +20,8 @@ from rich.console import Console
 from rich.table import Table
 
 from carbon.cache import CarbonCache, CarbonSnapshot
-from carbon.config import STATIC_NAME, CarbonConfig, ProviderConfig, parse_duration
+from carbon.config import STATIC_NAME, CarbonConfig, ProviderConfig
+from carbon.duration import parse_duration
 from carbon.providers.base import known_types
 
 app = typer.Typer(

@@ -2,58 +2,26 @@
 
 ``CarbonConfig()`` with no arguments is the embedded offline default: the ``static`` provider with
 the built-in table of published annual lifecycle means. Every error names the field and the fix.
+Durations follow :mod:`carbon.duration`.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from typing import Annotated, Any
+from typing import Any
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     field_validator,
     model_validator,
 )
 
+from carbon.duration import Duration
 from carbon.types import FactorType, SignalKind
 
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
 STATIC_NAME = "static"
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from ``"90s"``, ``"5m"``, ``"1h30m"``, ``"250ms"`` or a plain number of seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as '30s', '5m' or '1h', not a boolean")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip().replace(" ", "")
-        pos, seconds = 0, 0.0
-        for match in _DURATION_RE.finditer(text):
-            if match.start() != pos:
-                break
-            seconds += float(match.group(1)) * _UNIT_S[match.group(2)]
-            pos = match.end()
-        if pos != len(text) or not text:
-            raise ValueError(
-                f"{value!r} is not a duration; write e.g. '30s', '5m', '1h' or '1h30m' "
-                "(units ms, s, m, h, d)"
-            )
-    else:
-        raise ValueError(f"expected a duration string such as '5m', got {type(value).__name__}")
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"{value!r} must be a finite, non-negative duration")
-    return seconds
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 ProviderType = str
 
@@ -75,12 +43,14 @@ class ProviderConfig(BaseModel):
     token_env: str | None = Field(default=None, alias="tokenEnv")
     username_env: str | None = Field(default=None, alias="usernameEnv")
     password_env: str | None = Field(default=None, alias="passwordEnv")
-    refresh: Duration = Field(default=300.0, gt=0, description="Refresh interval, e.g. '5m'.")
-    timeout: Duration = Field(default=5.0, gt=0, description="Per-call timeout, e.g. '5s'.")
+    refresh: Duration = Field(default="5m", validate_default=True, description="Refresh interval.")
+    timeout: Duration = Field(default="5s", validate_default=True, description="Per-call timeout.")
     signal: SignalKind = Field(default="average", description="average or marginal.")
     emission_factor: FactorType = Field(default="lifecycle", alias="emissionFactor")
     forecast: bool = Field(default=True, description="Also fetch forecasts (paid on some APIs).")
-    forecast_horizon: Duration = Field(default=86400.0, alias="forecastHorizon", gt=0)
+    forecast_horizon: Duration = Field(
+        default="24h", validate_default=True, alias="forecastHorizon"
+    )
     zones: dict[str, str] = Field(
         default_factory=dict,
         description="lowcarb zone key -> this provider's own key (e.g. DE: germanywestcentral).",
@@ -101,8 +71,8 @@ class BackoffConfig(BaseModel):
 
     model_config = _CAMEL
 
-    initial: Duration = Field(default=10.0, gt=0)
-    max: Duration = Field(default=600.0, gt=0)
+    initial: Duration = Field(default="10s", validate_default=True)
+    max: Duration = Field(default="10m", validate_default=True)
 
 
 class CircuitConfig(BaseModel):
@@ -111,7 +81,7 @@ class CircuitConfig(BaseModel):
     model_config = _CAMEL
 
     failures: int = Field(default=5, ge=1)
-    open_for: Duration = Field(default=300.0, alias="openFor", gt=0)
+    open_for: Duration = Field(default="5m", validate_default=True, alias="openFor")
 
 
 def _check_intensity(zone: str, value: float) -> float:
@@ -132,7 +102,7 @@ class CarbonConfig(BaseModel):
         default_factory=lambda: [STATIC_NAME],
         description="Ordered chain of provider names; must end with 'static'.",
     )
-    stale_after: Duration = Field(default=7200.0, alias="staleAfter", gt=0)
+    stale_after: Duration = Field(default="2h", validate_default=True, alias="staleAfter")
     static: dict[str, float] = Field(
         default_factory=dict, description="Per-zone gCO2e/kWh overriding the built-in table."
     )

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from carbon.duration import format_duration, parse_duration
 from scheduler import wire
 from scheduler.demand import ANN_CLASS, ANN_DURATION
-from scheduler.policy import DEFAULT_CLASS, Policy, WorkloadClass, parse_duration
+from scheduler.policy import DEFAULT_CLASS, Policy, WorkloadClass
 
 # Labels that reveal the controller behind the pod's direct owner
 _JOBSET_LABEL = "jobset.sigs.k8s.io/jobset-name"
@@ -93,7 +94,7 @@ def classify(policy: Policy, pod: wire.Pod) -> ClassChoice:
         except ValueError as exc:
             notes.append(
                 f"annotation {ANN_DURATION}={text!r} is not usable ({exc}); using the class "
-                f"{name!r} default {cls.expectedDuration}"
+                f"{name!r} default {format_duration(cls.duration_s)}"
             )
         else:
             duration = seconds

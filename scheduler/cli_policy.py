@@ -15,15 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import BeforeValidator
 
-from carbon.config import (
-    BackoffConfig,
-    CarbonConfig,
-    CircuitConfig,
-    ProviderConfig,
-    parse_duration,
-)
 from scheduler.policy import Policy
 from scheduler.validate import Issue, lint_text, validate_text
 
@@ -32,38 +24,16 @@ app = typer.Typer(
 )
 
 SCHEMA_ID = "https://lowcarb.dev/schemas/policy-v1.json"
-CARBON_DURATION = r"^\s*(\d+(\.\d+)?\s*(ms|s|m|h|d)\s*)+$"  # carbon.config.parse_duration
 
 
 def policy_schema() -> dict[str, Any]:
     """JSON Schema (2020-12) of a policy document, keys as written in YAML."""
     schema = Policy.model_json_schema(by_alias=True, mode="validation")
-    _duration_inputs(schema)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
         **schema,
     }
-
-
-def _duration_inputs(schema: dict[str, Any]) -> None:
-    """The carbon section parses durations from strings ('5m') or seconds; say so in the schema."""
-    defs = schema.get("$defs", {})
-    for model in (CarbonConfig, ProviderConfig, BackoffConfig, CircuitConfig):
-        props = defs.get(model.__name__, {}).get("properties", {})
-        for name, field in model.model_fields.items():
-            if not any(
-                isinstance(m, BeforeValidator) and m.func is parse_duration for m in field.metadata
-            ):
-                continue
-            prop = props.get(field.alias or name)
-            if prop is None:
-                continue
-            number = {k: v for k, v in prop.items() if k not in ("title", "description", "default")}
-            text = {"type": "string", "pattern": CARBON_DURATION}
-            keep = {k: prop[k] for k in ("title", "description", "default") if k in prop}
-            prop.clear()
-            prop.update(keep, anyOf=[number, text])
 
 
 def schema_text() -> str:

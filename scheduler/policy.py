@@ -4,7 +4,8 @@ A policy holds the carbon data section (providers, fallback chain, zone mapping;
 :mod:`carbon.config`), the power model (:mod:`carbon.energy`) and the workload classes: how pods
 are recognised (selectors), how their candidate nodes are scored (terms and weights, GPU score
 mode, signal kind, expected duration) and constrained (data residency, maximum intensity), and
-whether they may wait for a cleaner hour (``temporalShift``). :mod:`scheduler.validate` turns
+whether they may wait for a cleaner hour (``temporalShift``). Every duration field is
+:data:`carbon.duration.Duration`. :mod:`scheduler.validate` turns
 validation errors into file:line:column messages; ``policies/schema.json`` is generated from
 these models.
 """
@@ -29,58 +30,15 @@ from pydantic import (
 
 from carbon.accounting import AccountingPolicy
 from carbon.config import CarbonConfig
+from carbon.duration import Duration
+from carbon.duration import parse_duration as parse_duration  # the one grammar, re-exported
 from carbon.energy import PowerModel
 
 DEFAULT_POLICY = Path(__file__).parent / "data" / "default.yaml"
 DEFAULT_CLASS = "default"
 BUILTIN_CLASSES = ("training", "batch", "inference", DEFAULT_CLASS)
-_DURATION = re.compile(
-    r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*"
-    r"(?:(\d+(?:\.\d+)?)\s*m(?!s))?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$"
-)
-DURATION_PATTERN = (
-    r"^\s*(\d+(\.\d+)?\s*d)?\s*(\d+(\.\d+)?\s*h)?\s*(\d+(\.\d+)?\s*m)?\s*(\d+(\.\d+)?\s*s)?\s*$"
-)
 FILTER_ONLY_TERMS = frozenset({"constraints"})
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a duration such as ``"90m"``, ``"1h30m"``, ``"2d"``, ``"45s"`` (Go's
-    ``time.Duration`` strings like ``"1h30m0s"`` included)."""
-    if not isinstance(text, str):
-        raise ValueError(f"{text!r} is not a duration string (use e.g. '45s', '30m', '2h')")
-    match = _DURATION.match(text)
-    if not text.strip() or match is None or not any(match.groups()):
-        raise ValueError(f"{text!r} is not a duration (use e.g. '45s', '30m', '2h', '1h30m', '1d')")
-    d, h, m, s = (float(g) if g else 0.0 for g in match.groups())
-    seconds = d * 86400 + h * 3600 + m * 60 + s
-    if seconds <= 0:
-        raise ValueError(f"{text!r} is zero; a duration must be positive (e.g. '30m')")
-    return seconds
-
-
-def _duration_text(value: object) -> object:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        raise ValueError(
-            f"{value!r} has no unit; write a duration string such as '{value}s' or '{value}h'"
-        )
-    if isinstance(value, str):
-        parse_duration(value)
-    return value
-
-
-DurationText = Annotated[
-    str,
-    BeforeValidator(_duration_text),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "pattern": DURATION_PATTERN,
-            "examples": ["45s", "30m", "4h", "1h30m", "2d"],
-        }
-    ),
-]
 
 
 def _fraction(value: object) -> object:
@@ -227,7 +185,7 @@ class TemporalShift(_Strict):
     """Let the class's pods wait for a cleaner hour (scheduling gates, issue 7)."""
 
     enabled: bool = True
-    maxDelay: DurationText = Field(description="Longest wait after creation, e.g. '12h'")
+    maxDelay: Duration = Field(description="Longest wait after creation, e.g. '12h'")
     minSaving: Fraction = Field(
         default=0.1,
         description="Hold only when the expected saving beats this fraction (0.1 or '10%')",
@@ -235,7 +193,7 @@ class TemporalShift(_Strict):
 
     @property
     def max_delay_s(self) -> float:
-        return parse_duration(self.maxDelay)
+        return self.maxDelay
 
 
 class GpuLearning(_Strict):
@@ -244,7 +202,7 @@ class GpuLearning(_Strict):
     windowPods: int = Field(
         default=5000, ge=10, le=1_000_000, description="Learn from the last N pods seen"
     )
-    window: DurationText | None = Field(
+    window: Duration | None = Field(
         default=None, description="Also forget pods seen longer ago than this, e.g. '24h'"
     )
     popularity: float = Field(
@@ -256,7 +214,7 @@ class GpuLearning(_Strict):
 
     @property
     def window_s(self) -> float | None:
-        return parse_duration(self.window) if self.window is not None else None
+        return self.window
 
 
 Weight = Annotated[float, Field(ge=0.0, le=1000.0)]
@@ -282,8 +240,10 @@ class WorkloadClass(_Strict):
     gpuMode: Literal["fgd", "bestfit", "packing", "spread"] = Field(
         default="fgd", description="How gpu_fit scores: fgd, bestfit, packing or spread"
     )
-    expectedDuration: DurationText = Field(
-        default="1h", description="Run time when the pod has no lowcarb.dev/expected-duration"
+    expectedDuration: Duration = Field(
+        default="1h",
+        validate_default=True,
+        description="Run time when the pod has no lowcarb.dev/expected-duration",
     )
     signal: Literal["average", "marginal"] = Field(
         default="average", description="Grid signal the carbon term reads"
@@ -318,7 +278,7 @@ class WorkloadClass(_Strict):
 
     @property
     def duration_s(self) -> float:
-        return parse_duration(self.expectedDuration)
+        return self.expectedDuration
 
 
 class Policy(_Strict):

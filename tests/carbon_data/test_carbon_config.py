@@ -8,7 +8,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from carbon.config import CarbonConfig, load_carbon_section, parse_duration
+from carbon.config import CarbonConfig, load_carbon_section
+from carbon.duration import parse_duration
 
 POLICY = Path(__file__).resolve().parents[2] / "policies" / "default.yaml"
 
