@@ -37,6 +37,7 @@ from typing import Literal, Protocol
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from carbon.config import Intensity
 from carbon.duration import Duration
 from carbon.energy import PowerModel, energy_kwh
 from carbon.ledger import (
@@ -116,34 +117,22 @@ class PrometheusConfig(BaseModel):
         return value.rstrip("/")
 
 
-def _check_factors(value: dict[str, float]) -> dict[str, float]:
-    for zone, g in value.items():
-        if not math.isfinite(g) or g < 0 or g > 2000:
-            raise ValueError(f"zone {zone!r}: {g} is out of range; use gCO2e/kWh in [0, 2000]")
-    return value
-
-
 class AccountingPolicy(BaseModel):
     """The ``accounting:`` policy section: market-based factors and the energy measurement."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    market_factors: dict[str, float] = Field(
+    market_factors: dict[str, Intensity] = Field(
         default_factory=dict,
         alias="marketFactors",
         description="Contractual emission factor per zone (PPAs, green tariffs), gCO2e/kWh",
     )
-    residual_mix: dict[str, float] = Field(
+    residual_mix: dict[str, Intensity] = Field(
         default_factory=dict,
         alias="residualMix",
         description="Residual-mix factor per zone for energy not covered by a contract",
     )
     prometheus: PrometheusConfig | None = None
-
-    @field_validator("market_factors", "residual_mix")
-    @classmethod
-    def _range(cls, value: dict[str, float]) -> dict[str, float]:
-        return _check_factors(value)
 
 
 @dataclass(frozen=True, slots=True)

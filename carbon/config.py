@@ -2,22 +2,26 @@
 
 ``CarbonConfig()`` with no arguments is the embedded offline default: the ``static`` provider with
 the built-in table of published annual lifecycle means. Every error names the field and the fix.
-Durations follow :mod:`carbon.duration`.
+Durations follow :mod:`carbon.duration`; the cross-field checks are :func:`carbon_problems`, which
+the model's validator calls, or the policy loader runs itself (see :mod:`carbon.checks`).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
-    field_validator,
+    ValidationInfo,
+    WithJsonSchema,
     model_validator,
 )
 
+from carbon.checks import Problem, did_you_mean, raise_problems, separate
 from carbon.duration import Duration
 from carbon.types import FactorType, SignalKind
 
@@ -84,12 +88,18 @@ class CircuitConfig(BaseModel):
     open_for: Duration = Field(default="5m", validate_default=True, alias="openFor")
 
 
-def _check_intensity(zone: str, value: float) -> float:
+def _check_intensity(value: float) -> float:
     if not math.isfinite(value) or value < 0 or value > 2000:
-        raise ValueError(
-            f"static value for zone {zone!r} is {value}; use gCO2e/kWh between 0 and 2000"
-        )
+        raise ValueError(f"{value:g} is out of range; use gCO2e/kWh between 0 and 2000")
     return value
+
+
+Intensity = Annotated[
+    float,
+    AfterValidator(_check_intensity),
+    WithJsonSchema({"type": "number", "minimum": 0, "maximum": 2000}),
+]
+"""A grid intensity in gCO2e/kWh, 0..2000."""
 
 
 class CarbonConfig(BaseModel):
@@ -103,7 +113,7 @@ class CarbonConfig(BaseModel):
         description="Ordered chain of provider names; must end with 'static'.",
     )
     stale_after: Duration = Field(default="2h", validate_default=True, alias="staleAfter")
-    static: dict[str, float] = Field(
+    static: dict[str, Intensity] = Field(
         default_factory=dict, description="Per-zone gCO2e/kWh overriding the built-in table."
     )
     builtin_static: bool = Field(
@@ -119,66 +129,10 @@ class CarbonConfig(BaseModel):
     backoff: BackoffConfig = Field(default_factory=BackoffConfig)
     circuit: CircuitConfig = Field(default_factory=CircuitConfig)
 
-    @field_validator("static")
-    @classmethod
-    def _static_range(cls, value: dict[str, float]) -> dict[str, float]:
-        for zone, g in value.items():
-            _check_intensity(zone, g)
-        return value
-
-    @field_validator("zones")
-    @classmethod
-    def _no_loops(cls, value: dict[str, str]) -> dict[str, str]:
-        for start in value:
-            seen = [start]
-            cur = value[start]
-            while cur in value:
-                if cur in seen:
-                    path = " -> ".join([*seen, cur])
-                    raise ValueError(
-                        f"zone mapping loop {path}; map {start!r} to a zone key that is not "
-                        "itself a key of carbon.zones"
-                    )
-                seen.append(cur)
-                cur = value[cur]
-        return value
-
     @model_validator(mode="after")
-    def _check_chain(self) -> CarbonConfig:
-        from carbon.providers.base import known_types
-
-        names: dict[str, ProviderConfig] = {}
-        types = known_types()
-        for i, prov in enumerate(self.providers):
-            if prov.name in names:
-                raise ValueError(
-                    f"carbon.providers[{i}].name: duplicate provider name {prov.name!r}; "
-                    "give each provider a unique name"
-                )
-            if prov.type not in types:
-                raise ValueError(
-                    f"carbon.providers[{i}].type: unknown provider type {prov.type!r}; "
-                    f"use one of {sorted(types)} or install a plugin exposing it under the "
-                    "'lowcarb.carbon_providers' entry-point group"
-                )
-            names[prov.name] = prov
-        if not self.fallback:
-            raise ValueError("carbon.fallback: empty chain; list provider names ending in 'static'")
-        for i, name in enumerate(self.fallback):
-            if name not in names and name != STATIC_NAME:
-                raise ValueError(
-                    f"carbon.fallback[{i}]: {name!r} is not a provider name; define it under "
-                    f"carbon.providers (known: {sorted([*names, STATIC_NAME])})"
-                )
-        if len(set(self.fallback)) != len(self.fallback):
-            raise ValueError("carbon.fallback: a provider is listed twice; list each once")
-        last = self.fallback[-1]
-        last_type = names[last].type if last in names else STATIC_NAME
-        if last_type != STATIC_NAME:
-            raise ValueError(
-                f"carbon.fallback: the chain ends with {last!r}; add 'static' as the last entry "
-                "so every zone always has a value"
-            )
+    def _check(self, info: ValidationInfo) -> CarbonConfig:
+        if not separate(info):
+            raise_problems(carbon_problems(self.model_dump(by_alias=True)), ("carbon",))
         return self
 
     def provider(self, name: str) -> ProviderConfig:
@@ -198,6 +152,107 @@ class CarbonConfig(BaseModel):
     def chain(self) -> list[ProviderConfig]:
         """Provider configs in fallback order."""
         return [self.provider(name) for name in self.fallback]
+
+
+def carbon_problems(section: object) -> list[Problem]:
+    """Every cross-field problem of a ``carbon:`` mapping (raw or dumped; wrong-typed values are
+    skipped): duplicate or unknown providers, a fallback chain that names an undeclared provider,
+    repeats one or does not end with ``static``, a zone-mapping loop. Locations are relative to
+    the section."""
+    from carbon.providers.base import known_types
+
+    if not isinstance(section, dict):
+        return []
+    out: list[Problem] = []
+    types = known_types()
+    declared: dict[str, object] = {}  # provider name -> type
+    providers = section.get("providers")
+    for i, prov in enumerate(providers if isinstance(providers, list) else []):
+        if not isinstance(prov, dict):
+            continue
+        name, kind = prov.get("name"), prov.get("type") or prov.get("name")
+        if isinstance(name, str) and name:
+            if name in declared:
+                out.append(
+                    (
+                        ("providers", i, "name"),
+                        f"duplicate provider name {name!r}; give each provider a unique name",
+                    )
+                )
+            else:
+                declared[name] = kind
+        if isinstance(kind, str) and kind and kind not in types:
+            out.append(
+                (
+                    ("providers", i, "type" if prov.get("type") else "name"),
+                    f"unknown provider type {kind!r}{did_you_mean(kind, sorted(types))} (use "
+                    f"one of {', '.join(sorted(types))}, or install a plugin exposing it under "
+                    "the 'lowcarb.carbon_providers' entry-point group)",
+                )
+            )
+    fallback = section.get("fallback", [STATIC_NAME])
+    if isinstance(fallback, list):
+        out.extend(_chain_problems(fallback, declared))
+    zones = section.get("zones")
+    if isinstance(zones, dict):
+        out.extend((("zones",), msg) for msg in _zone_loops(zones))
+    return out
+
+
+def _chain_problems(fallback: list[object], declared: dict[str, object]) -> list[Problem]:
+    if not fallback:
+        return [(("fallback",), "empty chain; list provider names ending in 'static'")]
+    out: list[Problem] = []
+    known = sorted({*declared, STATIC_NAME})
+    seen: set[str] = set()
+    for i, name in enumerate(fallback):
+        if not isinstance(name, str):
+            continue
+        if name in seen:
+            out.append((("fallback", i), f"{name!r} is listed twice; list each provider once"))
+        elif name not in declared and name != STATIC_NAME:
+            out.append(
+                (
+                    ("fallback", i),
+                    f"{name!r} is not a provider name{did_you_mean(name, known)} (known: "
+                    f"{', '.join(known)}); define it under carbon.providers",
+                )
+            )
+        seen.add(name)
+    last = fallback[-1]
+    last_type = declared.get(last, last) if isinstance(last, str) else None
+    if isinstance(last_type, str) and last_type != STATIC_NAME:
+        out.append(
+            (
+                ("fallback",),
+                f"the chain ends with {last!r}; add 'static' as the last entry so every zone "
+                "always has a value",
+            )
+        )
+    return out
+
+
+def _zone_loops(zones: dict[object, object]) -> list[str]:
+    """One message per loop in the region -> zone mapping (string entries only)."""
+    links = {k: v for k, v in zones.items() if isinstance(k, str) and isinstance(v, str)}
+    out: list[str] = []
+    reported: set[str] = set()
+    for start in links:
+        seen = [start]
+        cur = links[start]
+        while cur in links and cur not in seen:
+            seen.append(cur)
+            cur = links[cur]
+        if cur not in seen or cur in reported:
+            continue
+        loop = seen[seen.index(cur) :]
+        reported.update(loop)
+        path = " -> ".join([*loop, cur])
+        out.append(
+            f"zone mapping loop {path}; map {loop[0]!r} to a zone key that is not itself a key "
+            "of carbon.zones"
+        )
+    return out
 
 
 def load_carbon_section(data: Any) -> CarbonConfig:

@@ -8,8 +8,17 @@ lives in plain functions so the hot path can vectorise it over nodes with numpy.
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    WithJsonSchema,
+    field_validator,
+)
 
 
 class GpuPower(BaseModel):
@@ -55,6 +64,17 @@ DEFAULT_GPUS: tuple[GpuPower, ...] = (
 )
 
 
+def _pue(value: float) -> float:
+    if not 1.0 <= value <= 3.0:
+        raise ValueError(f"PUE {value:g} is outside 1.0..3.0 (typical: 1.1..1.6)")
+    return value
+
+
+Pue = Annotated[
+    float, AfterValidator(_pue), WithJsonSchema({"type": "number", "minimum": 1, "maximum": 3})
+]
+
+
 class PowerModel(BaseModel):
     """Energy model of the fleet: per-GPU-model power, CPU/memory power, PUE."""
 
@@ -75,22 +95,14 @@ class PowerModel(BaseModel):
     cpuWattsPerCore: float = Field(default=4.0, ge=0)
     memoryWattsPerGiB: float = Field(default=0.375, ge=0)
     pue: float = Field(default=1.2, ge=1.0, le=3.0, description="Default power usage effectiveness")
-    pueByZone: dict[str, float] = Field(
+    pueByZone: dict[str, Pue] = Field(
         default_factory=dict, description="PUE per grid zone key, e.g. {SE: 1.1}"
     )
-    pueByRegion: dict[str, float] = Field(
+    pueByRegion: dict[str, Pue] = Field(
         default_factory=dict,
         description="PUE per node region label value (wins over pueByZone), e.g. {eu-north-1: 1.1}",
     )
     _cache: dict[str, GpuPower] = PrivateAttr(default_factory=dict)
-
-    @field_validator("pueByZone", "pueByRegion")
-    @classmethod
-    def _pue_range(cls, value: dict[str, float]) -> dict[str, float]:
-        for key, pue in value.items():
-            if not 1.0 <= pue <= 3.0:
-                raise ValueError(f"{key}: PUE {pue} is outside 1.0..3.0 (typical: 1.1..1.6)")
-        return value
 
     def table(self) -> tuple[GpuPower, ...]:
         """Entries searched for a GPU product, in order."""

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from scheduler.policy import Policy
-from scheduler.validate import Issue, lint_text, validate_text
+from scheduler.validate import Issue, check_document
 
 app = typer.Typer(
     help="Check and describe lowcarb policy files.", no_args_is_help=True, add_completion=False
@@ -75,8 +75,8 @@ def validate(
             errors = [Issue(name, 1, 1, "", f"cannot read the file: {exc}")]
             policy, warnings = None, []
         else:
-            policy, errors = validate_text(text, name)
-            warnings = lint_text(text, name) if policy is not None else []
+            checked = check_document(text, name)
+            policy, errors, warnings = checked.policy, checked.errors, checked.warnings
         failed = bool(errors) or (strict and bool(warnings))
         bad += failed
         report[name] = {

@@ -5,9 +5,9 @@ A policy holds the carbon data section (providers, fallback chain, zone mapping;
 are recognised (selectors), how their candidate nodes are scored (terms and weights, GPU score
 mode, signal kind, expected duration) and constrained (data residency, maximum intensity), and
 whether they may wait for a cleaner hour (``temporalShift``). Every duration field is
-:data:`carbon.duration.Duration`. :mod:`scheduler.validate` turns
-validation errors into file:line:column messages; ``policies/schema.json`` is generated from
-these models.
+:data:`carbon.duration.Duration`; cross-field checks live in :mod:`scheduler.policy_checks`.
+:mod:`scheduler.validate` is the loader: every error at once with file:line:column;
+``policies/schema.json`` is generated from these models.
 """
 
 from __future__ import annotations
@@ -19,26 +19,64 @@ from typing import Annotated, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
 
 from carbon.accounting import AccountingPolicy
+from carbon.checks import did_you_mean, raise_problems, separate
 from carbon.config import CarbonConfig
 from carbon.duration import Duration
 from carbon.duration import parse_duration as parse_duration  # the one grammar, re-exported
 from carbon.energy import PowerModel
+from scheduler.policy_checks import (
+    DEFAULT_CLASS,
+    default_class_problems,
+    requirement_problems,
+    weights_problems,
+)
 
 DEFAULT_POLICY = Path(__file__).parent / "data" / "default.yaml"
-DEFAULT_CLASS = "default"
 BUILTIN_CLASSES = ("training", "batch", "inference", DEFAULT_CLASS)
 FILTER_ONLY_TERMS = frozenset({"constraints"})
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_NAME = re.compile(NAME_PATTERN)
+
+
+def _class_name(name: str) -> str:
+    if not _NAME.match(name):
+        fixed = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "training"
+        raise ValueError(
+            f"class name {name!r} must be lower-case letters, digits and '-' (like Kubernetes "
+            f"names), e.g. {fixed!r}"
+        )
+    return name
+
+
+ClassName = Annotated[
+    str, AfterValidator(_class_name), WithJsonSchema({"type": "string", "pattern": NAME_PATTERN})
+]
+
+
+def _term_name(name: str) -> str:
+    from scheduler import terms  # late: the terms package imports the energy model
+
+    known = sorted(k for k in terms.REGISTRY if k not in FILTER_ONLY_TERMS)
+    if name not in known:
+        raise ValueError(
+            f"unknown term{did_you_mean(name, known)} (known terms: {', '.join(known)})"
+        )
+    return name
+
+
+TermName = Annotated[str, AfterValidator(_term_name)]
 
 
 def _fraction(value: object) -> object:
@@ -78,11 +116,9 @@ class SelectorRequirement(_Strict):
     values: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _values(self) -> SelectorRequirement:
-        if self.operator in ("In", "NotIn") and not self.values:
-            raise ValueError(f"operator {self.operator} needs a non-empty 'values' list")
-        if self.operator in ("Exists", "DoesNotExist") and self.values:
-            raise ValueError(f"operator {self.operator} takes no 'values'; remove them")
+    def _values(self, info: ValidationInfo) -> SelectorRequirement:
+        if not separate(info):
+            raise_problems(requirement_problems(self.model_dump()))
         return self
 
     def matches(self, labels: dict[str, str]) -> bool:
@@ -233,7 +269,7 @@ class WorkloadClass(_Strict):
         description="Pods matching this selector get the class (the lowcarb.dev/class "
         "annotation wins; classes are tried in file order; 'default' catches the rest)",
     )
-    weights: dict[str, Weight] = Field(
+    weights: dict[TermName, Weight] = Field(
         default_factory=_default_weights,
         description="Scoring terms and their weights (>= 0; normalised by their sum)",
     )
@@ -257,24 +293,11 @@ class WorkloadClass(_Strict):
     constraints: Constraints = Field(default_factory=Constraints)
     temporalShift: TemporalShift | None = None
 
-    @field_validator("weights")
-    @classmethod
-    def _weights(cls, value: dict[str, float]) -> dict[str, float]:
-        from scheduler import terms  # late: the terms package imports the energy model
-
-        known = sorted(k for k in terms.REGISTRY if k not in FILTER_ONLY_TERMS)
-        problems = [
-            f"{key}: unknown term{_did_you_mean(key, known)} (known terms: {', '.join(known)})"
-            for key in value
-            if key not in known
-        ]
-        if problems:
-            raise ValueError("; ".join(problems))
-        if value and not any(w > 0 for w in value.values()):
-            raise ValueError("at least one weight must be > 0")
-        if not value:
-            raise ValueError("no terms; give e.g. {gpu_fit: 0.5, carbon: 0.5}")
-        return value
+    @model_validator(mode="after")
+    def _weights(self, info: ValidationInfo) -> WorkloadClass:
+        if not separate(info):
+            raise_problems(weights_problems(self.weights), ("weights",))
+        return self
 
     @property
     def duration_s(self) -> float:
@@ -301,29 +324,24 @@ class Policy(_Strict):
         default_factory=AccountingPolicy,
         description="Ledger accounting: market-based factors, residual mix, measured energy",
     )
-    classes: dict[str, WorkloadClass] = Field(
+    classes: dict[ClassName, WorkloadClass] = Field(
         default_factory=lambda: {DEFAULT_CLASS: WorkloadClass()},
+        json_schema_extra={"additionalProperties": False},  # a name must match the pattern
         description="Workload classes by name, tried in this order; 'default' is added when "
         "absent and catches every pod no other class selects",
     )
 
     @field_validator("classes")
     @classmethod
-    def _classes(cls, value: dict[str, WorkloadClass]) -> dict[str, WorkloadClass]:
-        bad = [n for n in value if not _NAME.match(n)]
-        if bad:
-            raise ValueError(
-                f"class names {bad} must be lower-case letters, digits and '-' "
-                "(like Kubernetes names), e.g. 'training'"
-            )
-        if DEFAULT_CLASS not in value:
-            value = {**value, DEFAULT_CLASS: WorkloadClass()}
-        elif not value[DEFAULT_CLASS].selector.is_empty():
-            raise ValueError(
-                "classes.default.selector: the default class catches every pod other classes do "
-                "not select; remove its selector"
-            )
-        return value
+    def _default_class(cls, value: dict[str, WorkloadClass]) -> dict[str, WorkloadClass]:
+        return value if DEFAULT_CLASS in value else {**value, DEFAULT_CLASS: WorkloadClass()}
+
+    @model_validator(mode="after")
+    def _default_selector(self, info: ValidationInfo) -> Policy:
+        if not separate(info):
+            default = {"selector": self.classes[DEFAULT_CLASS].selector.model_dump()}
+            raise_problems(default_class_problems({DEFAULT_CLASS: default}))
+        return self
 
     def workload_class(self, name: str) -> WorkloadClass:
         """The class called ``name``, else ``default``."""
@@ -331,13 +349,6 @@ class Policy(_Strict):
 
     def term_names(self) -> list[str]:
         return sorted({t for c in self.classes.values() for t in c.weights})
-
-
-def _did_you_mean(word: str, options: list[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    return f", did you mean {close[0]!r}?" if close else ""
 
 
 def load_policy(path: Path | str | None = None) -> Policy:

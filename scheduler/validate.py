@@ -1,20 +1,29 @@
 """Policy validation with every error at once, each with file, line, column and field path.
 
-YAML is composed into nodes first (so each value keeps its position), duplicate keys are caught
-there (PyYAML would silently keep the last one), then the data is validated by the pydantic
-models of :mod:`scheduler.policy`. Each pydantic error is mapped back to the YAML node at its
-path and rewritten in plain words with a hint where one helps (``did you mean 'matchLabels'?``,
-``must be >= 0``).
+The one policy loader: every command that reads a policy file comes through here. YAML is
+composed into nodes first (so each value keeps its position) and duplicate keys are caught there
+(PyYAML would silently keep the last one). Then two passes over the document, whose errors are
+reported together:
+
+* field validation by the pydantic models of :mod:`scheduler.policy`, with their cross-field
+  validators standing aside (:data:`carbon.checks.SEPARATE_CHECKS`), so one pass reports every
+  wrong field;
+* the cross-field checks of :mod:`scheduler.policy_checks` (fallback chain, zone-mapping loops,
+  selector requirements, weights), over the validated policy when every field is valid, else over
+  the raw data, so they run even when some field is wrong.
+
+Each problem is mapped back to the YAML node at its path and said in lowcarb's words with a hint
+where one helps (``did you mean 'matchLabels'?``). Warnings (valid, but
+probably not what was meant) come from :func:`_warnings` once the policy is valid.
 """
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import re
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +31,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from carbon.checks import SEPARATE_CHECKS, Loc, Problem, did_you_mean, path_text
 from scheduler.policy import Policy
-
-Loc = tuple[str | int, ...]
+from scheduler.policy_checks import policy_problems
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +60,15 @@ class PolicyError(ValueError):
         super().__init__(f"invalid policy ({count}):\n" + "\n".join(f"  {i}" for i in issues))
 
 
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """What :func:`check_document` found: the policy (None when invalid), errors, warnings."""
+
+    policy: Policy | None
+    errors: list[Issue]
+    warnings: list[Issue] = field(default_factory=list)
+
+
 def load_checked(path: Path) -> Policy:
     """Read and validate ``path``; raise :class:`PolicyError` with every problem."""
     try:
@@ -69,93 +87,139 @@ def check_text(text: str, source: str = "<policy>") -> Policy:
 
 
 def validate_text(text: str, source: str = "<policy>") -> tuple[Policy | None, list[Issue]]:
-    """The policy (None when invalid) and every issue found in ``text``."""
-    try:
-        loader = yaml.SafeLoader(text)
-        try:
-            root = loader.get_single_node()
-            data = loader.construct_document(root) if root is not None else None
-        finally:
-            loader.dispose()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-        problem = " ".join(p for p in (exc.context, exc.problem) if p)
-        return None, [Issue(source, line, col, "", f"not valid YAML: {problem}")]
-    except yaml.YAMLError as exc:
-        return None, [Issue(source, 1, 1, "", f"not valid YAML: {exc}")]
-    if root is None or data is None:
-        return None, [
-            Issue(source, 1, 1, "", "the file is empty; start from policies/default.yaml")
-        ]
-    issues = _duplicates(root, source)
-    if not isinstance(data, dict):
-        kind = type(data).__name__
-        issues.append(
+    """The policy (None when invalid) and every error found in ``text``."""
+    checked = check_document(text, source, warnings=False)
+    return checked.policy, checked.errors
+
+
+def lint_text(text: str, source: str = "<policy>") -> list[Issue]:
+    """Warnings for a valid policy: owner kinds that look like typos, classes no selector can
+    reach, residency zones no carbon source knows. Empty for an invalid policy."""
+    return check_document(text, source).warnings
+
+
+def check_document(text: str, source: str = "<policy>", *, warnings: bool = True) -> Checked:
+    """Every error in ``text`` at once and, when it is valid, the warnings."""
+    doc = _Document.parse(text, source)
+    if isinstance(doc, Issue):
+        return Checked(None, [doc])
+    errors = _duplicates(doc.root, source)
+    if not isinstance(doc.data, dict):
+        kind = type(doc.data).__name__
+        errors.append(
             Issue(source, 1, 1, "", f"expected a mapping with apiVersion, kind, ... (got {kind})")
         )
-        return None, issues
+        return Checked(None, errors)
     policy: Policy | None = None
-    seen: set[tuple[int, int, str]] = set()
-    pruned: list[Loc] = []
-    for _ in range(_PASSES):
-        try:
-            policy = Policy.model_validate(data)
-            break
-        except ValidationError as exc:
-            policy = None
-            errors = [
-                e
-                for e in exc.errors(include_url=False)
-                if not (pruned and e["type"] == "missing" and _under(e["loc"], pruned))
-            ]
-        for err in errors:
-            issue = _issue(err, root, source)
-            key = (issue.line, issue.column, issue.message)
-            if key not in seen:
-                seen.add(key)
-                issues.append(issue)
-        # Model-level checks run only when every field of that model is valid: drop the bad
-        # values and validate again, so one wrong field does not hide the next problem.
-        progressed = False
-        for err in errors:
-            if _prune(data, err["loc"]):
-                pruned.append(tuple(err["loc"]))
-                progressed = True
-        if not progressed:
-            break
-    if issues:
-        issues.sort(key=lambda i: (i.line, i.column))
-        return None, issues
-    return policy, []
+    try:
+        policy = Policy.model_validate(doc.data, context={SEPARATE_CHECKS: True})
+    except ValidationError as exc:
+        errors += [_issue(err, doc) for err in exc.errors(include_url=False)]
+    # cross-field checks see the validated values when there are any, else the raw data
+    checked = policy.model_dump(by_alias=True) if policy is not None else doc.data
+    errors += [doc.issue(loc, message) for loc, message in policy_problems(checked)]
+    if errors:
+        return Checked(None, _ordered(errors))
+    assert policy is not None
+    found = _warnings(policy) if warnings else []
+    return Checked(policy, [], _ordered([doc.issue(loc, message) for loc, message in found]))
 
 
-_PASSES = 4
-
-
-def _under(loc: tuple[str | int, ...], pruned: list[Loc]) -> bool:
-    return any(loc[: len(p)] == p or p[: len(loc)] == loc for p in pruned)
-
-
-def _prune(data: Any, loc: tuple[str | int, ...]) -> bool:
-    """Delete the value at the deepest mapping key along ``loc``; True if something went."""
-    parent: Any = None
-    key: str | int | None = None
-    node = data
-    for step in loc:
-        if isinstance(node, dict) and step in node:
-            parent, key, node = node, step, node[step]
-        elif isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
-            node = node[step]
-        else:
-            break
-    if isinstance(parent, dict) and key is not None:
-        del parent[key]
-        return True
-    return False
+def _ordered(issues: list[Issue]) -> list[Issue]:
+    unique = {(i.line, i.column, i.path, i.message): i for i in issues}
+    return sorted(unique.values(), key=lambda i: (i.line, i.column))
 
 
 # --- YAML positions --------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Document:
+    """A parsed policy: its data, its YAML nodes, and the nodes at each location of the data."""
+
+    source: str
+    root: yaml.Node
+    data: Any
+    # location (keys as loaded, list indexes) -> (key node, value node)
+    nodes: dict[Loc, tuple[yaml.Node | None, yaml.Node]] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str, source: str) -> _Document | Issue:
+        try:
+            loader = yaml.SafeLoader(text)
+            try:
+                root = loader.get_single_node()
+                data = loader.construct_document(root) if root is not None else None
+            finally:
+                loader.dispose()
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+            problem = " ".join(p for p in (exc.context, exc.problem) if p)
+            return Issue(source, line, col, "", f"not valid YAML: {problem}")
+        except yaml.YAMLError as exc:
+            return Issue(source, 1, 1, "", f"not valid YAML: {exc}")
+        if root is None or data is None:
+            return Issue(source, 1, 1, "", "the file is empty; start from policies/default.yaml")
+        doc = cls(source, root, data)
+        doc._index(root, (), None, yaml.constructor.SafeConstructor())
+        return doc
+
+    def _index(
+        self,
+        node: yaml.Node,
+        loc: Loc,
+        key: yaml.Node | None,
+        keys: yaml.constructor.SafeConstructor,
+    ) -> None:
+        self.nodes[loc] = (key, node)
+        if isinstance(node, yaml.MappingNode):
+            # merge keys are already flattened into node.value; for duplicates the last one wins,
+            # as it does in the data
+            for key_node, value_node in node.value:
+                step = _scalar(key_node, keys)
+                if step is not None:
+                    self._index(value_node, (*loc, step), key_node, keys)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._index(item, (*loc, i), None, keys)
+
+    def find(self, loc: Loc) -> tuple[Loc, yaml.Node | None, yaml.Node]:
+        """The longest prefix of ``loc`` that the file has, with its key and value nodes."""
+        for depth in range(len(loc), -1, -1):
+            hit = self.nodes.get(loc[:depth])
+            if hit is not None:
+                return loc[:depth], hit[0], hit[1]
+        return (), None, self.root
+
+    def path(self, loc: Loc) -> str:
+        """``loc`` as the user wrote it: a key YAML read as a boolean shows as written (``NO``)."""
+        steps: list[str | int] = []
+        for depth, step in enumerate(loc, 1):
+            key = self.nodes.get(loc[:depth], (None, None))[0]
+            if not isinstance(step, str) and isinstance(key, yaml.ScalarNode):
+                steps.append(str(key.value))
+            else:
+                steps.append(step if isinstance(step, str | int) else str(step))
+        return path_text(tuple(steps))
+
+    def issue(self, loc: Loc, message: str, *, at_key: bool = False) -> Issue:
+        """An issue at ``loc`` (at its key when ``at_key``, e.g. an unknown or misspelt key)."""
+        found, key_node, node = self.find(loc)
+        target = key_node if at_key and key_node is not None and found == loc else node
+        mark = target.start_mark
+        return Issue(self.source, mark.line + 1, mark.column + 1, self.path(loc), message)
+
+
+def _scalar(node: yaml.Node, constructor: yaml.constructor.SafeConstructor) -> Any:
+    """The value YAML gives a scalar (``NO`` -> False, ``1`` -> 1) if hashable, else None."""
+    if not isinstance(node, yaml.ScalarNode):
+        return None
+    try:
+        value = constructor.construct_object(node)
+    except yaml.YAMLError:
+        return None
+    return value if isinstance(value, typing.Hashable) else None
 
 
 def _duplicates(node: yaml.Node, source: str, path: Loc = ()) -> list[Issue]:
@@ -172,7 +236,7 @@ def _duplicates(node: yaml.Node, source: str, path: Loc = ()) -> list[Issue]:
                         source,
                         key_node.start_mark.line + 1,
                         key_node.start_mark.column + 1,
-                        _path((*path, key)),
+                        path_text((*path, key)),
                         f"duplicate {what} {key!r} (first defined on line {prev}); "
                         "merge the two or rename one",
                     )
@@ -186,86 +250,23 @@ def _duplicates(node: yaml.Node, source: str, path: Loc = ()) -> list[Issue]:
     return out
 
 
-def _find(root: yaml.Node, loc: Loc) -> tuple[yaml.Node, yaml.Node | None, int]:
-    """The deepest node along ``loc``, the key node of its last step, and the depth reached."""
-    node, key_node, depth = root, None, 0
-    for step in loc:
-        if isinstance(node, yaml.MappingNode):
-            # the last of duplicate keys is the one PyYAML keeps
-            hits = [
-                (k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == step
-            ]
-            hit = hits[-1] if hits else None
-            if hit is None:
-                break
-            key_node, node = hit
-        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int):
-            if not 0 <= step < len(node.value):
-                break
-            key_node, node = None, node.value[step]
-        else:
-            break
-        depth += 1
-    return node, key_node, depth
-
-
-def _path(loc: Loc) -> str:
-    out = ""
-    for step in loc:
-        if isinstance(step, int):
-            out += f"[{step}]"
-        else:
-            out += ("." if out else "") + str(step)
-    return out
-
-
-_EMBEDDED_PATH = re.compile(
-    r"^((?:[A-Za-z_][\w-]*)(?:\.[A-Za-z_][\w-]*|\[\d+\])*)\s*:\s+(.*)$", re.S
-)
-
-
-_UNKNOWN_CHOICE = re.compile(r"unknown [\w ]+? '([^']+)'; use one of \[([^\]]*)\]")
-
-
-def _loc_of(text: str) -> Loc:
-    steps: list[str | int] = []
-    for part in re.finditer(r"([A-Za-z_][\w-]*)|\[(\d+)\]", text):
-        steps.append(int(part.group(2)) if part.group(2) is not None else part.group(1))
-    return tuple(steps)
-
-
 # --- pydantic errors -> issues ---------------------------------------------------------------
 
 
-def _issue(err: ErrorDetails, root: yaml.Node, source: str) -> Issue:
-    loc: Loc = tuple(s for s in err["loc"] if isinstance(s, int) or not _is_internal(s))
-    message = _message(err, loc)
-    # model-level validators name the exact field in their message ("carbon.fallback[0]: ...")
-    embedded = _EMBEDDED_PATH.match(message)
-    if embedded is not None:
-        inner = _loc_of(embedded.group(1))
-        if inner[: len(loc)] == loc or (loc and inner[:1] == loc[:1]):
-            loc, message = inner, embedded.group(2)
-        elif loc and inner and _find(root, (*loc, *inner))[2] == len(loc) + len(inner):
-            loc, message = (*loc, *inner), embedded.group(2)
-    unknown = _UNKNOWN_CHOICE.search(message)
-    if unknown is not None and "did you mean" not in message:
-        options = re.findall(r"'([^']*)'", unknown.group(2))
-        hint = _did_you_mean(unknown.group(1), options)
-        if hint:
-            message = f"{message}{hint}"
-    node, key_node, depth = _find(root, loc)
-    target = node
-    if err["type"] == "extra_forbidden" and key_node is not None and depth == len(loc):
-        target = key_node
-    mark = target.start_mark
-    # an unknown key belongs to the mapping that holds it: "classes.x.selector: unknown key ..."
-    where = loc[:-1] if err["type"] == "extra_forbidden" else loc
-    return Issue(source, mark.line + 1, mark.column + 1, _path(where), message)
+def _issue(err: ErrorDetails, doc: _Document) -> Issue:
+    raw = err["loc"]
+    at_key = "[key]" in raw  # a mapping key of the wrong form (a class name, a term, a zone)
+    loc: Loc = tuple(s for s in raw if not (isinstance(s, str) and _is_internal(s)))
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        # an unknown key belongs to the mapping that holds it: "classes.x.selector: unknown key"
+        issue = doc.issue(loc, _message(err, loc), at_key=True)
+        return Issue(issue.file, issue.line, issue.column, doc.path(loc[:-1]), issue.message)
+    return doc.issue(loc, _message(err, loc), at_key=at_key)
 
 
 def _is_internal(step: str) -> bool:
-    # pydantic adds steps such as 'function-after[...]' or union tags to some locations
+    # pydantic adds steps such as 'function-after[...]', '[key]' or union tags to some locations
     return "[" in step or step in ("function-after", "function-before", "function-plain")
 
 
@@ -277,7 +278,7 @@ def _message(err: ErrorDetails, loc: Loc) -> str:
     if kind == "extra_forbidden":
         key = loc[-1] if loc else "?"
         allowed = _allowed_keys(loc[:-1])
-        hint = _did_you_mean(str(key), allowed)
+        hint = did_you_mean(str(key), allowed)
         listing = f"; allowed keys: {', '.join(allowed)}" if allowed and not hint else ""
         return f"unknown key {key!r}{hint}{listing}"
     if kind == "missing":
@@ -293,41 +294,34 @@ def _message(err: ErrorDetails, loc: Loc) -> str:
     if kind == "literal_error":
         expected = str(ctx.get("expected", ""))
         options = re.findall(r"'([^']*)'", expected)
-        hint = _did_you_mean(str(value), options) if isinstance(value, str) else ""
+        hint = did_you_mean(str(value), options) if isinstance(value, str) else ""
         return f"must be one of {expected} (got {got}){hint}"
     if kind in ("float_parsing", "float_type", "int_parsing", "int_type"):
         return f"must be a number (got {got})"
+    if kind == "int_from_float":
+        return f"must be a whole number (got {got})"
+    if kind == "finite_number":
+        return f"must be a finite number (got {got})"
     if kind in ("bool_parsing", "bool_type"):
         return f"must be true or false (got {got})"
-    if kind in ("string_type",):
+    if kind == "string_type":
         return f"must be a string (got {got})"
     if kind in ("dict_type", "model_type", "model_attributes_type"):
         return f"must be a mapping of keys to values (got {type(value).__name__} {got})"
     if kind in ("list_type", "tuple_type"):
         return f"must be a list (got {type(value).__name__} {got})"
-    if kind == "string_too_short":
+    if kind in ("string_too_short", "too_short"):
         return "must not be empty"
     if kind == "string_pattern_mismatch":
         return f"{got} does not have the expected form ({ctx.get('pattern')})"
-    msg = err["msg"]
-    for prefix in ("Value error, ", "Assertion failed, "):
-        if msg.startswith(prefix):
-            msg = msg[len(prefix) :]
-    return msg
+    if kind in ("value_error", "assertion_error") and "error" in ctx:
+        return str(ctx["error"])  # raised by lowcarb's own validators: already in its words
+    return f"{got} is not valid here ({kind.replace('_', ' ')})"
 
 
 def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _did_you_mean(word: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    if not close:
-        lowered = {o.lower(): o for o in options}
-        if word.lower() in lowered:
-            close = [lowered[word.lower()]]
-    return f", did you mean {close[0]!r}?" if close else ""
 
 
 def _allowed_keys(loc: Loc) -> list[str]:
@@ -383,34 +377,17 @@ KNOWN_OWNER_KINDS = (
 )  # fmt: skip
 
 
-def lint_text(text: str, source: str = "<policy>") -> list[Issue]:
-    """Warnings for a valid policy: owner kinds that look like typos, classes no selector can
-    reach, residency zones no carbon source knows. Empty for an invalid policy."""
-    policy, issues = validate_text(text, source)
-    if policy is None or issues:
-        return []
-    root = yaml.SafeLoader(text).get_single_node()
-    assert root is not None
-    return [_at(root, source, loc, message) for loc, message in _warnings(policy)]
-
-
-def _at(root: yaml.Node, source: str, loc: Loc, message: str) -> Issue:
-    node, _, _ = _find(root, loc)
-    mark = node.start_mark
-    return Issue(source, mark.line + 1, mark.column + 1, _path(loc), message)
-
-
-def _warnings(policy: Policy) -> list[tuple[Loc, str]]:
+def _warnings(policy: Policy) -> list[Problem]:
     from carbon.zones import builtin_annual_means  # data tables: loaded only when linting
 
-    out: list[tuple[Loc, str]] = []
+    out: list[Problem] = []
     known_zones = set(builtin_annual_means()) | set(policy.carbon.static)
     known_zones |= set(policy.carbon.zones.values())
     for name, cls in policy.classes.items():
         base: Loc = ("classes", name)
         for i, kind in enumerate(cls.selector.ownerKinds):
             if kind not in KNOWN_OWNER_KINDS:
-                hint = _did_you_mean(kind, list(KNOWN_OWNER_KINDS))
+                hint = did_you_mean(kind, list(KNOWN_OWNER_KINDS))
                 out.append(
                     (
                         (*base, "selector", "ownerKinds", i),

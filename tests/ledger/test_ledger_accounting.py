@@ -128,7 +128,7 @@ def test_counterfactual_with_gate_hold_and_intensity_fallback() -> None:
 def test_policy_errors_name_the_field() -> None:
     with pytest.raises(ValidationError, match="marketFactors") as err:
         AccountingPolicy.model_validate({"marketFactors": {"DE": -3}})
-    assert "use gCO2e/kWh in [0, 2000]" in str(err.value)
+    assert "use gCO2e/kWh between 0 and 2000" in str(err.value)
     with pytest.raises(ValidationError, match="residualMixx"):
         AccountingPolicy.model_validate({"residualMixx": {}})
     with pytest.raises(ValidationError, match="http:// or https://"):
