@@ -13,7 +13,7 @@ reported together:
   the raw data, so they run even when some field is wrong.
 
 Each problem is mapped back to the YAML node at its path and said in lowcarb's words with a hint
-where one helps (``did you mean 'matchLabels'?``). Warnings (valid, but
+where one helps (``did you mean 'matchLabels'?``, ``quote it as "NO"``). Warnings (valid, but
 probably not what was meant) come from :func:`_warnings` once the policy is valid.
 """
 
@@ -262,7 +262,40 @@ def _issue(err: ErrorDetails, doc: _Document) -> Issue:
         # an unknown key belongs to the mapping that holds it: "classes.x.selector: unknown key"
         issue = doc.issue(loc, _message(err, loc), at_key=True)
         return Issue(issue.file, issue.line, issue.column, doc.path(loc[:-1]), issue.message)
-    return doc.issue(loc, _message(err, loc), at_key=at_key)
+    message = _message(err, loc)
+    found, key_node, node = doc.find(loc)
+    if kind == "string_type" and found == loc:
+        hint = _yaml11_hint(key_node if at_key else node, key=at_key)
+        if hint:
+            message = f"must be a string, but {hint}"
+    return doc.issue(loc, message, at_key=at_key)
+
+
+_YAML11 = {
+    "bool": "YAML 1.1 reads the unquoted {what} {text} as the boolean {value}",
+    "null": "YAML reads the unquoted {what} {text} as null (no value)",
+    "int": "YAML reads the unquoted {what} {text} as a number",
+    "float": "YAML reads the unquoted {what} {text} as a number",
+}
+
+
+def _yaml11_hint(node: yaml.Node | None, *, key: bool) -> str:
+    """``YAML 1.1 reads the unquoted key NO as the boolean false; quote it as "NO"`` when a plain
+    scalar (Norway's ``NO``, ``yes``, ``off``, ``~``, ``1.10``) was read as something other than
+    the string it looks like."""
+    if not isinstance(node, yaml.ScalarNode) or node.style is not None:
+        return ""
+    kind = node.tag.rsplit(":", 1)[-1]
+    if kind not in _YAML11:
+        return ""
+    what = "key" if key else "value"
+    if kind == "null" and not node.value:
+        return f"the {what} is empty, which YAML reads as null; write the string"
+    value = _scalar(node, yaml.constructor.SafeConstructor())
+    said = _YAML11[kind].format(
+        what=what, text=node.value, value=str(value).lower() if kind == "bool" else value
+    )
+    return f'{said}; quote it as "{node.value}"'
 
 
 def _is_internal(step: str) -> bool:

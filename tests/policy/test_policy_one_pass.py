@@ -1,5 +1,6 @@
 """Every error of a policy in one pass: cross-field problems (fallback chain, zone-mapping loop,
-class names, selector requirements, weights, the default class) are reported beside wrong fields."""
+class names, selector requirements, weights, the default class) are reported beside wrong fields,
+and a YAML 1.1 surprise (``NO`` read as false) says to quote the value."""
 
 from __future__ import annotations
 
@@ -108,6 +109,55 @@ def test_cli_prints_every_error_in_one_run(tmp_path: Path) -> None:
         (line, col) for line, col, *_ in EXPECTED
     ]
     assert f"{path}: invalid ({len(EXPECTED)} errors)" in result.stderr
+
+
+NORWAY = """\
+apiVersion: lowcarb.dev/v1
+kind: Policy
+carbon:
+  zones: {eu-north-1: NO}
+accounting:
+  marketFactors: {NO: 5, SE: 10}
+classes:
+  nordic:
+    selector:
+      namespaces: [nordic]
+      matchLabels: {tier: }
+    constraints: {allowedZones: [SE, no, Off]}
+"""
+
+
+def test_yaml_11_booleans_get_a_quote_hint() -> None:
+    policy, issues = validate_text(NORWAY, "p.yaml")
+    assert policy is None
+    found = {i.path: i for i in issues}
+    assert list(found) == [
+        "carbon.zones.eu-north-1",
+        "accounting.marketFactors.NO",
+        "classes.nordic.selector.matchLabels.tier",
+        "classes.nordic.constraints.allowedZones[1]",
+        "classes.nordic.constraints.allowedZones[2]",
+    ]
+    key = found["accounting.marketFactors.NO"]
+    assert (key.line, key.column) == (6, 19)  # the key itself
+    assert 'quote it as "NO"' in key.message and "false" in key.message
+    assert 'quote it as "NO"' in found["carbon.zones.eu-north-1"].message
+    assert 'quote it as "no"' in found["classes.nordic.constraints.allowedZones[1]"].message
+    assert 'quote it as "Off"' in found["classes.nordic.constraints.allowedZones[2]"].message
+    assert "empty" in found["classes.nordic.selector.matchLabels.tier"].message
+
+
+def test_quoted_yaml_11_words_are_strings() -> None:
+    quoted = (
+        NORWAY.replace("eu-north-1: NO", 'eu-north-1: "NO"')
+        .replace("{NO: 5", '{"NO": 5')
+        .replace("tier: }", 'tier: "gold"}')
+        .replace("[SE, no, Off]", "[SE, 'no', 'Off']")
+    )
+    policy, issues = validate_text(quoted, "p.yaml")
+    assert issues == [] and policy is not None
+    assert policy.accounting.market_factors == {"NO": 5.0, "SE": 10.0}
+    assert policy.carbon.zones == {"eu-north-1": "NO"}
 
 
 @pytest.mark.parametrize(
