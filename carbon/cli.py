@@ -1,20 +1,19 @@
-"""``lowcarb carbon`` commands: ``show`` current and forecast intensity per zone.
+"""What ``lowcarb carbon show`` does: current and forecast intensity per zone.
 
-Builds a :class:`~carbon.cache.CarbonCache` from the policy's ``carbon:`` section (or the embedded
-default), refreshes it once and prints a rich table, or JSON with ``--json``. Exit 0 when every
-zone got a value from some source of the chain, 1 when some zone got none, 2 on bad input.
+:func:`run_show` builds a :class:`~carbon.cache.CarbonCache` from a policy's ``carbon:`` section
+(or the embedded default), refreshes it once and prints a rich table, or JSON with ``--json``.
+Exit 0 when every zone got a value from some source of the chain, 1 when some zone got none, 2 on
+bad input. The command itself (:mod:`scheduler.cli_carbon`) reads ``--policy`` with the one policy
+loader, so a bad policy is reported as ``lowcarb policy validate`` reports it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import math
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
-import yaml
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
@@ -24,38 +23,10 @@ from carbon.config import STATIC_NAME, CarbonConfig, ProviderConfig
 from carbon.duration import parse_duration
 from carbon.providers.base import known_types
 
-app = typer.Typer(
-    help="Carbon-intensity data: providers, cache and fallback.", no_args_is_help=True
-)
-
-
-@app.callback()
-def _group() -> None:
-    """Carbon-intensity data commands."""
-
 
 def _fail(message: str) -> typer.Exit:
     Console(stderr=True).print(f"[red]error:[/red] {message}")
     return typer.Exit(code=2)
-
-
-def load_policy_carbon(path: Path) -> CarbonConfig:
-    """The ``carbon:`` section of a policy YAML file (the default when the section is absent)."""
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise _fail(f"--policy {path}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise _fail(f"--policy {path}: not valid YAML: {exc}") from None
-    if doc is None:
-        return CarbonConfig()
-    if not isinstance(doc, dict):
-        raise _fail(f"--policy {path}: expected a mapping at the top level")
-    try:
-        return CarbonConfig.model_validate(doc.get("carbon") or {})
-    except ValidationError as exc:
-        lines = [f"  carbon.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise _fail(f"--policy {path}: invalid carbon section\n" + "\n".join(lines)) from None
 
 
 def build_config(
@@ -83,8 +54,9 @@ def build_config(
     data["fallback"] = chain
     try:
         return CarbonConfig.model_validate(data)
-    except ValidationError as exc:
-        raise _fail(str(exc)) from None
+    except ValidationError as exc:  # lowcarb's own check messages (the options are well-typed)
+        errors = [str(e.get("ctx", {}).get("error", e["msg"])) for e in exc.errors()]
+        raise _fail("; ".join(errors)) from None
 
 
 def _zone_result(snap: CarbonSnapshot, zone: str, now: float, horizon: float) -> dict[str, Any]:
@@ -177,27 +149,19 @@ def _table(results: list[dict[str, Any]], horizon: float, now: float) -> Table:
     return table
 
 
-@app.command()
-def show(
-    zones: Annotated[
-        str, typer.Option("--zones", help="Comma-separated zone keys, e.g. DE,FR,GB.")
-    ],
-    forecast: Annotated[
-        str | None, typer.Option("--forecast", help="Also show the forecast, e.g. 24h.")
-    ] = None,
-    provider: Annotated[
-        str | None, typer.Option("--provider", help="Primary provider name or type.")
-    ] = None,
-    fallback: Annotated[
-        list[str] | None,
-        typer.Option("--fallback", help="Fallback provider (repeatable); static is always last."),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    policy: Annotated[
-        Path | None, typer.Option("--policy", help="Policy YAML; its carbon: section is used.")
-    ] = None,
+def run_show(
+    base: CarbonConfig,
+    zones: str,
+    forecast: str | None,
+    provider: str | None,
+    fallback: list[str] | None,
+    as_json: bool,
 ) -> None:
-    """Show current (and forecast) carbon intensity per zone, with source and age."""
+    """Show current (and forecast) carbon intensity per zone, with source and age.
+
+    ``base`` is the policy's carbon section; the other arguments are the command's options.
+    Raises :class:`typer.Exit`: 1 when some zone got no value, 2 on bad input.
+    """
     zone_list = [z.strip() for z in zones.split(",") if z.strip()]
     if not zone_list:
         raise _fail("--zones: give at least one zone key, e.g. --zones DE,FR,GB")
@@ -207,9 +171,6 @@ def show(
             horizon = parse_duration(forecast)
         except ValueError as exc:
             raise _fail(f"--forecast: {exc}") from None
-        if not math.isfinite(horizon) or horizon <= 0:
-            raise _fail("--forecast: give a positive duration such as 24h")
-    base = load_policy_carbon(policy) if policy else CarbonConfig()
     config = build_config(base, provider, fallback)
     results, now = asyncio.run(_collect(config, zone_list, horizon))
     if as_json:

@@ -133,7 +133,7 @@ def _register_subcommands() -> None:
     import importlib
 
     groups = {
-        "carbon": ("carbon.cli", "app"),
+        "carbon": ("scheduler.cli_carbon", "app"),
         "policy": ("scheduler.cli_policy", "app"),
         "gates": ("scheduler.cli_gates", "app"),
     }

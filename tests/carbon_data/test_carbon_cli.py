@@ -10,7 +10,8 @@ import yaml
 from carbon_support import LoopbackServer, fixture_route
 from typer.testing import CliRunner
 
-from carbon.cli import app
+from scheduler.cli import app as lowcarb
+from scheduler.cli_carbon import app
 
 runner = CliRunner()
 EM = "/v3/carbon-intensity"
@@ -65,6 +66,28 @@ def test_bad_policy_section_exits_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["show", "--zones", "DE", "--policy", str(policy)])
     assert result.exit_code == 2
     assert "carbon.fallback" in result.output
+
+
+BAD_POLICY = """\
+carbon:
+  providers:
+    - {name: em, type: electricitymaps, refresh: soon}
+  fallback: [em]
+classes:
+  Batch: {}
+"""
+
+
+def test_bad_policy_is_reported_as_policy_validate_reports_it(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(BAD_POLICY)
+    validate = runner.invoke(lowcarb, ["policy", "validate", str(policy)])
+    issues = validate.stderr.splitlines()[:-1]  # then "{policy}: invalid (3 errors)"
+    assert [line.split(":")[1] for line in issues] == ["3", "4", "6"], validate.stderr
+    result = runner.invoke(lowcarb, ["carbon", "show", "--zones", "DE", "--policy", str(policy)])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[:3] == issues  # the same FILE:LINE:COLUMN: FIELD: lines
+    assert "Traceback" not in result.output
 
 
 def test_policy_with_live_provider_over_loopback(tmp_path: Path) -> None:

@@ -1,0 +1,67 @@
+"""``lowcarb carbon``: carbon-intensity data commands (``show``).
+
+The command reads ``--policy`` with the one policy loader (:func:`scheduler.policy.load_policy`),
+so a bad policy is reported as ``lowcarb policy validate`` reports it: every error, each with
+file:line:column (exit 2). The work itself is :func:`carbon.cli.run_show`; the carbon package
+never imports the scheduler, so the command that owns policy loading lives here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from carbon.cli import run_show
+from carbon.config import CarbonConfig
+from scheduler.policy import load_policy
+from scheduler.validate import PolicyError
+
+app = typer.Typer(
+    help="Carbon-intensity data: providers, cache and fallback.", no_args_is_help=True
+)
+
+
+@app.callback()
+def _group() -> None:
+    """Carbon-intensity data commands."""
+
+
+def policy_carbon(path: Path | None) -> CarbonConfig:
+    """The ``carbon:`` section of the policy at ``path`` (the default section when None);
+    every problem of the file on stderr and exit 2 when it is invalid."""
+    if path is None:
+        return CarbonConfig()
+    try:
+        return load_policy(path).carbon
+    except PolicyError as exc:
+        for issue in exc.issues:
+            typer.echo(str(issue), err=True)
+        n = len(exc.issues)
+        typer.echo(f"error: --policy {path}: invalid ({n} error{'s' if n != 1 else ''})", err=True)
+        raise typer.Exit(code=2) from None
+
+
+@app.command()
+def show(
+    zones: Annotated[
+        str, typer.Option("--zones", help="Comma-separated zone keys, e.g. DE,FR,GB.")
+    ],
+    forecast: Annotated[
+        str | None, typer.Option("--forecast", help="Also show the forecast, e.g. 24h.")
+    ] = None,
+    provider: Annotated[
+        str | None, typer.Option("--provider", help="Primary provider name or type.")
+    ] = None,
+    fallback: Annotated[
+        list[str] | None,
+        typer.Option("--fallback", help="Fallback provider (repeatable); static is always last."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="Policy YAML; its carbon: section is used.")
+    ] = None,
+) -> None:
+    """Show current (and forecast) carbon intensity per zone, with source and age."""
+    run_show(policy_carbon(policy), zones, forecast, provider, fallback, as_json)
