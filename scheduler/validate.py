@@ -385,13 +385,17 @@ KNOWN_OWNER_KINDS = (
 
 def lint_text(text: str, source: str = "<policy>") -> list[Issue]:
     """Warnings for a valid policy: owner kinds that look like typos, classes no selector can
-    reach, residency zones no carbon source knows. Empty for an invalid policy."""
+    reach, residency zones no carbon source knows, and the carbon-coverage warnings of
+    :mod:`scheduler.carbon_lint`. Empty for an invalid policy."""
+    from scheduler.carbon_lint import carbon_warnings  # data tables: loaded only when linting
+
     policy, issues = validate_text(text, source)
     if policy is None or issues:
         return []
     root = yaml.SafeLoader(text).get_single_node()
     assert root is not None
-    return [_at(root, source, loc, message) for loc, message in _warnings(policy)]
+    found = _warnings(policy) + carbon_warnings(policy)
+    return [_at(root, source, loc, message) for loc, message in found]
 
 
 def _at(root: yaml.Node, source: str, loc: Loc, message: str) -> Issue:
