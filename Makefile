@@ -1,19 +1,31 @@
-# lowcarb developer entry points. Every target creates .venv when it is missing.
+# lowcarb developer entry points. Every target creates .venv when it is missing and installs
+# exactly what requirements.lock pins (hash-checked); `make lock` refreshes the lock.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+LOCK := requirements.lock
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8888
+# The lock tool, pinned; `make lock` installs it beside the venv's packages, not among them.
+UV_VERSION := 0.13.9
+UV := $(VENV)/tools/uv-$(UV_VERSION)/bin/uv
 
-.PHONY: serve test lint typecheck pytest bench bench-quick clean
+.PHONY: serve test lint typecheck pytest bench bench-quick lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+# The lock pins every runtime and dev dependency (pyproject.toml's dependencies and its `dev`
+# extra) plus pip and the build backend, with hashes: pip installs those exact files and
+# resolves nothing. The project itself goes in editable with --no-deps and no build isolation
+# (setuptools and wheel come from the lock), and `pip check` fails if pyproject.toml asks for
+# something the lock does not cover (run `make lock`).
+$(STAMP): $(LOCK) pyproject.toml | $(BIN)/python
+	@echo "installing from $(LOCK) ($$(grep -c '^[a-z]' $(LOCK)) pinned requirements, hashes required)"
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 serve: $(STAMP)
@@ -36,6 +48,19 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/latency.py
 	$(BIN)/python benchmarks/fragmentation.py --quick
 	$(BIN)/python benchmarks/placement.py --quick
+
+$(UV): | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --target $(VENV)/tools/uv-$(UV_VERSION) "uv==$(UV_VERSION)"
+
+# Re-resolve the lock from pyproject.toml for every platform and Python >= 3.11, keeping the
+# current pins that still fit; `make lock UPGRADE=1` moves every pin to the newest release.
+# pip and [build-system] requires are locked too, so the install above needs nothing else.
+lock: | $(UV)
+	$(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], "pip", sep="\n")' \
+	  | $(UV) pip compile pyproject.toml - --extra dev --universal --python-version 3.11 \
+	    --generate-hashes --custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade) \
+	    --quiet -o $(LOCK)
+	@echo "$(LOCK): $$(grep -c '^[a-z]' $(LOCK)) pinned requirements"
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -2,9 +2,10 @@
 
 :func:`run_show` builds a :class:`~carbon.cache.CarbonCache` from a policy's ``carbon:`` section
 (or the embedded default), refreshes it once and prints a rich table, or JSON with ``--json``.
-Exit 0 when every zone got a value from some source of the chain, 1 when some zone got none, 2 on
-bad input. The command itself (:mod:`scheduler.cli_carbon`) reads ``--policy`` with the one policy
-loader, so a bad policy is reported as ``lowcarb policy validate`` reports it.
+Exit 0 when every zone got a value from some source of the chain, 1 when some zone got none (that
+zone is listed with the reason ``unknown_zone`` and how to fix it), 2 on bad input. The command
+itself (:mod:`scheduler.cli_carbon`) reads ``--policy`` with the one policy loader, so a bad
+policy is reported as ``lowcarb policy validate`` reports it.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from typing import Any
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from carbon.cache import CarbonCache, CarbonSnapshot
 from carbon.config import STATIC_NAME, CarbonConfig, ProviderConfig
 from carbon.duration import parse_duration
+from carbon.gaps import UNKNOWN_ZONE, unknown_zone_message
 from carbon.providers.base import known_types
 
 
@@ -59,10 +62,21 @@ def build_config(
         raise _fail("; ".join(errors)) from None
 
 
-def _zone_result(snap: CarbonSnapshot, zone: str, now: float, horizon: float) -> dict[str, Any]:
+def _zone_result(
+    snap: CarbonSnapshot, zone: str, now: float, horizon: float, chain: list[str]
+) -> dict[str, Any]:
     reading = snap.reading(zone)
     if reading is None:
-        return {"zone": zone, "value": None}
+        return {
+            "zone": zone,
+            "value": None,
+            "missing": {
+                "g_per_kwh": None,
+                "source": None,
+                "reason": UNKNOWN_ZONE,
+                "message": unknown_zone_message(zone, chain),
+            },
+        }
     out: dict[str, Any] = {
         "zone": zone,
         "value": {
@@ -103,7 +117,7 @@ async def _collect(
     try:
         snap = await cache.refresh_once()
         now = cache.clock()
-        return [_zone_result(snap, z, now, horizon) for z in zones], now
+        return [_zone_result(snap, z, now, horizon, config.fallback) for z in zones], now
     finally:
         await cache.stop()
 
@@ -128,7 +142,7 @@ def _table(results: list[dict[str, Any]], horizon: float, now: float) -> Table:
     for res in results:
         val = res["value"]
         if val is None:
-            table.add_row(res["zone"], "-", "[red]no source[/red]", "-", "-", "-")
+            table.add_row(res["zone"], "-", f"[red]{UNKNOWN_ZONE}[/red]", "-", "-", "-")
             continue
         row = [
             res["zone"],
@@ -176,12 +190,17 @@ def run_show(
     if as_json:
         payload: dict[str, Any] = {"zones": {}}
         for res in results:
-            entry = res["value"]
-            if entry is not None and "forecast" in res:
+            entry = res["value"] if res["value"] is not None else res["missing"]
+            if "forecast" in res:
                 entry = {**entry, "forecast": res["forecast"]}
             payload["zones"][res["zone"]] = entry
         typer.echo(json.dumps(payload))
     else:
-        Console().print(_table(results, horizon, now))
+        console = Console()
+        console.print(_table(results, horizon, now))
+        for res in results:
+            if res["value"] is None:
+                zone, message = escape(res["zone"]), escape(res["missing"]["message"])
+                console.print(f"[red]{zone}: {UNKNOWN_ZONE}[/red] {message}")
     if any(res["value"] is None for res in results):
         raise typer.Exit(code=1)

@@ -52,6 +52,12 @@ def builtin_annual_means() -> dict[str, float]:
 
 
 @cache
+def builtin_annual_mean_sources() -> dict[str, str]:
+    """Zone -> the ``source`` cell of its row (``eurosys24``, ``mean:A+B``, ``alias:Z``, ...)."""
+    return {r["zone"]: r["source"] for r in _rows("zone_annual_means.csv")}
+
+
+@cache
 def builtin_watttime_regions() -> dict[str, str]:
     """Zone -> WattTime region where known."""
     return {r["zone"]: r["watttime_region"] for r in _rows("watttime_regions.csv")}

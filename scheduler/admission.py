@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from scheduler import wire
+from scheduler.decode_errors import describe
 from scheduler.gates import GATE
 
 log = structlog.get_logger("lowcarb.admission")
@@ -76,8 +77,9 @@ def review(body: bytes, policy: Any) -> dict[str, Any]:
     opts in. Raises :class:`AdmissionError` when the body is not an AdmissionReview."""
     try:
         ar = _review.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise AdmissionError(f"body is not an admission.k8s.io/v1 AdmissionReview: {exc}") from exc
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+        kind = "an admission.k8s.io/v1 AdmissionReview"
+        raise AdmissionError(describe("body", kind, AdmissionReview, body, exc)) from exc
     if ar.request is None:
         raise AdmissionError("AdmissionReview has no 'request' (field request.uid is required)")
     req = ar.request
@@ -92,8 +94,9 @@ def review(body: bytes, policy: Any) -> dict[str, Any]:
     try:
         raw = _gates_only.decode(req.object)
         pod = wire.decode_pod(req.object)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        response["warnings"] = [f"lowcarb: pod not read, left unchanged: {exc}"[:500]]
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+        why = describe("the pod", "a v1.Pod", wire.Pod, bytes(req.object), exc)
+        response["warnings"] = [f"lowcarb: pod not read, left unchanged: {why}"[:500]]
         return out
     if raw.spec.nodeName or any(g.get("name") == GATE for g in raw.spec.schedulingGates or ()):
         return out

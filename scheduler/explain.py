@@ -10,10 +10,11 @@ and quantiser) and returns the JSON shape of issue 5::
      "carbon_data": {"SE": {"source": "static", "age_s": 0}}}
 
 plus ``class_reason``, ``expected_duration_s`` and ``notes`` (annotations that were ignored, zones
-without data). Nodes are listed best first, infeasible ones last. :func:`explain_routes` serves it
-over HTTP: ``GET /explain?pod=ns/name`` (cluster mode: the pod is read from the API server, since
-the node/pod cache keeps only bound pods' demands) and ``POST /explain`` with a Pod manifest (any
-mode); both score against every node the service knows.
+without data). A zone no carbon source knows is listed in ``carbon_data`` with null values and
+``"reason": "unknown_zone"``. Nodes are listed best first, infeasible ones last.
+:func:`explain_routes` serves it over HTTP: ``GET /explain?pod=ns/name`` (cluster mode: the pod
+is read from the API server, since the node/pod cache keeps only bound pods' demands) and
+``POST /explain`` with a Pod manifest (any mode); both score against every node the service knows.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from carbon.gaps import UNKNOWN_ZONE
 from carbon.types import CarbonView
 from scheduler import wire
 from scheduler.classes import ClassChoice
@@ -132,7 +134,7 @@ def _carbon_data(
                 "g_per_kwh": round(reading.g_per_kwh, 1),
             }
         else:
-            out[zone] = {"source": None, "age_s": None, "g_per_kwh": None}
+            out[zone] = {"source": None, "age_s": None, "g_per_kwh": None, "reason": UNKNOWN_ZONE}
     return out
 
 
@@ -194,7 +196,8 @@ def render(result: dict[str, Any], console: Console) -> None:
         for zone, d in result["carbon_data"].items():
             g = "-" if d["g_per_kwh"] is None else f"{d['g_per_kwh']:g}"
             age = "-" if d["age_s"] is None else f"{d['age_s']} s"
-            data.add_row(zone, g, str(d["source"] or "none"), age)
+            source = d["source"] or f"none ({d.get('reason') or UNKNOWN_ZONE})"
+            data.add_row(zone, g, str(source), age)
         console.print(data)
     for note in result["notes"]:
         console.print(f"[yellow]note:[/] {note}")

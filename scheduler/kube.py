@@ -130,6 +130,27 @@ class ApiUnavailable(KubeError):
     """The API server could not be reached or the connection broke (retry with backoff)."""
 
 
+def _unreachable(exc: httpx.HTTPError) -> str:
+    """Why a request got no answer, in lowcarb's words; the transport's own text follows in
+    parentheses for the log, as its wording is no contract."""
+    detail = f"({type(exc).__name__}: {exc})"
+    cause: BaseException | None = exc
+    while cause is not None:  # httpx wraps httpcore, which wraps ssl
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return (
+                "TLS: the API server's certificate is not trusted by the kubeconfig's "
+                f"certificate-authority, or does not name its host {detail}"
+            )
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"timed out connecting {detail}"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out waiting for the answer {detail}"
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect {detail}"
+    return f"connection failed {detail}"
+
+
 class ApiError(KubeError):
     """The API server answered with an error ``Status``."""
 
@@ -331,7 +352,7 @@ class KubeClient:
                 timeout=httpx.Timeout(timeout) if timeout else httpx.USE_CLIENT_DEFAULT,
             )
         except httpx.HTTPError as exc:
-            raise ApiUnavailable(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+            raise ApiUnavailable(f"{method} {path}: {_unreachable(exc)}") from exc
         if resp.status_code >= 400:
             raise ApiError(
                 resp.status_code, _decode_status(resp.status_code, resp.content), method, path
@@ -409,7 +430,7 @@ class KubeClient:
                         raise ApiError(status.code or 500, status, "GET", path)
                     yield event.type, bytes(event.object)
         except httpx.HTTPError as exc:
-            raise ApiUnavailable(f"watch {path}: {type(exc).__name__}: {exc}") from exc
+            raise ApiUnavailable(f"watch {path}: {_unreachable(exc)}") from exc
         except msgspec.DecodeError as exc:
             raise ApiUnavailable(f"watch {path}: undecodable event: {exc}") from exc
 

@@ -62,12 +62,20 @@ class PolicyStore:
         if digest == self._digest:
             return False
         try:
-            policy = policy_from_text(data.decode("utf-8"), str(self.path))
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self._digest = digest
+            return self._failed(
+                f"{self.path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+                f"{exc.start}); save the policy as UTF-8"
+            )
+        try:
+            policy = policy_from_text(text, str(self.path))
             engine = Engine(policy, previous=self._engine)
         except PolicyError as exc:
             self._digest = digest
             return self._failed(str(exc), [str(i) for i in exc.issues])
-        except Exception as exc:  # undecodable bytes, a term that fails to build, ...
+        except Exception as exc:  # a term that fails to build, ...
             self._digest = digest
             return self._failed(f"{self.path}: {type(exc).__name__}: {exc}")
         self._digest = digest

@@ -23,6 +23,7 @@ from carbon.ledger import PlacementRecord
 from carbon.types import CarbonView
 from scheduler import metrics, wire
 from scheduler.cluster import ClusterState, NodeTable
+from scheduler.decode_errors import json_problem
 from scheduler.demand import ANN_GPU_INDEX, DemandError, PodDemand, parse_demand
 from scheduler.engine import Engine
 from scheduler.records import owner_of, placement_record
@@ -212,7 +213,8 @@ class Extender:
         try:
             data = json.loads(body)
         except (ValueError, RecursionError) as exc:
-            raise wire.WireError(f"body is not ExtenderPreemptionArgs: {exc}") from exc
+            why = json_problem(body)
+            raise wire.WireError(f"body is not ExtenderPreemptionArgs: {why}") from exc
         if not isinstance(data, dict):
             raise wire.WireError("body is not ExtenderPreemptionArgs: expected a JSON object")
         folded = {k.lower(): v for k, v in data.items()}

@@ -14,7 +14,8 @@ reported together:
 
 Each problem is mapped back to the YAML node at its path and said in lowcarb's words with a hint
 where one helps (``did you mean 'matchLabels'?``, ``quote it as "NO"``). Warnings (valid, but
-probably not what was meant) come from :func:`_warnings` once the policy is valid.
+probably not what was meant) come from :func:`_warnings` and :mod:`scheduler.carbon_lint` once
+the policy is valid.
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ def validate_text(text: str, source: str = "<policy>") -> tuple[Policy | None, l
 
 def lint_text(text: str, source: str = "<policy>") -> list[Issue]:
     """Warnings for a valid policy: owner kinds that look like typos, classes no selector can
-    reach, residency zones no carbon source knows. Empty for an invalid policy."""
+    reach, residency zones no carbon source knows, and the carbon-coverage warnings of
+    :mod:`scheduler.carbon_lint`. Empty for an invalid policy."""
     return check_document(text, source).warnings
 
 
@@ -121,7 +123,11 @@ def check_document(text: str, source: str = "<policy>", *, warnings: bool = True
     if errors:
         return Checked(None, _ordered(errors))
     assert policy is not None
-    found = _warnings(policy) if warnings else []
+    if not warnings:
+        return Checked(policy, [])
+    from scheduler.carbon_lint import carbon_warnings  # data tables: loaded only when linting
+
+    found = _warnings(policy) + carbon_warnings(policy)
     return Checked(policy, [], _ordered([doc.issue(loc, message) for loc, message in found]))
 
 

@@ -16,6 +16,8 @@ import msgspec
 import numpy as np
 from msgspec import Raw, Struct
 
+from scheduler.decode_errors import describe as describe_decode_error
+
 
 class WireError(ValueError):
     """A request body that is not valid JSON or not the expected extender type (HTTP 400)."""
@@ -238,16 +240,10 @@ _BINDING_KEYS = {
 DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError)
 
 
-def _describe(kind: str, exc: BaseException) -> str:
-    """``body is not valid JSON: ...`` or ``body is not <kind>: ... - at `$.Field```."""
-    if isinstance(exc, RecursionError):
-        return "body is not valid JSON: nested too deeply"
-    if isinstance(exc, UnicodeDecodeError):
-        return f"body is not valid JSON: a string is not UTF-8 ({exc.reason} at byte {exc.start})"
-    if not isinstance(exc, msgspec.ValidationError):
-        return f"body is not valid JSON: {exc}"
-    text = str(exc).replace("Expected `object`, got", "expected a JSON object, got")
-    return f"body is not {kind}: {text}"
+def _describe(kind: str, typ: type, body: bytes | Raw, exc: BaseException) -> str:
+    """``body is not valid JSON: ...`` or ``body is not <kind>: <field>: expected ...``, in
+    lowcarb's words (:mod:`scheduler.decode_errors`), never the decoder's."""
+    return describe_decode_error("body", kind, typ, bytes(body), exc)
 
 
 def _fold_keys(body: bytes, canonical: dict[str, str]) -> dict[str, Any] | None:
@@ -266,47 +262,56 @@ def _fold_keys(body: bytes, canonical: dict[str, str]) -> dict[str, Any] | None:
 _A = TypeVar("_A", ExtenderArgs, ExtenderArgsKeys)
 
 
-def _decode_args(body: bytes, decoder: msgspec.json.Decoder[_A]) -> _A:
+def _decode_args(body: bytes, decoder: msgspec.json.Decoder[_A], typ: type[_A]) -> _A:
     try:
         args = decoder.decode(body)
     except DECODE_ERRORS as exc:
-        raise WireError(_describe("ExtenderArgs", exc)) from exc
+        raise WireError(_describe("ExtenderArgs", typ, body, exc)) from exc
     # kube-scheduler sends Go's spelling, so the fold pass runs only when a key is missing
     # (one of Nodes/NodeNames is always null, so only both missing or Pod missing count)
     if args.Pod is None or (args.Nodes is None and args.NodeNames is None):
+        folded_body = body
         try:
             folded = _fold_keys(body, _ARGS_KEYS)
             if folded:  # re-encoded so that node items stay raw JSON (msgspec.Raw)
-                args = decoder.decode(_encoder.encode(folded))
+                folded_body = _encoder.encode(folded)
+                args = decoder.decode(folded_body)
         except DECODE_ERRORS as exc:
-            raise WireError(_describe("ExtenderArgs", exc)) from exc
+            raise WireError(_describe("ExtenderArgs", typ, folded_body, exc)) from exc
     return args
 
 
 def decode_args(body: bytes) -> ExtenderArgs:
     """Decode an ``ExtenderArgs`` body; raise :class:`WireError` naming the problem."""
-    return _decode_args(body, _args_decoder)
+    return _decode_args(body, _args_decoder, ExtenderArgs)
 
 
 def decode_args_keys(body: bytes) -> ExtenderArgsKeys:
     """Decode an ``ExtenderArgs`` body keeping only each node's name and resourceVersion."""
-    return _decode_args(body, _args_keys_decoder)
+    return _decode_args(body, _args_keys_decoder, ExtenderArgsKeys)
 
 
 def decode_binding(body: bytes) -> ExtenderBindingArgs:
     """Decode an ``ExtenderBindingArgs`` body; raise :class:`WireError` naming the problem."""
+    decoded = body
     try:
         args = _binding_decoder.decode(body)
         if not (args.PodName and args.PodNamespace and args.PodUID and args.Node):
             folded = _fold_keys(body, _BINDING_KEYS)
             if folded:
-                args = _binding_decoder.decode(_encoder.encode(folded))
+                decoded = _encoder.encode(folded)
+                args = _binding_decoder.decode(decoded)
     except DECODE_ERRORS as exc:
-        raise WireError(_describe("ExtenderBindingArgs", exc)) from exc
+        why = _describe("ExtenderBindingArgs", ExtenderBindingArgs, decoded, exc)
+        raise WireError(why) from exc
     missing = [f for f in ("PodName", "PodNamespace", "Node") if not getattr(args, f)]
     if missing:
         raise WireError(f"ExtenderBindingArgs is missing {', '.join(missing)}")
     return args
+
+
+def _describe_node(typ: type, raw: bytes | Raw, exc: BaseException) -> str:
+    return describe_decode_error("node object", "a v1.Node", typ, bytes(raw), exc)
 
 
 def decode_node(raw: bytes | Raw) -> Node:
@@ -314,7 +319,7 @@ def decode_node(raw: bytes | Raw) -> Node:
     try:
         return _node_decoder.decode(raw)
     except DECODE_ERRORS as exc:
-        raise WireError(_describe("a v1.Node", exc).replace("body", "node object", 1)) from exc
+        raise WireError(_describe_node(Node, raw, exc)) from exc
 
 
 class _Named(Struct):
@@ -329,7 +334,7 @@ def node_key(raw: bytes | Raw) -> NodeKeyMeta:
     try:
         return _node_key_decoder.decode(raw).metadata
     except DECODE_ERRORS as exc:
-        raise WireError(_describe("a v1.Node", exc).replace("body", "node object", 1)) from exc
+        raise WireError(_describe_node(NodeKey, raw, exc)) from exc
 
 
 def node_name(raw: bytes | Raw) -> str:

@@ -410,7 +410,8 @@ class HttpProviderBase:
 
     type_name: ClassVar[str] = ""
 
-    def default_zone_keys(self) -> Mapping[str, str]:
+    @classmethod
+    def default_zone_keys(cls) -> Mapping[str, str]:
         """Built-in lowcarb zone -> provider key table (empty: keys pass through)."""
         return {}
 

@@ -76,7 +76,8 @@ class CarbonAwareSdk(HttpProviderBase):
             clock=clock,
         )
 
-    def default_zone_keys(self) -> Mapping[str, str]:
+    @classmethod
+    def default_zone_keys(cls) -> Mapping[str, str]:
         """Built-in zone -> Azure location table."""
         return builtin_azure_locations()
 

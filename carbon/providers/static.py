@@ -1,8 +1,9 @@
 """``static`` provider: fixed per-zone values from the policy, else the built-in annual means.
 
 The built-in table (``carbon/data/zone_annual_means.csv``) holds 2022 annual mean lifecycle
-intensities for 123 Electricity Maps zones (Sukprasert et al., EuroSys'24 artifact). This is the
-embedded offline default and the last link of every fallback chain; no I/O after construction.
+intensities for 123 Electricity Maps zones (Sukprasert et al., EuroSys'24 artifact), plus country
+keys and aliases derived from them, each row citing its source. This is the embedded offline
+default and the last link of every fallback chain; no I/O after construction.
 """
 
 from __future__ import annotations

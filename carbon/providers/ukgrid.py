@@ -42,7 +42,8 @@ def _minute(dt: datetime) -> str:
 class UkGrid(HttpProviderBase):
     """api.carbonintensity.org.uk (https://carbon-intensity.github.io/api-definitions/)."""
 
-    def default_zone_keys(self) -> Mapping[str, str]:
+    @classmethod
+    def default_zone_keys(cls) -> Mapping[str, str]:
         """Only ``GB`` (national) is known without configuration."""
         return {"GB": NATIONAL}
 

@@ -79,7 +79,8 @@ class WattTime(HttpProviderBase):
         self._login_lock = asyncio.Lock()
         self.logins = 0
 
-    def default_zone_keys(self) -> Mapping[str, str]:
+    @classmethod
+    def default_zone_keys(cls) -> Mapping[str, str]:
         """Built-in zone -> WattTime region table."""
         return builtin_watttime_regions()
 

@@ -11,10 +11,13 @@ GPUs count fractionally: a shared-GPU pod asking 300 milli counts 0.3 GPU, a MIG
 of the 7 compute slices (``1g.10gb`` = 1/7). The forecast mean falls back to the latest value
 where no forecast covers the run (the carbon cache decides; scoring never waits on it). Lower is
 better: normalised over the candidates by range (least emissions 1, most 0; the default) or, with
-the class's ``carbonNormalization: ratio``, as least / this node's emissions. A node whose zone has
-no carbon data keeps raw NaN, is normalised as the candidates' mean (neutral), and the
-decision notes say so. The work is one
-carbon lookup per distinct (zone, GPU model) pair, not per node.
+the class's ``carbonNormalization: ratio``, as least / this node's emissions. A node whose zone no
+carbon source knows (``unknown_zone``) or that has no zone (``no_zone``) keeps raw NaN and is
+scored neutral: as the mean emissions of the candidates with data, so it is neither the best nor
+the worst carbon choice and the other terms decide; the decision notes name the reason. A class
+asking for the ``marginal`` signal that is served average intensity gets an
+``average_for_marginal`` note. The work is one carbon lookup per distinct (zone, GPU model)
+pair, not per node.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import re
 import numpy as np
 
 from carbon.energy import PowerModel, energy_kwh
+from carbon.gaps import NEUTRAL, average_for_marginal_note, no_zone_note, unknown_zones_note
 from scheduler.cluster import NodeTable
 from scheduler.demand import PodDemand
 from scheduler.terms.base import Context, Term, TermScore, lower_is_better, term
@@ -116,6 +120,7 @@ class Carbon(Term):
         grams = np.full(len(uniq), np.nan, dtype=np.float64)
         g_kwh = np.full(len(uniq), np.nan, dtype=np.float64)
         missing: list[str] = []
+        averaged: dict[str, str] = {}  # zone -> source, where marginal was asked, average served
         # it_watts = GPU watts x GPUs + CPU watts + memory watts, summed in that order
         cpu_w = power.cpuWattsPerCore * cores
         mem_w = power.memoryWattsPerGiB * gib
@@ -134,6 +139,8 @@ class Carbon(Term):
             if reading is None:
                 missing.append(zone)
                 continue
+            if kind == "marginal" and reading.kind != "marginal":
+                averaged[zone] = reading.source
             if zone not in sources:
                 sources[zone] = {
                     "source": reading.source,
@@ -149,12 +156,15 @@ class Carbon(Term):
         intensity = g_kwh[inverse]
         known = np.isfinite(raw)
         if not known.all():
-            unknown_zone = int((t.zone < 0).sum())
-            what = sorted(set(missing))
-            parts = [f"no carbon data for zone(s) {', '.join(what)}"] if what else []
-            if unknown_zone:
-                parts.append(f"{unknown_zone} node(s) with no grid zone")
-            note = "; ".join(parts) + ": scored neutral (candidates' mean emissions)"
+            no_zone = int((t.zone < 0).sum())
+            parts = [unknown_zones_note(missing)] if missing else []
+            if no_zone:
+                parts.append(no_zone_note(no_zone))
+            note = "; ".join(parts) + f": {NEUTRAL}"
+            if note not in pod.notes:
+                pod.notes.append(note)
+        if averaged:
+            note = average_for_marginal_note(averaged, averaged.values())
             if note not in pod.notes:
                 pod.notes.append(note)
         filled = raw

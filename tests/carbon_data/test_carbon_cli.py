@@ -33,10 +33,25 @@ def test_json_shape_offline_default() -> None:
     assert isinstance(de["age_s"], int)
 
 
-def test_unknown_zone_exits_1_with_null() -> None:
+def test_unknown_zone_exits_1_with_a_named_reason() -> None:
     result = runner.invoke(app, ["show", "--zones", "DE,ATLANTIS", "--json"])
     assert result.exit_code == 1
-    assert json.loads(result.stdout)["zones"]["ATLANTIS"] is None
+    zones = json.loads(result.stdout)["zones"]
+    assert zones["DE"]["source"] == "static"
+    missing = zones["ATLANTIS"]
+    assert (missing["g_per_kwh"], missing["source"], missing["reason"]) == (
+        None,
+        None,
+        "unknown_zone",
+    )
+    assert "(static)" in missing["message"] and "carbon.static: {ATLANTIS:" in missing["message"]
+
+
+def test_unknown_zone_reason_in_the_table() -> None:
+    result = runner.invoke(app, ["show", "--zones", "ATLANTIS,SE"])
+    assert result.exit_code == 1
+    out = " ".join(result.stdout.split())  # rich wraps long lines
+    assert "unknown_zone" in out and "ATLANTIS: unknown_zone no source in the fallback chain" in out
 
 
 def test_table_output_and_forecast_column() -> None:

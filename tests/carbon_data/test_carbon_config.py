@@ -93,6 +93,7 @@ def test_static_value_out_of_range() -> None:
 def test_unknown_field_rejected() -> None:
     with pytest.raises(ValidationError) as info:
         CarbonConfig.model_validate({"stale_afterr": "1h"})
+    # pydantic's error type, not its English: the policy validator words it for the user
     [error] = info.value.errors()
     assert (error["type"], error["loc"]) == ("extra_forbidden", ("stale_afterr",))
 

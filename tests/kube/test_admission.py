@@ -134,12 +134,23 @@ async def test_pods_that_pass_unchanged(url: str, change: str) -> None:
 
 async def test_bad_bodies(url: str) -> None:
     r = await post(url, b"{not json")
-    assert r.status_code == 400 and "AdmissionReview" in r.json()["error"]
+    assert r.status_code == 400
+    assert r.json()["error"] == "body is not valid JSON: unexpected 'not json' at line 1, column 2"
+    r = await post(url, {"apiVersion": "admission.k8s.io/v1", "request": {"kind": {}}})
+    assert r.status_code == 400
+    assert r.json()["error"] == (
+        "body is not an admission.k8s.io/v1 AdmissionReview: "
+        "request.uid: expected a string, got nothing (missing)"
+    )
     r = await post(url, {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"})
     assert r.status_code == 400 and "request" in r.json()["error"]
     # an unreadable pod is allowed unchanged, with a warning: the webhook never blocks pods
     bad = review({"metadata": "not-an-object"})
     answer = (await post(url, bad)).json()
-    assert answer["response"]["allowed"] is True and answer["response"]["warnings"]
+    assert answer["response"]["allowed"] is True
+    assert answer["response"]["warnings"] == [
+        "lowcarb: pod not read, left unchanged: "
+        "the pod is not a v1.Pod: metadata: expected a JSON object, got a string"
+    ]
     r = await post(url, b" " * (admission.MAX_BODY + 1))
     assert r.status_code == 413

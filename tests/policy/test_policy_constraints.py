@@ -82,7 +82,10 @@ def test_ceiling_keeps_dirty_nodes_when_no_clean_node_fits() -> None:
         "no feasible node is known to be at or below class 'ceiling''s maxIntensity 300 "
         "gCO2e/kWh; none was filtered for intensity"
     )
-    assert demand.notes[1].startswith("1 node(s) with no grid zone: scored neutral")
+    assert demand.notes[1].startswith("no_zone: 1 node(s) with no grid zone")
+    assert demand.notes[1].endswith(
+        "carbon term scored neutral (the candidates' mean emissions: neither best nor worst)"
+    )
     # among the dirty ones, the cleaner grid still wins on emissions
     assert int(ev.levels[3]) == 10
 

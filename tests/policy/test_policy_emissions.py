@@ -117,8 +117,11 @@ def test_zone_without_data_is_neutral_and_noted() -> None:
     assert np.isfinite(ts.raw[:2]).all() and np.isnan(ts.raw[2:]).all()
     assert ts.normalized.tolist() == pytest.approx([1.0, 0.0, 0.5, 0.5])
     assert pod.notes == [
-        "no carbon data for zone(s) NODATA; 1 node(s) with no grid zone: scored neutral "
-        "(candidates' mean emissions)"
+        "unknown_zone NODATA: no carbon source has a value (no live value, no static row); set "
+        "carbon.static: {NODATA: <gCO2e/kWh>} or map the region to a known zone in carbon.zones; "
+        "no_zone: 1 node(s) with no grid zone (region label missing or not mapped; see "
+        "carbon.zoneLabel / carbon.zones): carbon term scored neutral (the candidates' mean "
+        "emissions: neither best nor worst)"
     ]
 
 

@@ -72,7 +72,9 @@ def test_unreadable_file_is_a_failed_reload(tmp_path: Path) -> None:
     path.write_bytes(b"\xff\xfe not utf-8")
     assert store.reload() is False
     assert failed_gauge() == 1.0
-    assert store.last_error is not None and "UnicodeDecodeError" in store.last_error
+    assert store.last_error == (
+        f"{path}: not UTF-8 text (byte 0xff at offset 0); save the policy as UTF-8"
+    )
 
 
 def test_invalid_file_at_start_is_refused_with_every_error(tmp_path: Path) -> None:
