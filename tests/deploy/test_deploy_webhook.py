@@ -410,3 +410,11 @@ def test_self_signed_script_usage_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("usage:")
     assert not list(tmp_path.iterdir())
+
+
+def test_webhook_overlay_keeps_the_base_image() -> None:
+    base = container(find(build(BASE), "Deployment", "lowcarb"), "lowcarb")["image"]
+    objects = build(OVERLAY)
+    for name in ("lowcarb", "lowcarb-webhook"):
+        image = container(find(objects, "Deployment", name), "lowcarb")["image"]
+        assert image == base, f"{name}: set the same lowcarb image in overlays/webhook as in base"
