@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import shutil
+import socket
 import subprocess
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
+from fakeapi import free_port, lowcarb_command
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -97,3 +103,71 @@ def flag_value(args: list[str], flag: str) -> str | None:
         if arg.startswith(f"{flag}="):
             return arg.split("=", 1)[1]
     return None
+
+
+def validate_object(obj: Manifest) -> None:
+    """Strict schema validation of a built-in kind (unknown fields are errors), oldest version."""
+    try:
+        kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as error:
+        where = ".".join(str(p) for p in error.path)
+        name = f"{obj['kind']}/{obj['metadata']['name']}"
+        raise AssertionError(f"{name}: {where}: {error.message}") from error
+
+
+def selects(selector: Manifest, labels: dict[str, str]) -> bool:
+    """Whether a Kubernetes label selector (matchLabels, matchExpressions) matches LABELS."""
+    for key, value in selector.get("matchLabels", {}).items():
+        if labels.get(key) != value:
+            return False
+    for term in selector.get("matchExpressions", []):
+        key, operator, values = term["key"], term["operator"], term.get("values", [])
+        present = key in labels
+        if operator == "In" and not (present and labels[key] in values):
+            return False
+        if operator == "NotIn" and present and labels[key] in values:
+            return False
+        if operator == "Exists" and not present:
+            return False
+        if operator == "DoesNotExist" and present:
+            return False
+        if operator not in {"In", "NotIn", "Exists", "DoesNotExist"}:
+            raise AssertionError(f"unknown selector operator {operator!r}")
+    return True
+
+
+STARTUP_SECONDS = 60.0
+
+
+@contextlib.contextmanager
+def running_lowcarb(args: Sequence[str], log: Path) -> Iterator[int]:
+    """`lowcarb serve ARGS --host 127.0.0.1 --port <free>` until the block ends; yields the port.
+
+    Waits until the port accepts connections; fails the test with the server's output if the
+    process exits first or does not listen within a minute.
+    """
+    port = free_port()
+    command = [*lowcarb_command(), "serve", *args, "--host", "127.0.0.1", "--port", str(port)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + STARTUP_SECONDS
+            while True:
+                if process.poll() is not None:
+                    text = log.read_text(errors="replace")
+                    pytest.fail(f"lowcarb serve exited with {process.returncode}:\n{text}")
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        pytest.fail(f"lowcarb serve did not listen on {port} within a minute")
+                    time.sleep(0.1)
+            yield port
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
