@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -364,13 +363,13 @@ async def test_replay_provider_history_of_real_2023_series(tmp_path: Path) -> No
 
 
 async def test_settle_time_waits_for_late_history(tmp_path: Path) -> None:
-    now = time.time()
+    now = (DAY + timedelta(hours=12)).timestamp()
     ledger = Ledger(tmp_path / "l.sqlite")
     await ledger.append_async(placement(0, now - 3 * H, zone="DE"))
     for rec in run("uid-000000", now - 2 * H, now - 60):  # ended a minute ago
         await ledger.append_async(rec)
     with ledger:
-        acc = Accountant(ledger, ListHistory({}), power=POWER)
+        acc = Accountant(ledger, ListHistory({}), power=POWER, clock=lambda: now)
         assert await acc.account_pending(settle_s=3600) == 0
         assert await acc.account_pending(settle_s=30) == 1
 
