@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8888
 
-.PHONY: serve test lint typecheck pytest bench bench-quick clean
+.PHONY: serve test lint typecheck pytest pytest-future bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,15 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The suite with the system clock 400 days ahead: no test may depend on today's date.
+pytest-future: $(STAMP)
+	@if ! command -v faketime >/dev/null; then \
+		echo "pytest-future: skipped: faketime is not installed (Debian: apt-get install faketime)"; \
+	else \
+		echo "faketime -f '+400d' $(BIN)/python -m pytest -q"; \
+		faketime -f '+400d' $(BIN)/python -m pytest -q; \
+	fi
 
 test: lint typecheck pytest
 
