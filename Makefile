@@ -11,7 +11,7 @@ PORT ?= 8888
 UV_VERSION := 0.13.9
 UV := $(VENV)/tools/uv-$(UV_VERSION)/bin/uv
 
-.PHONY: serve test lint typecheck pytest bench bench-quick lock clean
+.PHONY: serve test lint typecheck pytest pytest-future bench bench-quick lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,15 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The suite with the system clock 400 days ahead: no test may depend on today's date.
+pytest-future: $(STAMP)
+	@if ! command -v faketime >/dev/null; then \
+		echo "pytest-future: skipped: faketime is not installed (Debian: apt-get install faketime)"; \
+	else \
+		echo "faketime -f '+400d' $(BIN)/python -m pytest -q"; \
+		faketime -f '+400d' $(BIN)/python -m pytest -q; \
+	fi
 
 test: lint typecheck pytest
 

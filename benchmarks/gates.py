@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import structlog
 
+from carbon.clock import wall
 from carbon.types import Reading, ZoneSeries
 from scheduler import gates, wire
 
@@ -131,7 +132,7 @@ def cpu(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
 
 async def main_async(n: int, repeat: int) -> list[dict[str, Any]]:
     structlog.configure(logger_factory=structlog.ReturnLoggerFactory())  # no per-pod log output
-    now = float(int(time.time() // HOUR) * HOUR)
+    now = float(int(wall() // HOUR) * HOUR)
     view = SeriesView(now)
     pods, zones = make_pods(n, now)
 

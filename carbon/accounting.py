@@ -27,7 +27,6 @@ import bisect
 import json
 import logging
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +36,7 @@ from typing import Literal, Protocol
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from carbon.clock import Clock, wall
 from carbon.config import Intensity
 from carbon.duration import Duration
 from carbon.energy import PowerModel, energy_kwh
@@ -282,7 +282,7 @@ def compute_usage(
         avoided_kg=counterfactual_kg - location_kg,
         estimated_kg=location_kg * integ.estimated_fraction,
         method=method,
-        accounted_at=time.time() if now is None else now,
+        accounted_at=wall() if now is None else now,
         note=note,
     )
 
@@ -397,8 +397,10 @@ class Accountant:
         power: PowerModel | None = None,
         policy: AccountingPolicy | None = None,
         meter: PrometheusMeter | None = None,
+        clock: Clock = wall,
     ) -> None:
         self.ledger = ledger
+        self.clock = clock
         self.history = history
         self.power = power or PowerModel()
         self.policy = policy or AccountingPolicy()
@@ -415,7 +417,7 @@ class Accountant:
         Only runs that ended at least ``settle_s`` ago are taken, so a provider's history (often
         published an hour or two late) covers them; rows are final once written.
         """
-        cutoff = time.time() - settle_s
+        cutoff = self.clock() - settle_s
         skip = json.dumps(sorted(self.unaccountable))
         pending = await asyncio.to_thread(_load_pending, self.ledger.path, limit, cutoff, skip)
         by_zone: dict[str, list[_Pending]] = {}
@@ -484,6 +486,7 @@ class Accountant:
                 policy=self.policy,
                 measured=measured,
                 gate=item.gate,
+                now=self.clock(),
                 note=note,
             )
         except AccountingError as exc:

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import numpy as np
 
 from carbon import metrics
 from carbon.aio import cancel_all
+from carbon.clock import wall
 from carbon.config import STATIC_NAME, CarbonConfig, ProviderConfig
 from carbon.providers.base import (
     PartialFailure,
@@ -270,7 +270,7 @@ class CarbonCache:
         self,
         config: CarbonConfig | None = None,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = wall,
         transport: httpx.AsyncBaseTransport | None = None,
         factory: ProviderFactoryFn | None = None,
         zones: Iterable[str] = (),

@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from carbon.clock import wall
 from carbon.ledger import open_reader
 
 GROUP_KEYS: tuple[str, ...] = ("pod", "namespace", "class", "zone", "node", "day", "job")
@@ -108,7 +109,7 @@ def parse_time(value: str, option: str) -> float:
     """Epoch seconds from an ISO 8601 date or date-time (naive means UTC), or ``now``."""
     text = value.strip()
     if text.lower() == "now":
-        return datetime.now(UTC).timestamp()
+        return wall()
     try:
         if len(text) == 10:
             d = date.fromisoformat(text)
@@ -220,7 +221,7 @@ def _meta(opts: ReportOptions, ledger: Path) -> dict[str, Any]:
             "intensity data",
         },
         "counterfactual": COUNTERFACTUAL_DEFINITION,
-        "generated_at": datetime.now(UTC).isoformat(),
+        "generated_at": datetime.fromtimestamp(wall(), UTC).isoformat(),
     }
 
 

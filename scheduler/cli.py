@@ -11,6 +11,7 @@ from typing import Annotated
 import structlog
 import typer
 
+from carbon import clock
 from scheduler import __version__
 
 app = typer.Typer(
@@ -160,4 +161,9 @@ _register_subcommands()
 
 
 def main() -> None:
+    try:
+        clock.offset()  # a bad LOWCARB_NOW is one clear line now, not a traceback mid-command
+    except clock.ClockError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
     app()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,6 +19,7 @@ import yaml
 from rich.console import Console
 
 from carbon.cache import CarbonCache
+from carbon.clock import wall
 from carbon.types import CarbonView
 from carbon.zones import ZoneMapper
 from scheduler import wire
@@ -133,7 +133,7 @@ def run_explain(
     table, _ = state.table_for([n.metadata.name for n in nodes])
     zones = {z for z in table.zone_names() if z is not None}
     view = carbon_view(policy, zones, offline=offline)
-    return explain_pod(Engine(policy), pod, table, view, time.time() if now_s is None else now_s)
+    return explain_pod(Engine(policy), pod, table, view, wall() if now_s is None else now_s)
 
 
 def explain(

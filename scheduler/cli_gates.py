@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import signal
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -201,7 +200,7 @@ async def _plan(
         for h in ctl.held.values():  # ask the carbon cache for these zones, then fetch once
             parts.cache.track(ctl.rules_for(h.pod).zones)
         await parts.cache.refresh_once()
-        now = time.time()
+        now = ctl.clock()
         due = {h.uid: (reason, note) for h, reason, note in ctl.plan(now)}
         rows = []
         for h in ctl.held.values():

@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from carbon.clock import wall
 from carbon.gaps import UNKNOWN_ZONE
 from carbon.types import CarbonView
 from scheduler import wire
@@ -227,9 +228,7 @@ def explain_routes(
     ``get_pod`` reads a pod by namespace and name; by default the cluster client of
     ``runtime.sync`` (cluster mode). Without one, GET answers 409 and points to POST.
     """
-    import time
-
-    now = clock or time.time
+    now = clock or wall
 
     def getter() -> PodGetter | None:
         if get_pod is not None:

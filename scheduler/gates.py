@@ -36,6 +36,7 @@ import structlog
 from prometheus_client import Counter, Gauge
 
 from carbon.aio import cancel_all
+from carbon.clock import wall
 from carbon.types import CarbonView
 from scheduler import wire
 from scheduler.demand import ANN_DEADLINE, ANN_DURATION
@@ -388,7 +389,7 @@ class GateController:
     rules_for: RulesFor
     settings: GateSettings = field(default_factory=GateSettings)
     ledger: GateLedger | None = None
-    clock: Callable[[], float] = time.time
+    clock: Callable[[], float] = wall
     dry_run: bool = False
     #: planning waits until this is true (the node cache has synced: zones depend on it)
     ready: Callable[[], bool] = lambda: True

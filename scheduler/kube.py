@@ -31,6 +31,7 @@ import msgspec
 import structlog
 
 from carbon.aio import cancel_all
+from carbon.clock import wall
 from scheduler import wire
 
 log = structlog.get_logger("lowcarb.kube")
@@ -486,7 +487,7 @@ class KubeClient:
     ) -> None:
         """Record an Event about ``pod`` (events.k8s.io/v1 by default, or core v1)."""
         meta = pod.metadata
-        when = (now or datetime.now(UTC)).astimezone(UTC)
+        when = (now or datetime.fromtimestamp(wall(), UTC)).astimezone(UTC)
         ref = {
             "apiVersion": "v1",
             "kind": "Pod",

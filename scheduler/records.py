@@ -8,7 +8,6 @@ restart that relists every pod writes no duplicates.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import structlog
 
+from carbon.clock import wall
 from carbon.ledger import Ledger, LifecycleRecord, PlacementRecord
 from scheduler import metrics, wire
 
@@ -104,7 +104,7 @@ def _epoch(text: str | None) -> float | None:
 class LedgerSink:
     """The service's handle on the ledger: decisions at bind, lifecycle from the pod watch."""
 
-    def __init__(self, ledger: Ledger, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, ledger: Ledger, clock: Callable[[], float] = wall) -> None:
         self.ledger = ledger
         self.clock = clock
         self._running: set[str] = set()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -19,6 +18,7 @@ from typing import Protocol
 import numpy as np
 import structlog
 
+from carbon.clock import wall
 from carbon.ledger import PlacementRecord
 from carbon.types import CarbonView
 from scheduler import metrics, wire
@@ -82,7 +82,7 @@ class Extender:
     carbon: Callable[[], CarbonView]
     binder: Binder | None = None
     ledger: DecisionSink | None = None
-    clock: Callable[[], float] = time.time
+    clock: Callable[[], float] = wall
     synced: Callable[[], bool] = lambda: True
     _memo: OrderedDict[str, Decision] = field(default_factory=OrderedDict)
     _memo_rows: int = 0

@@ -14,13 +14,13 @@ import email.utils
 import importlib.metadata
 import logging
 import os
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
 import httpx
 
+from carbon.clock import wall
 from carbon.config import ProviderConfig
 from carbon.types import IntensityPoint
 
@@ -162,7 +162,7 @@ def create_provider(
     config: ProviderConfig,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
-    clock: Callable[[], float] = time.time,
+    clock: Callable[[], float] = wall,
 ) -> Provider:
     """Instantiate the provider type ``config.type`` for ``config``."""
     factory = registry().get(config.type)
@@ -268,7 +268,7 @@ class HttpClient:
         timeout: float,
         headers: Mapping[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = wall,
         classify: Callable[[httpx.Response, str], ErrorKind | None] | None = None,
     ) -> None:
         self.provider = provider_name
@@ -415,7 +415,7 @@ class HttpProviderBase:
         """Built-in lowcarb zone -> provider key table (empty: keys pass through)."""
         return {}
 
-    def __init__(self, config: ProviderConfig, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: ProviderConfig, *, clock: Callable[[], float] = wall) -> None:
         self.name = config.name
         self.config = config
         self.clock = clock

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -18,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from carbon.clock import wall
 from carbon.config import ProviderConfig
 from carbon.providers.base import (
     HttpClient,
@@ -59,7 +59,7 @@ class CarbonAwareSdk(HttpProviderBase):
         config: ProviderConfig,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = wall,
     ) -> None:
         super().__init__(config, clock=clock)
         base_url = env_or(config.url, URL_ENV, "")

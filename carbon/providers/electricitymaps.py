@@ -8,13 +8,13 @@ treating it as a bad key.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 
+from carbon.clock import wall
 from carbon.config import ProviderConfig
 from carbon.providers.base import (
     ErrorKind,
@@ -57,7 +57,7 @@ class ElectricityMaps(HttpProviderBase):
         config: ProviderConfig,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = wall,
     ) -> None:
         super().__init__(config, clock=clock)
         token = secret(config.token_env, TOKEN_ENV)

@@ -9,7 +9,6 @@ With ``shift: false`` the series' own timestamps are used (simulations with a fa
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from carbon.clock import wall
 from carbon.config import ProviderConfig
 from carbon.providers.base import ProviderError, gather_zones, provider, utc
 from carbon.series import Factor, HourlySeries, SeriesError, load_zone_year
@@ -37,7 +37,7 @@ class ReplayProvider:
         config: ProviderConfig,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = wall,
     ) -> None:
         self.name = config.name
         self.config = config

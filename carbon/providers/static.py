@@ -9,13 +9,13 @@ default and the last link of every fallback chain; no I/O after construction.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 
+from carbon.clock import wall
 from carbon.config import ProviderConfig
 from carbon.providers.base import ProviderError, gather_zones, provider, utc
 from carbon.types import IntensityPoint
@@ -45,7 +45,7 @@ class StaticProvider:
         config: ProviderConfig,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = wall,
     ) -> None:
         self.name = config.name
         self.config = config

@@ -8,13 +8,13 @@ Factors are direct (wind, solar and nuclear count as 0, see ``/intensity/factors
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
+from carbon.clock import wall
 from carbon.config import ProviderConfig
 from carbon.providers.base import (
     HttpClient,
@@ -52,7 +52,7 @@ class UkGrid(HttpProviderBase):
         config: ProviderConfig,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = wall,
     ) -> None:
         super().__init__(config, clock=clock)
         self.http = HttpClient(

@@ -9,13 +9,13 @@ the provider's ``zones`` config, then the built-in cloud-region table.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 
+from carbon.clock import wall
 from carbon.config import ProviderConfig
 from carbon.providers.base import (
     ErrorKind,
@@ -61,7 +61,7 @@ class WattTime(HttpProviderBase):
         config: ProviderConfig,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = wall,
     ) -> None:
         super().__init__(config, clock=clock)
         self.username = secret(config.username_env, USERNAME_ENV)

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import yaml
-from carbon_support import LoopbackServer, fixture_route
+from carbon_support import LoopbackServer, fixture, fixture_route
 from typer.testing import CliRunner
 
 from scheduler.cli import app as lowcarb
 from scheduler.cli_carbon import app
 
 runner = CliRunner()
+PinClock = Callable[[datetime], None]
 EM = "/v3/carbon-intensity"
 
 
@@ -105,7 +108,8 @@ def test_bad_policy_is_reported_as_policy_validate_reports_it(tmp_path: Path) ->
     assert "Traceback" not in result.output
 
 
-def test_policy_with_live_provider_over_loopback(tmp_path: Path) -> None:
+def test_policy_with_live_provider_over_loopback(tmp_path: Path, pin_clock: PinClock) -> None:
+    pin_clock(datetime(2023, 6, 15, 0, 30, tzinfo=UTC))  # 90 min after the fixture's hour
     routes = [
         fixture_route(f"{EM}/latest", "electricitymaps/carbon-intensity-latest.json"),
         fixture_route(f"{EM}/forecast", "electricitymaps/carbon-intensity-forecast.json"),
@@ -115,7 +119,6 @@ def test_policy_with_live_provider_over_loopback(tmp_path: Path) -> None:
         carbon = {
             "providers": [{"name": "em", "type": "electricitymaps", "url": server.url}],
             "fallback": ["em", "static"],
-            "staleAfter": "100000d",  # the fixture is from 2023
         }
         policy.write_text(yaml.safe_dump({"carbon": carbon}))
         args = ["show", "--zones", "DE,FR", "--json", "--forecast", "24h", "--policy", str(policy)]
@@ -123,9 +126,16 @@ def test_policy_with_live_provider_over_loopback(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     zones = json.loads(result.stdout)["zones"]
     assert zones["DE"]["source"] == "em" and zones["DE"]["g_per_kwh"] == 434.0
-    assert zones["DE"]["age_s"] > 0 and zones["DE"]["stale"] is False
+    assert 5400 <= zones["DE"]["age_s"] < 5460 and zones["DE"]["stale"] is False
     assert zones["FR"]["source"] == "em"  # same fixture body for every zone
-    assert "forecast" in zones["DE"]
+    hours = fixture("electricitymaps/carbon-intensity-forecast.json")["forecast"]
+    low = min(hours, key=lambda h: h["carbonIntensity"])
+    fc = zones["DE"]["forecast"]
+    assert fc["points"] == len(hours) == 24
+    assert fc["min_g_per_kwh"] == low["carbonIntensity"]
+    assert fc["min_at"] == datetime.fromisoformat(low["datetime"]).timestamp()
+    values = [h["carbonIntensity"] for h in hours]
+    assert min(values) <= fc["mean_g_per_kwh"] <= max(values)
 
 
 def test_provider_down_falls_back_exit_0(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -142,20 +152,20 @@ def test_provider_down_falls_back_exit_0(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_fallback_accepts_repeats_and_commas(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, pin_clock: PinClock
 ) -> None:
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(yaml.safe_dump({"carbon": {"staleAfter": "100000d"}}))
+    pin_clock(datetime(2023, 3, 14, 3, 40, tzinfo=UTC))  # 10 min into the fixture's half-hour
     routes = [fixture_route("/intensity", "uk-carbon-intensity/intensity.json")]
     with LoopbackServer(routes) as server:
         monkeypatch.setenv("LOWCARB_ELECTRICITYMAPS_URL", "http://127.0.0.1:9")  # nothing listens
         monkeypatch.setenv("LOWCARB_UKGRID_URL", server.url)
-        args = ["show", "--zones", "GB,DE", "--json", "--policy", str(policy)]
+        args = ["show", "--zones", "GB,DE", "--json"]
         args += ["--provider", "electricitymaps", "--fallback", "ukgrid,static"]
         result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     zones = json.loads(result.stdout)["zones"]
     assert zones["GB"]["source"] == "ukgrid" and zones["GB"]["g_per_kwh"] == 71.0
+    assert 600 <= zones["GB"]["age_s"] < 660 and zones["GB"]["stale"] is False
     assert zones["DE"]["source"] == "static"  # ukgrid knows only GB, electricitymaps is down
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,12 +19,19 @@ from fakeapi import (
     WatchReply,
     fixture,
     permission_of,
+    recorded_pod,
     write_kubeconfig,
 )
 
 from scheduler import gates, kube
 
 LOWCARB = Path(sys.executable).parent / "lowcarb"
+CREATED = datetime.fromisoformat(recorded_pod()["metadata"]["creationTimestamp"])
+
+
+def as_of(after_creation: timedelta) -> dict[str, str]:
+    """Environment running ``lowcarb`` as if now were this long after the fixture pod's creation."""
+    return {**os.environ, "LOWCARB_NOW": (CREATED + after_creation).isoformat()}
 
 
 @pytest.fixture
@@ -35,8 +44,18 @@ def api() -> Iterator[FakeApiServer]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("after_creation", "why"),
+    [
+        # the embedded default policy serves static annual means: no forecast, so fail-open
+        (timedelta(minutes=1), "fail-open"),
+        # 12 h deadline: a day later the pod is released whatever the forecast says
+        (timedelta(days=1), f"deadline {(CREATED + timedelta(hours=12)):%Y-%m-%d %H:%M}Z has"),
+    ],
+    ids=["just-created", "a-day-later"],
+)
 def test_gates_plan_lists_gated_pods_and_changes_nothing(
-    api: FakeApiServer, tmp_path: Path
+    api: FakeApiServer, tmp_path: Path, after_creation: timedelta, why: str
 ) -> None:
     store = PodStore(api).install()
     ann = {"lowcarb.dev/deadline": "12h", "lowcarb.dev/expected-duration": "2h"}
@@ -57,13 +76,13 @@ def test_gates_plan_lists_gated_pods_and_changes_nothing(
         capture_output=True,
         timeout=60,
         check=False,
+        env=as_of(after_creation),
     )
     assert out.returncode == 0, out.stderr.decode()[-2000:]
     rows = [json.loads(line) for line in out.stdout.decode().splitlines() if line.startswith("{")]
     assert [r["pod"] for r in rows] == ["e2e/gated-train"]  # only pods with our gate
-    # the embedded default policy serves static annual means: no forecast, so fail-open
     assert rows[0]["decision"] == "release"
-    assert "fail-open" in rows[0]["why"]
+    assert why in rows[0]["why"]
     assert api.seen("PATCH") == [] and api.seen("POST") == []
     assert store.gates("gated-train") == [gates.GATE, "other.example/gate"]
 
@@ -83,6 +102,7 @@ def test_gates_run_dry_run_stops_cleanly_on_sigterm(api: FakeApiServer, tmp_path
         [str(LOWCARB), "gates", "run", "--kubeconfig", str(kubeconfig), "--dry-run"],
         stdout=log,
         stderr=subprocess.STDOUT,
+        env=as_of(timedelta(minutes=1)),
     )
     try:
         deadline = time.monotonic() + 30

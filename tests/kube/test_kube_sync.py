@@ -200,6 +200,8 @@ async def test_pagination_and_expired_continue_token(api: FakeApiServer) -> None
         assert await sync.wait_synced(5)
         assert gpus_on(state, "usw2-a-gpu") == 4
         assert gpus_on(state, "euc1-a-gpu") == 0
+        # synced means listed; the watch that follows the list may not have reached the server yet
+        await until(lambda: any(r.is_watch for r in api.seen("GET", PODS)))
     finally:
         await sync.stop()
     lists = [r for r in api.seen("GET", PODS) if not r.is_watch]

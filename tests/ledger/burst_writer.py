@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 
 from carbon.ledger import Ledger, LifecycleRecord, PlacementRecord, Record, UsageRecord
 
 BURST = 64
+NOW = 1_686_744_000.0  # 2023-06-14T12:00:00Z: records are dated from here, not the wall clock
 
 
 def decision_records(i: int, now: float) -> list[Record]:
@@ -71,7 +71,7 @@ async def main(path: str, mode: str) -> None:
     ledger = Ledger(path)
     i = 0
     while True:
-        now = time.time()
+        now = NOW
         records: list[Record] = []
         for _ in range(BURST):
             if mode == "decisions":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -364,15 +363,36 @@ async def test_replay_provider_history_of_real_2023_series(tmp_path: Path) -> No
 
 
 async def test_settle_time_waits_for_late_history(tmp_path: Path) -> None:
-    now = time.time()
+    now = (DAY + timedelta(hours=12)).timestamp()
     ledger = Ledger(tmp_path / "l.sqlite")
     await ledger.append_async(placement(0, now - 3 * H, zone="DE"))
     for rec in run("uid-000000", now - 2 * H, now - 60):  # ended a minute ago
         await ledger.append_async(rec)
     with ledger:
+        acc = Accountant(ledger, ListHistory({}), power=POWER, clock=lambda: now)
+        assert await acc.account_pending(settle_s=3600) == 0
+        assert await acc.account_pending(settle_s=30) == 1
+
+
+async def test_the_service_accountant_dates_by_the_pinned_clock(
+    tmp_path: Path, pin_clock: Callable[[datetime], None]
+) -> None:
+    """Without a clock argument (as in ``lowcarb serve``) settling and stamps use carbon.clock."""
+    far = datetime(2031, 7, 1, 12, tzinfo=UTC)  # years after today: the system date would not do
+    pin_clock(far)
+    now = far.timestamp()
+    ledger = Ledger(tmp_path / "l.sqlite")
+    await ledger.append_async(placement(0, now - 3 * H, zone="DE"))
+    for rec in run("uid-000000", now - 2 * H, now - 60):  # ended a minute before the pinned now
+        await ledger.append_async(rec)
+    with ledger:
         acc = Accountant(ledger, ListHistory({}), power=POWER)
         assert await acc.account_pending(settle_s=3600) == 0
         assert await acc.account_pending(settle_s=30) == 1
+    reader = open_reader(ledger.path)
+    (u,) = read_records(reader, UsageRecord)
+    reader.close()
+    assert now <= u.accounted_at < now + 60
 
 
 async def test_chain_history_follows_the_fallback_chain() -> None:

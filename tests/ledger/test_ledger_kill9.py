@@ -83,7 +83,7 @@ async def test_restart_replays_watch_and_accounts_without_duplicates(tmp_path: P
         first = datetime.fromtimestamp(t_min // 3600 * 3600, UTC)
         hours = int((t_max - t_min) // 3600) + 3
         history = ListHistory({"DE": hourly("DE", first, [300.0] * hours)})
-        accountant = Accountant(ledger, history)
+        accountant = Accountant(ledger, history, clock=lambda: t_max + 60)  # just after the runs
         assert await accountant.account_pending() == len(placed)
         assert await accountant.account_pending() == 0  # idempotent: nothing left, no dupes
 
