@@ -20,12 +20,11 @@ from rich.console import Console
 from rich.table import Table
 
 from carbon.cache import CarbonCache, CarbonSnapshot
+from carbon.cli_errors import UsageError, input_file, new_app
 from carbon.config import STATIC_NAME, CarbonConfig, ProviderConfig, parse_duration
 from carbon.providers.base import known_types
 
-app = typer.Typer(
-    help="Carbon-intensity data: providers, cache and fallback.", no_args_is_help=True
-)
+app = new_app(help="Carbon-intensity data: providers, cache and fallback.")
 
 
 @app.callback()
@@ -33,28 +32,34 @@ def _group() -> None:
     """Carbon-intensity data commands."""
 
 
-def _fail(message: str) -> typer.Exit:
-    Console(stderr=True).print(f"[red]error:[/red] {message}")
-    return typer.Exit(code=2)
+def _fail(option: str, problem: str, fix: str = "", details: list[str] | None = None) -> UsageError:
+    """A bad option: raised, it is printed as one ``lowcarb: error:`` line (exit code 2)."""
+    return UsageError(option, problem, fix, details=details or ())
 
 
 def load_policy_carbon(path: Path) -> CarbonConfig:
     """The ``carbon:`` section of a policy YAML file (the default when the section is absent)."""
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise _fail(f"--policy {path}: cannot read: {exc.strerror}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail("--policy", f"cannot read {str(path)!r}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise _fail(f"--policy {path}: not valid YAML: {exc}") from None
+        raise _fail(
+            "--policy", f"{path}: not valid YAML: {exc}", "lowcarb policy validate shows where"
+        ) from None
     if doc is None:
         return CarbonConfig()
     if not isinstance(doc, dict):
-        raise _fail(f"--policy {path}: expected a mapping at the top level")
+        raise _fail(
+            "--policy", f"{path}: not a policy", "write a mapping with carbon:, classes:, ..."
+        )
     try:
         return CarbonConfig.model_validate(doc.get("carbon") or {})
     except ValidationError as exc:
-        lines = [f"  carbon.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise _fail(f"--policy {path}: invalid carbon section\n" + "\n".join(lines)) from None
+        lines = [f"carbon.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise _fail(
+            "--policy", f"{path}: invalid carbon section", "fix the fields below", lines
+        ) from None
 
 
 def build_config(
@@ -72,8 +77,9 @@ def build_config(
         if name in declared or name == STATIC_NAME:
             continue
         if name not in types:
-            known = sorted({*declared, *types})
-            raise _fail(f"unknown provider {name!r}; use one of {known}")
+            known = ", ".join(sorted({*declared, *types}))
+            option = "--provider" if name == provider else "--fallback"
+            raise _fail(option, f"unknown provider {name!r}", f"use one of {known}")
         providers.append(ProviderConfig(name=name, type=name))
         declared[name] = providers[-1]
     chain = list(dict.fromkeys([*names, STATIC_NAME]))
@@ -83,7 +89,8 @@ def build_config(
     try:
         return CarbonConfig.model_validate(data)
     except ValidationError as exc:
-        raise _fail(str(exc)) from None
+        lines = [f"carbon.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise _fail("--provider/--fallback", "invalid carbon chain", "", lines) from None
 
 
 def _zone_result(snap: CarbonSnapshot, zone: str, now: float, horizon: float) -> dict[str, Any]:
@@ -126,7 +133,7 @@ async def _collect(
     try:
         cache = CarbonCache(config, zones=zones)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail("--provider/--fallback", str(exc)) from None
     try:
         snap = await cache.refresh_once()
         now = cache.clock()
@@ -193,21 +200,24 @@ def show(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     policy: Annotated[
-        Path | None, typer.Option("--policy", help="Policy YAML; its carbon: section is used.")
+        Path | None,
+        typer.Option(
+            "--policy", callback=input_file, help="Policy YAML; its carbon: section is used."
+        ),
     ] = None,
 ) -> None:
     """Show current (and forecast) carbon intensity per zone, with source and age."""
     zone_list = [z.strip() for z in zones.split(",") if z.strip()]
     if not zone_list:
-        raise _fail("--zones: give at least one zone key, e.g. --zones DE,FR,GB")
+        raise _fail("--zones", "no zone given", "give zone keys, e.g. --zones DE,FR,GB")
     horizon = 0.0
     if forecast is not None:
         try:
             horizon = parse_duration(forecast)
         except ValueError as exc:
-            raise _fail(f"--forecast: {exc}") from None
+            raise _fail("--forecast", str(exc)) from None
         if not math.isfinite(horizon) or horizon <= 0:
-            raise _fail("--forecast: give a positive duration such as 24h")
+            raise _fail("--forecast", f"{forecast!r} is not positive", "give e.g. 24h")
     base = load_policy_carbon(policy) if policy else CarbonConfig()
     config = build_config(base, provider, fallback)
     results, now = asyncio.run(_collect(config, zone_list, horizon))

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import BeforeValidator
 
+from carbon.cli_errors import blame, is_stdout, new_app, output_file
 from carbon.config import (
     BackoffConfig,
     CarbonConfig,
@@ -27,9 +28,7 @@ from carbon.config import (
 from scheduler.policy import Policy
 from scheduler.validate import Issue, lint_text, validate_text
 
-app = typer.Typer(
-    help="Check and describe lowcarb policy files.", no_args_is_help=True, add_completion=False
-)
+app = new_app(help="Check and describe lowcarb policy files.")
 
 SCHEMA_ID = "https://lowcarb.dev/schemas/policy-v1.json"
 CARBON_DURATION = r"^\s*(\d+(\.\d+)?\s*(ms|s|m|h|d)\s*)+$"  # carbon.config.parse_duration
@@ -151,12 +150,19 @@ def _escape(text: str) -> str:
 @app.command()
 def schema(
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout")
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            callback=output_file,
+            help="Write to this file instead of stdout ('-': stdout)",
+        ),
     ] = None,
 ) -> None:
     """Print the JSON Schema of policy files (policies/schema.json)."""
     text = schema_text()
-    if output is None:
+    if output is None or is_stdout(output):
         typer.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        with blame("--output", OSError):
+            output.write_text(text, encoding="utf-8")
