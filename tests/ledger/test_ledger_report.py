@@ -21,6 +21,7 @@ from ledger_support import ListHistory, hourly, placement, run
 from typer.testing import CliRunner
 
 from carbon.accounting import Accountant, AccountingPolicy
+from carbon.cli_errors import command_app
 from carbon.ledger import GateRecord, Ledger
 from carbon.report import (
     GROUP_KEYS,
@@ -201,9 +202,7 @@ def test_bad_options_name_the_option(kwargs: dict[str, object], message: str) ->
 
 
 def _cli() -> typer.Typer:
-    app = typer.Typer()
-    app.command()(report)
-    return app
+    return command_app(report)  # lowcarb's error handling, as under the lowcarb command
 
 
 def test_cli_writes_report_and_plot(ledger_path: Path, tmp_path: Path) -> None:
@@ -223,7 +222,7 @@ def test_cli_writes_report_and_plot(ledger_path: Path, tmp_path: Path) -> None:
 def test_cli_errors_name_path_and_option(ledger_path: Path, tmp_path: Path) -> None:
     missing = tmp_path / "missing.sqlite"
     result = CliRunner().invoke(_cli(), ["--ledger", str(missing)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a file that is not there is a usage mistake
     assert str(missing) in result.output and "no such file" in result.output
     result = CliRunner().invoke(_cli(), ["--ledger", str(ledger_path), "--from", "last tuesday"])
     assert result.exit_code == 2
