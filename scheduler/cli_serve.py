@@ -170,9 +170,9 @@ def serve(
     from scheduler.app import ServeOptions, build_runtime
     from scheduler.cli import configure_logging
 
-    configure_logging(log_level.value)
     check_cluster_options(kubeconfig, in_cluster)
     tls_files(tls_cert, tls_key, client_ca)
+    configure_logging(log_level.value)  # what follows may log (kubeconfig, policy warnings)
     cluster = kube_config(kubeconfig, in_cluster) if kubeconfig or in_cluster else None
     options = ServeOptions(
         policy=policy,

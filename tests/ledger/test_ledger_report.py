@@ -229,6 +229,25 @@ def test_cli_errors_name_path_and_option(ledger_path: Path, tmp_path: Path) -> N
     assert "--from: 'last tuesday' is not a date" in result.output
 
 
+def test_cli_dash_is_stdout(
+    ledger_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """'--out -' writes the report to standard output (no file named '-'); so does '--plot -'."""
+    monkeypatch.chdir(tmp_path)
+    to_file = tmp_path / "report.csv"
+    args = ["--ledger", str(ledger_path), "--format", "csv", "--group-by", "zone"]
+    result = CliRunner().invoke(_cli(), [*args, "--out", str(to_file)])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(_cli(), [*args, "--out", "-"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout_bytes == to_file.read_bytes()
+    assert pd.read_csv(io.BytesIO(result.stdout_bytes))["zone"].tolist() == ["DE", "FR", "GB"]
+    result = CliRunner().invoke(_cli(), [*args, "--out", str(to_file), "--plot", "-"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout_bytes[:4] == b"\x89PNG"
+    assert not (tmp_path / "-").exists()
+
+
 def test_lowcarb_report_entry_point(ledger_path: Path, tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("lowcarb")
     if not exe.exists():
