@@ -14,6 +14,7 @@ Lives in ``carbon`` because carbon never imports scheduler and the commands of b
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -209,8 +210,9 @@ def _reported(ctx: Any) -> Iterator[None]:
         _emit(usage_lines(exc))
         raise typer.Exit(EXIT_USAGE) from None
     except Exception as exc:
-        if _debug(ctx) or getattr(exc, "exit_code", None) is not None:
-            raise  # --debug: typer prints the traceback; other typer exceptions: typer's handling
+        if _debug(ctx) or getattr(exc, "exit_code", None) is not None or _broken_pipe(exc):
+            raise  # --debug: typer prints the traceback; typer's own exceptions and a reader
+            # that went away (lowcarb report --out - | head): typer's quiet handling
         what = _one_line(f"{type(exc).__name__}: {exc}")
         _emit(
             [
@@ -219,6 +221,10 @@ def _reported(ctx: Any) -> Iterator[None]:
             ]
         )
         raise typer.Exit(EXIT_INTERNAL) from None
+
+
+def _broken_pipe(exc: Exception) -> bool:
+    return isinstance(exc, OSError) and exc.errno == errno.EPIPE
 
 
 def _emit(lines: list[str]) -> None:

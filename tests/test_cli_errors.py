@@ -7,6 +7,7 @@ lowcarb's own wording (``lowcarb: error: <option>: ...; <fix>``), never on typer
 
 from __future__ import annotations
 
+import errno
 import re
 import socket
 import subprocess
@@ -290,6 +291,16 @@ def test_internal_error_is_one_line_without_debug(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("LOWCARB_DEBUG", "1")
     result = CliRunner().invoke(command_app(_broken), [])
     assert isinstance(result.exception, RuntimeError)  # raised on: typer prints the traceback
+
+
+def _reader_gone() -> None:
+    raise BrokenPipeError(errno.EPIPE, "Broken pipe")  # lowcarb report --out - | head -1
+
+
+def test_a_reader_that_went_away_is_not_an_internal_error() -> None:
+    result = CliRunner().invoke(command_app(_reader_gone), [])
+    assert result.exit_code == 1
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr
 
 
 def test_debug_flag_is_accepted_by_the_real_command() -> None:
