@@ -15,8 +15,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import typer
-
+from carbon.cli_errors import command_app
 from carbon.datadir import data_dir
 from scheduler.cli_simulate import simulate
 
@@ -30,9 +29,7 @@ def main() -> None:
     argv = sys.argv[1:]
     if not any(a == "--plots" or a.startswith("--plots=") for a in argv):
         argv = [*argv, "--plots", str(OUT)]
-    app = typer.Typer(add_completion=False)
-    app.command()(simulate)
-    app(argv, prog_name="placement.py")
+    command_app(simulate)(argv, prog_name="placement.py")
 
 
 if __name__ == "__main__":

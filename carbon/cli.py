@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from typing import Any
 
 import typer
@@ -21,15 +22,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from carbon.cache import CarbonCache, CarbonSnapshot
+from carbon.cli_errors import UsageError
 from carbon.config import STATIC_NAME, CarbonConfig, ProviderConfig
 from carbon.duration import parse_duration
 from carbon.gaps import UNKNOWN_ZONE, unknown_zone_message
 from carbon.providers.base import known_types
 
 
-def _fail(message: str) -> typer.Exit:
-    Console(stderr=True).print(f"[red]error:[/red] {message}")
-    return typer.Exit(code=2)
+def _fail(option: str, problem: str, fix: str = "", details: list[str] | None = None) -> UsageError:
+    """A bad option: raised, it is printed as one ``lowcarb: error:`` line (exit code 2)."""
+    return UsageError(option, problem, fix, details=details or ())
 
 
 def build_config(
@@ -47,8 +49,9 @@ def build_config(
         if name in declared or name == STATIC_NAME:
             continue
         if name not in types:
-            known = sorted({*declared, *types})
-            raise _fail(f"unknown provider {name!r}; use one of {known}")
+            known = ", ".join(sorted({*declared, *types}))
+            option = "--provider" if name == provider else "--fallback"
+            raise _fail(option, f"unknown provider {name!r}", f"use one of {known}")
         providers.append(ProviderConfig(name=name, type=name))
         declared[name] = providers[-1]
     chain = list(dict.fromkeys([*names, STATIC_NAME]))
@@ -57,9 +60,9 @@ def build_config(
     data["fallback"] = chain
     try:
         return CarbonConfig.model_validate(data)
-    except ValidationError as exc:  # lowcarb's own check messages (the options are well-typed)
-        errors = [str(e.get("ctx", {}).get("error", e["msg"])) for e in exc.errors()]
-        raise _fail("; ".join(errors)) from None
+    except ValidationError as exc:
+        lines = [f"carbon.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise _fail("--provider/--fallback", "invalid carbon chain", "", lines) from None
 
 
 def _zone_result(
@@ -113,7 +116,7 @@ async def _collect(
     try:
         cache = CarbonCache(config, zones=zones)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail("--provider/--fallback", str(exc)) from None
     try:
         snap = await cache.refresh_once()
         now = cache.clock()
@@ -178,13 +181,15 @@ def run_show(
     """
     zone_list = [z.strip() for z in zones.split(",") if z.strip()]
     if not zone_list:
-        raise _fail("--zones: give at least one zone key, e.g. --zones DE,FR,GB")
+        raise _fail("--zones", "no zone given", "give zone keys, e.g. --zones DE,FR,GB")
     horizon = 0.0
     if forecast is not None:
         try:
             horizon = parse_duration(forecast)
         except ValueError as exc:
-            raise _fail(f"--forecast: {exc}") from None
+            raise _fail("--forecast", str(exc)) from None
+        if not math.isfinite(horizon) or horizon <= 0:
+            raise _fail("--forecast", f"{forecast!r} is not positive", "give e.g. 24h")
     config = build_config(base, provider, fallback)
     results, now = asyncio.run(_collect(config, zone_list, horizon))
     if as_json:

@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+from carbon.cli_errors import STDOUT, UsageError, blame, input_file, output_file
 from carbon.ledger import LedgerError
 from carbon.report import (
     CONTENT_TYPES,
@@ -79,7 +80,10 @@ async def report_http_async(ledger: str | Path, query: Mapping[str, str]) -> tup
 
 
 def report(
-    ledger: Annotated[Path, typer.Option("--ledger", help="SQLite ledger written by serve")],
+    ledger: Annotated[
+        Path,
+        typer.Option("--ledger", callback=input_file, help="SQLite ledger written by serve"),
+    ],
     start: Annotated[
         str | None,
         typer.Option("--from", help="Runs started at or after (ISO date/time, UTC if naive)"),
@@ -99,38 +103,49 @@ def report(
     sci_unit: Annotated[
         str, typer.Option("--sci-unit", help="Functional unit R of sci: job|pod|gpu-hour")
     ] = "job",
-    out: Annotated[Path | None, typer.Option("--out", help="Output file (default: stdout)")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", callback=output_file, help="Output file ('-' or none: stdout)"),
+    ] = None,
     plot: Annotated[
         Path | None,
-        typer.Option("--plot", help="Also write a PNG: emissions per day by zone, with avoided"),
+        typer.Option(
+            "--plot",
+            callback=output_file,
+            help="Also write a PNG: emissions per day by zone, with avoided ('-': stdout)",
+        ),
     ] = None,
 ) -> None:
     """Export the sustainability ledger: energy, location/market/embodied emissions, avoided."""
-    try:
+    out = None if out == STDOUT else out
+    if plot == STDOUT and out is None:
+        raise UsageError("--plot", "'-' (stdout) is taken by the report", "give --out FILE too")
+    with blame("", ReportError):  # its messages start with the option: "--from: ..."
         opts = make_options(start, end, group_by, fmt, sci_unit)
+    if sys.stdout.isatty():  # binary bytes on a terminal help nobody
+        if out is None and opts.format in ("parquet", "png"):
+            raise UsageError(
+                "--out", f"--format {opts.format} is binary and stdout is a terminal", "give a file"
+            )
+        if plot == STDOUT:
+            raise UsageError("--plot", "a PNG cannot go to a terminal", "give a file")
+    with blame("--ledger", LedgerError):
         body = build_report(ledger, opts)
+        png = None
         if plot is not None:
-            png = ReportOptions(start=opts.start, end=opts.end, format="png")
-            _write(plot, build_report(ledger, png))
-    except (ReportError, LedgerError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2 if isinstance(exc, ReportError) else 1) from None
-    if out is None:
-        if opts.format in ("parquet", "png") and sys.stdout.isatty():
-            typer.echo(f"error: --format {opts.format} is binary; give --out FILE", err=True)
-            raise typer.Exit(code=2)
-        sys.stdout.buffer.write(body)
+            png = build_report(ledger, ReportOptions(start=opts.start, end=opts.end, format="png"))
+    if png is not None and plot is not None:
+        _emit("--plot", plot, png)
+    _emit("--out", out, body)
+
+
+def _emit(option: str, path: Path | None, data: bytes) -> None:
+    """Standard output for None or '-', else the file, written atomically (temp + rename)."""
+    if path is None or path == STDOUT:
+        sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
-    else:
-        _write(out, body)
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Write atomically (temp file + rename) so a reader never sees half a report."""
-    try:
+        return
+    with blame(option, OSError, fix="write elsewhere"):
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_bytes(data)
         tmp.replace(path)
-    except OSError as exc:
-        typer.echo(f"error: cannot write {path}: {exc.strerror}", err=True)
-        raise typer.Exit(code=1) from None

@@ -10,7 +10,7 @@ import gc
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from starlette.applications import Starlette
@@ -35,6 +35,9 @@ from scheduler.policy_store import PolicyStore
 from scheduler.records import LedgerSink
 from scheduler.service import Extender
 
+if TYPE_CHECKING:
+    from scheduler.kube import KubeConfig
+
 log = structlog.get_logger("lowcarb.app")
 
 
@@ -44,6 +47,7 @@ class ServeOptions:
     url_prefix: str = ""
     kubeconfig: Path | None = None
     in_cluster: bool = False
+    kube_config: KubeConfig | None = None  # already loaded (lowcarb serve checks it first)
     ledger: Path | None = None
     max_body: int = DEFAULT_MAX_BODY
     policy_poll_s: float = 2.0
@@ -148,7 +152,7 @@ def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None
     if options.cluster_mode:
         from scheduler.kube import Binder, ClusterSync, load_config
 
-        config = load_config(
+        config = options.kube_config or load_config(
             str(options.kubeconfig) if options.kubeconfig else None, in_cluster=options.in_cluster
         )
         sink = ObservedState(state, ledger) if ledger is not None else state

@@ -1,25 +1,43 @@
-"""The ``lowcarb`` command line (typer): serve, version, and the sub-commands of each area."""
+"""The ``lowcarb`` command line (typer): the root app, ``version``, and every area's commands.
+
+Every lowcarb typer app is built by :func:`carbon.cli_errors.new_app`: a mistake in what the user
+gave is one ``lowcarb: error: <option>: <problem>; <fix>`` line on stderr and exit code 2; an
+internal error is one line and exit code 1, with the traceback under ``lowcarb --debug``.
+"""
 
 from __future__ import annotations
 
 import logging
-import ssl
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import structlog
 import typer
 
 from carbon import clock
+from carbon.cli_errors import DEBUG_ENV, DEBUG_KEY, new_app
 from scheduler import __version__
 
-app = typer.Typer(
+app = new_app(
     name="lowcarb",
     help="Carbon-aware, GPU-aware scheduler extender for Kubernetes.",
-    no_args_is_help=True,
-    add_completion=False,
 )
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            envvar=DEBUG_ENV,
+            help="Show the Python traceback of an internal error (a bug to report)",
+        ),
+    ] = False,
+) -> None:
+    """Carbon-aware, GPU-aware scheduler extender for Kubernetes."""
+    ctx.meta[DEBUG_KEY] = debug
 
 
 def configure_logging(level: str = "info", json_logs: bool = True) -> None:
@@ -61,78 +79,13 @@ def version() -> None:
     typer.echo(f"lowcarb {__version__}")
 
 
-@app.command()
-def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on")] = 8888,
-    policy: Annotated[
-        Path | None,
-        typer.Option(help="Policy YAML (hot-reloaded); default: the embedded default policy"),
-    ] = None,
-    url_prefix: Annotated[
-        str, typer.Option(help="Prefix of the verbs, e.g. /scheduler -> POST /scheduler/filter")
-    ] = "",
-    kubeconfig: Annotated[
-        Path | None, typer.Option(help="Cluster mode: keep a node/pod cache via this kubeconfig")
-    ] = None,
-    in_cluster: Annotated[
-        bool, typer.Option("--in-cluster", help="Cluster mode with the pod's service account")
-    ] = False,
-    ledger: Annotated[
-        Path | None, typer.Option(help="SQLite ledger of placement decisions (WAL)")
-    ] = None,
-    max_body: Annotated[int, typer.Option(help="Largest request body in bytes (413 above)")] = (
-        256 * 2**20
-    ),
-    tls_cert: Annotated[Path | None, typer.Option(help="Serve HTTPS with this certificate")] = None,
-    tls_key: Annotated[Path | None, typer.Option(help="Private key of --tls-cert")] = None,
-    client_ca: Annotated[
-        Path | None,
-        typer.Option(help="Require client certificates signed by this CA (mutual TLS)"),
-    ] = None,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
-) -> None:
-    """Run the extender (request-fed mode unless --kubeconfig or --in-cluster is given)."""
-    import uvicorn
-
-    from scheduler.app import ServeOptions, build_runtime
-
-    configure_logging(log_level)
-    if kubeconfig is not None and in_cluster:
-        raise typer.BadParameter("use either --kubeconfig or --in-cluster, not both")
-    if (tls_cert is None) != (tls_key is None):
-        raise typer.BadParameter("--tls-cert and --tls-key go together")
-    if client_ca is not None and tls_cert is None:
-        raise typer.BadParameter("--client-ca needs --tls-cert and --tls-key")
-    options = ServeOptions(
-        policy=policy,
-        url_prefix=url_prefix,
-        kubeconfig=kubeconfig,
-        in_cluster=in_cluster,
-        ledger=ledger,
-        max_body=max_body,
-    )
-    runtime = build_runtime(options)
-    ssl_kwargs: dict[str, object] = {}
-    if tls_cert is not None:
-        ssl_kwargs = {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)}
-        if client_ca is not None:
-            ssl_kwargs.update(ssl_ca_certs=str(client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
-    uvicorn.run(
-        runtime.app,
-        host=host,
-        port=port,
-        log_level=log_level,
-        log_config=None,
-        access_log=False,
-        **ssl_kwargs,  # type: ignore[arg-type]
-    )
-
-
 def _register_subcommands() -> None:
     """Sub-apps of each area; an area that is not installed yet is skipped."""
     import importlib
 
+    from scheduler.cli_serve import serve
+
+    app.command(name="serve")(serve)
     groups = {
         "carbon": ("scheduler.cli_carbon", "app"),
         "policy": ("scheduler.cli_policy", "app"),

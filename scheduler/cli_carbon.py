@@ -14,13 +14,12 @@ from typing import Annotated
 import typer
 
 from carbon.cli import run_show
+from carbon.cli_errors import input_file, new_app
 from carbon.config import CarbonConfig
+from scheduler.cli_inputs import policy_errors
 from scheduler.policy import load_policy
-from scheduler.validate import PolicyError
 
-app = typer.Typer(
-    help="Carbon-intensity data: providers, cache and fallback.", no_args_is_help=True
-)
+app = new_app(help="Carbon-intensity data: providers, cache and fallback.")
 
 
 @app.callback()
@@ -29,18 +28,12 @@ def _group() -> None:
 
 
 def policy_carbon(path: Path | None) -> CarbonConfig:
-    """The ``carbon:`` section of the policy at ``path`` (the default section when None);
-    every problem of the file on stderr and exit 2 when it is invalid."""
+    """The ``carbon:`` section of the policy at ``path`` (the default section when None); a bad
+    policy is one ``--policy`` error line followed by every issue, as ``policy validate`` prints."""
     if path is None:
         return CarbonConfig()
-    try:
+    with policy_errors("--policy"):
         return load_policy(path).carbon
-    except PolicyError as exc:
-        for issue in exc.issues:
-            typer.echo(str(issue), err=True)
-        n = len(exc.issues)
-        typer.echo(f"error: --policy {path}: invalid ({n} error{'s' if n != 1 else ''})", err=True)
-        raise typer.Exit(code=2) from None
 
 
 @app.command()
@@ -60,7 +53,10 @@ def show(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     policy: Annotated[
-        Path | None, typer.Option("--policy", help="Policy YAML; its carbon: section is used.")
+        Path | None,
+        typer.Option(
+            "--policy", callback=input_file, help="Policy YAML; its carbon: section is used."
+        ),
     ] = None,
 ) -> None:
     """Show current (and forecast) carbon intensity per zone, with source and age."""

@@ -19,16 +19,17 @@ import yaml
 from rich.console import Console
 
 from carbon.cache import CarbonCache
+from carbon.cli_errors import blame, input_file
 from carbon.clock import wall
 from carbon.types import CarbonView
 from carbon.zones import ZoneMapper
 from scheduler import wire
+from scheduler.cli_inputs import policy_errors
 from scheduler.cluster import ClusterState
 from scheduler.engine import Engine
 from scheduler.explain import ExplainError, render
 from scheduler.explain import explain as explain_pod
 from scheduler.policy import Policy, load_policy
-from scheduler.validate import PolicyError
 
 
 class InputError(ValueError):
@@ -118,35 +119,56 @@ def run_explain(
     offline: bool = False,
     now_s: float | None = None,
 ) -> dict[str, Any]:
-    """Everything ``lowcarb explain`` does except printing."""
-    policy = load_policy(policy_path)
-    pod = load_pod(pod_path)
-    nodes = load_nodes(nodes_path)
+    """Everything ``lowcarb explain`` does except printing.
+
+    A bad input raises :class:`~carbon.cli_errors.UsageError` naming its option.
+    """
+    with policy_errors("--policy"):
+        policy = load_policy(policy_path)
+    with blame("--pod", InputError):
+        pod = load_pod(pod_path)
+    with blame("--nodes", InputError):
+        nodes = load_nodes(nodes_path)
     mapper = ZoneMapper.from_config(policy.carbon)
     state = ClusterState(zone_of=mapper.zone_for)
     for node in nodes:
         state.upsert_node(node)
     if pods_path is not None:
-        for running in load_pods(pods_path):
+        with blame("--pods", InputError):
+            running_pods = load_pods(pods_path)
+        for running in running_pods:
             if running.metadata.uid != pod.metadata.uid:  # a bound pod is explained as if new
                 state.upsert_pod(running)
     table, _ = state.table_for([n.metadata.name for n in nodes])
     zones = {z for z in table.zone_names() if z is not None}
     view = carbon_view(policy, zones, offline=offline)
-    return explain_pod(Engine(policy), pod, table, view, wall() if now_s is None else now_s)
+    with blame("--pod", ExplainError):
+        return explain_pod(Engine(policy), pod, table, view, wall() if now_s is None else now_s)
 
 
 def explain(
-    pod: Annotated[Path, typer.Option("--pod", help="Pod manifest (YAML or JSON)")],
+    pod: Annotated[
+        Path, typer.Option("--pod", callback=input_file, help="Pod manifest (YAML or JSON)")
+    ],
     nodes: Annotated[
-        Path, typer.Option("--nodes", help="NodeList: kubectl get nodes -o json (or YAML)")
+        Path,
+        typer.Option(
+            "--nodes", callback=input_file, help="NodeList: kubectl get nodes -o json (or YAML)"
+        ),
     ],
     policy: Annotated[
-        Path | None, typer.Option("--policy", help="Policy file; default: the embedded default")
+        Path | None,
+        typer.Option(
+            "--policy", callback=input_file, help="Policy file; default: the embedded default"
+        ),
     ] = None,
     pods: Annotated[
         Path | None,
-        typer.Option("--pods", help="Running pods (kubectl get pods -A -o json) to count usage"),
+        typer.Option(
+            "--pods",
+            callback=input_file,
+            help="Running pods (kubectl get pods -A -o json) to count usage",
+        ),
     ] = None,
     offline: Annotated[
         bool, typer.Option("--offline", help="Use static carbon values; no provider calls")
@@ -154,15 +176,7 @@ def explain(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")] = False,
 ) -> None:
     """Explain how lowcarb scores a pod on each node: feasibility, terms, weights, 0..10 score."""
-    try:
-        result = run_explain(pod, nodes, policy, pods, offline=offline)
-    except PolicyError as exc:
-        for issue in exc.issues:
-            typer.echo(str(issue), err=True)
-        raise typer.Exit(code=2) from None
-    except (InputError, ExplainError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
+    result = run_explain(pod, nodes, policy, pods, offline=offline)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:

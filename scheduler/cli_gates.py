@@ -19,17 +19,21 @@ from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(
+from carbon.cli_errors import UsageError, blame, input_file, new_app, positive, writable_path
+from scheduler.cli_inputs import check_cluster_options, kube_config, policy_errors
+
+app = new_app(
     help="Temporal shifting: hold pods gated with lowcarb.dev/carbon-window until a cleaner hour.",
-    no_args_is_help=True,
 )
 
 KubeconfigOpt = Annotated[
-    Path | None, typer.Option(help="kubeconfig of the cluster (default: ~/.kube/config)")
+    Path | None,
+    typer.Option(callback=input_file, help="kubeconfig of the cluster (default: ~/.kube/config)"),
 ]
 InClusterOpt = Annotated[bool, typer.Option("--in-cluster", help="Use the pod's service account")]
 PolicyOpt = Annotated[
-    Path | None, typer.Option(help="Policy YAML (classes' temporalShift, carbon sources)")
+    Path | None,
+    typer.Option(callback=input_file, help="Policy YAML (classes' temporalShift, carbon sources)"),
 ]
 
 
@@ -53,14 +57,12 @@ async def _cluster(
     from scheduler.cluster import ClusterState
     from scheduler.policy_store import PolicyStore
 
-    store = PolicyStore(policy)
+    with policy_errors("--policy"):
+        store = PolicyStore(policy)
     carbon_config = load_carbon_section(store.policy.carbon)
     cache = CarbonCache(carbon_config)
     state = ClusterState(zone_of=ZoneMapper.from_config(carbon_config).zone_for)
-    try:
-        config = kube.load_config(str(kubeconfig) if kubeconfig else None, in_cluster=in_cluster)
-    except kube.KubeError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+    config = kube_config(kubeconfig, in_cluster)
     sync = kube.ClusterSync(state, config)
     await cache.start()
     await sync.start()
@@ -71,20 +73,20 @@ async def _cluster(
         await cache.stop()
 
 
-def _check(kubeconfig: Path | None, in_cluster: bool) -> None:
-    if kubeconfig is not None and in_cluster:
-        raise typer.BadParameter("use either --kubeconfig or --in-cluster, not both")
-
-
 @app.command()
 def run(
     kubeconfig: KubeconfigOpt = None,
     in_cluster: InClusterOpt = False,
     policy: PolicyOpt = None,
-    ledger: Annotated[Path | None, typer.Option(help="SQLite ledger for gate records")] = None,
-    tick: Annotated[float, typer.Option(help="Seconds between planning passes")] = 30.0,
+    ledger: Annotated[
+        Path | None, typer.Option(callback=writable_path, help="SQLite ledger for gate records")
+    ] = None,
+    tick: Annotated[
+        float, typer.Option(callback=positive, help="Seconds between planning passes")
+    ] = 30.0,
     metrics_port: Annotated[
-        int | None, typer.Option(help="Serve Prometheus metrics on 127.0.0.1:PORT")
+        int | None,
+        typer.Option(min=1, max=65535, help="Serve Prometheus metrics on 127.0.0.1:PORT"),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Plan and log, but never patch pods or post Events")
@@ -93,12 +95,19 @@ def run(
     """Run the gate controller until interrupted (SIGINT/SIGTERM)."""
     from scheduler.cli import configure_logging
 
-    _check(kubeconfig, in_cluster)
+    check_cluster_options(kubeconfig, in_cluster)
     configure_logging()
     if metrics_port is not None:
         from prometheus_client import start_http_server
 
-        start_http_server(metrics_port, addr="127.0.0.1")
+        try:
+            start_http_server(metrics_port, addr="127.0.0.1")
+        except OSError as exc:
+            raise UsageError(
+                "--metrics-port",
+                f"cannot listen on 127.0.0.1:{metrics_port} ({exc.strerror or exc})",
+                "choose a free port",
+            ) from None
     asyncio.run(_run(kubeconfig, in_cluster, policy, ledger, tick, dry_run))
 
 
@@ -110,14 +119,15 @@ async def _run(
     tick: float,
     dry_run: bool,
 ) -> None:
-    from carbon.ledger import Ledger
+    from carbon.ledger import Ledger, LedgerError
     from scheduler.gates import GateSettings, controller_for
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    ledger = Ledger(ledger_path) if ledger_path is not None else None
+    with blame("--ledger", LedgerError):
+        ledger = Ledger(ledger_path) if ledger_path is not None else None
     try:
         async with _cluster(kubeconfig, in_cluster, policy) as parts:
             ctl = controller_for(
@@ -145,10 +155,12 @@ def plan(
     in_cluster: InClusterOpt = False,
     policy: PolicyOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per pod")] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the cluster")] = 30.0,
+    timeout: Annotated[
+        float, typer.Option(callback=positive, help="Seconds to wait for the cluster")
+    ] = 30.0,
 ) -> None:
     """Show, for every gated pod, what the controller would decide now (changes nothing)."""
-    _check(kubeconfig, in_cluster)
+    check_cluster_options(kubeconfig, in_cluster)
     rows = asyncio.run(_plan(kubeconfig, in_cluster, policy, timeout))
     if as_json:
         for row in rows:
@@ -186,7 +198,11 @@ async def _plan(
 
     async with _cluster(kubeconfig, in_cluster, policy) as parts:
         if not await parts.sync.wait_synced(timeout):
-            raise typer.BadParameter(f"the node cache did not sync within {timeout:.0f}s")
+            raise UsageError(
+                "--timeout",
+                f"the node cache did not sync within {timeout:g}s",
+                "check that the cluster of the kubeconfig answers, or give a longer --timeout",
+            )
         ctl = controller_for(
             parts.client,
             lambda: parts.store.policy,

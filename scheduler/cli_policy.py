@@ -16,12 +16,11 @@ from typing import Annotated, Any
 
 import typer
 
+from carbon.cli_errors import blame, is_stdout, new_app, output_file
 from scheduler.policy import Policy
 from scheduler.validate import Issue, check_document
 
-app = typer.Typer(
-    help="Check and describe lowcarb policy files.", no_args_is_help=True, add_completion=False
-)
+app = new_app(help="Check and describe lowcarb policy files.")
 
 SCHEMA_ID = "https://lowcarb.dev/schemas/policy-v1.json"
 
@@ -121,12 +120,19 @@ def _escape(text: str) -> str:
 @app.command()
 def schema(
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout")
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            callback=output_file,
+            help="Write to this file instead of stdout ('-': stdout)",
+        ),
     ] = None,
 ) -> None:
     """Print the JSON Schema of policy files (policies/schema.json)."""
     text = schema_text()
-    if output is None:
+    if output is None or is_stdout(output):
         typer.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        with blame("--output", OSError):
+            output.write_text(text, encoding="utf-8")

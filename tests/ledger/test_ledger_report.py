@@ -21,6 +21,7 @@ from ledger_support import ListHistory, hourly, placement, run
 from typer.testing import CliRunner
 
 from carbon.accounting import Accountant, AccountingPolicy
+from carbon.cli_errors import command_app
 from carbon.ledger import GateRecord, Ledger
 from carbon.report import (
     GROUP_KEYS,
@@ -201,9 +202,7 @@ def test_bad_options_name_the_option(kwargs: dict[str, object], message: str) ->
 
 
 def _cli() -> typer.Typer:
-    app = typer.Typer()
-    app.command()(report)
-    return app
+    return command_app(report)  # lowcarb's error handling, as under the lowcarb command
 
 
 def test_cli_writes_report_and_plot(ledger_path: Path, tmp_path: Path) -> None:
@@ -223,11 +222,30 @@ def test_cli_writes_report_and_plot(ledger_path: Path, tmp_path: Path) -> None:
 def test_cli_errors_name_path_and_option(ledger_path: Path, tmp_path: Path) -> None:
     missing = tmp_path / "missing.sqlite"
     result = CliRunner().invoke(_cli(), ["--ledger", str(missing)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a file that is not there is a usage mistake
     assert str(missing) in result.output and "no such file" in result.output
     result = CliRunner().invoke(_cli(), ["--ledger", str(ledger_path), "--from", "last tuesday"])
     assert result.exit_code == 2
     assert "--from: 'last tuesday' is not a date" in result.output
+
+
+def test_cli_dash_is_stdout(
+    ledger_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """'--out -' writes the report to standard output (no file named '-'); so does '--plot -'."""
+    monkeypatch.chdir(tmp_path)
+    to_file = tmp_path / "report.csv"
+    args = ["--ledger", str(ledger_path), "--format", "csv", "--group-by", "zone"]
+    result = CliRunner().invoke(_cli(), [*args, "--out", str(to_file)])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(_cli(), [*args, "--out", "-"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout_bytes == to_file.read_bytes()
+    assert pd.read_csv(io.BytesIO(result.stdout_bytes))["zone"].tolist() == ["DE", "FR", "GB"]
+    result = CliRunner().invoke(_cli(), [*args, "--out", str(to_file), "--plot", "-"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout_bytes[:4] == b"\x89PNG"
+    assert not (tmp_path / "-").exists()
 
 
 def test_lowcarb_report_entry_point(ledger_path: Path, tmp_path: Path) -> None:
