@@ -4,7 +4,7 @@ Protocol (Weng et al., ATC '23, and the authors' simulator): the 1,213-node GPU 
 pods shuffled per seed (seeds 42...), then resampled clones appended until the GPU request reaches
 130 % of capacity; no departures; a pod that fits nowhere fails and is not retried. CPU and memory
 are filtered as kube-scheduler's NodeResourcesFit does; the GPU filter and every GPU policy are
-lowcarb's own code (``scheduler.terms.gpu_fit``, ``scheduler.fragmentation``), and
+lowcarb's own code (``scheduler.terms.gpu_fit``, ``scheduler.gpu.fragmentation``), and
 ``fgd-extender`` goes through the real service path (``scheduler.engine.Engine.evaluate``: filter,
 normalise, 0..10 quantisation) with random tie-breaking as kube-scheduler does. The typical pods
 are learned from the original trace at 95 % popularity. Arrived GPU counts failed pods; used GPU
@@ -36,14 +36,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.openb_trace import Nodes, Pods, TraceError, load_nodes, load_pods, resolve_pod_file
 from carbon.energy import PowerModel
 from carbon.types import Reading, SignalKind, ZoneSeries
-from scheduler import gpu
-from scheduler.cluster import NodeTable
+from scheduler.cluster.state import NodeTable
 from scheduler.demand import PodDemand
-from scheduler.fragmentation import TaskShape, Workload
+from scheduler.gpu import supply as gpu
+from scheduler.gpu.fragmentation import TaskShape, Workload
+from scheduler.gpu.workload import typical_workload
 from scheduler.scoring import evaluate
 from scheduler.terms.base import Context, TermScore
 from scheduler.terms.gpu_fit import GpuFit, feasibility, score_rows
-from scheduler.workload import typical_workload
 
 LEVELS = (80, 90, 95, 100, 110, 130)
 POLICIES = (

@@ -27,7 +27,8 @@ import structlog
 
 from carbon.clock import wall
 from carbon.types import Reading, ZoneSeries
-from scheduler import gates, wire
+from scheduler import wire
+from scheduler.gates import controller as gates
 
 HOUR = 3600.0
 ZONES = ("DE", "FR", "GB", "US-CAL-CISO")
@@ -97,7 +98,7 @@ def make_pods(
 
 
 def make_state(n_nodes: int = 1000) -> Any:
-    from scheduler.cluster import REGION_LABEL, ClusterState
+    from scheduler.cluster.state import REGION_LABEL, ClusterState
 
     state = ClusterState(zone_of=lambda labels: labels.get(REGION_LABEL))
     nodes = []
@@ -181,7 +182,7 @@ async def main_async(n: int, repeat: int) -> list[dict[str, Any]]:
         }
     )
     # production rules: policy classes and the zones of fitting nodes
-    from scheduler.policy import Policy
+    from scheduler.policy.model import Policy
 
     policy = Policy.model_validate(
         {

@@ -1,6 +1,7 @@
 """Latency of the extender's filter and prioritize verbs, beside a decode+encode floor.
 
-Runs in-process through :class:`scheduler.service.Extender` (the bytes-in/bytes-out path the HTTP
+Runs in-process through :class:`scheduler.extender.service.Extender` (the bytes-in/bytes-out path
+the HTTP
 layer calls), built exactly as ``lowcarb serve`` builds it (bundled policy, offline carbon data).
 Node objects are realistic (~12 KB each, modelled on the nodes kube-scheduler sent in
 ``tests/fixtures/kube-scheduler`` and on real GPU clusters): GFD/NFD labels, annotations,
@@ -44,7 +45,7 @@ import msgspec
 
 from scheduler import wire
 from scheduler.app import ServeOptions, build_runtime
-from scheduler.service import Extender
+from scheduler.extender.service import Extender
 
 FIXTURE = (
     Path(__file__).resolve().parent.parent
@@ -443,7 +444,7 @@ def _serve(ext: Extender, port: int) -> None:
     """Child process: serve ``ext`` (inherited by fork, cache and all) as ``lowcarb serve`` does."""
     import uvicorn
 
-    from scheduler.api import create_app
+    from scheduler.extender.routes import create_app
 
     app = create_app(ext, url_prefix="/scheduler")
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="error")

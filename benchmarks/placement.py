@@ -2,7 +2,7 @@
 
 Replays the openb GPU trace (real arrival and deletion times) on the 1,213 GPU nodes spread over
 grid zones with real hourly intensity, through the very engine the extender serves
-(:mod:`scheduler.sim_run`; no second implementation here). Prints a table, writes PNGs to
+(:mod:`scheduler.sim.run`; no second implementation here). Prints a table, writes PNGs to
 ``benchmarks/out/``, and prints one JSON line last. Same options as ``lowcarb simulate``:
 
     .venv/bin/python benchmarks/placement.py --quick
@@ -15,9 +15,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from carbon.cli_errors import command_app
 from carbon.datadir import data_dir
-from scheduler.cli_simulate import simulate
+from scheduler.cli.errors import command_app
+from scheduler.cli.simulate import simulate
 
 OUT = Path(__file__).resolve().parent / "out"
 

@@ -24,11 +24,11 @@ import numpy as np
 
 from carbon.cache import CarbonCache
 from scheduler import wire
-from scheduler.cluster import NodeTable
+from scheduler.cluster.state import NodeTable
 from scheduler.demand import PodDemand
 from scheduler.engine import Engine
-from scheduler.policy import load_policy
-from scheduler.validate import validate_text
+from scheduler.policy.model import load_policy
+from scheduler.policy.validate import validate_text
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY = ROOT / "policies" / "training.yaml"

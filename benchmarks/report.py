@@ -25,8 +25,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from carbon.ledger import Ledger, LifecycleRecord, PlacementRecord, Synchronous, UsageRecord
-from carbon.report import ReportOptions, build_report
+from carbon.accounting.ledger import (
+    Ledger,
+    LifecycleRecord,
+    PlacementRecord,
+    Synchronous,
+    UsageRecord,
+)
+from carbon.accounting.report import ReportOptions, build_report
 
 ZONES = ("DE", "FR", "GB", "SE", "PL", "ES", "NO", "US-CAL-CISO", "US-TEX-ERCO", "US-MIDA-PJM",
          "CA-ON", "JP-TK", "KR", "SG", "AU-NSW", "IN-WE")  # fmt: skip

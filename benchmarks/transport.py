@@ -46,7 +46,7 @@ def serving(flags: list[str]) -> Iterator[int]:
     """`lowcarb serve` on a free loopback port for the duration of the block."""
     port = free_port()
     script = Path(sys.executable).with_name("lowcarb")
-    entry = [sys.executable, "-c", "from scheduler.cli import main; main()"]
+    entry = [sys.executable, "-c", "from scheduler.cli.main import main; main()"]
     command = [str(script)] if script.is_file() else entry
     process = subprocess.Popen(
         [*command, "serve", "--host", "127.0.0.1", "--port", str(port), *flags],

@@ -18,25 +18,25 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from carbon.accounting import Accountant, ChainHistory
+from carbon.accounting.emissions import Accountant, ChainHistory
+from carbon.accounting.ledger import LedgerError
+from carbon.accounting.report_query import ReportError, report_http_async
 from carbon.cache import CarbonCache
 from carbon.config import load_carbon_section
-from carbon.ledger import LedgerError
-from carbon.report_cli import ReportError, report_http_async
 from carbon.types import CarbonView
 from carbon.zones import ZoneMapper
 from scheduler import wire
-from scheduler.admission import routes as admission_routes
-from scheduler.api import DEFAULT_MAX_BODY, create_app
-from scheduler.cluster import ClusterState
+from scheduler.cluster.state import ClusterState
+from scheduler.engine import EngineStore
 from scheduler.explain import explain_routes
-from scheduler.policy import Policy
-from scheduler.policy_store import PolicyStore
-from scheduler.records import LedgerSink
-from scheduler.service import Extender
+from scheduler.extender.records import LedgerSink
+from scheduler.extender.routes import DEFAULT_MAX_BODY, create_app
+from scheduler.extender.service import Extender
+from scheduler.gates.webhook import routes as admission_routes
+from scheduler.policy.model import Policy
 
 if TYPE_CHECKING:
-    from scheduler.kube import KubeConfig
+    from scheduler.kube.client import KubeConfig
 
 log = structlog.get_logger("lowcarb.app")
 
@@ -64,7 +64,7 @@ class Runtime:
     """Everything a serving process holds; ``app`` is the ASGI application."""
 
     options: ServeOptions
-    store: PolicyStore
+    store: EngineStore
     cache: CarbonCache
     state: ClusterState
     extender: Extender
@@ -131,7 +131,7 @@ class ObservedState:
 
 
 def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None = None) -> Runtime:
-    store = PolicyStore(options.policy)
+    store = EngineStore(options.policy)
     carbon_config = load_carbon_section(store.policy.carbon)
     cache = CarbonCache(carbon_config)
     mapper = ZoneMapper.from_config(carbon_config)
@@ -150,7 +150,7 @@ def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None
 
     sync = binder = gate_ctl = None
     if options.cluster_mode:
-        from scheduler.kube import Binder, ClusterSync, load_config
+        from scheduler.kube.client import Binder, ClusterSync, load_config
 
         config = options.kube_config or load_config(
             str(options.kubeconfig) if options.kubeconfig else None, in_cluster=options.in_cluster
@@ -158,7 +158,7 @@ def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None
         sink = ObservedState(state, ledger) if ledger is not None else state
         sync = ClusterSync(sink, config)
         binder = Binder(sync.client)
-        from scheduler.gates import controller_for  # temporal shifting (issue 7)
+        from scheduler.gates.controller import controller_for  # temporal shifting (issue 7)
 
         gate_ctl = controller_for(
             sync.client,

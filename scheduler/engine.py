@@ -2,7 +2,8 @@
 
 Built once per (re)loaded policy and swapped atomically; the extender service, ``/explain`` and
 the trace simulator all call :meth:`Engine.evaluate`, so what is benchmarked is what is served.
-:meth:`Engine.classify` picks the pod's workload class (:mod:`scheduler.classes`) and remembers the
+:meth:`Engine.classify` picks the pod's workload class (:mod:`scheduler.policy.classes`) and
+remembers the
 pod's expected duration and any annotation it had to ignore, so the following ``evaluate`` of the
 same pod (same uid, or namespace/name) uses them and records the reasons in the decision notes.
 """
@@ -10,16 +11,18 @@ same pod (same uid, or namespace/name) uses them and records the reasons in the 
 from __future__ import annotations
 
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 
 from carbon.types import CarbonView
 from scheduler import terms as _terms  # noqa: F401  (registers the built-in terms)
 from scheduler import wire
-from scheduler.classes import ClassChoice, classify
-from scheduler.cluster import NodeTable
+from scheduler.cluster.state import NodeTable
 from scheduler.demand import PodDemand
-from scheduler.policy import FILTER_ONLY_TERMS, Policy, WorkloadClass
+from scheduler.policy.classes import ClassChoice, classify
+from scheduler.policy.model import FILTER_ONLY_TERMS, Policy, WorkloadClass
+from scheduler.policy.store import PolicyStore
 from scheduler.scoring import Evaluation, evaluate
 from scheduler.terms import constraints as _constraints  # noqa: F401  (registers the term)
 from scheduler.terms.base import Context, Term, TermScore, get_term
@@ -89,7 +92,7 @@ class Engine:
         return choice
 
     def classify(self, pod: wire.Pod) -> str:
-        """Name of the pod's workload class (see :mod:`scheduler.classes`)."""
+        """Name of the pod's workload class (see :mod:`scheduler.policy.classes`)."""
         return self.choose(pod).name
 
     def _choice_for(self, demand: PodDemand, klass: str) -> ClassChoice | None:
@@ -197,3 +200,11 @@ class Engine:
         if isinstance(chosen, np.ndarray) and chosen.shape[0] > row and chosen[row] >= 0:
             return (int(chosen[row]),)
         return ()
+
+
+class EngineStore(PolicyStore[Engine]):
+    """The live policy compiled into an :class:`Engine`; each reload keeps the previous engine's
+    learned state (see ``Engine(previous=...)``)."""
+
+    def __init__(self, path: Path | str | None = None) -> None:
+        super().__init__(path, lambda policy, previous: Engine(policy, previous=previous))

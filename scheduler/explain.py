@@ -35,11 +35,10 @@ from carbon.clock import wall
 from carbon.gaps import UNKNOWN_ZONE
 from carbon.types import CarbonView
 from scheduler import wire
-from scheduler.classes import ClassChoice
-from scheduler.cluster import ClusterState, NodeTable
+from scheduler.cluster.state import ClusterState, NodeTable
 from scheduler.demand import DemandError, parse_demand
-from scheduler.engine import Engine
-from scheduler.policy_store import PolicyStore
+from scheduler.engine import Engine, EngineStore
+from scheduler.policy.classes import ClassChoice
 from scheduler.terms.base import TermScore
 
 UNKNOWN_NODE = "node not in lowcarb's cache (not synced yet, or deleted)"
@@ -211,7 +210,7 @@ class ExplainRuntime(Protocol):
     """What the routes need from a running service (``scheduler.app.Runtime`` has all of it)."""
 
     state: ClusterState
-    store: PolicyStore
+    store: EngineStore
     sync: Any
 
     def carbon_view(self) -> CarbonView: ...

@@ -1,21 +1,15 @@
-"""Shared test set-up: ``tests/kube/fakeapi.py`` (fake API server, free ports, kubeconfigs, the
-``lowcarb`` command) is importable from every test directory as ``fakeapi``; ``pin_clock`` runs
-in-process code as of a fixed instant (subprocesses get ``LOWCARB_NOW`` instead)."""
+"""Shared test set-up. Helpers live in ``tests/support`` and are imported as ``tests.support.X``
+(fake API server, free ports, kubeconfigs, the ``lowcarb`` command, carbon doubles);
+``pin_clock`` runs in-process code as of a fixed instant (subprocesses get ``LOWCARB_NOW``)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 
 from carbon import clock
-
-KUBE_TESTS = str(Path(__file__).resolve().parent / "kube")
-if KUBE_TESTS not in sys.path:
-    sys.path.append(KUBE_TESTS)
 
 
 @pytest.fixture

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 import trustme
-from fakeapi import lowcarb_command
 from typer.testing import CliRunner
 
-from carbon.cli_errors import command_app
-from scheduler.cli import app as lowcarb
-from scheduler.validate import validate_text
+from scheduler.cli.errors import command_app
+from scheduler.cli.main import app as lowcarb
+from scheduler.policy.validate import validate_text
+from tests.support.fakeapi import lowcarb_command
 
 BAD_POLICY = "apiVersion: lowcarb.dev/v1\nkind: Policy\nclasses: {a: {gpuMode: x}, b: 1}\n"
 

@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakeapi import lowcarb_command
 
 import carbon
 import scheduler
 from carbon import clock
-from carbon.ledger import Ledger
-from carbon.report import ReportOptions, build_report, parse_time
+from carbon.accounting.ledger import Ledger
+from carbon.accounting.report import ReportOptions, build_report, parse_time
+from tests.support.fakeapi import lowcarb_command
 
 PinClock = Callable[[datetime], None]
 FAR = datetime(2031, 7, 1, 12, 0, tzinfo=UTC)  # years from today and from every fixture
@@ -149,13 +149,13 @@ def test_every_default_clock_reads_the_pinned_date(pin_clock: PinClock) -> None:
     # the components that date what they see: carbon data, decisions, gates, the ledger
     assert {
         "carbon.cache.CarbonCache",
-        "carbon.accounting.Accountant",
+        "carbon.accounting.emissions.Accountant",
         "carbon.providers.electricitymaps.ElectricityMaps",
         "carbon.providers.replay.ReplayProvider",
         "carbon.providers.watttime.WattTime",
-        "scheduler.service.Extender",
-        "scheduler.gates.GateController",
-        "scheduler.records.LedgerSink",
+        "scheduler.extender.service.Extender",
+        "scheduler.gates.controller.GateController",
+        "scheduler.extender.records.LedgerSink",
     } <= dated
     wrong = {name: clocks[name]() for name in sorted(dated) if not near_far(clocks[name]())}
     assert not wrong, f"these read the system date instead of carbon.clock: {wrong}"

@@ -11,10 +11,12 @@ import msgspec
 import numpy as np
 import pytest
 
-from scheduler import gpu, service, wire
+from scheduler import wire
 from scheduler.app import ServeOptions, build_runtime
-from scheduler.cluster import ClusterState, NodeTable
+from scheduler.cluster.state import ClusterState, NodeTable
 from scheduler.demand import parse_demand
+from scheduler.extender import service
+from scheduler.gpu import supply as gpu
 
 GIB = 2**30
 

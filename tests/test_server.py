@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-from fakeapi import free_port, lowcarb_command
+
+from tests.support.fakeapi import free_port, lowcarb_command
 
 FIXTURES = Path(__file__).parent / "fixtures" / "kube-scheduler"
 VERSIONS = sorted(p.name for p in FIXTURES.iterdir() if p.is_dir())

@@ -15,7 +15,8 @@ from typing import BinaryIO
 import httpx
 import pytest
 import trustme
-from fakeapi import free_port, lowcarb_command
+
+from tests.support.fakeapi import free_port, lowcarb_command
 
 FIXTURE = (
     Path(__file__).parent / "fixtures" / "deploy" / "prioritize.args.nodeCacheCapable-false.json"

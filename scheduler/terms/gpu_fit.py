@@ -15,10 +15,11 @@ from typing import Literal, cast
 
 import numpy as np
 
-from scheduler import gpu
-from scheduler.cluster import NodeTable
+from scheduler.cluster.state import NodeTable
 from scheduler.demand import PodDemand
-from scheduler.fragmentation import FragmentationModel, Workload, model_matches
+from scheduler.gpu import supply as gpu
+from scheduler.gpu.fragmentation import FragmentationModel, Workload, model_matches
+from scheduler.gpu.workload import WorkloadLearner
 from scheduler.terms.base import (
     Context,
     Term,
@@ -26,7 +27,6 @@ from scheduler.terms.base import (
     higher_is_better,
     term,
 )
-from scheduler.workload import WorkloadLearner
 
 Mode = Literal["fgd", "bestfit", "packing", "spread"]
 MODES: tuple[Mode, ...] = ("fgd", "bestfit", "packing", "spread")

@@ -11,8 +11,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from deploy_support import BASE, DEPLOY, REPO, load_yaml_documents
 from dockerfile_parse import DockerfileParser
+
+from tests.support.deploy import BASE, DEPLOY, REPO, load_yaml_documents
 
 DOCKERFILE = DEPLOY / "Dockerfile"
 
@@ -156,6 +157,6 @@ def test_build_stage_installs_from_the_copied_files(
         )
         assert entry is not None
         entry_points = entry.read().decode()
-    assert re.search(r"^lowcarb = scheduler\.cli:main$", entry_points, re.MULTILINE)
-    assert {"README.md", "scheduler/cli.py", "carbon/__init__.py"} <= names
+    assert re.search(r"^lowcarb = scheduler\.cli\.main:main$", entry_points, re.MULTILINE)
+    assert {"README.md", "scheduler/cli/main.py", "carbon/__init__.py"} <= names
     assert "scheduler/data/default.yaml" in names, "package data must ship"

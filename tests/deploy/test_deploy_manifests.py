@@ -8,7 +8,8 @@ from pathlib import Path, PurePosixPath
 
 import kubernetes_validate
 import pytest
-from deploy_support import (
+
+from tests.support.deploy import (
     BASE,
     DEPLOY,
     KUBE_VERSION,

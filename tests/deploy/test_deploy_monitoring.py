@@ -18,7 +18,10 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from deploy_support import (
+from prometheus_client.parser import text_string_to_metric_families
+
+from scheduler.gates.controller import ReleaseReason
+from tests.support.deploy import (
     DEPLOY,
     Manifest,
     build,
@@ -27,10 +30,15 @@ from deploy_support import (
     running_lowcarb,
     validate_object,
 )
-from fakeapi import FakeApiServer, PodStore, Reply, WatchReply, fixture, free_port, write_kubeconfig
-from prometheus_client.parser import text_string_to_metric_families
-
-from scheduler.gates import ReleaseReason
+from tests.support.fakeapi import (
+    FakeApiServer,
+    PodStore,
+    Reply,
+    WatchReply,
+    fixture,
+    free_port,
+    write_kubeconfig,
+)
 
 MONITORING = DEPLOY / "monitoring"
 DASHBOARD = MONITORING / "dashboard.json"

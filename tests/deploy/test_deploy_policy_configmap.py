@@ -6,9 +6,8 @@ import os
 import shutil
 from pathlib import Path
 
-from deploy_support import BASE, load_yaml_documents
-
-from scheduler.policy_store import PolicyStore
+from scheduler.engine import EngineStore
+from tests.support.deploy import BASE, load_yaml_documents
 
 SHIPPED_POLICY = BASE / "files" / "default.yaml"
 
@@ -56,7 +55,7 @@ def policy_key() -> str:
 def test_shipped_policy_loads_through_the_mounted_layout(tmp_path: Path) -> None:
     volume = ConfigMapVolume(tmp_path, policy_key())
     volume.publish(SHIPPED_POLICY.read_bytes())
-    store = PolicyStore(volume.path)
+    store = EngineStore(volume.path)
     assert store.last_error is None
     assert store.reload() is False  # unchanged content is not a reload
 
@@ -65,7 +64,7 @@ def test_configmap_update_by_symlink_swap_is_picked_up(tmp_path: Path) -> None:
     volume = ConfigMapVolume(tmp_path, policy_key())
     shipped = SHIPPED_POLICY.read_bytes()
     volume.publish(shipped)
-    store = PolicyStore(volume.path)
+    store = EngineStore(volume.path)
     first = store.policy
 
     volume.publish(shipped + b"\n# edited by kubectl apply\n")

@@ -7,7 +7,16 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
-from deploy_support import BASE, KUSTOMIZE, TARGETS, Manifest, build, find, load_yaml_documents
+
+from tests.support.deploy import (
+    BASE,
+    KUSTOMIZE,
+    TARGETS,
+    Manifest,
+    build,
+    find,
+    load_yaml_documents,
+)
 
 Permission = tuple[str, str, str]  # (api group, resource, verb)
 
@@ -26,10 +35,10 @@ FALLBACK_PERMISSIONS: list[Permission] = [
 
 
 def required_permissions() -> set[Permission]:
-    """scheduler.kube.REQUIRED_PERMISSIONS when that module exists, else the list above."""
-    if importlib.util.find_spec("scheduler.kube") is None:
+    """scheduler.kube.client.REQUIRED_PERMISSIONS when that module exists, else the list above."""
+    if importlib.util.find_spec("scheduler.kube.client") is None:
         return set(FALLBACK_PERMISSIONS)
-    from scheduler import kube
+    from scheduler.kube import client as kube
 
     assert hasattr(kube, "REQUIRED_PERMISSIONS"), "scheduler/kube.py must define it"
     return {(str(g), str(r), str(v)) for g, r, v in kube.REQUIRED_PERMISSIONS}

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
-from deploy_support import BASE, DEPLOY, KUSTOMIZE, container, flag_value, load_yaml_documents
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tests.support.deploy import BASE, DEPLOY, KUSTOMIZE, container, flag_value, load_yaml_documents
 
 SCHEDULER_CONFIG = DEPLOY / "kube-scheduler-config.yaml"
 EXTENDER_ONLY_SNIPPET = KUSTOMIZE / "overlays" / "extender-only" / "kube-scheduler-extender.yaml"

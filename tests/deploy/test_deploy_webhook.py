@@ -16,7 +16,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
-from deploy_support import (
+
+from tests.support.deploy import (
     BASE,
     KUSTOMIZE,
     Manifest,
@@ -30,7 +31,7 @@ from deploy_support import (
     selects,
     validate_object,
 )
-from fakeapi import fixture
+from tests.support.fakeapi import fixture
 
 COMPONENT = KUSTOMIZE / "components" / "webhook"
 CERT_MANAGER = KUSTOMIZE / "components" / "webhook-cert-manager"

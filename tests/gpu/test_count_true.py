@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scheduler import gpu
+from scheduler.gpu import supply as gpu
 
 
 @pytest.mark.parametrize("width", [1, 3, 7, 8, 9, 16])

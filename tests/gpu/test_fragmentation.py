@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scheduler.fragmentation import FragmentationModel, TaskShape, Workload, model_matches
+from scheduler.gpu.fragmentation import FragmentationModel, TaskShape, Workload, model_matches
 
 MODELS = ["G2", "T4"]
 

@@ -12,9 +12,9 @@ import pytest
 from carbon.energy import PowerModel
 from carbon.types import Reading, SignalKind, ZoneSeries
 from scheduler import wire
-from scheduler.cluster import ClusterState, NodeTable
+from scheduler.cluster.state import ClusterState, NodeTable
 from scheduler.demand import PodDemand, parse_demand
-from scheduler.fragmentation import TaskShape, Workload
+from scheduler.gpu.fragmentation import TaskShape, Workload
 from scheduler.scoring import evaluate
 from scheduler.terms.base import Context
 from scheduler.terms.gpu_fit import ORDER_STEPS, GpuFit, fgd_preference

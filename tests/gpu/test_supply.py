@@ -9,8 +9,9 @@ import msgspec
 import numpy as np
 import pytest
 
-from scheduler import gpu, wire
+from scheduler import wire
 from scheduler.demand import PodDemand, parse_demand
+from scheduler.gpu import supply as gpu
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "gpu"
 

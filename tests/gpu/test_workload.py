@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from scheduler.demand import PodDemand
-from scheduler.fragmentation import DEFAULT_WORKLOAD, TaskShape
-from scheduler.workload import WorkloadLearner, shape_of, typical_workload
+from scheduler.gpu.fragmentation import DEFAULT_WORKLOAD, TaskShape
+from scheduler.gpu.workload import WorkloadLearner, shape_of, typical_workload
 
 A = TaskShape(12_000, 1, 1000)
 B = TaskShape(4_000, 1, 300)

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 
 import pytest
-from fakeapi import FakeApiServer, Recorded, Reply, fixture, permission_of
 
-from scheduler import kube
+from scheduler.kube import client as kube
+from tests.support.fakeapi import FakeApiServer, Recorded, Reply, fixture, permission_of
 
 NS = "e2e"
 BIND_PATH = "/api/v1/namespaces/e2e/pods/bind-me/binding"

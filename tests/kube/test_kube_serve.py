@@ -12,7 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fakeapi import (
+
+from scheduler.kube import client as kube
+from tests.support.fakeapi import (
     FakeApiServer,
     Recorded,
     Reply,
@@ -22,8 +24,6 @@ from fakeapi import (
     permission_of,
     write_kubeconfig,
 )
-
-from scheduler import kube
 
 LOWCARB = Path(sys.executable).parent / "lowcarb"
 

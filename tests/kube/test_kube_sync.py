@@ -8,7 +8,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from fakeapi import (
+
+from scheduler.cluster.state import ClusterState
+from scheduler.kube import client as kube
+from tests.support.fakeapi import (
     FakeApiServer,
     Recorded,
     Reply,
@@ -20,9 +23,6 @@ from fakeapi import (
     watch_lines,
     write_kubeconfig,
 )
-
-from scheduler import kube
-from scheduler.cluster import ClusterState
 
 PODS = "/api/v1/pods"
 NODES = "/api/v1/nodes"

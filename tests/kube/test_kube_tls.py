@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import trustme
-from fakeapi import FakeApiServer, Reply, fixture
 
-from scheduler import kube
+from scheduler.kube import client as kube
+from tests.support.fakeapi import FakeApiServer, Reply, fixture
 
 
 def b64(data: bytes) -> str:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from scheduler.cli import app as lowcarb
-from scheduler.validate import lint_text
+from scheduler.cli.main import app as lowcarb
+from scheduler.policy.validate import lint_text
 
 MARGINAL = """\
 apiVersion: lowcarb.dev/v1

@@ -6,15 +6,15 @@ import json
 
 import msgspec
 import pytest
-from policy_support import POLICIES, View, fixture_json, recorded_pod
 
 from scheduler import wire
-from scheduler.classes import classify, owner_kinds
-from scheduler.cluster import ClusterState
+from scheduler.cluster.state import ClusterState
 from scheduler.engine import Engine
-from scheduler.policy import load_policy, policy_from_text
-from scheduler.records import placement_record
-from scheduler.service import Extender
+from scheduler.extender.records import placement_record
+from scheduler.extender.service import Extender
+from scheduler.policy.classes import classify, owner_kinds
+from scheduler.policy.model import load_policy, policy_from_text
+from tests.support.policy import POLICIES, View, fixture_json, recorded_pod
 
 POLICY = policy_from_text(
     """\

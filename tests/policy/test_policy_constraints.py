@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from policy_support import View, node_table
-
 from scheduler.demand import PodDemand
 from scheduler.engine import Engine
-from scheduler.policy import policy_from_text
+from scheduler.policy.model import policy_from_text
+from tests.support.policy import View, node_table
 
 POLICY = policy_from_text(
     """\

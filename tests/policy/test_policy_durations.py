@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from carbon.duration import DURATION_PATTERN, format_duration, parse_duration
-from scheduler.cli_policy import policy_schema
-from scheduler.policy import Policy, dump_yaml, policy_from_text
-from scheduler.validate import validate_text
+from scheduler.cli.policy import policy_schema
+from scheduler.policy.model import Policy, dump_yaml, policy_from_text
+from scheduler.policy.validate import validate_text
 
 # A valid policy in which every duration field is present (the class and provider names are the
 # ones the paths below use).

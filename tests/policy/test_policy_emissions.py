@@ -6,14 +6,14 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
-from policy_support import Row, View, node_table
 
 from carbon.energy import PowerModel
 from scheduler.demand import PodDemand
 from scheduler.engine import Engine
-from scheduler.policy import policy_from_text
+from scheduler.policy.model import policy_from_text
 from scheduler.terms.base import Context
 from scheduler.terms.carbon import Carbon, gpu_share
+from tests.support.policy import Row, View, node_table
 
 GIB = 2**30
 

@@ -13,14 +13,15 @@ import httpx
 import pytest
 import uvicorn
 import yaml
-from fakeapi import FakeApiServer, Reply, free_port
-from policy_support import FIXTURES
 from typer.testing import CliRunner
 
-from scheduler import kube, wire
+from scheduler import wire
 from scheduler.app import Runtime, ServeOptions, build_runtime
-from scheduler.cli import app as lowcarb
+from scheduler.cli.main import app as lowcarb
 from scheduler.explain import explain_routes
+from scheduler.kube import client as kube
+from tests.support.fakeapi import FakeApiServer, Reply, free_port
+from tests.support.policy import FIXTURES
 
 POLICY = """\
 apiVersion: lowcarb.dev/v1

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from scheduler.cli import app as lowcarb
-from scheduler.validate import validate_text
+from scheduler.cli.main import app as lowcarb
+from scheduler.policy.validate import validate_text
 
 # Field errors and cross-field problems in the same models: each cross-field problem used to
 # appear only once the field errors around it were fixed.

@@ -7,12 +7,12 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from policy_support import POLICIES
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
-from scheduler.policy_store import PolicyStore
-from scheduler.validate import PolicyError
+from scheduler.engine import EngineStore
+from scheduler.policy.validate import PolicyError
+from tests.support.policy import POLICIES
 
 GOOD = (POLICIES / "default.yaml").read_text()
 BROKEN = GOOD.replace(
@@ -31,7 +31,7 @@ def reloads(outcome: str) -> float:
 def test_broken_edit_keeps_last_good_and_sets_the_metric(tmp_path: Path) -> None:
     path = tmp_path / "policy.yaml"
     path.write_text(GOOD)
-    store = PolicyStore(path)
+    store = EngineStore(path)
     good_policy, good_engine = store.policy, store.engine()
     assert BROKEN != GOOD
     invalid_before = reloads("invalid")
@@ -68,7 +68,7 @@ def test_broken_edit_keeps_last_good_and_sets_the_metric(tmp_path: Path) -> None
 def test_unreadable_file_is_a_failed_reload(tmp_path: Path) -> None:
     path = tmp_path / "policy.yaml"
     path.write_text(GOOD)
-    store = PolicyStore(path)
+    store = EngineStore(path)
     path.write_bytes(b"\xff\xfe not utf-8")
     assert store.reload() is False
     assert failed_gauge() == 1.0
@@ -81,14 +81,14 @@ def test_invalid_file_at_start_is_refused_with_every_error(tmp_path: Path) -> No
     path = tmp_path / "policy.yaml"
     path.write_text(BROKEN)
     with pytest.raises(PolicyError) as info:
-        PolicyStore(path)
+        EngineStore(path)
     assert [i.path for i in info.value.issues] == ["classes.training.weights.carbon"]
 
 
 async def test_watch_task_picks_up_edits(tmp_path: Path) -> None:
     path = tmp_path / "policy.yaml"
     path.write_text(GOOD)
-    store = PolicyStore(path)
+    store = EngineStore(path)
     seen: list[float] = []
     store.on_change(lambda p: seen.append(p.classes["batch"].duration_s))
     store.start(interval_s=0.01)
@@ -114,7 +114,7 @@ async def test_watch_task_picks_up_edits(tmp_path: Path) -> None:
 def test_warnings_are_logged_but_the_policy_is_used(tmp_path: Path) -> None:
     path = tmp_path / "policy.yaml"
     path.write_text(GOOD)
-    store = PolicyStore(path)
+    store = EngineStore(path)
     path.write_text(GOOD.replace("ownerKinds: [Job, CronJob]", "ownerKinds: [job, CronJob]"))
     with capture_logs() as logs:
         assert store.reload() is True

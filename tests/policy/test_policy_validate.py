@@ -8,13 +8,13 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from policy_support import POLICIES, ROOT
 from typer.testing import CliRunner
 
-from scheduler.cli import app as lowcarb
-from scheduler.cli_policy import schema_text
-from scheduler.policy import DEFAULT_POLICY, load_policy
-from scheduler.validate import PolicyError, validate_text
+from scheduler.cli.main import app as lowcarb
+from scheduler.cli.policy import schema_text
+from scheduler.policy.model import DEFAULT_POLICY, load_policy
+from scheduler.policy.validate import PolicyError, validate_text
+from tests.support.policy import POLICIES, ROOT
 
 SHIPPED = ["default.yaml", "training.yaml", "inference.yaml"]
 

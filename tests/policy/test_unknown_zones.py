@@ -15,18 +15,18 @@ from typing import Any
 
 import numpy as np
 import pytest
-from policy_support import FIXTURES, View, fixture_json, node_table
 from typer.testing import CliRunner
 
 from carbon.cache import CarbonCache
 from carbon.zones import ZoneMapper
-from scheduler.cli import app as lowcarb
-from scheduler.cluster import ClusterState
+from scheduler.cli.main import app as lowcarb
+from scheduler.cluster.state import ClusterState
 from scheduler.demand import PodDemand
 from scheduler.engine import Engine
-from scheduler.policy import Policy, policy_from_text
-from scheduler.records import placement_record
-from scheduler.service import Extender
+from scheduler.extender.records import placement_record
+from scheduler.extender.service import Extender
+from scheduler.policy.model import Policy, policy_from_text
+from tests.support.policy import FIXTURES, View, fixture_json, node_table
 
 REGION = "topology.kubernetes.io/region"
 

@@ -1,0 +1,1 @@
+"""Carbon accounting: the ledger store, emissions of finished pods, reports."""

@@ -1,0 +1,1 @@
+"""The ``lowcarb`` command line: one module per command group."""

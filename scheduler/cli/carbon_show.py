@@ -1,0 +1,211 @@
+"""What ``lowcarb carbon show`` does: current and forecast intensity per zone.
+
+:func:`run_show` builds a :class:`~carbon.cache.CarbonCache` from a policy's ``carbon:`` section
+(or the embedded default), refreshes it once and prints a rich table, or JSON with ``--json``.
+Exit 0 when every zone got a value from some source of the chain, 1 when some zone got none (that
+zone is listed with the reason ``unknown_zone`` and how to fix it), 2 on bad input. The command
+itself (:mod:`scheduler.cli.carbon`) reads ``--policy`` with the one policy loader, so a bad
+policy is reported as ``lowcarb policy validate`` reports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from typing import Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from carbon.cache import CarbonCache, CarbonSnapshot
+from carbon.config import STATIC_NAME, CarbonConfig, ProviderConfig
+from carbon.duration import parse_duration
+from carbon.gaps import UNKNOWN_ZONE, unknown_zone_message
+from carbon.providers.base import known_types
+from scheduler.cli.errors import UsageError
+
+
+def _fail(option: str, problem: str, fix: str = "", details: list[str] | None = None) -> UsageError:
+    """A bad option: raised, it is printed as one ``lowcarb: error:`` line (exit code 2)."""
+    return UsageError(option, problem, fix, details=details or ())
+
+
+def build_config(
+    base: CarbonConfig, provider: str | None, fallback: list[str] | None
+) -> CarbonConfig:
+    """Apply ``--provider`` / ``--fallback`` to the policy's chain."""
+    if provider is None and not fallback:
+        return base
+    declared = {p.name: p for p in base.providers}
+    types = known_types()
+    names = [provider] if provider else [base.fallback[0]]
+    names += [n.strip() for item in fallback or [] for n in item.split(",") if n.strip()]
+    providers = list(base.providers)
+    for name in names:
+        if name in declared or name == STATIC_NAME:
+            continue
+        if name not in types:
+            known = ", ".join(sorted({*declared, *types}))
+            option = "--provider" if name == provider else "--fallback"
+            raise _fail(option, f"unknown provider {name!r}", f"use one of {known}")
+        providers.append(ProviderConfig(name=name, type=name))
+        declared[name] = providers[-1]
+    chain = list(dict.fromkeys([*names, STATIC_NAME]))
+    data = base.model_dump(by_alias=True)
+    data["providers"] = [p.model_dump(by_alias=True) for p in providers]
+    data["fallback"] = chain
+    try:
+        return CarbonConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"carbon.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise _fail("--provider/--fallback", "invalid carbon chain", "", lines) from None
+
+
+def _zone_result(
+    snap: CarbonSnapshot, zone: str, now: float, horizon: float, chain: list[str]
+) -> dict[str, Any]:
+    reading = snap.reading(zone)
+    if reading is None:
+        return {
+            "zone": zone,
+            "value": None,
+            "missing": {
+                "g_per_kwh": None,
+                "source": None,
+                "reason": UNKNOWN_ZONE,
+                "message": unknown_zone_message(zone, chain),
+            },
+        }
+    out: dict[str, Any] = {
+        "zone": zone,
+        "value": {
+            "g_per_kwh": round(reading.g_per_kwh, 1),
+            "source": reading.source,
+            "age_s": round(reading.age_s),
+            "kind": reading.kind,
+            "stale": reading.stale,
+        },
+    }
+    if horizon > 0:
+        mean = snap.mean_intensity(zone, now, now + horizon)
+        series = snap.forecast(zone)
+        best: tuple[float, float] | None = None
+        if series is not None and series.values:
+            pairs = [
+                (v, s)
+                for s, e, v in zip(series.starts, series.ends, series.values, strict=True)
+                if e > now and s < now + horizon
+            ]
+            best = min(pairs) if pairs else None
+        out["forecast"] = {
+            "mean_g_per_kwh": round(mean.g_per_kwh, 1) if mean else None,
+            "min_g_per_kwh": round(best[0], 1) if best else None,
+            "min_at": best[1] if best else None,
+            "points": len(series.values) if series else 0,
+        }
+    return out
+
+
+async def _collect(
+    config: CarbonConfig, zones: list[str], horizon: float
+) -> tuple[list[dict[str, Any]], float]:
+    try:
+        cache = CarbonCache(config, zones=zones)
+    except ValueError as exc:
+        raise _fail("--provider/--fallback", str(exc)) from None
+    try:
+        snap = await cache.refresh_once()
+        now = cache.clock()
+        return [_zone_result(snap, z, now, horizon, config.fallback) for z in zones], now
+    finally:
+        await cache.stop()
+
+
+def _age(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def _table(results: list[dict[str, Any]], horizon: float, now: float) -> Table:
+    table = Table(title="Grid carbon intensity (gCO2e/kWh)")
+    table.add_column("zone", no_wrap=True)
+    for col in ("now", "source", "age", "kind", "stale"):
+        table.add_column(col, justify="right" if col in ("now", "age") else "left")
+    if horizon > 0:
+        table.caption = f"forecast columns: next {horizon / 3600:g}h"
+        for col in ("fc mean", "fc min", "min in"):
+            table.add_column(col, justify="right")
+    for res in results:
+        val = res["value"]
+        if val is None:
+            table.add_row(res["zone"], "-", f"[red]{UNKNOWN_ZONE}[/red]", "-", "-", "-")
+            continue
+        row = [
+            res["zone"],
+            f"{val['g_per_kwh']:.0f}",
+            val["source"],
+            _age(val["age_s"]),
+            "avg" if val["kind"] == "average" else "marg",
+            "[yellow]yes[/yellow]" if val["stale"] else "no",
+        ]
+        if horizon > 0:
+            fc = res["forecast"]
+            mean = fc["mean_g_per_kwh"]
+            low = fc["min_g_per_kwh"]
+            row.append(f"{mean:.0f}" if mean is not None else "-")
+            row.append(f"{low:.0f}" if low is not None else "-")
+            row.append(_age(max(0, int(fc["min_at"] - now))) if fc["min_at"] is not None else "-")
+        table.add_row(*row)
+    return table
+
+
+def run_show(
+    base: CarbonConfig,
+    zones: str,
+    forecast: str | None,
+    provider: str | None,
+    fallback: list[str] | None,
+    as_json: bool,
+) -> None:
+    """Show current (and forecast) carbon intensity per zone, with source and age.
+
+    ``base`` is the policy's carbon section; the other arguments are the command's options.
+    Raises :class:`typer.Exit`: 1 when some zone got no value, 2 on bad input.
+    """
+    zone_list = [z.strip() for z in zones.split(",") if z.strip()]
+    if not zone_list:
+        raise _fail("--zones", "no zone given", "give zone keys, e.g. --zones DE,FR,GB")
+    horizon = 0.0
+    if forecast is not None:
+        try:
+            horizon = parse_duration(forecast)
+        except ValueError as exc:
+            raise _fail("--forecast", str(exc)) from None
+        if not math.isfinite(horizon) or horizon <= 0:
+            raise _fail("--forecast", f"{forecast!r} is not positive", "give e.g. 24h")
+    config = build_config(base, provider, fallback)
+    results, now = asyncio.run(_collect(config, zone_list, horizon))
+    if as_json:
+        payload: dict[str, Any] = {"zones": {}}
+        for res in results:
+            entry = res["value"] if res["value"] is not None else res["missing"]
+            if "forecast" in res:
+                entry = {**entry, "forecast": res["forecast"]}
+            payload["zones"][res["zone"]] = entry
+        typer.echo(json.dumps(payload))
+    else:
+        console = Console()
+        console.print(_table(results, horizon, now))
+        for res in results:
+            if res["value"] is None:
+                zone, message = escape(res["zone"]), escape(res["missing"]["message"])
+                console.print(f"[red]{zone}: {UNKNOWN_ZONE}[/red] {message}")
+    if any(res["value"] is None for res in results):
+        raise typer.Exit(code=1)

@@ -1,0 +1,240 @@
+"""``lowcarb gates``: run the temporal-shift gate controller alone, or show its current plan.
+
+``lowcarb gates run`` keeps a node cache (for the zones a pod may run in), the carbon cache and
+the controller running until interrupted. ``lowcarb gates plan`` lists the gated pods once and
+prints what the controller would do now (no patch, no Event).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from scheduler.cli.errors import UsageError, blame, input_file, new_app, positive, writable_path
+from scheduler.cli.inputs import check_cluster_options, kube_config, policy_errors
+
+app = new_app(
+    help="Temporal shifting: hold pods gated with lowcarb.dev/carbon-window until a cleaner hour.",
+)
+
+KubeconfigOpt = Annotated[
+    Path | None,
+    typer.Option(callback=input_file, help="kubeconfig of the cluster (default: ~/.kube/config)"),
+]
+InClusterOpt = Annotated[bool, typer.Option("--in-cluster", help="Use the pod's service account")]
+PolicyOpt = Annotated[
+    Path | None,
+    typer.Option(callback=input_file, help="Policy YAML (classes' temporalShift, carbon sources)"),
+]
+
+
+@dataclass
+class _Parts:
+    store: Any
+    cache: Any
+    state: Any
+    sync: Any
+    client: Any
+
+
+@contextlib.asynccontextmanager
+async def _cluster(
+    kubeconfig: Path | None, in_cluster: bool, policy: Path | None
+) -> AsyncIterator[_Parts]:
+    from carbon.cache import CarbonCache
+    from carbon.config import load_carbon_section
+    from carbon.zones import ZoneMapper
+    from scheduler.cluster.state import ClusterState
+    from scheduler.engine import EngineStore
+    from scheduler.kube import client as kube
+
+    with policy_errors("--policy"):
+        store = EngineStore(policy)
+    carbon_config = load_carbon_section(store.policy.carbon)
+    cache = CarbonCache(carbon_config)
+    state = ClusterState(zone_of=ZoneMapper.from_config(carbon_config).zone_for)
+    config = kube_config(kubeconfig, in_cluster)
+    sync = kube.ClusterSync(state, config)
+    await cache.start()
+    await sync.start()
+    try:
+        yield _Parts(store, cache, state, sync, sync.client)
+    finally:
+        await sync.stop()
+        await cache.stop()
+
+
+@app.command()
+def run(
+    kubeconfig: KubeconfigOpt = None,
+    in_cluster: InClusterOpt = False,
+    policy: PolicyOpt = None,
+    ledger: Annotated[
+        Path | None, typer.Option(callback=writable_path, help="SQLite ledger for gate records")
+    ] = None,
+    tick: Annotated[
+        float, typer.Option(callback=positive, help="Seconds between planning passes")
+    ] = 30.0,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="Serve Prometheus metrics on 127.0.0.1:PORT"),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Plan and log, but never patch pods or post Events")
+    ] = False,
+) -> None:
+    """Run the gate controller until interrupted (SIGINT/SIGTERM)."""
+    from scheduler.cli.main import configure_logging
+
+    check_cluster_options(kubeconfig, in_cluster)
+    configure_logging()
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        try:
+            start_http_server(metrics_port, addr="127.0.0.1")
+        except OSError as exc:
+            raise UsageError(
+                "--metrics-port",
+                f"cannot listen on 127.0.0.1:{metrics_port} ({exc.strerror or exc})",
+                "choose a free port",
+            ) from None
+    asyncio.run(_run(kubeconfig, in_cluster, policy, ledger, tick, dry_run))
+
+
+async def _run(
+    kubeconfig: Path | None,
+    in_cluster: bool,
+    policy: Path | None,
+    ledger_path: Path | None,
+    tick: float,
+    dry_run: bool,
+) -> None:
+    from carbon.accounting.ledger import Ledger, LedgerError
+    from scheduler.gates.controller import GateSettings, controller_for
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    with blame("--ledger", LedgerError):
+        ledger = Ledger(ledger_path) if ledger_path is not None else None
+    try:
+        async with _cluster(kubeconfig, in_cluster, policy) as parts:
+            ctl = controller_for(
+                parts.client,
+                lambda: parts.store.policy,
+                parts.cache,
+                parts.state,
+                ledger=ledger,
+                settings=GateSettings(tick_s=tick),
+                dry_run=dry_run,
+            )
+            await ctl.start()
+            try:
+                await stop.wait()
+            finally:
+                await ctl.stop()
+    finally:
+        if ledger is not None:
+            ledger.close()
+
+
+@app.command()
+def plan(
+    kubeconfig: KubeconfigOpt = None,
+    in_cluster: InClusterOpt = False,
+    policy: PolicyOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per pod")] = False,
+    timeout: Annotated[
+        float, typer.Option(callback=positive, help="Seconds to wait for the cluster")
+    ] = 30.0,
+) -> None:
+    """Show, for every gated pod, what the controller would decide now (changes nothing)."""
+    check_cluster_options(kubeconfig, in_cluster)
+    rows = asyncio.run(_plan(kubeconfig, in_cluster, policy, timeout))
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row, sort_keys=True))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Gated pods ({len(rows)})")
+    for col in ("pod", "group", "zone", "decision", "release", "now g/kWh", "then g/kWh", "why"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["pod"],
+            r["group"],
+            r["zone"] or "-",
+            r["decision"],
+            r["release"] or "now",
+            _num(r["mean_now"]),
+            _num(r["mean_at"]),
+            r["why"],
+        )
+    Console().print(table)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+async def _plan(
+    kubeconfig: Path | None, in_cluster: bool, policy: Path | None, timeout: float
+) -> list[dict[str, Any]]:
+    from scheduler.gates.controller import GateSettings, _GateHandler, controller_for
+    from scheduler.kube import client as kube
+
+    async with _cluster(kubeconfig, in_cluster, policy) as parts:
+        if not await parts.sync.wait_synced(timeout):
+            raise UsageError(
+                "--timeout",
+                f"the node cache did not sync within {timeout:g}s",
+                "check that the cluster of the kubeconfig answers, or give a longer --timeout",
+            )
+        ctl = controller_for(
+            parts.client,
+            lambda: parts.store.policy,
+            parts.cache,
+            parts.state,
+            settings=GateSettings(forecast_grace_s=0.0),
+            dry_run=True,
+        )
+        reflector = kube.pod_reflector(parts.client, _GateHandler(ctl), kube.UNASSIGNED)
+        await reflector.relist()
+        for h in ctl.held.values():  # ask the carbon cache for these zones, then fetch once
+            parts.cache.track(ctl.rules_for(h.pod).zones)
+        await parts.cache.refresh_once()
+        now = ctl.clock()
+        due = {h.uid: (reason, note) for h, reason, note in ctl.plan(now)}
+        rows = []
+        for h in ctl.held.values():
+            reason, note = due.get(h.uid, ("hold", ""))
+            if h.uid not in due and h.mean_now and h.mean_at is not None:
+                note = ctl._note("held", h, 1.0 - h.mean_at / h.mean_now, now)
+            rows.append(
+                {
+                    "pod": h.key,
+                    "group": h.group,
+                    "zone": h.zone,
+                    "decision": "release" if h.uid in due else "hold",
+                    "release": None
+                    if h.uid in due or h.planned is None
+                    else datetime.fromtimestamp(h.planned, UTC).isoformat(),
+                    "mean_now": h.mean_now,
+                    "mean_at": h.mean_at,
+                    "why": note or reason,
+                }
+            )
+        return rows

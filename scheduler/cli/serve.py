@@ -1,0 +1,207 @@
+"""``lowcarb serve``: check every start-up input, then run the extender under uvicorn.
+
+Everything a user can get wrong is checked before uvicorn starts and reported as one
+``lowcarb: error:`` line with exit code 2: option ranges and files (typer), the policy (with the
+validator's file:line:column lines), the kubeconfig and the TLS files it names, the ledger path,
+``--tls-cert``/``--tls-key``/``--client-ca`` (loaded once here), and the listen address: the
+socket is bound here, so a port in use or an address not on this machine is reported before the
+app starts, and uvicorn serves on that very socket (no window for another process to take it).
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import ssl
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from carbon.accounting.ledger import LedgerError
+from scheduler.cli.errors import UsageError, blame, input_file, require, writable_path
+from scheduler.cli.inputs import check_cluster_options, kube_config, policy_errors
+
+
+class LogLevel(StrEnum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+def tls_files(cert: Path | None, key: Path | None, client_ca: Path | None) -> None:
+    """Load the certificate, its key and the client CA once, naming the option at fault."""
+    require(
+        (cert is None) == (key is None),
+        "--tls-key" if cert else "--tls-cert",
+        "--tls-cert and --tls-key go together",
+        "give both or neither",
+    )
+    require(
+        client_ca is None or cert is not None,
+        "--client-ca",
+        "needs --tls-cert and --tls-key",
+        "give the server certificate and key too",
+    )
+    if cert is None or key is None:
+        return
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        # a password-protected key would make OpenSSL prompt on the terminal: refuse it instead
+        ctx.load_cert_chain(cert, key, password=lambda: b"")
+    except ssl.SSLError as exc:
+        raise UsageError(
+            "--tls-cert/--tls-key",
+            f"cannot use {str(cert)!r} with {str(key)!r}: {exc.reason or exc}",
+            "give a PEM certificate and its matching, unencrypted PEM private key",
+        ) from None
+    if client_ca is not None:
+        try:
+            ctx.load_verify_locations(client_ca)
+        except ssl.SSLError as exc:
+            raise UsageError(
+                "--client-ca",
+                f"cannot read CA certificates from {str(client_ca)!r}: {exc.reason or exc}",
+                "give a PEM file of the CA that signs client certificates",
+            ) from None
+
+
+def listen(host: str, port: int) -> list[socket.socket]:
+    """Bound (not yet listening) sockets for ``host:port``; uvicorn listens on them."""
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise UsageError(
+            "--host",
+            f"cannot resolve {host!r} ({exc.strerror})",
+            "give an address of this machine, e.g. 127.0.0.1 or 0.0.0.0",
+        ) from None
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, addr in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(addr)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise _listen_error(host, port, exc) from None
+    return sockets
+
+
+def _listen_error(host: str, port: int, exc: OSError) -> UsageError:
+    where = f"{host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return UsageError(
+            "--port",
+            f"{where} is already in use",
+            "stop the process that listens there or choose another --port",
+        )
+    if exc.errno == errno.EACCES:
+        return UsageError(
+            "--port", f"not allowed to listen on {where}", "choose a --port of 1024 or above"
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return UsageError(
+            "--host",
+            f"{host!r} is not an address of this machine",
+            "give e.g. 127.0.0.1 or 0.0.0.0",
+        )
+    return UsageError("--host/--port", f"cannot listen on {where}: {exc.strerror or exc}")
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on")] = 8888,
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            callback=input_file,
+            help="Policy YAML (hot-reloaded); default: the embedded default policy",
+        ),
+    ] = None,
+    url_prefix: Annotated[
+        str, typer.Option(help="Prefix of the verbs, e.g. /scheduler -> POST /scheduler/filter")
+    ] = "",
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option(
+            callback=input_file, help="Cluster mode: keep a node/pod cache via this kubeconfig"
+        ),
+    ] = None,
+    in_cluster: Annotated[
+        bool, typer.Option("--in-cluster", help="Cluster mode with the pod's service account")
+    ] = False,
+    ledger: Annotated[
+        Path | None,
+        typer.Option(callback=writable_path, help="SQLite ledger of placement decisions (WAL)"),
+    ] = None,
+    max_body: Annotated[
+        int, typer.Option(min=1, help="Largest request body in bytes (413 above)")
+    ] = 256 * 2**20,
+    tls_cert: Annotated[
+        Path | None, typer.Option(callback=input_file, help="Serve HTTPS with this certificate")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option(callback=input_file, help="Private key of --tls-cert")
+    ] = None,
+    client_ca: Annotated[
+        Path | None,
+        typer.Option(
+            callback=input_file,
+            help="Require client certificates signed by this CA (mutual TLS)",
+        ),
+    ] = None,
+    log_level: Annotated[
+        LogLevel, typer.Option(case_sensitive=False, help="Log level")
+    ] = LogLevel.info,
+) -> None:
+    """Run the extender (request-fed mode unless --kubeconfig or --in-cluster is given)."""
+    import structlog
+    import uvicorn
+
+    from scheduler.app import ServeOptions, build_runtime
+    from scheduler.cli.main import configure_logging
+
+    check_cluster_options(kubeconfig, in_cluster)
+    tls_files(tls_cert, tls_key, client_ca)
+    configure_logging(log_level.value)  # what follows may log (kubeconfig, policy warnings)
+    cluster = kube_config(kubeconfig, in_cluster) if kubeconfig or in_cluster else None
+    options = ServeOptions(
+        policy=policy,
+        url_prefix=url_prefix,
+        kubeconfig=kubeconfig,
+        in_cluster=in_cluster,
+        kube_config=cluster,
+        ledger=ledger,
+        max_body=max_body,
+    )
+    with policy_errors("--policy"), blame("--ledger", LedgerError):
+        runtime = build_runtime(options)
+    sockets = listen(host, port)
+    ssl_kwargs: dict[str, object] = {}
+    if tls_cert is not None:
+        ssl_kwargs = {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)}
+        if client_ca is not None:
+            ssl_kwargs.update(ssl_ca_certs=str(client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
+    config = uvicorn.Config(
+        runtime.app,
+        host=host,
+        port=port,
+        log_level=log_level.value,
+        log_config=None,
+        access_log=False,
+        **ssl_kwargs,  # type: ignore[arg-type]
+    )
+    scheme = "https" if tls_cert is not None else "http"
+    structlog.get_logger("lowcarb.serve").info(
+        "starting", url=f"{scheme}://{host}:{port}{runtime.options.url_prefix}"
+    )
+    uvicorn.Server(config).run(sockets=sockets)

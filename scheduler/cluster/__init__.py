@@ -1,0 +1,1 @@
+"""Cluster state: nodes and their pods as numpy columns (the NodeTable)."""

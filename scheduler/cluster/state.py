@@ -1,0 +1,544 @@
+"""Cluster state: what each node offers and what its pods use, as numpy columns over nodes.
+
+:class:`ClusterState` is fed by the Kubernetes watch (cluster mode), by the nodes that arrive in
+requests (``nodeCacheCapable: false``), and by pods this service just bound but has not yet seen
+bound ("assumed", expiring), so back-to-back pods never double-book GPUs. It keeps one
+:class:`NodeTable` over all known nodes; a scheduling cycle takes the rows of its candidate nodes
+(``table_for``) and never parses a node twice: node rows are rebuilt only when a node changes, and
+usage rows are recomputed only for the nodes whose pods changed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import repeat
+from typing import Any
+
+import numpy as np
+
+from scheduler import wire
+from scheduler.demand import DemandError, PodDemand, parse_demand
+from scheduler.gpu import supply as gpu
+
+REGION_LABEL = "topology.kubernetes.io/region"
+TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
+ASSUME_TTL_S = 60.0
+GPU_STATE_COLUMNS = ("gpu_model", "gpu_total", "gpu_mem_mib", "gpu_free", "mig_free")
+_ROWS_MEMO = 8  # distinct candidate lists remembered (one per node set kube-scheduler sends)
+
+ZoneOf = Callable[[Mapping[str, str]], str | None]
+
+
+def region_zone(labels: Mapping[str, str]) -> str | None:
+    """Default zone mapping: the region label itself (the policy's zone mapper replaces it)."""
+    return labels.get(REGION_LABEL)
+
+
+@dataclass(slots=True)
+class NodeInfo:
+    """What a node offers, parsed once per node resourceVersion."""
+
+    name: str
+    resource_version: str
+    labels: dict[str, str]
+    region: str
+    cpu_milli: int
+    mem_bytes: int
+    supply: gpu.GpuSupply
+
+
+@dataclass(slots=True)
+class PodUsage:
+    """A pod counted against a node: bound (from the watch) or assumed (just bound by us)."""
+
+    uid: str
+    node: str
+    demand: PodDemand
+    gpu_index: tuple[int, ...] = ()
+    assumed_until: float | None = None
+
+
+@dataclass(slots=True)
+class NodeTable:
+    """Columns over nodes; row ``i`` of every array describes ``names[i]``."""
+
+    names: list[str]
+    zone: np.ndarray  # int32 index into zones (-1: unknown zone)
+    zones: list[str]
+    region: list[str]
+    gpu_model: np.ndarray  # int32 index into models
+    models: list[str]
+    gpu_total: np.ndarray  # int32 GPUs on the node (whole-GPU resource)
+    gpu_free: np.ndarray  # int32 [N, G] free milli per GPU slot (slots >= gpu_total are 0)
+    gpu_mem_mib: np.ndarray  # int32 memory per GPU
+    cpu_free: np.ndarray  # int64 milli
+    mem_free: np.ndarray  # int64 bytes
+    mig_free: np.ndarray  # int32 [N, P]
+    mig_profiles: list[str]
+    names_obj: np.ndarray | None = field(default=None, repr=False, compare=False)
+    region_obj: np.ndarray | None = field(default=None, repr=False, compare=False)
+    order_obj: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def take(self, idx: np.ndarray, like: NodeTable | None = None) -> NodeTable:
+        """The rows ``idx`` (numpy fancy indexing: copies, so callers may not mutate the base).
+
+        ``like``: an earlier ``take`` of the same rows whose names and regions are still right
+        (they change only when the node set does); its lists are copied instead of rebuilt.
+        """
+        if like is not None:
+            names, region = like.name_array(), like.region_array()
+            name_list, region_list, order = list(like.names), list(like.region), like.name_order()
+        else:
+            names, region = _rows(self.name_array(), idx), _rows(self.region_array(), idx)
+            name_list, region_list = names.tolist(), region.tolist()
+            order = _rows(self.name_order(), idx)
+        return NodeTable(
+            names=name_list,
+            zone=_rows(self.zone, idx),
+            zones=self.zones,
+            region=region_list,
+            gpu_model=_rows(self.gpu_model, idx),
+            models=self.models,
+            gpu_total=_rows(self.gpu_total, idx),
+            gpu_free=_rows(self.gpu_free, idx),
+            gpu_mem_mib=_rows(self.gpu_mem_mib, idx),
+            cpu_free=_rows(self.cpu_free, idx),
+            mem_free=_rows(self.mem_free, idx),
+            mig_free=_rows(self.mig_free, idx),
+            mig_profiles=self.mig_profiles,
+            names_obj=names,
+            region_obj=region,
+            order_obj=order,
+        )
+
+    def name_array(self) -> np.ndarray:
+        """``names`` as a numpy object array (built once), so ``take`` never loops in Python."""
+        if self.names_obj is None or len(self.names_obj) != len(self.names):
+            self.names_obj = _object_array(self.names)
+        return self.names_obj
+
+    def name_order(self) -> np.ndarray:
+        """A fixed pseudo-random value in [0, 1) per node name (crc32; the same every cycle),
+        computed once per cached table and carried along by ``take``."""
+        if self.order_obj is None or len(self.order_obj) != len(self.names):
+            self.order_obj = np.array(
+                [zlib.crc32(n.encode()) / 2**32 for n in self.names], dtype=np.float64
+            )
+        return self.order_obj
+
+    def region_array(self) -> np.ndarray:
+        if self.region_obj is None or len(self.region_obj) != len(self.region):
+            self.region_obj = _object_array(self.region)
+        return self.region_obj
+
+    def explain(
+        self,
+        rows: np.ndarray,
+        why: Callable[[int], str],
+        columns: Sequence[str] = GPU_STATE_COLUMNS,
+    ) -> dict[int, str]:
+        """``{row: why(row)}`` for ``rows``, calling ``why`` once per distinct state, and only
+        when the mapping is first read (prioritize never reads a filter's reasons).
+
+        ``why`` must depend only on ``columns`` of the row (default: GPU model, count, memory,
+        free milli per GPU and MIG bins), so rows with equal values share one answer: the
+        thousands of nodes a filter rejects fall into a few dozen states, and FailedNodes costs
+        a few ``why`` calls instead of one per node. The table must not change meanwhile (terms
+        get copies from ``take``).
+        """
+        rows = np.asarray(rows, dtype=np.intp)
+        if rows.size == 0:
+            return {}
+        return LazyReasons(lambda: self._explain_now(rows, why, columns))
+
+    def _explain_now(
+        self, rows: np.ndarray, why: Callable[[int], str], columns: Sequence[str]
+    ) -> dict[int, str]:
+        parts = [getattr(self, c)[rows].reshape(rows.size, -1) for c in columns]
+        state = np.concatenate([p.astype(np.int64, copy=False) for p in parts], axis=1)
+        first, inverse = gpu.group_rows(state)
+        texts = _object_array([why(int(rows[k])) for k in first.tolist()])
+        return dict(zip(rows.tolist(), texts[inverse.reshape(-1)].tolist(), strict=True))
+
+    def zone_names(self) -> list[str | None]:
+        return [self.zones[z] if z >= 0 else None for z in self.zone.tolist()]
+
+
+class LazyReasons(dict[int, str]):
+    """A ``dict`` whose items are computed on first use (any read or write fills it first).
+
+    A real dict subclass, so it passes wherever a term's ``dict[int, str]`` of reasons goes;
+    every dict method that reads or writes is routed through :meth:`_filled`. C encoders that
+    read a dict's storage directly (``json.dumps``, ``msgspec``) see it empty until then:
+    encode ``dict(reasons)``. :class:`scheduler.scoring.Evaluation` hands out a plain dict.
+    """
+
+    __slots__ = ("_compute",)
+
+    def __init__(self, compute: Callable[[], dict[int, str]]) -> None:
+        super().__init__()
+        self._compute: Callable[[], dict[int, str]] | None = compute
+
+    def _filled(self) -> LazyReasons:
+        compute = self._compute
+        if compute is not None:
+            self._compute = None
+            dict.update(self, compute())
+        return self
+
+
+def _lazy(name: str) -> Callable[..., Any]:
+    method = getattr(dict, name)
+
+    def call(self: LazyReasons, *args: Any, **kwargs: Any) -> Any:
+        return method(self._filled(), *args, **kwargs)
+
+    call.__name__ = name
+    return call
+
+
+for _name in (
+    "__getitem__", "__contains__", "__iter__", "__len__", "__eq__", "__ne__", "__repr__",
+    "__or__", "__ror__", "__ior__", "__setitem__", "__delitem__", "__reversed__", "get",
+    "keys", "values", "items", "copy", "pop", "popitem", "setdefault", "update", "clear",
+):  # fmt: skip
+    setattr(LazyReasons, _name, _lazy(_name))
+
+
+def _rows(column: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``column[idx]`` (a copy): ``take`` is the same and ten times faster for 2-D rows (not for
+    a 2-D column without columns; a boolean mask is no index list for ``take``)."""
+    idx = np.asarray(idx)
+    if idx.dtype == np.bool_ or (column.ndim == 2 and column.shape[1] == 0):
+        return column[idx]
+    return column.take(idx, axis=0)
+
+
+def _object_array(values: list[str]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def parse_node(node: wire.Node) -> NodeInfo:
+    """Parse what lowcarb needs from a Node object."""
+    from scheduler.quantity import QuantityError, int_value, milli_value
+
+    labels = node.metadata.labels or {}
+    alloc = node.status.allocatable or node.status.capacity or {}
+    try:
+        cpu = milli_value(alloc.get("cpu", "0"))
+        mem = int_value(alloc.get("memory", "0"))
+    except QuantityError:
+        cpu, mem = 0, 0
+    return NodeInfo(
+        name=node.metadata.name,
+        resource_version=node.metadata.resourceVersion,
+        labels=labels,
+        region=labels.get(REGION_LABEL, ""),
+        cpu_milli=cpu,
+        mem_bytes=mem,
+        supply=gpu.node_gpu_supply(node),
+    )
+
+
+@dataclass
+class ClusterState:
+    """Nodes and the pods counted against them; thread-safe, cheap to read per request."""
+
+    zone_of: ZoneOf = region_zone
+    clock: Callable[[], float] = time.monotonic
+    assume_ttl_s: float = ASSUME_TTL_S
+    synced: bool = False
+    _nodes: dict[str, NodeInfo] = field(default_factory=dict)
+    _pods: dict[str, PodUsage] = field(default_factory=dict)
+    _pods_by_node: dict[str, set[str]] = field(default_factory=dict)
+    _table: NodeTable | None = None
+    _index: dict[str, int] = field(default_factory=dict)
+    _dirty_nodes: set[str] = field(default_factory=set)
+    _assumed: dict[str, float] = field(default_factory=dict)  # uid -> expiry (clock seconds)
+    # candidate list -> (its rows, names not known, an earlier take of those rows)
+    _rows_memo: dict[tuple[str, ...], tuple[np.ndarray, list[str], NodeTable]] = field(
+        default_factory=dict
+    )
+    # the last candidate list asked for, and its memo key
+    _last_key: tuple[list[str], tuple[str, ...]] | None = None
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+
+    # --- feeding -----------------------------------------------------------------------------
+
+    def has_node(self, name: str, resource_version: str) -> bool:
+        """True when ``name`` is held at exactly this (non-empty) resourceVersion."""
+        info = self._nodes.get(name)
+        return (
+            info is not None
+            and bool(resource_version)
+            and info.resource_version == resource_version
+        )
+
+    def upsert_node(self, node: wire.Node) -> None:
+        name = node.metadata.name
+        if not name:
+            return
+        with self._lock:
+            old = self._nodes.get(name)
+            rv = node.metadata.resourceVersion
+            if old is not None and rv and old.resource_version == rv:
+                return
+            info = self._nodes[name] = parse_node(node)
+            if old is None or not self._patch_row(info):
+                self._invalidate()
+
+    def delete_node(self, name: str) -> None:
+        with self._lock:
+            if self._nodes.pop(name, None) is not None:
+                self._invalidate()
+
+    def upsert_pod(self, pod: wire.Pod) -> None:
+        """Count a pod against its node while it is bound and not terminal; forget it otherwise."""
+        uid = pod.metadata.uid
+        if not uid:
+            return
+        node = pod.spec.nodeName
+        if not node or pod.status.phase in TERMINAL_PHASES:
+            self.delete_pod(uid)
+            return
+        try:
+            demand = parse_demand(pod)
+        except DemandError:
+            # kube-scheduler already admitted it; count nothing we cannot parse rather than crash
+            self.delete_pod(uid)
+            return
+        index = gpu.gpu_index_of(pod)
+        with self._lock:
+            self._remove(uid)
+            self._add(PodUsage(uid=uid, node=node, demand=demand, gpu_index=index))
+
+    def delete_pod(self, uid: str) -> None:
+        with self._lock:
+            self._remove(uid)
+
+    def assume(self, demand: PodDemand, node: str, gpu_index: tuple[int, ...] = ()) -> None:
+        """Count a pod we just bound until the watch shows it bound (or the TTL passes)."""
+        with self._lock:
+            existing = self._pods.get(demand.uid)
+            if existing is not None and existing.assumed_until is None:
+                return  # the watch already reported it bound
+            self._remove(demand.uid)
+            until = self.clock() + self.assume_ttl_s
+            self._add(PodUsage(demand.uid, node, demand, gpu_index, assumed_until=until))
+
+    def forget(self, uid: str) -> None:
+        """Drop an assumed pod (its binding failed)."""
+        with self._lock:
+            usage = self._pods.get(uid)
+            if usage is not None and usage.assumed_until is not None:
+                self._remove(uid)
+
+    def replace_all(
+        self, nodes: Iterable[wire.Node] | None, pods: Iterable[wire.Pod] | None
+    ) -> None:
+        """Reset to a fresh list (after a relist); assumed pods survive until they expire."""
+        with self._lock:
+            if nodes is not None:
+                self._nodes = {}
+                for node in nodes:
+                    self.upsert_node(node)
+                self._invalidate()
+            if pods is not None:
+                assumed = [self._pods[uid] for uid in self._assumed]
+                self._pods, self._pods_by_node, self._assumed = {}, {}, {}
+                for pod in pods:
+                    self.upsert_pod(pod)
+                for usage in assumed:
+                    if usage.uid not in self._pods:
+                        self._add(usage)
+                self._dirty_nodes.update(self._nodes)
+
+    def mark_synced(self) -> None:
+        self.synced = True
+
+    def set_zone_of(self, zone_of: ZoneOf) -> None:
+        """Change the node-labels -> grid-zone mapping (policy reload); rows are rebuilt."""
+        with self._lock:
+            self.zone_of = zone_of
+            self._invalidate()
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def node_names(self) -> list[str]:
+        with self._lock:
+            return list(self._nodes)
+
+    def pods_on(self, node: str) -> list[PodUsage]:
+        with self._lock:
+            return [self._pods[u] for u in self._pods_by_node.get(node, ())]
+
+    def pod(self, uid: str) -> PodUsage | None:
+        with self._lock:
+            return self._pods.get(uid)
+
+    def table_for(self, names: Iterable[str]) -> tuple[NodeTable, list[str]]:
+        """Rows for ``names`` in that order, and the names this state does not know.
+
+        kube-scheduler sends the same candidate list cycle after cycle, so the name -> row
+        lookup is memoised per list (until the node set changes); the usage columns are always
+        current.
+        """
+        listed = names if isinstance(names, list) else list(names)
+        with self._lock:
+            self._expire()
+            table = self._current_table()
+            # the list of the last cycle again: comparing names beats hashing fresh strings
+            last = self._last_key
+            key = last[1] if last is not None and listed == last[0] else tuple(listed)
+            hit = self._rows_memo.get(key)
+            if last is None or key is not last[1]:
+                self._last_key = (list(listed), key)
+            if hit is None:
+                rows = np.fromiter(
+                    map(self._index.get, key, repeat(-1)), dtype=np.intp, count=len(key)
+                )
+                missing = rows < 0
+                unknown = [key[i] for i in np.flatnonzero(missing).tolist()]
+                if unknown:
+                    rows = rows[~missing]
+                if len(self._rows_memo) >= _ROWS_MEMO:
+                    self._rows_memo.pop(next(iter(self._rows_memo)))
+                taken = table.take(rows)
+                self._rows_memo[key] = (rows, unknown, taken)
+                return taken, list(unknown)
+            rows, unknown, like = hit
+            return table.take(rows, like), list(unknown)
+
+    def full_table(self) -> NodeTable:
+        with self._lock:
+            self._expire()
+            table = self._current_table()
+            return table.take(np.arange(len(table), dtype=np.intp))
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _invalidate(self) -> None:
+        """The node set changed: rebuild the table (and forget row lookups) on next read."""
+        self._table = None
+        self._rows_memo.clear()
+
+    def _add(self, usage: PodUsage) -> None:
+        self._pods[usage.uid] = usage
+        if usage.assumed_until is not None:
+            self._assumed[usage.uid] = usage.assumed_until
+        self._pods_by_node.setdefault(usage.node, set()).add(usage.uid)
+        self._dirty_nodes.add(usage.node)
+
+    def _remove(self, uid: str) -> None:
+        usage = self._pods.pop(uid, None)
+        self._assumed.pop(uid, None)
+        if usage is not None:
+            on_node = self._pods_by_node.get(usage.node)
+            if on_node is not None:
+                on_node.discard(uid)
+            self._dirty_nodes.add(usage.node)
+
+    def _expire(self) -> None:
+        if not self._assumed:
+            return
+        now = self.clock()
+        expired = [uid for uid, until in self._assumed.items() if until < now]
+        for uid in expired:
+            self._remove(uid)
+
+    def _current_table(self) -> NodeTable:
+        if self._table is None:
+            self._rows_memo.clear()
+            self._table = self._build_static()
+            self._dirty_nodes = set(self._nodes)
+        if self._dirty_nodes:
+            table = self._table
+            for name in self._dirty_nodes:
+                i = self._index.get(name)
+                if i is not None:
+                    self._fill_usage(table, i, self._nodes[name])
+            self._dirty_nodes.clear()
+        return self._table
+
+    def _patch_row(self, info: NodeInfo) -> bool:
+        """Rewrite a known node's row in place (nodes change often: status, heartbeats, labels);
+        False when the table must be rebuilt (a new zone, GPU model or MIG profile, more GPUs
+        than the table is wide). Readers hold copies (``take``), so this never races them."""
+        table, i = self._table, self._index.get(info.name)
+        if table is None or i is None:
+            return False
+        supply = info.supply
+        zone = self.zone_of(info.labels)
+        if (zone is not None and zone not in table.zones) or supply.product not in table.models:
+            return False
+        if supply.count > table.gpu_free.shape[1] or not set(supply.mig) <= set(table.mig_profiles):
+            return False
+        table.zone[i] = -1 if zone is None else table.zones.index(zone)
+        table.gpu_model[i] = table.models.index(supply.product)
+        table.gpu_total[i] = supply.count
+        table.gpu_mem_mib[i] = supply.memory_mib
+        if table.region[i] != info.region:
+            table.region[i] = info.region
+            if table.region_obj is not None:
+                table.region_obj[i] = info.region
+            self._rows_memo.clear()  # memoised takes carry regions
+        self._dirty_nodes.add(info.name)  # free GPUs, CPU and memory from the new allocatable
+        return True
+
+    def _build_static(self) -> NodeTable:
+        infos = list(self._nodes.values())
+        n = len(infos)
+        self._index = {info.name: i for i, info in enumerate(infos)}
+        zones: dict[str, int] = {}
+        models: dict[str, int] = {}
+        profiles: dict[str, int] = {}
+        zone = np.full(n, -1, dtype=np.int32)
+        model = np.zeros(n, dtype=np.int32)
+        for i, info in enumerate(infos):
+            z = self.zone_of(info.labels)
+            if z is not None:
+                zone[i] = zones.setdefault(z, len(zones))
+            model[i] = models.setdefault(info.supply.product, len(models))
+            for p in info.supply.mig:
+                profiles.setdefault(p, len(profiles))
+        width = max([gpu.MIN_SLOTS, *(info.supply.count for info in infos)])
+        return NodeTable(
+            names=[info.name for info in infos],
+            zone=zone,
+            zones=list(zones),
+            region=[info.region for info in infos],
+            gpu_model=model,
+            models=list(models),
+            gpu_total=np.array([info.supply.count for info in infos], dtype=np.int32),
+            gpu_free=np.zeros((n, width), dtype=np.int32),
+            gpu_mem_mib=np.array([info.supply.memory_mib for info in infos], dtype=np.int32),
+            cpu_free=np.zeros(n, dtype=np.int64),
+            mem_free=np.zeros(n, dtype=np.int64),
+            mig_free=np.zeros((n, len(profiles)), dtype=np.int32),
+            mig_profiles=list(profiles),
+        )
+
+    def _fill_usage(self, table: NodeTable, i: int, info: NodeInfo) -> None:
+        pods = [self._pods[u] for u in self._pods_by_node.get(info.name, ())]
+        cpu = info.cpu_milli - sum(p.demand.cpu_milli for p in pods)
+        mem = info.mem_bytes - sum(p.demand.mem_bytes for p in pods)
+        table.cpu_free[i] = cpu
+        table.mem_free[i] = mem
+        free = gpu.free_slots(info.supply, [(p.demand, p.gpu_index) for p in pods])
+        table.gpu_free[i, :] = 0
+        table.gpu_free[i, : len(free)] = free
+        mig_left = dict(info.supply.mig)
+        for p in pods:
+            for profile, count in p.demand.mig.items():
+                mig_left[profile] = mig_left.get(profile, 0) - count
+        for j, profile in enumerate(table.mig_profiles):
+            table.mig_free[i, j] = mig_left.get(profile, 0)

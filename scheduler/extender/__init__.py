@@ -1,0 +1,1 @@
+"""The extender service: verbs bytes-in/bytes-out, decision records, HTTP routes."""

@@ -1,0 +1,321 @@
+"""The extender's logic, bytes in and bytes out: filter, prioritize, bind, preempt.
+
+No HTTP here (``scheduler.extender.routes`` wraps it) and no I/O on the filter/prioritize path: the
+cluster
+state, the policy and the carbon snapshot are all in memory. Bind is the one verb that talks to the
+Kubernetes API (through the binder) and records the decision in the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import structlog
+
+from carbon.accounting.ledger import PlacementRecord
+from carbon.clock import wall
+from carbon.types import CarbonView
+from scheduler import metrics, wire
+from scheduler.cluster.state import ClusterState, NodeTable
+from scheduler.decode_errors import json_problem
+from scheduler.demand import ANN_GPU_INDEX, DemandError, PodDemand, parse_demand
+from scheduler.engine import Engine
+from scheduler.extender.records import owner_of, placement_record
+from scheduler.scoring import Evaluation
+
+log = structlog.get_logger("lowcarb.service")
+
+ANN_DECISION = "lowcarb.dev/decision"
+NOT_SYNCED = (
+    "lowcarb's node and pod cache has not synced with the API server yet; "
+    "retry shortly (an ignorable extender is skipped meanwhile)"
+)
+UNKNOWN_NODE = "node not in lowcarb's cache (not synced yet, or deleted)"
+_MEMO = 4096  # decisions kept until bind, at most this many pods ...
+_MEMO_ROWS = 500_000  # ... and candidate rows in all (~200 B each: 100 MB at most)
+
+
+class Binder(Protocol):
+    async def bind(
+        self, namespace: str, name: str, uid: str, node: str, annotations: dict[str, str]
+    ) -> str:
+        """Create the Binding (and annotate the pod); return '' on success, else the error."""
+        ...
+
+
+class DecisionSink(Protocol):
+    def record_decision(self, record: PlacementRecord) -> Future[bool]: ...
+
+
+@dataclass(slots=True)
+class Decision:
+    """What prioritize decided for a pod, kept until bind (for assume, annotation and ledger)."""
+
+    demand: PodDemand
+    klass: str
+    names: list[str]
+    evaluation: Evaluation
+    table: NodeTable
+    at: float
+    owner: tuple[str | None, str | None] = (None, None)
+    duration_s: float | None = None
+
+    def row(self, node: str) -> int | None:
+        try:
+            return self.names.index(node)
+        except ValueError:
+            return None
+
+
+@dataclass
+class Extender:
+    """One extender instance: cluster state + the engine (policy, terms) + carbon snapshot."""
+
+    state: ClusterState
+    engine: Callable[[], Engine]
+    carbon: Callable[[], CarbonView]
+    binder: Binder | None = None
+    ledger: DecisionSink | None = None
+    clock: Callable[[], float] = wall
+    synced: Callable[[], bool] = lambda: True
+    _memo: OrderedDict[str, Decision] = field(default_factory=OrderedDict)
+    _memo_rows: int = 0
+
+    # --- verbs ---------------------------------------------------------------------------------
+
+    def filter(self, body: bytes) -> bytes:
+        args = wire.decode_args(body)
+        result = wire.ExtenderFilterResult()
+        prepared = self._prepare(args, result)
+        if prepared is None:
+            return wire.encode(result)
+        demand, names, raws, table, unknown = prepared
+        metrics.NODES_PER_REQUEST.labels("filter").observe(len(table) + len(unknown))
+        engine = self.engine()
+        engine.observe(demand)
+        klass = engine.classify(args.Pod) if args.Pod is not None else "default"
+        ev = engine.evaluate(demand, table, self.carbon(), self.clock(), klass=klass, score=False)
+        metrics.PODS_FILTERED.inc()
+        all_names = table.name_array()
+        failed = np.flatnonzero(~ev.feasible)
+        if failed.size:
+            get = ev.reasons.get
+            result.FailedNodes = dict(
+                zip(
+                    all_names[failed].tolist(),
+                    [get(i, "infeasible") for i in failed.tolist()],
+                    strict=True,
+                )
+            )
+        for name in unknown:
+            result.FailedNodes[name] = UNKNOWN_NODE
+        metrics.NODES_REJECTED.inc(len(result.FailedNodes))
+        passed = all_names[ev.feasible].tolist()
+        if raws is not None:
+            # echo the very bytes kube-scheduler sent, in its order (rows follow ``names``)
+            keep = set(passed)
+            result.Nodes = wire.RawNodeList(
+                items=[raw for name, raw in zip(names, raws, strict=True) if name in keep],
+                metadata={},
+            )
+        else:
+            result.NodeNames = passed
+        return wire.encode(result)
+
+    def prioritize(self, body: bytes) -> bytes:
+        # one pass that skips node objects kube-scheduler already sent at this resourceVersion;
+        # only when one is new or changed is the body decoded again with the nodes kept whole
+        try:
+            keys = wire.decode_args_keys(body)
+            nodes = keys.Nodes.items if keys.Nodes is not None else None
+            fresh = nodes is None or all(
+                self.state.has_node(k.metadata.name, k.metadata.resourceVersion) for k in nodes
+            )
+        except wire.WireError:  # maybe one bad node object: let the full decode judge it
+            fresh = False
+        args = keys if fresh else wire.decode_args(body)
+        err = wire.ExtenderFilterResult()
+        prepared = self._prepare(args, err)
+        if prepared is None:
+            # kube-scheduler cannot take an error body here; score nothing rather than fail
+            return wire.encode(self._zero_scores(args))
+        demand, _, _, table, unknown = prepared
+        metrics.NODES_PER_REQUEST.labels("prioritize").observe(len(table) + len(unknown))
+        engine = self.engine()
+        klass = engine.classify(args.Pod) if args.Pod is not None else "default"
+        ev = engine.evaluate(demand, table, self.carbon(), self.clock(), klass=klass)
+        metrics.PODS_SCORED.inc()
+        hosts, levels = table.name_array(), ev.levels
+        if unknown:  # kube-scheduler expects a score for every name it sent
+            hosts = np.concatenate([hosts, np.array(unknown, dtype=object)])
+            levels = np.concatenate([levels, np.zeros(len(unknown), dtype=np.int64)])
+        duration = engine.expected_duration_s(demand, klass)
+        owner = owner_of(args.Pod)
+        self._remember(
+            Decision(demand, klass, table.names, ev, table, self.clock(), owner, duration)
+        )
+        return wire.encode_priorities(hosts, levels)
+
+    async def bind(self, body: bytes) -> bytes:
+        args = wire.decode_binding(body)
+        decision = self._memo.get(args.PodUID)
+        if self.binder is None:
+            metrics.PODS_BOUND.labels("no_cluster").inc()
+            return wire.encode(
+                wire.ExtenderBindingResult(
+                    Error="lowcarb runs without a cluster connection; bindVerb needs "
+                    "`lowcarb serve --kubeconfig FILE` or `--in-cluster`"
+                )
+            )
+        annotations: dict[str, str] = {}
+        gpu_index: tuple[int, ...] = ()
+        record: PlacementRecord | None = None
+        row = decision.row(args.Node) if decision is not None else None
+        if decision is not None and row is not None:
+            gpu_index = self.engine().gpu_index(decision.evaluation, row)
+            record = placement_record(decision, row, self.clock())
+            annotations[ANN_DECISION] = record.to_annotation()
+            if gpu_index:
+                annotations[ANN_GPU_INDEX] = ",".join(map(str, gpu_index))
+            self.state.assume(decision.demand, args.Node, gpu_index)
+        error = await self.binder.bind(
+            args.PodNamespace, args.PodName, args.PodUID, args.Node, annotations
+        )
+        if error:
+            self.state.forget(args.PodUID)
+            metrics.PODS_BOUND.labels("error").inc()
+        else:
+            metrics.PODS_BOUND.labels("ok").inc()
+            done = self._memo.pop(args.PodUID, None)
+            if done is not None:
+                self._memo_rows -= len(done.names)
+            if record is not None and self.ledger is not None:
+                await self._record(record)
+        return wire.encode(wire.ExtenderBindingResult(Error=error))
+
+    async def _record(self, record: PlacementRecord) -> None:
+        """Wait for the ledger's durable commit; a ledger fault never fails the bind."""
+        assert self.ledger is not None
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(self.ledger.record_decision(record)), 10.0)
+        except Exception as exc:
+            metrics.ERRORS.labels("ledger").inc()
+            log.error("ledger write failed; decision kept on the pod annotation", error=str(exc))
+
+    def preempt(self, body: bytes) -> bytes:
+        """Accept kube-scheduler's victims as proposed (lowcarb adds no preemption policy)."""
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            why = json_problem(body)
+            raise wire.WireError(f"body is not ExtenderPreemptionArgs: {why}") from exc
+        if not isinstance(data, dict):
+            raise wire.WireError("body is not ExtenderPreemptionArgs: expected a JSON object")
+        folded = {k.lower(): v for k, v in data.items()}
+        meta = folded.get("nodenametometavictims")
+        if meta is None:
+            victims = folded.get("nodenametovictims") or {}
+            meta = {
+                node: {
+                    "Pods": [
+                        {"UID": (p.get("metadata") or {}).get("uid", "")}
+                        for p in (v.get("Pods") or [])
+                    ],
+                    "NumPDBViolations": v.get("NumPDBViolations", 0),
+                }
+                for node, v in victims.items()
+            }
+        return wire.encode({"NodeNameToMetaVictims": meta})
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _prepare(
+        self,
+        args: wire.ExtenderArgs | wire.ExtenderArgsKeys,
+        result: wire.ExtenderFilterResult,
+    ) -> tuple[PodDemand, list[str], list[wire.Raw] | None, NodeTable, list[str]] | None:
+        if args.Pod is None:
+            result.Error = "ExtenderArgs.Pod is missing: kube-scheduler always sends the pod"
+            metrics.ERRORS.labels("missing_pod").inc()
+            return None
+        if not self.synced():
+            # without the pods on each node lowcarb would see every GPU free and double-book;
+            # an Error lets an ignorable extender be skipped for this pod instead
+            result.Error = NOT_SYNCED
+            metrics.ERRORS.labels("not_synced").inc()
+            return None
+        try:
+            demand = parse_demand(args.Pod)
+        except DemandError as exc:
+            result.Error = str(exc)
+            metrics.ERRORS.labels("bad_pod").inc()
+            return None
+        raws: list[wire.Raw] | None = None
+        if isinstance(args, wire.ExtenderArgsKeys) and args.Nodes is not None:
+            names = [k.metadata.name for k in args.Nodes.items or ()]  # all cached (prioritize)
+        elif isinstance(args, wire.ExtenderArgs) and args.Nodes is not None:
+            raws, names = self._ingest(args.Nodes.items or [], result)
+        elif args.NodeNames is not None:
+            names = args.NodeNames
+        else:
+            result.Error = (
+                "ExtenderArgs has neither Nodes nor NodeNames: set nodeCacheCapable in the "
+                "extender config to match how lowcarb runs"
+            )
+            metrics.ERRORS.labels("no_nodes").inc()
+            return None
+        table, unknown = self.state.table_for(names)
+        return demand, names, raws, table, unknown
+
+    def _ingest(
+        self, items: list[wire.Raw], result: wire.ExtenderFilterResult
+    ) -> tuple[list[wire.Raw], list[str]]:
+        """Feed the request's node objects to the cache; a node already held at the same
+        resourceVersion costs only a name+version decode (the rest of its JSON is skipped)."""
+        raws: list[wire.Raw] = []
+        names: list[str] = []
+        has_node = self.state.has_node
+        for raw in items:
+            try:
+                key = wire.node_key(raw)
+                if not has_node(key.name, key.resourceVersion):
+                    self.state.upsert_node(wire.decode_node(raw))
+            except wire.WireError as exc:
+                name = wire.node_name(raw)
+                if name:  # never drop a node silently: fail it with the reason
+                    result.FailedNodes[name] = str(exc)
+                metrics.ERRORS.labels("bad_node").inc()
+                continue
+            raws.append(raw)
+            names.append(key.name)
+        return raws, names
+
+    def _zero_scores(
+        self, args: wire.ExtenderArgs | wire.ExtenderArgsKeys
+    ) -> list[wire.HostPriority]:
+        names: list[str] = list(args.NodeNames or [])
+        if isinstance(args, wire.ExtenderArgsKeys) and args.Nodes is not None:
+            names.extend(k.metadata.name for k in args.Nodes.items or ())
+        elif isinstance(args, wire.ExtenderArgs) and args.Nodes is not None:
+            names.extend(filter(None, map(wire.node_name, args.Nodes.items or ())))
+        return [wire.HostPriority(Host=n, Score=0) for n in names]
+
+    def _remember(self, decision: Decision) -> None:
+        uid = decision.demand.uid
+        if not uid:
+            return
+        old = self._memo.pop(uid, None)
+        if old is not None:
+            self._memo_rows -= len(old.names)
+        self._memo[uid] = decision
+        self._memo_rows += len(decision.names)
+        while len(self._memo) > _MEMO or (self._memo_rows > _MEMO_ROWS and len(self._memo) > 1):
+            _, dropped = self._memo.popitem(last=False)
+            self._memo_rows -= len(dropped.names)

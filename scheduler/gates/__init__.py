@@ -1,0 +1,1 @@
+"""Temporal shifting: gate requests, the shared planner, the controller, the webhook."""

@@ -1,0 +1,1 @@
+"""GPU supply per node, fragmentation (FGD) and the expected-workload learner."""

@@ -1,0 +1,1 @@
+"""The policy: model, load + validate (every error at once), live store, classes."""

@@ -1,0 +1,375 @@
+"""Policy: the one place platform teams tune lowcarb (pydantic v2, unknown keys rejected).
+
+A policy holds the carbon data section (providers, fallback chain, zone mapping; validated by
+:mod:`carbon.config`), the power model (:mod:`carbon.energy`) and the workload classes: how pods
+are recognised (selectors), how their candidate nodes are scored (terms and weights, GPU score
+mode, signal kind, expected duration) and constrained (data residency, maximum intensity), and
+whether they may wait for a cleaner hour (``temporalShift``). Every duration field is
+:data:`carbon.duration.Duration`; cross-field checks live in :mod:`scheduler.policy.checks`.
+:mod:`scheduler.policy.validate` is the loader: every error at once with file:line:column;
+``policies/schema.json`` is generated from these models.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from carbon.accounting.emissions import AccountingPolicy
+from carbon.checks import did_you_mean, raise_problems, separate
+from carbon.config import CarbonConfig
+from carbon.duration import Duration
+from carbon.duration import parse_duration as parse_duration  # the one grammar, re-exported
+from carbon.energy import PowerModel
+from scheduler.policy.checks import (
+    DEFAULT_CLASS,
+    default_class_problems,
+    requirement_problems,
+    weights_problems,
+)
+
+DEFAULT_POLICY = Path(__file__).resolve().parents[1] / "data" / "default.yaml"
+BUILTIN_CLASSES = ("training", "batch", "inference", DEFAULT_CLASS)
+FILTER_ONLY_TERMS = frozenset({"constraints"})
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_NAME = re.compile(NAME_PATTERN)
+
+
+def _class_name(name: str) -> str:
+    if not _NAME.match(name):
+        fixed = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "training"
+        raise ValueError(
+            f"class name {name!r} must be lower-case letters, digits and '-' (like Kubernetes "
+            f"names), e.g. {fixed!r}"
+        )
+    return name
+
+
+ClassName = Annotated[
+    str, AfterValidator(_class_name), WithJsonSchema({"type": "string", "pattern": NAME_PATTERN})
+]
+
+
+def _term_name(name: str) -> str:
+    from scheduler import terms  # late: the terms package imports the energy model
+
+    known = sorted(k for k in terms.REGISTRY if k not in FILTER_ONLY_TERMS)
+    if name not in known:
+        raise ValueError(
+            f"unknown term{did_you_mean(name, known)} (known terms: {', '.join(known)})"
+        )
+    return name
+
+
+TermName = Annotated[str, AfterValidator(_term_name)]
+
+
+def _fraction(value: object) -> object:
+    """``0.1`` or ``"10%"`` -> 0.1."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return float(value.strip()[:-1]) / 100.0
+        except ValueError:
+            raise ValueError(f"{value!r} is not a percentage (write e.g. '10%' or 0.1)") from None
+    return value
+
+
+Fraction = Annotated[
+    float,
+    BeforeValidator(_fraction),
+    Field(ge=0.0, le=1.0),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": 1},
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*%\s*$"},
+            ]
+        }
+    ),
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SelectorRequirement(_Strict):
+    """One label requirement, as in a Kubernetes label selector."""
+
+    key: str = Field(min_length=1)
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _values(self, info: ValidationInfo) -> SelectorRequirement:
+        if not separate(info):
+            raise_problems(requirement_problems(self.model_dump()))
+        return self
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        if self.operator == "Exists":
+            return self.key in labels
+        if self.operator == "DoesNotExist":
+            return self.key not in labels
+        hit = self.key in labels and labels[self.key] in self.values
+        return hit if self.operator == "In" else not hit
+
+
+class Selector(_Strict):
+    """Which pods belong to a class. Every field given must match (AND); lists match any item.
+
+    Owner kinds are the pod's controller kinds, with the usual chains filled in: a pod of a
+    Deployment is owned by a ReplicaSet (and carries ``pod-template-hash``), a JobSet's pods by a
+    Job (and carry ``jobset.sigs.k8s.io/jobset-name``); both are recognised.
+    """
+
+    matchLabels: dict[str, str] = Field(default_factory=dict, description="Exact label values")
+    matchExpressions: list[SelectorRequirement] = Field(
+        default_factory=list, description="Label requirements (In, NotIn, Exists, DoesNotExist)"
+    )
+    matchAnnotations: dict[str, str] = Field(
+        default_factory=dict, description="Exact annotation values"
+    )
+    namespaces: list[str] = Field(
+        default_factory=list, description="Namespace names or globs, e.g. 'ml-*'"
+    )
+    ownerKinds: list[str] = Field(
+        default_factory=list,
+        description="Controller kinds: Job, JobSet, PyTorchJob, RayJob, Deployment, StatefulSet...",
+    )
+
+    def is_empty(self) -> bool:
+        return not (
+            self.matchLabels
+            or self.matchExpressions
+            or self.matchAnnotations
+            or self.namespaces
+            or self.ownerKinds
+        )
+
+    def matches(
+        self,
+        labels: dict[str, str],
+        annotations: dict[str, str],
+        namespace: str,
+        owner_kinds: frozenset[str],
+    ) -> bool:
+        """True when every given criterion holds (an empty selector matches nothing)."""
+        if self.is_empty():
+            return False
+        if any(labels.get(k) != v for k, v in self.matchLabels.items()):
+            return False
+        if not all(r.matches(labels) for r in self.matchExpressions):
+            return False
+        if any(annotations.get(k) != v for k, v in self.matchAnnotations.items()):
+            return False
+        if self.namespaces and not any(fnmatch.fnmatchcase(namespace, p) for p in self.namespaces):
+            return False
+        return not self.ownerKinds or any(k in owner_kinds for k in self.ownerKinds)
+
+
+class Constraints(_Strict):
+    """Hard constraints of a class: data residency and a ceiling on grid intensity."""
+
+    allowedRegions: list[str] = Field(
+        default_factory=list,
+        description="Node region label values (globs, e.g. 'eu-*'); empty: any region",
+    )
+    allowedZones: list[str] = Field(
+        default_factory=list,
+        description="Grid zone keys (globs, e.g. 'DE', 'SE*'); empty: any zone",
+    )
+    maxIntensity: float | None = Field(
+        default=None,
+        gt=0,
+        le=2000,
+        description="gCO2e/kWh; nodes whose zone is dirtier over the pod's expected run are "
+        "filtered out, but only when a cleaner feasible node exists",
+    )
+
+    def region_allowed(self, region: str) -> bool:
+        return not self.allowedRegions or any(
+            fnmatch.fnmatchcase(region, p) for p in self.allowedRegions
+        )
+
+    def zone_allowed(self, zone: str | None) -> bool:
+        if not self.allowedZones:
+            return True
+        return zone is not None and any(fnmatch.fnmatchcase(zone, p) for p in self.allowedZones)
+
+    @property
+    def residency(self) -> bool:
+        return bool(self.allowedRegions or self.allowedZones)
+
+
+class TemporalShift(_Strict):
+    """Let the class's pods wait for a cleaner hour (scheduling gates, issue 7)."""
+
+    enabled: bool = True
+    maxDelay: Duration = Field(description="Longest wait after creation, e.g. '12h'")
+    minSaving: Fraction = Field(
+        default=0.1,
+        description="Hold only when the expected saving beats this fraction (0.1 or '10%')",
+    )
+
+    @property
+    def max_delay_s(self) -> float:
+        return self.maxDelay
+
+
+class GpuLearning(_Strict):
+    """How the GPU term learns the expected workload (FGD's typical pods) from recent pods."""
+
+    windowPods: int = Field(
+        default=5000, ge=10, le=1_000_000, description="Learn from the last N pods seen"
+    )
+    window: Duration | None = Field(
+        default=None, description="Also forget pods seen longer ago than this, e.g. '24h'"
+    )
+    popularity: float = Field(
+        default=0.95,
+        gt=0.0,
+        le=1.0,
+        description="Typical pods: the most common shapes covering this share of recent pods",
+    )
+
+    @property
+    def window_s(self) -> float | None:
+        return self.window
+
+
+Weight = Annotated[float, Field(ge=0.0, le=1000.0)]
+
+
+def _default_weights() -> dict[str, float]:
+    return {"gpu_fit": 0.5, "carbon": 0.5}
+
+
+class WorkloadClass(_Strict):
+    """How the pods of one class are recognised, scored and constrained."""
+
+    description: str = ""
+    selector: Selector = Field(
+        default_factory=Selector,
+        description="Pods matching this selector get the class (the lowcarb.dev/class "
+        "annotation wins; classes are tried in file order; 'default' catches the rest)",
+    )
+    weights: dict[TermName, Weight] = Field(
+        default_factory=_default_weights,
+        description="Scoring terms and their weights (>= 0; normalised by their sum)",
+    )
+    gpuMode: Literal["fgd", "bestfit", "packing", "spread"] = Field(
+        default="fgd", description="How gpu_fit scores: fgd, bestfit, packing or spread"
+    )
+    expectedDuration: Duration = Field(
+        default="1h",
+        validate_default=True,
+        description="Run time when the pod has no lowcarb.dev/expected-duration",
+    )
+    signal: Literal["average", "marginal"] = Field(
+        default="average", description="Grid signal the carbon term reads"
+    )
+    carbonNormalization: Literal["range", "ratio"] = Field(
+        default="range",
+        description="How gCO2e becomes the carbon term's 0..1: 'range' (least 1, most 0, "
+        "any difference spans the scale) or 'ratio' (least / this node: twice the emissions "
+        "scores 0.5, small differences stay small)",
+    )
+    constraints: Constraints = Field(default_factory=Constraints)
+    temporalShift: TemporalShift | None = None
+
+    @model_validator(mode="after")
+    def _weights(self, info: ValidationInfo) -> WorkloadClass:
+        if not separate(info):
+            raise_problems(weights_problems(self.weights), ("weights",))
+        return self
+
+    @property
+    def duration_s(self) -> float:
+        return self.expectedDuration
+
+
+class Policy(_Strict):
+    """A lowcarb policy document (``apiVersion: lowcarb.dev/v1``, ``kind: Policy``)."""
+
+    apiVersion: Literal["lowcarb.dev/v1"] = "lowcarb.dev/v1"
+    kind: Literal["Policy"] = "Policy"
+    carbon: CarbonConfig = Field(
+        default_factory=CarbonConfig,
+        description="Carbon data: providers, fallback chain, zone mapping, static values",
+    )
+    power: PowerModel = Field(
+        default_factory=PowerModel, description="GPU watts and speed, CPU/memory power, PUE"
+    )
+    gpu: GpuLearning = Field(
+        default_factory=GpuLearning,
+        description="Expected-workload learning of the fgd GPU score (window, popularity)",
+    )
+    accounting: AccountingPolicy = Field(
+        default_factory=AccountingPolicy,
+        description="Ledger accounting: market-based factors, residual mix, measured energy",
+    )
+    classes: dict[ClassName, WorkloadClass] = Field(
+        default_factory=lambda: {DEFAULT_CLASS: WorkloadClass()},
+        json_schema_extra={"additionalProperties": False},  # a name must match the pattern
+        description="Workload classes by name, tried in this order; 'default' is added when "
+        "absent and catches every pod no other class selects",
+    )
+
+    @field_validator("classes")
+    @classmethod
+    def _default_class(cls, value: dict[str, WorkloadClass]) -> dict[str, WorkloadClass]:
+        return value if DEFAULT_CLASS in value else {**value, DEFAULT_CLASS: WorkloadClass()}
+
+    @model_validator(mode="after")
+    def _default_selector(self, info: ValidationInfo) -> Policy:
+        if not separate(info):
+            default = {"selector": self.classes[DEFAULT_CLASS].selector.model_dump()}
+            raise_problems(default_class_problems({DEFAULT_CLASS: default}))
+        return self
+
+    def workload_class(self, name: str) -> WorkloadClass:
+        """The class called ``name``, else ``default``."""
+        return self.classes.get(name) or self.classes[DEFAULT_CLASS]
+
+    def term_names(self) -> list[str]:
+        return sorted({t for c in self.classes.values() for t in c.weights})
+
+
+def load_policy(path: Path | str | None = None) -> Policy:
+    """Load and validate a policy file (the embedded default when ``path`` is None).
+
+    Raises :class:`scheduler.policy.validate.PolicyError` listing every problem with
+    file:line:column.
+    """
+    from scheduler.policy.validate import load_checked
+
+    return load_checked(Path(path) if path is not None else DEFAULT_POLICY)
+
+
+def policy_from_text(text: str, source: str = "<policy>") -> Policy:
+    """Validate a policy from YAML text (errors as in :func:`load_policy`)."""
+    from scheduler.policy.validate import check_text
+
+    return check_text(text, source)
+
+
+def dump_yaml(policy: Policy) -> str:
+    """The policy as YAML (aliases as in files; defaults included)."""
+    data = policy.model_dump(mode="json", by_alias=True)
+    return yaml.safe_dump(data, sort_keys=False)

@@ -1,0 +1,1 @@
+"""Trace-driven simulation: the openb trace, carbon series, runs, bound, ledger, report."""

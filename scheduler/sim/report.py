@@ -1,0 +1,123 @@
+"""Output of a placement comparison: the table, the JSON line and the PNG charts.
+
+The table is rendered with rich; the JSON line is :meth:`Comparison.summary`; the charts
+(matplotlib, Agg backend) are cumulative emissions over time per policy (with the bound), emissions
+by zone per policy, and GPUs in use by zone over time per policy.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from scheduler.sim.run import Comparison
+
+COLUMNS = (
+    ("tCO2e", "tco2e", "{:.3f}"),
+    ("saved %", "saved_pct", "{:.1f}"),
+    ("bound share", "bound_share", "{:.3f}"),
+    ("free GPU %", "unallocated_gpu_pct_mean", "{:.2f}"),
+    ("free GPU % @peak", "unallocated_gpu_pct_peak", "{:.2f}"),
+    ("pods waiting", "pods_waiting", "{:.0f}"),
+    ("wait mean s", "wait_mean_s", "{:.1f}"),
+    ("wait p95 s", "wait_p95_s", "{:.1f}"),
+    ("held pods", "pods_held", "{:.0f}"),
+    ("hold mean h", "hold_mean_h", "{:.2f}"),
+    ("shift saved %", "shift_saved_pct", "{:.1f}"),
+    ("unplaced", "unplaced", "{:.0f}"),
+    ("decisions/s", "decisions_per_s", "{:.0f}"),
+)
+
+
+def table(c: Comparison) -> Table:
+    o = c.options
+    title = (
+        f"placement: {len(c.pods)} pods of '{o.trace}', {len(c.nodes)} nodes, zones "
+        f"{', '.join(c.zones)}, {'LWA 2020' if o.lwa else o.year}, load x{o.load_scale:g}"
+        + (f", slack {o.slack_h:g} h" if o.slack_h else "")
+    )
+    t = Table(title=title)
+    t.add_column("policy")
+    for head, _, _ in COLUMNS:
+        t.add_column(head, justify="right")
+    for name, run in c.runs.items():
+        m = run.metrics
+        t.add_row(name, *(fmt.format(m[key]) if key in m else "-" for _, key, fmt in COLUMNS))
+    k8s = c.runs["k8s-default"].metrics["tco2e"]
+    saved = 100 * (1 - c.bound.tco2e / k8s) if k8s > 0 else 0.0
+    t.add_row(
+        "bound (LP)", f"{c.bound.tco2e:.3f}", f"{saved:.1f}", "1.000", *["-"] * (len(COLUMNS) - 3)
+    )
+    return t
+
+
+def print_results(c: Comparison, console: Console | None = None) -> None:
+    """The table, a note on the bound, then the JSON line last."""
+    console = console or Console()
+    console.print(table(c))
+    console.print(f"bound: {c.bound.status}", style="dim")
+    print(json.dumps(c.summary()), flush=True)
+
+
+def _days(c: Comparison) -> np.ndarray:
+    return (c.edges[1:] - c.edges[0]) / 86400.0
+
+
+def write_plots(c: Comparison, out: Path) -> list[Path]:
+    """Write the three PNGs into ``out``; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    days = _days(c)
+
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for name, run in c.runs.items():
+        ax.plot(days, np.cumsum(run.accounting.zone_hour_kg.sum(axis=0)) / 1000.0, label=name)
+    ax.plot(days, np.cumsum(c.bound.hour_kg) / 1000.0, "k--", label="bound (LP)")
+    ax.set_xlabel("days since first arrival")
+    ax.set_ylabel("cumulative tCO2e (location-based)")
+    ax.set_title("Cumulative emissions per policy")
+    ax.legend()
+    fig.tight_layout()
+    paths.append(out / "placement_cumulative_emissions.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(10, 5))
+    names = [*c.runs, "bound"]
+    width = 0.8 / len(names)
+    x = np.arange(len(c.zones))
+    for k, name in enumerate(names):
+        kg = c.bound.zone_kg if name == "bound" else c.runs[name].accounting.zone_hour_kg.sum(1)
+        ax.bar(x + k * width, np.asarray(kg) / 1000.0, width, label=name)
+    ax.set_xticks(x + 0.4 - width / 2, list(c.zones))
+    ax.set_ylabel("tCO2e")
+    ax.set_title("Emissions by zone")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(out / "placement_emissions_by_zone.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    n = len(c.runs)
+    fig, axes = plt.subplots(n, 1, figsize=(10, 2.2 * n), sharex=True, squeeze=False)
+    for ax, (name, run) in zip(axes[:, 0], c.runs.items(), strict=True):
+        ax.stackplot(days, run.accounting.zone_hour_gpus, labels=list(c.zones))
+        ax.set_ylabel("GPUs")
+        ax.set_title(name, fontsize=9)
+    axes[0, 0].legend(loc="upper left", fontsize=7, ncol=len(c.zones))
+    axes[-1, 0].set_xlabel("days since first arrival")
+    fig.suptitle("GPUs in use by zone (hourly mean)")
+    fig.tight_layout()
+    paths.append(out / "placement_gpu_use_by_zone.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    return paths

@@ -1,0 +1,180 @@
+"""kill -9 of the real ``lowcarb serve`` during a burst of binds loses no acknowledged decision.
+
+The server runs in cluster mode against the fake Kubernetes API (recorded kube-apiserver bodies),
+kube-scheduler's prioritize + bind calls are replayed concurrently, and the process is killed
+with SIGKILL mid-burst. Every bind answered without error (the service answers only after the
+ledger's durable commit) must be in the ledger; a restarted server appends without duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.fakeapi import (
+    FakeApiServer,
+    Reply,
+    WatchReply,
+    fixture,
+    free_port,
+    write_kubeconfig,
+)
+
+LOWCARB = Path(sys.executable).parent / "lowcarb"
+NODES = ["euc1-a-gpu", "euc1-b-cpu", "use1-a-gpu", "use1-b-cpu", "usw2-a-gpu", "usw2-b-gpu"]
+
+
+@pytest.fixture
+def api() -> Iterator[FakeApiServer]:
+    server = FakeApiServer().start()
+    server.add("GET", "/api/v1/nodes", Reply(200, fixture("nodes-list.json")), watch=False)
+    server.add(
+        "GET", "/api/v1/pods", Reply(200, fixture("pods-list-assigned-nonterminal.json")),
+        watch=False,
+    )  # fmt: skip
+    server.add("GET", "/api/v1/nodes", WatchReply([]), watch=True)
+    server.add("GET", "/api/v1/pods", WatchReply([]), watch=True)
+    server.add(
+        "POST", "/api/v1/namespaces/e2e/pods/train-h100/binding",
+        Reply(201, fixture("binding-create.json")),
+    )  # fmt: skip
+    server.add(
+        "PATCH", "/api/v1/namespaces/e2e/pods/train-h100",
+        Reply(200, fixture("annotations-merge-patch.json")),
+    )  # fmt: skip
+    yield server
+    server.stop()
+
+
+def _serve(tmp_path: Path, api: FakeApiServer, ledger: Path) -> tuple[subprocess.Popen[bytes], str]:
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", api.url)
+    port = free_port()
+    log = (tmp_path / f"serve-{port}.log").open("wb")
+    proc = subprocess.Popen(
+        [str(LOWCARB), "serve", "--port", str(port), "--kubeconfig", str(kubeconfig),
+         "--ledger", str(ledger), "--log-level", "warning"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    log.close()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, (tmp_path / f"serve-{port}.log").read_text()[-2000:]
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return proc, base
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("lowcarb serve never became ready")
+
+
+def _pod(uid: str) -> dict[str, object]:
+    pod = json.loads(fixture("pods-get.json"))
+    pod = copy.deepcopy(pod)
+    pod["metadata"]["uid"] = uid
+    pod["spec"].pop("nodeName", None)
+    for c in pod["spec"]["containers"]:  # small CPU pods: capacity never runs out mid-burst
+        c["resources"] = {"requests": {"cpu": "10m", "memory": "16Mi"}}
+    return pod
+
+
+async def _place(client: httpx.AsyncClient, base: str, uid: str) -> bool:
+    """kube-scheduler's prioritize then bind for one pod; True when the bind was acknowledged."""
+    args = {"Pod": _pod(uid), "NodeNames": NODES}
+    prio = (await client.post(f"{base}/prioritize", json=args)).json()
+    best = max(prio, key=lambda h: h["Score"])["Host"]
+    bind = {"PodName": "train-h100", "PodNamespace": "e2e", "PodUID": uid, "Node": best}
+    resp = await client.post(f"{base}/bind", json=bind)
+    return resp.status_code == 200 and not resp.json().get("Error")
+
+
+async def _burst(base: str, prefix: str, kill_after: int | None, pid: int) -> set[str]:
+    acked: set[str] = set()
+    killed = asyncio.Event()
+    counter = iter(range(10**6))
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while not killed.is_set():
+            uid = f"{prefix}-{next(counter):06d}"
+            try:
+                ok = await _place(client, base, uid)
+            except (httpx.TransportError, ValueError):
+                return  # the server is gone
+            if ok:
+                acked.add(uid)
+            if kill_after is not None and len(acked) >= kill_after and not killed.is_set():
+                os.kill(pid, signal.SIGKILL)  # mid-burst: other workers have requests in flight
+                killed.set()
+            if kill_after is None and len(acked) >= 40:
+                killed.set()
+
+    async with httpx.AsyncClient(timeout=20) as client:
+        await asyncio.gather(*(worker(client) for _ in range(12)))
+    return acked
+
+
+def _placements(path: Path) -> list[str]:
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    uids = [r[0] for r in conn.execute("SELECT uid FROM placement")]
+    conn.close()
+    return uids
+
+
+def _starts(path: Path) -> list[tuple[str, float]]:
+    conn = sqlite3.connect(path)
+    rows = conn.execute("SELECT uid, at FROM lifecycle WHERE event = 'start'").fetchall()
+    conn.close()
+    return rows
+
+
+@pytest.mark.slow
+async def test_kill9_of_serve_loses_no_acknowledged_bind(
+    api: FakeApiServer, tmp_path: Path
+) -> None:
+    if not LOWCARB.exists():
+        pytest.skip("lowcarb console script not installed in this environment")
+    ledger = tmp_path / "ledger.sqlite"
+    proc, base = _serve(tmp_path, api, ledger)
+    try:
+        acked = await _burst(base, "first", kill_after=150, pid=proc.pid)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    stored = _placements(ledger)
+    assert len(acked) >= 150
+    assert acked <= set(stored), f"lost acknowledged binds: {sorted(acked - set(stored))[:5]}"
+    # the Running pod of the relisted fixture (web-cpu) has its start of running recorded
+    running = json.loads(fixture("pods-list-assigned-nonterminal.json"))["items"]
+    web = next(p for p in running if p["status"]["phase"] == "Running")
+    started = _starts(ledger)
+    assert [u for u, _ in started] == [web["metadata"]["uid"]]
+
+    # restart on the same ledger: recovery from the WAL, new decisions append, no duplicates
+    proc, base = _serve(tmp_path, api, ledger)
+    try:
+        again = await _burst(base, "second", kill_after=None, pid=proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    after = _placements(ledger)
+    assert len(after) == len(set(after))
+    assert set(stored) | again <= set(after)
+    # the restarted watch relists the same Running pod: its start is not written twice
+    assert _starts(ledger) == started

@@ -1,0 +1,238 @@
+"""The SQLite ledger: durable acknowledged appends, idempotent keys, append-only, clear errors."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from carbon.accounting.ledger import (
+    DECISION_ANNOTATION,
+    SCHEMA_VERSION,
+    GateRecord,
+    Ledger,
+    LedgerError,
+    LifecycleRecord,
+    PlacementRecord,
+    open_reader,
+    read_records,
+)
+from tests.support.ledger import placement, run
+
+T0 = 1_700_000_000.0
+
+
+def test_append_is_acknowledged_after_commit_and_readable(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    rec = placement(1, T0)
+    with Ledger(path) as ledger:
+        assert ledger.append(rec).result(timeout=10) is True
+        # a separate connection sees the row as soon as the append is acknowledged
+        reader = open_reader(path)
+        got = list(read_records(reader, PlacementRecord))
+        reader.close()
+    assert got == [rec]
+    assert got[0].scores == {"carbon": 0.8, "gpu_fit": 0.5}
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    conn.close()
+
+
+async def test_async_appends_group_commit_without_blocking_the_loop(tmp_path: Path) -> None:
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    with Ledger(tmp_path / "l.sqlite") as ledger:
+        task = asyncio.create_task(ticker())
+        results = await asyncio.gather(
+            *(ledger.append_async(r) for i in range(500) for r in run(f"u{i}", T0, T0 + 60))
+        )
+        task.cancel()
+        assert all(results) and len(results) == 1000
+        # many records share a commit (group commit), and the loop kept running meanwhile
+        assert ledger.commits < 1000
+        assert ticks > 0
+
+
+def test_duplicate_keys_are_ignored_and_reported(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    with Ledger(path) as ledger:
+        first = [ledger.append(r).result() for r in run("u1", T0, T0 + 10)]
+        again = [ledger.append(r).result() for r in run("u1", T0 + 5, T0 + 99)]
+        assert first == [True, True]
+        assert again == [False, False]
+    reader = open_reader(path)
+    rows = list(read_records(reader, LifecycleRecord))
+    reader.close()
+    assert [(r.event, r.at) for r in rows] == [("start", T0), ("end", T0 + 10)]
+
+
+def test_rows_cannot_be_updated_or_deleted(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    with Ledger(path) as ledger:
+        ledger.append(placement(1, T0)).result()
+    conn = sqlite3.connect(path)
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute("UPDATE placement SET node = 'other'")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute("DELETE FROM placement")
+    conn.close()
+
+
+def test_bulk_append_many_is_idempotent(tmp_path: Path) -> None:
+    records = [placement(i, T0 + i) for i in range(300)]
+    with Ledger(tmp_path / "l.sqlite") as ledger:
+        assert ledger.append_many(records) == 300
+        assert ledger.append_many(records[:50]) == 0
+        assert ledger.append(placement(300, T0)).result() is True
+
+
+def test_missing_ledger_error_names_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "nope" / "ledger.sqlite"
+    with pytest.raises(LedgerError, match=re.escape(str(path))) as err:
+        open_reader(path)
+    assert "no such file" in str(err.value)
+    with pytest.raises(LedgerError, match=r"directory .* does not exist"):
+        Ledger(path)
+
+
+def test_corrupt_ledger_error_names_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    with Ledger(path) as ledger:
+        ledger.append(placement(1, T0)).result()
+    data = bytearray(path.read_bytes())
+    data[:100] = b"\x00garbage" * 12 + b"\x00\x00\x00\x00"  # destroy the SQLite header
+    path.write_bytes(bytes(data))
+    with pytest.raises(LedgerError, match=re.escape(str(path))) as err:
+        open_reader(path)
+    assert "not a readable lowcarb ledger" in str(err.value)
+    with pytest.raises(LedgerError, match=re.escape(str(path))):
+        Ledger(path)
+
+
+def test_other_sqlite_file_and_newer_schema_are_refused(tmp_path: Path) -> None:
+    other = tmp_path / "other.sqlite"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(LedgerError, match="not a lowcarb ledger"):
+        open_reader(other)
+    with pytest.raises(LedgerError, match="not a lowcarb ledger"):
+        Ledger(other)
+
+    newer = tmp_path / "newer.sqlite"
+    Ledger(newer).close()
+    conn = sqlite3.connect(newer)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.commit()
+    conn.close()
+    with pytest.raises(LedgerError, match="newer than this lowcarb supports"):
+        open_reader(newer)
+
+
+def test_reader_sees_consistent_snapshots_while_a_thread_writes(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    ledger = Ledger(path)
+    stop = threading.Event()
+    acked = [0]
+
+    def writer() -> None:
+        i = 0
+        while not stop.is_set():
+            futs = [ledger.append(r) for r in run(f"w{i}", T0 + i, T0 + i + 5)]
+            for f in futs:
+                f.result()
+            i += 1
+            acked[0] = i
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        counts = []
+        for k in range(30):
+            deadline = time.monotonic() + 30
+            while acked[0] <= k and time.monotonic() < deadline:
+                time.sleep(0.001)
+            reader = open_reader(path)
+            with reader:
+                reader.execute("BEGIN")
+                starts = reader.execute(
+                    "SELECT COUNT(*) FROM lifecycle WHERE event = 'start'"
+                ).fetchone()[0]
+                ends = reader.execute(
+                    "SELECT COUNT(*) FROM lifecycle WHERE event = 'end'"
+                ).fetchone()[0]
+            reader.close()
+            # start and end of a pod go in order: a snapshot never has more ends than starts
+            assert ends <= starts <= ends + 1
+            assert starts > k  # everything acknowledged so far is visible to a new reader
+            counts.append(starts)
+    finally:
+        stop.set()
+        thread.join()
+        ledger.close()
+    assert counts == sorted(counts)
+
+
+def test_closed_ledger_refuses_appends(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.sqlite")
+    ledger.close()
+    with pytest.raises(LedgerError, match="closed"):
+        ledger.append(placement(1, T0))
+
+
+def test_gate_record_roundtrip(tmp_path: Path) -> None:
+    gate = GateRecord(
+        uid="g1",
+        namespace="ml",
+        name="train-0",
+        held_at=T0,
+        planned_release=T0 + 4 * 3600,
+        actual_release=T0 + 4 * 3600 + 12,
+        intensity_now_g_per_kwh=310.0,
+        intensity_release_g_per_kwh=118.0,
+        zone="DE",
+        reason="held until 14:00Z: forecast 118 vs 310 gCO2e/kWh now, -62%",
+    )
+    with Ledger(tmp_path / "l.sqlite") as ledger:
+        assert ledger.append(gate).result() is True
+        assert ledger.append(gate).result() is False
+        reader = open_reader(ledger.path)
+        assert list(read_records(reader, GateRecord)) == [gate]
+        reader.close()
+
+
+def test_decision_annotation_roundtrip() -> None:
+    rec = placement(3, T0, note="expected-duration annotation '3x' unparsable; class default")
+    text = rec.to_annotation()
+    assert PlacementRecord.from_annotation(text) == rec
+    with pytest.raises(LedgerError, match=DECISION_ANNOTATION):
+        PlacementRecord.from_annotation('{"uid": 5}')
+
+
+def test_a_bad_record_fails_alone_and_the_writer_keeps_going(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "l.sqlite") as ledger:
+        good = ledger.append(placement(1, T0))
+        bad = ledger.append(placement(2, T0, scores={"carbon": object()}))  # not storable
+        after = ledger.append(placement(3, T0))
+        assert good.result() is True and after.result() is True
+        with pytest.raises(LedgerError, match="PlacementRecord"):
+            bad.result()
+        with pytest.raises(TypeError, match="not a ledger record"):
+            ledger.append("uid-4")  # type: ignore[arg-type]
+        reader = open_reader(ledger.path)
+        uids = [r.uid for r in read_records(reader, PlacementRecord)]
+        reader.close()
+    assert uids == ["uid-000001", "uid-000003"]

@@ -1,0 +1,138 @@
+"""Combining terms and mapping to kube-scheduler's 0..10 levels."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from carbon.energy import PowerModel
+from carbon.types import Reading, SignalKind, ZoneSeries
+from scheduler.cluster.state import NodeTable
+from scheduler.demand import PodDemand
+from scheduler.quantize import quantize
+from scheduler.scoring import evaluate
+from scheduler.terms.base import Context, Term, TermScore, higher_is_better
+
+
+class FixedView:
+    """A carbon view with one fixed value per zone."""
+
+    def __init__(self, values: dict[str, float]) -> None:
+        self.values = values
+
+    def reading(self, zone: str, kind: SignalKind = "average") -> Reading | None:
+        v = self.values.get(zone)
+        return None if v is None else Reading(zone=zone, g_per_kwh=v, source="test", age_s=0.0)
+
+    def mean_intensity(
+        self, zone: str, start_s: float, end_s: float, kind: SignalKind = "average"
+    ) -> Reading | None:
+        return self.reading(zone, kind)
+
+    def forecast(self, zone: str, kind: SignalKind = "average") -> ZoneSeries | None:
+        return None
+
+
+def table(n: int) -> NodeTable:
+    return NodeTable(
+        names=[f"n{i}" for i in range(n)],
+        zone=np.zeros(n, dtype=np.int32),
+        zones=["Z"],
+        region=["r"] * n,
+        gpu_model=np.zeros(n, dtype=np.int32),
+        models=["NVIDIA-A100-SXM4-80GB"],
+        gpu_total=np.full(n, 8, dtype=np.int32),
+        gpu_free=np.full((n, 8), 1000, dtype=np.int32),
+        gpu_mem_mib=np.full(n, 81920, dtype=np.int32),
+        cpu_free=np.full(n, 96000, dtype=np.int64),
+        mem_free=np.full(n, 2**40, dtype=np.int64),
+        mig_free=np.zeros((n, 0), dtype=np.int32),
+        mig_profiles=[],
+    )
+
+
+class Values(Term):
+    """A term that scores rows by fixed values and fails the rows listed in ``bad``."""
+
+    name = "values"
+
+    def __init__(self, values: list[float], bad: tuple[int, ...] = ()) -> None:
+        self.values = np.array(values, dtype=np.float64)
+        self.bad = bad
+
+    def filter(self, ctx: Context) -> tuple[np.ndarray | None, dict[int, str]]:
+        mask = np.ones(len(ctx.table), dtype=bool)
+        mask[list(self.bad)] = False
+        return mask, {i: f"row {i} is bad" for i in self.bad}
+
+    def score(self, ctx: Context) -> TermScore:
+        rows = [int(name[1:]) for name in ctx.table.names]
+        raw = self.values[rows]
+        return TermScore(raw=raw, normalized=higher_is_better(raw), unit="x")
+
+
+class Other(Values):
+    name = "other"
+
+
+def ctx(n: int) -> Context:
+    return Context(
+        pod=PodDemand(uid="u", namespace="ns", name="p", gpus=1, gpu_milli=1000),
+        table=table(n),
+        carbon=FixedView({"Z": 100.0}),
+        power=PowerModel(),
+        now_s=0.0,
+        duration_s=3600.0,
+    )
+
+
+def test_best_node_alone_gets_ten_and_order_is_kept() -> None:
+    values = np.array([0.91, 0.9, 0.2, 0.95, 0.0])
+    levels = quantize(values)
+    assert levels[3] == 10
+    assert (levels == 10).sum() == 1
+    order = np.argsort(-values)
+    assert all(levels[a] > levels[b] for a, b in itertools.pairwise(order.tolist()))
+
+
+def test_equal_values_tie_and_only_them() -> None:
+    levels = quantize(np.array([0.5, 0.5, 0.4, 0.5 + 1e-15]))
+    assert levels.tolist() == [10, 10, 0, 10]  # the worst distinct value maps to 0
+
+
+def test_more_distinct_values_than_levels_keeps_top_ranks() -> None:
+    values = np.linspace(0.0, 1.0, 50)
+    levels = quantize(values)
+    assert levels[-1] == 10
+    assert levels.tolist()[-10:] == list(range(1, 11))
+    assert np.all(np.diff(levels) >= 0)
+
+
+@pytest.mark.parametrize("values", [[], [np.nan, np.nan], [3.0]])
+def test_degenerate_inputs(values: list[float]) -> None:
+    levels = quantize(np.array(values, dtype=np.float64))
+    assert levels.shape == (len(values),)
+    assert set(levels.tolist()) <= {0, 10}
+
+
+def test_evaluate_combines_weights_and_reports_reasons() -> None:
+    a = Values([1.0, 0.0, 0.5, 0.9], bad=(2,))
+    b = Other([0.0, 1.0, 0.5, 0.5])
+    ev = evaluate(ctx(4), [(a, 3.0), (b, 1.0)])
+    assert ev.feasible.tolist() == [True, True, False, True]
+    assert ev.reasons == {2: "row 2 is bad"}
+    # row 3: 0.75*0.9 + 0.25*0.5 = 0.8 beats row 0: 0.75*1 + 0 = 0.75 and row 1: 0.25
+    assert ev.best() == 3
+    assert ev.levels[3] == 10 and ev.levels[2] == 0
+    assert ev.levels[0] > ev.levels[1]
+    assert np.isnan(ev.combined[2])
+
+
+def test_evaluate_without_feasible_nodes() -> None:
+    a = Values([1.0, 0.0], bad=(0, 1))
+    ev = evaluate(ctx(2), [(a, 1.0)])
+    assert not ev.feasible.any()
+    assert ev.best() is None
+    assert ev.levels.tolist() == [0, 0]

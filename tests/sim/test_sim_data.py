@@ -1,0 +1,111 @@
+"""The simulator on the real openb trace and carbon series (skipped without the data directory),
+its CLI and ledger round trip, and its input errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from carbon.accounting.report import ReportOptions, build_report
+from carbon.datadir import data_dir
+from carbon.series import SeriesError
+from scheduler.cli.main import app
+from scheduler.sim.ledger import write_ledger
+from scheduler.sim.run import SimOptions, compare
+from scheduler.sim.trace import TraceError, load_pods, resolve_pod_file
+
+needs_data = pytest.mark.skipif(
+    data_dir() is None or not (data_dir() / "gpu-trace").is_dir(),  # type: ignore[operator]
+    reason="shared datasets not found (set LOWCARB_DATA to the folder holding gpu-trace/, carbon/)",
+)
+
+
+@needs_data
+def test_ledger_report_agrees_with_the_simulator(tmp_path: Path) -> None:
+    c = compare(SimOptions(pods=150, policies=("lowcarb",)))
+    assert list(c.runs) == ["k8s-default", "lowcarb"]
+    run = c.runs["lowcarb"]
+    rows = write_ledger(c, "lowcarb", tmp_path / "sim.db")
+    assert rows == int(run.placements.placed.sum()) == 150
+    body = build_report(tmp_path / "sim.db", ReportOptions(group_by=("zone",), format="json"))
+    doc = json.loads(body)
+    assert doc["totals"]["co2e_location_kg"] == pytest.approx(run.accounting.pod_kg.sum(), 1e-9)
+    by_zone = {r["zone"]: r["co2e_location_kg"] for r in doc["rows"]}
+    for z, zone in enumerate(c.zones):
+        assert by_zone.get(zone, 0.0) == pytest.approx(run.accounting.zone_hour_kg[z].sum(), 1e-6)
+    # the LP bound is below both policies, and the carbon-aware policy saves
+    assert c.bound.tco2e <= run.metrics["tco2e"] <= c.runs["k8s-default"].metrics["tco2e"]
+
+
+@needs_data
+def test_cli_prints_the_json_line_last(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["simulate", "--pods", "60", "--policies", "fgd,carbon-greedy", "--seed", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    line = json.loads(result.stdout.strip().splitlines()[-1])
+    assert line["benchmark"] == "placement"
+    assert line["zones"] == ["NO", "GB", "DE-LU", "US-CAL-CISO", "US-TEX-ERCO", "IN-WE"]
+    assert set(line["policies"]) == {"k8s-default", "fgd", "carbon-greedy", "bound"}
+    assert set(line["policies"]["bound"]) == {"tco2e", "saved_pct"}
+    greedy = line["policies"]["carbon-greedy"]
+    assert {"tco2e", "saved_pct", "bound_share", "wait_mean_s", "wait_p95_s"} <= set(greedy)
+    assert greedy["saved_pct"] > 50  # NO is an order of magnitude cleaner than the mean zone
+
+
+@needs_data
+def test_lets_wait_awhile_single_zone_with_slack() -> None:
+    c = compare(SimOptions(lwa="DE", pods=300, slack_h=24, policies=("shift-only",)))
+    assert c.zones == ("DE",)
+    assert c.series["DE"].source.startswith("lwa:")
+    shift, base = c.runs["shift-only"].metrics, c.runs["k8s-default"].metrics
+    assert shift["pods_held"] > 0
+    assert shift["tco2e"] < base["tco2e"]
+
+
+@needs_data
+def test_unknown_zone_and_trace_are_named() -> None:
+    with pytest.raises(SeriesError, match="ATLANTIS"):
+        compare(SimOptions(zones=("ATLANTIS",), pods=5))
+    with pytest.raises(TraceError, match=r"known: .*default"):
+        resolve_pod_file("no-such-trace")
+    result = CliRunner().invoke(app, ["simulate", "--pods", "5", "--zones", "NO,ATLANTIS"])
+    assert result.exit_code == 2
+    assert "ATLANTIS" in result.output
+
+
+@needs_data
+def test_bad_policy_file_is_reported(tmp_path: Path) -> None:
+    bad = tmp_path / "p.yaml"
+    bad.write_text(
+        "apiVersion: lowcarb.dev/v1\nkind: Policy\nclasses:\n  default:\n"
+        "    weights: {gpu_fit: 0.5, carbonn: 0.5}\n"
+    )
+    result = CliRunner().invoke(app, ["simulate", "--pods", "5", "--policy", str(bad)])
+    assert result.exit_code == 2
+    assert "carbonn" in result.output
+
+
+def test_trace_without_times_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "multigpu.csv"
+    path.write_text("name,cpu_milli,memory_mib,num_gpu,gpu_milli\np0,1000,1024,2,1000\n")
+    with pytest.raises(TraceError, match="creation_time, deletion_time"):
+        load_pods(path)
+
+
+def test_bad_rows_are_named_with_their_line(tmp_path: Path) -> None:
+    head = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,creation_time,deletion_time\n"
+    path = tmp_path / "t.csv"
+    path.write_text(head + "p0,1000,1024,1,500,0,10\np1,1000,1024,1,0,5,10\n")
+    with pytest.raises(TraceError, match=r"t\.csv:3: gpu_milli must be 1\.\.1000"):
+        load_pods(path)
+    path.write_text(head + "p0,1000,1024,1,500,20,10\n")
+    with pytest.raises(TraceError, match=r"t\.csv:2: .*deletion >= creation"):
+        load_pods(path)
+    path.write_text(head + "p1,1000,1024,0,0,30,40\np0,1000,1024,1,500,0,10\n")
+    pods = load_pods(path)
+    assert pods.names == ["p0", "p1"]  # sorted by arrival
+    assert pods.gpu_fraction.tolist() == [0.5, 0.0]

@@ -1,0 +1,177 @@
+"""The simulator on tiny fleets where the right placement, wait and bound are known by hand."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from scheduler.policy.model import Policy
+from scheduler.sim.bound import spatial_bound
+from scheduler.sim.carbon import Integrals
+from scheduler.sim.replay import account, binned, hour_edges, simulate
+from scheduler.sim.run import PolicyRun, build_policies, shift_ready, temporal_saving
+from scheduler.sim.trace import SimNodes
+from tests.support.sim import HOUR, POWER, T0, nodes, pods, series
+
+POLICIES = build_policies(POWER, Policy())
+CLEAN_DIRTY = {"clean": series("clean", [50.0]), "dirty": series("dirty", [500.0])}
+
+
+def test_carbon_greedy_fills_the_clean_zone_until_it_is_full() -> None:
+    fleet = nodes(["dirty", "clean", "dirty", "clean"])
+    trace = pods([0.0, 0.1, 0.2, 0.3], [5.0] * 4)
+    out = simulate(trace, fleet, POLICIES["carbon-greedy"], CLEAN_DIRTY)
+    zones = [fleet.zone[n] for n in out.node.tolist()]
+    assert zones == ["clean", "clean", "dirty", "dirty"]
+    assert (out.start == trace.arrival).all()  # nobody waited
+
+
+def test_k8s_default_is_carbon_blind_and_prefers_the_least_allocated_node() -> None:
+    fleet = SimNodes(
+        names=["small-clean", "big-dirty"],
+        cpu_milli=np.array([8000, 64000], dtype=np.int64),
+        mem_bytes=np.array([64, 512], dtype=np.int64) * 2**30,
+        gpus=np.array([1, 1], dtype=np.int64),
+        model=["G2", "G2"],
+        zone=["clean", "dirty"],
+    )
+    out = simulate(pods([0.0], [1.0]), fleet, POLICIES["k8s-default"], CLEAN_DIRTY)
+    assert fleet.names[int(out.node[0])] == "big-dirty"
+
+
+def test_bound_equals_the_hand_optimum_and_is_below_every_policy() -> None:
+    fleet = nodes(["dirty", "clean", "dirty", "clean"])
+    trace = pods([0.0] * 4, [2.0] * 4)  # four 1-GPU pods for two whole hours, two clean GPUs
+    integrals = Integrals.of(CLEAN_DIRTY)
+    edges = hour_edges(T0, T0 + 2 * HOUR)
+    # 250 W x 2 h = 0.5 kWh per pod: two at 50 g/kWh, two at 500 g/kWh
+    hand_kg = (2 * 0.5 * 50 + 2 * 0.5 * 500) / 1000
+    bound = spatial_bound(trace, fleet, POWER, integrals, edges)
+    assert bound.kg == pytest.approx(hand_kg)
+    assert bound.zone_kg.tolist() == pytest.approx([0.05, 0.5])  # clean, dirty
+    for name, policy in POLICIES.items():
+        placed = simulate(trace, fleet, policy, CLEAN_DIRTY)
+        kg = account(trace, fleet, placed, POWER, integrals, edges).pod_kg.sum()
+        assert kg >= bound.kg - 1e-9, name
+    greedy = simulate(trace, fleet, POLICIES["carbon-greedy"], CLEAN_DIRTY)
+    assert account(trace, fleet, greedy, POWER, integrals, edges).pod_kg.sum() == pytest.approx(
+        hand_kg
+    )
+
+
+def test_bound_lp_uses_spare_clean_capacity_hour_by_hour() -> None:
+    # three pods, clean zone holds one: hour 0 congested (LP), hour 1 only one pod left (closed)
+    fleet = nodes(["clean", "dirty", "dirty"])
+    trace = pods([0.0, 0.0, 0.0], [2.0, 1.0, 1.0])
+    bound = spatial_bound(trace, fleet, POWER, Integrals.of(CLEAN_DIRTY), hour_edges(T0, T0 + 7200))
+    # hour 0: one GPU-hour clean, two dirty; hour 1: the long pod's last hour clean
+    assert bound.kg == pytest.approx((0.25 * 50 + 2 * 0.25 * 500 + 0.25 * 50) / 1000)
+    assert bound.lp_hours == 1
+
+
+def test_queued_pod_waits_until_the_gpu_is_free() -> None:
+    fleet = nodes(["clean"])
+    trace = pods([0.0, 10 / HOUR, 20 / HOUR], [100 / HOUR] * 3)
+    out = simulate(trace, fleet, POLICIES["fgd"], CLEAN_DIRTY)
+    assert (out.start - out.ready).tolist() == pytest.approx([0.0, 90.0, 180.0])
+    assert out.peak_demand_gpus == pytest.approx(3.0)
+    assert out.unallocated_at_peak_pct == pytest.approx(0.0)
+    assert out.decisions >= 3
+
+
+def test_shared_gpus_are_packed_and_released() -> None:
+    fleet = nodes(["clean"])  # one GPU
+    trace = pods([0.0, 0.0, 0.0], [1.0, 1.0, 1.0], milli=500)
+    out = simulate(trace, fleet, POLICIES["bestfit"], CLEAN_DIRTY)
+    waits = (out.start - out.ready).tolist()
+    assert waits == pytest.approx([0.0, 0.0, HOUR])  # two halves share the GPU, the third waits
+    assert out.gpu_index[0] == out.gpu_index[1] == (0,)
+
+
+def test_slack_moves_a_batch_job_into_the_clean_hour() -> None:
+    s = {"a": series("a", [500.0, 500.0, 500.0, 50.0, 500.0, 500.0])}
+    integrals = Integrals.of(s)
+    trace = pods([0.0, 0.0], [1.0, 1.0])
+    trace.qos[0] = "BE"  # batch: may wait; the LS pod may not
+    ready, hold = shift_ready(trace, integrals, np.array([1.0]), 4.0, "mean")
+    assert ready.tolist() == [T0 + 3 * HOUR, T0]
+    assert hold.tolist() == [3 * HOUR, 0.0]
+    fleet = nodes(["a", "a"])
+    placed = simulate(trace, fleet, POLICIES["k8s-default"], s, ready=ready)
+    acc = account(trace, fleet, placed, POWER, integrals)
+    assert acc.pod_kg.tolist() == pytest.approx([0.25 * 50 / 1000, 0.25 * 500 / 1000])
+    run = PolicyRun("shift-only", placed, acc, hold)
+    assert temporal_saving(run, trace, integrals)["shift_saved_pct"] == pytest.approx(90.0)
+    # two hours of slack cannot reach the clean hour: every start is as bad, so no hold
+    ready2, _ = shift_ready(trace, integrals, np.array([1.0]), 2.0, "mean")
+    assert ready2.tolist() == [T0, T0]
+    # a 90 % saving is held at min_saving 0.5 but not at 0.95
+    assert shift_ready(trace, integrals, np.array([1.0]), 4.0, "mean", 0.5)[0][0] == T0 + 3 * HOUR
+    assert shift_ready(trace, integrals, np.array([1.0]), 4.0, "mean", 0.95)[0][0] == T0
+
+
+def test_lowcarb_shift_plans_on_the_cleanest_zone() -> None:
+    s = {"a": series("a", [300.0, 300.0, 40.0, 300.0]), "b": series("b", [100.0])}
+    integrals = Integrals.of(s)
+    trace = pods([0.0], [1.0], qos="BE")
+    weights = np.array([1.0, 1.0])
+    # mean of zones: 200, 200, 70 -> wait for hour 2; cleanest zone: 100, 100, 40 -> wait too
+    assert shift_ready(trace, integrals, weights, 3.0, "mean")[0][0] == T0 + 2 * HOUR
+    assert shift_ready(trace, integrals, weights, 3.0, "min")[0][0] == T0 + 2 * HOUR
+    flat = {"a": series("a", [300.0, 30.0]), "b": series("b", [20.0])}
+    # mean (160, 25) says wait an hour; min (20, 20) says zone b now is as good as it gets
+    assert shift_ready(trace, Integrals.of(flat), weights, 3.0, "mean")[0][0] == T0 + HOUR
+    assert shift_ready(trace, Integrals.of(flat), weights, 3.0, "min")[0][0] == T0
+
+
+def test_accounting_matches_a_brute_force_integral() -> None:
+    s = {"a": series("a", [100.0, 300.0, 200.0])}
+    integrals = Integrals.of(s)
+    trace = pods([0.5], [1.25])  # from 0.5 h to 1.75 h: 0.5 h at 100, then 0.75 h at 300
+    fleet = nodes(["a"])
+    placed = simulate(trace, fleet, POLICIES["fgd"], s)
+    acc = account(trace, fleet, placed, POWER, integrals)
+    kwh = 0.25 * 1.25
+    mean = (0.5 * 100 + 0.75 * 300) / 1.25
+    assert acc.pod_kwh[0] == pytest.approx(kwh)
+    assert acc.pod_kg[0] == pytest.approx(kwh * mean / 1000)
+    assert acc.zone_hour_kg.sum() == pytest.approx(acc.pod_kg.sum())
+    assert acc.zone_hour_gpus[0].tolist() == pytest.approx([0.5, 0.75])
+
+
+def test_binned_is_exact_against_brute_force() -> None:
+    rng = np.random.default_rng(3)
+    start = rng.uniform(0, 10, 200)
+    end = start + rng.uniform(0, 4, 200)
+    w = rng.uniform(0, 2, 200)
+    edges = np.linspace(-1, 15, 17)
+    expect = [
+        float(np.sum(w * np.clip(np.minimum(end, b) - np.maximum(start, a), 0, None)))
+        for a, b in itertools.pairwise(edges.tolist())
+    ]
+    assert binned(start, end, w, edges).tolist() == pytest.approx(expect)
+
+
+def test_a_slower_gpu_runs_longer_and_the_bound_knows_it() -> None:
+    t4 = nodes(["clean"], model="T4")  # 60 W at half speed: 120 Wh per trace-hour of work
+    g2 = nodes(["dirty"])
+    fleet = SimNodes(
+        names=["t4", "g2"],
+        cpu_milli=np.concatenate([t4.cpu_milli, g2.cpu_milli]),
+        mem_bytes=np.concatenate([t4.mem_bytes, g2.mem_bytes]),
+        gpus=np.concatenate([t4.gpus, g2.gpus]),
+        model=["T4", "G2"],
+        zone=["clean", "dirty"],
+    )
+    trace = pods([0.0], [1.0])
+    integrals = Integrals.of(CLEAN_DIRTY)
+    placed = simulate(trace, fleet, POLICIES["carbon-greedy"], CLEAN_DIRTY)
+    assert fleet.names[int(placed.node[0])] == "t4"
+    assert placed.runtime[0] == pytest.approx(2 * HOUR)
+    acc = account(trace, fleet, placed, POWER, integrals)
+    assert acc.pod_kwh[0] == pytest.approx(0.12)
+    assert acc.pod_kg[0] == pytest.approx(0.12 * 50 / 1000)
+    bound = spatial_bound(trace, fleet, POWER, integrals, hour_edges(T0, T0 + 2 * HOUR))
+    assert bound.kg == pytest.approx(0.12 * 50 / 1000)

@@ -1,0 +1,1 @@
+"""Test support shared by every test package: fake API server, doubles, fixtures."""
