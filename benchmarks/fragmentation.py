@@ -33,7 +33,6 @@ import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.openb_trace import Nodes, Pods, TraceError, load_nodes, load_pods, resolve_pod_file
 from carbon.energy import PowerModel
 from carbon.types import Reading, SignalKind, ZoneSeries
 from scheduler import gpu
@@ -41,6 +40,14 @@ from scheduler.cluster import NodeTable
 from scheduler.demand import PodDemand
 from scheduler.fragmentation import TaskShape, Workload
 from scheduler.scoring import evaluate
+from scheduler.sim_trace import (
+    SimNodes,
+    SimPods,
+    TraceError,
+    load_nodes,
+    read_pods,
+    resolve_pod_file,
+)
 from scheduler.terms.base import Context, TermScore
 from scheduler.terms.gpu_fit import GpuFit, feasibility, score_rows
 from scheduler.workload import typical_workload
@@ -108,7 +115,7 @@ class NoCarbon:
         return None
 
 
-def build_table(nodes: Nodes) -> NodeTable:
+def build_table(nodes: SimNodes) -> NodeTable:
     n = len(nodes.names)
     models = sorted({m for m in nodes.model})
     index = {m: i for i, m in enumerate(models)}
@@ -125,17 +132,16 @@ def build_table(nodes: Nodes) -> NodeTable:
         gpu_free=np.where(slots, gpu.MILLI, 0).astype(np.int32),
         gpu_mem_mib=np.zeros(n, dtype=np.int32),
         cpu_free=nodes.cpu_milli.astype(np.int64).copy(),
-        mem_free=nodes.memory_mib.astype(np.int64) * 2**20,
+        mem_free=nodes.mem_bytes.astype(np.int64).copy(),
         mig_free=np.zeros((n, 0), dtype=np.int32),
         mig_profiles=[],
     )
 
 
-def demands_of(pods: Pods) -> list[PodDemand]:
+def demands_of(pods: SimPods) -> list[PodDemand]:
     out = []
     for i in range(len(pods)):
         g = int(pods.gpus[i])
-        spec = pods.spec[i]
         out.append(
             PodDemand(
                 uid=f"pod-{i}",
@@ -143,22 +149,22 @@ def demands_of(pods: Pods) -> list[PodDemand]:
                 name=f"openb-pod-{i:04d}",
                 gpus=g,
                 gpu_milli=int(pods.gpu_milli[i]) if g else 0,
-                models=tuple(s for s in spec.split("|") if s) if spec else (),
+                models=pods.models[i],
                 cpu_milli=int(pods.cpu_milli[i]),
-                mem_bytes=int(pods.memory_mib[i]) * 2**20,
+                mem_bytes=int(pods.mem_bytes[i]),
             )
         )
     return out
 
 
-def trace_workload(pods: Pods) -> Workload:
+def trace_workload(pods: SimPods) -> Workload:
     """Typical pods of the original trace (the FGD protocol: 95 % popularity, CPU pods included)."""
     shapes = (
         TaskShape(
             int(pods.cpu_milli[i]),
             int(pods.gpus[i]),
             int(pods.gpu_milli[i]) if pods.gpus[i] else 0,
-            tuple(s for s in pods.spec[i].split("|") if s),
+            pods.models[i],
         )
         for i in range(len(pods))
     )
@@ -166,7 +172,7 @@ def trace_workload(pods: Pods) -> Workload:
 
 
 def arrival_order(
-    pods: Pods, capacity_milli: int, rng: np.random.Generator
+    pods: SimPods, capacity_milli: int, rng: np.random.Generator
 ) -> npt.NDArray[np.intp]:
     """Shuffled trace, then resampled clones until the GPU request reaches 130 % of capacity."""
     order = [int(i) for i in rng.permutation(len(pods))]
@@ -317,7 +323,7 @@ def simulate(policy: str, seed: int, pod_file: str) -> Run:
     global CPU_CAP, MEM_CAP
     started = time.perf_counter()
     nodes = load_nodes()
-    pods = load_pods(Path(pod_file))
+    pods = read_pods(Path(pod_file))
     table = build_table(nodes)
     CPU_CAP = table.cpu_free.copy()
     MEM_CAP = table.mem_free.copy()

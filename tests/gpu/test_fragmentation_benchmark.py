@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from benchmarks import fragmentation as bench
-from benchmarks.openb_trace import TraceError, load_nodes, load_pods, resolve_pod_file, trace_dir
+from scheduler.sim_trace import TraceError, find_trace_dir, load_nodes, read_pods, resolve_pod_file
 
 needs_trace = pytest.mark.skipif(
-    trace_dir() is None, reason="gpu-trace data not found (set LOWCARB_DATA to the shared data dir)"
+    find_trace_dir() is None,
+    reason="gpu-trace data not found (set LOWCARB_DATA to the shared data dir)",
 )
 
 
@@ -20,7 +21,7 @@ needs_trace = pytest.mark.skipif(
 def test_loader_reads_the_paper_cluster_and_trace() -> None:
     nodes = load_nodes()
     assert len(nodes.names) == 1213 and int(nodes.gpus.sum()) == 6212
-    pods = load_pods(resolve_pod_file("default"))
+    pods = read_pods(resolve_pod_file("default"))
     assert len(pods) == 8152
     sharing = (pods.gpus == 1) & (pods.gpu_milli < 1000)
     assert (pods.gpu_milli[pods.gpus == 0] == 0).all() and sharing.sum() > 3000
@@ -34,7 +35,7 @@ def test_unknown_trace_lists_the_known_ones() -> None:
 
 @needs_trace
 def test_inflation_shuffles_then_clones_to_130_percent() -> None:
-    pods = load_pods(resolve_pod_file("default"))
+    pods = read_pods(resolve_pod_file("default"))
     capacity = 6212 * 1000
     order = bench.arrival_order(pods, capacity, np.random.default_rng(42))
     n = len(pods)
