@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 
 from carbon.series import SeriesError
-from scheduler.sim_run import DEFAULT_ZONES, SimOptions
+from scheduler.sim_run import DEFAULT_ZONES, SimOptions, parse_load_levels
 from scheduler.sim_trace import TraceError
 
 
@@ -66,18 +66,38 @@ def simulate(
     zones: Annotated[
         str, typer.Option(help="Grid zones (folders under electricitymaps_portal), comma-separated")
     ] = ",".join(DEFAULT_ZONES),
-    year: Annotated[int, typer.Option(help="Year of the zones' hourly series")] = 2022,
+    year: Annotated[
+        int, typer.Option(help="Year of the zones' hourly series (tune on one, report on others)")
+    ] = 2022,
     start: Annotated[
         str | None, typer.Option(help="Date the trace's time 0 is aligned to (default Jan 1)")
     ] = None,
     load_scale: Annotated[
         float, typer.Option(help="Compress arrivals this many times (durations kept)")
     ] = 1.0,
+    load_levels: Annotated[
+        str | None,
+        typer.Option(
+            help="Also run at these load levels, e.g. real,60,90: real arrival times and "
+            "arrivals compressed until k8s-default's peak allocated GPUs reach ~N %"
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Node-to-zone shuffle and tie-break seed")] = 0,
     trace: Annotated[
         str, typer.Option(help="openb trace name (default, gpushare40, ...) or a CSV path")
     ] = "default",
-    quick: Annotated[bool, typer.Option("--quick", help="Only the first 2,000 pods")] = False,
+    quick: Annotated[
+        bool,
+        typer.Option(
+            "--quick",
+            help="Only the first 2,000 pods, on each GPU model's nodes cut to those pods' share "
+            "of the trace's GPU request (so compressed arrivals can load the fleet)",
+        ),
+    ] = False,
+    fleet_share: Annotated[
+        float | None,
+        typer.Option(help="Keep this share (0..1] of each GPU model's nodes (default: all)"),
+    ] = None,
     pods: Annotated[int | None, typer.Option(help="Only the first N pods")] = None,
     slack: Annotated[
         float,
@@ -116,6 +136,11 @@ def simulate(
     ledger_policy: Annotated[str, typer.Option(help="Which run --ledger records")] = "lowcarb",
 ) -> None:
     """Replay a GPU pod trace on a fleet spread over grid zones and compare placement policies."""
+    try:
+        levels = parse_load_levels(load_levels) if load_levels is not None else ()
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
     opts = SimOptions(
         zones=_zones(zones),
         year=year,
@@ -132,5 +157,7 @@ def simulate(
         power=power,
         nodes=nodes,
         policies=_zones(policies) if policies else (),
+        load_levels=levels,
+        fleet_share=fleet_share,
     )
     run(opts, plots=plots, ledger=ledger, ledger_policy=ledger_policy)

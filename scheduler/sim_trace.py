@@ -313,6 +313,31 @@ def load_nodes(path: Path | None = None) -> SimNodes:
     )
 
 
+def cut_fleet(nodes: SimNodes, share: float, seed: int = 0) -> SimNodes:
+    """Keep ``share`` of each GPU model's nodes (at least one; a seeded random choice, file order
+    kept), so a trace's first pods can load a fleet the way the whole trace loads the whole one."""
+    if not 0 < share <= 1:
+        raise TraceError(f"--fleet-share must be in (0, 1] (got {share}); 1 keeps every node")
+    if share == 1:
+        return nodes
+    rng = np.random.default_rng([seed, 1])
+    model = np.array(nodes.model, dtype=object)
+    keep = np.zeros(len(nodes), dtype=bool)
+    for m in sorted(set(nodes.model)):
+        rows = np.flatnonzero(model == m)
+        count = max(1, int(np.ceil(share * rows.size - 1e-9)))
+        keep[rng.choice(rows, size=count, replace=False)] = True
+    idx = np.flatnonzero(keep)
+    return SimNodes(
+        names=[nodes.names[i] for i in idx.tolist()],
+        cpu_milli=nodes.cpu_milli[idx],
+        mem_bytes=nodes.mem_bytes[idx],
+        gpus=nodes.gpus[idx],
+        model=[nodes.model[i] for i in idx.tolist()],
+        zone=[nodes.zone[i] for i in idx.tolist()],
+    )
+
+
 def place_nodes(nodes: SimNodes, zones: Sequence[str], seed: int = 0) -> SimNodes:
     """Deal each GPU model's nodes (shuffled with ``seed``) round-robin over ``zones``."""
     if not zones:
