@@ -59,7 +59,7 @@ def run(
         rows = write_ledger(c, ledger_policy, ledger)
         console.print(f"ledger {ledger}: {rows} usage rows ({ledger_policy})", style="dim")
     out = Console()
-    print_results(c, out if out.is_terminal else Console(width=200))
+    print_results(c, out if out.is_terminal else Console(width=320))
 
 
 def simulate(

@@ -44,6 +44,12 @@ def test_ledger_report_agrees_with_the_simulator(tmp_path: Path) -> None:
     by_zone = {r["zone"]: r["co2e_location_kg"] for r in doc["rows"]}
     for z, zone in enumerate(c.zones):
         assert by_zone.get(zone, 0.0) == pytest.approx(run.accounting.zone_hour_kg[z].sum(), 1e-6)
+    # avoided = k8s-default's emissions of the same pods - lowcarb's (the shipped policy has no
+    # market factors: market-based = location-based)
+    k8s_kg = c.runs["k8s-default"].accounting.pod_kg.sum()
+    assert doc["totals"]["avoided_kg"] == pytest.approx(k8s_kg - run.accounting.pod_kg.sum(), 1e-6)
+    assert doc["totals"]["avoided_kg"] > 0
+    assert doc["totals"]["co2e_market_kg"] == pytest.approx(doc["totals"]["co2e_location_kg"])
     # the LP bound is below both policies, and the carbon-aware policy saves
     assert c.bound.tco2e <= run.metrics["tco2e"] <= c.runs["k8s-default"].metrics["tco2e"]
 
@@ -72,6 +78,12 @@ def test_lets_wait_awhile_single_zone_with_slack() -> None:
     shift, base = c.runs["shift-only"].metrics, c.runs["k8s-default"].metrics
     assert shift["pods_held"] > 0
     assert shift["tco2e"] < base["tco2e"]
+    # one zone: no placement lottery, so the saving is the holds' and the figures add up
+    assert shift["tco2e"] == pytest.approx(base["tco2e"] * (1 - shift["shift_saved_pct"] / 100))
+    assert shift["shift_saved_batch_pct"] > shift["shift_saved_pct"] > 0
+    run = c.runs["shift-only"]
+    assert run.expected_saving is not None
+    assert run.expected_saving[run.hold_s > 0].min() >= 0.1  # never held below minSaving
 
 
 @needs_data
