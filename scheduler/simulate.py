@@ -98,7 +98,7 @@ def make_engine(policy: Policy, nodes: SimNodes) -> Engine:
     return engine
 
 
-class _MemoView:
+class MemoView:
     """A CarbonView that answers repeated questions of one scheduling cycle from memory."""
 
     def __init__(self, view: SeriesView) -> None:
@@ -217,7 +217,7 @@ def simulate(
         if not mask.any():
             return False
         rows = np.flatnonzero(mask)
-        ev = engine.evaluate(d, table.take(rows), _MemoView(base_view.at(now)), now)
+        ev = engine.evaluate(d, table.take(rows), MemoView(base_view.at(now)), now)
         if not ev.feasible.any():
             refused.add(p)
             return False
