@@ -2,7 +2,8 @@
 
 Same options as ``benchmarks/placement.py`` (which calls :func:`run`), plus ``--policy FILE`` (the
 lowcarb policy to compare) and ``--ledger FILE`` (record the lowcarb run, or ``--ledger-policy``,
-in a ledger that ``lowcarb report`` reads).
+in a ledger that ``lowcarb report`` reads, with market-based and avoided emissions).
+``--load-levels real,60,90`` adds one table per load level and a ``levels`` list to the JSON line.
 """
 
 from __future__ import annotations
