@@ -76,6 +76,7 @@ SUMMARY_KEYS = (
     "wait_mean_s",
     "wait_p95_s",
     "unplaced",
+    "unplaced_placed_by_others",
     "gpu_hours",
     "energy_kwh",
     "slowdown_mean",
@@ -521,6 +522,11 @@ def run_pods(
     window = (lo, float(pods.arrival.max()) if len(pods) > 1 else lo + 3600)
     for run in runs.values():
         run.metrics = _metrics(run, pods, capacity, window, setup.fastest, setup.speed)
+    for name, run in runs.items():  # the target "no pod unplaced that another policy placed"
+        others = [r.placements.placed for n, r in runs.items() if n != name]
+        placed_elsewhere = np.logical_or.reduce(others) if others else np.zeros(len(pods), bool)
+        lost = ~run.placements.placed & placed_elsewhere
+        run.metrics["unplaced_placed_by_others"] = float(lost.sum())
     for name in SHIFTED:
         base = runs.get(PLACED_LIKE[name])
         if name in runs and base is not None:

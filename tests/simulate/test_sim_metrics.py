@@ -11,7 +11,7 @@ from sim_support import HOUR, POWER, T0, nodes, pods, series
 from typer.testing import CliRunner
 
 from scheduler.cli import app
-from scheduler.policy import Policy
+from scheduler.policy import Policy, WorkloadClass
 from scheduler.sim_run import (
     SimOptions,
     build_policies,
@@ -94,6 +94,32 @@ def test_jct_counts_queue_wait_and_a_pod_that_never_fits_is_counted_not_dropped(
     assert m["jct_p95_s"] == pytest.approx(HOUR + 0.95 * 0.5 * HOUR)
     assert m["gpu_hours"] == pytest.approx(2.0)
     assert c.summary()["policies"]["fgd"]["unplaced"] == 1
+    assert m["unplaced_placed_by_others"] == 0  # no policy could place it
+
+
+def test_a_pod_one_policy_strands_and_another_places_is_counted() -> None:
+    # a 1-GPU clean node and a 2-GPU dirty node; a 2-GPU pod fits only the dirty one. A policy
+    # confined to the clean zone never places it; every other policy does.
+    fleet = SimNodes(
+        names=["clean-1", "dirty-2"],
+        cpu_milli=np.array([8000, 8000], dtype=np.int64),
+        mem_bytes=np.array([64, 64], dtype=np.int64) * 2**30,
+        gpus=np.array([1, 2], dtype=np.int64),
+        model=["G2", "G2"],
+        zone=["clean", "dirty"],
+    )
+    trace = pods([0.0, 0.0], [1.0, 1.0], gpus=2)
+    confined = WorkloadClass.model_validate(
+        {"weights": {"carbon": 1.0}, "constraints": {"allowedZones": ["clean"]}}
+    )
+    policies = dict(POLICIES)
+    policies["lowcarb"] = Policy(power=POWER, classes={"default": confined})
+    c = compare_on(SimOptions(), trace, fleet, CLEAN_DIRTY, POWER, policies=policies)
+    lowcarb, k8s = c.runs["lowcarb"].metrics, c.runs["k8s-default"].metrics
+    assert lowcarb["unplaced"] == 2 and lowcarb["unplaced_placed_by_others"] == 2
+    assert k8s["unplaced"] == 0 and k8s["unplaced_placed_by_others"] == 0
+    # the second pod waited for the dirty node rather than being dropped
+    assert k8s["pods_waiting"] == 1 and k8s["wait_mean_s"] == pytest.approx(HOUR / 2)
 
 
 def test_a_waiting_pod_is_retried_only_where_capacity_was_freed() -> None:
