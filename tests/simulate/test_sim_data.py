@@ -175,3 +175,18 @@ def test_nodes_are_dealt_evenly_over_zones_per_model(tmp_path: Path) -> None:
     table = fleet.table(["b", "a"])  # zone indices follow the order given, not first-seen
     assert table.zones == ["b", "a"]
     assert [table.zones[z] for z in table.zone.tolist()] == fleet.zone
+
+
+@needs_data
+def test_year_selects_the_series_tune_on_one_report_on_another() -> None:
+    runs = {
+        year: compare(SimOptions(pods=40, year=year, policies=("carbon-greedy",)))
+        for year in (2021, 2023)
+    }
+    for year, c in runs.items():
+        assert c.summary()["year"] == year
+        assert all(s.source.endswith(f"_{year}_hourly.csv") for s in c.series.values())
+    # same pods, same placements by the carbon-blind baseline, different grids
+    a, b = (runs[y].runs["k8s-default"] for y in (2021, 2023))
+    assert a.placements.node.tolist() == b.placements.node.tolist()
+    assert a.metrics["tco2e"] != b.metrics["tco2e"]
