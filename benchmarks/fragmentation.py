@@ -11,14 +11,29 @@ are learned from the original trace at 95 % popularity. Arrived GPU counts faile
 counts fractions; unallocated % = 100 - used % at each arrived % (first pod at or past it).
 
     python benchmarks/fragmentation.py [--quick] [--seeds N] [--trace default|gpushare40|PATH]
+    python benchmarks/fragmentation.py --quick --carbon [--year 2022] [--zones NO,GB,...]
 
 Prints a table at arrived = 80/90/95/100/110/130 %, writes a PNG of the curves to
 ``benchmarks/out/``, and prints one JSON line last.
+
+``--carbon``: the same protocol with every node in a grid zone (each GPU model's nodes dealt
+round-robin over the zones, as ``lowcarb simulate`` does) and a real hourly series per zone. Each
+pod keeps its trace creation time (aligned to Jan 1 of ``--year``) and duration: a policy that
+reads carbon sees the intensity at that time, and a placed pod emits its node's power (the
+``policies/simulation.yaml`` model: GPU watts, CPU, memory, PUE) over its run (duration /
+the GPU model's relativeSpeed) times the zone's intensity over that run. Two more policies:
+``carbon-greedy`` (the carbon term alone, best node) and ``lowcarb`` (the shipped default policy
+through the serving engine, every term on, answering kube-scheduler's 0..10 levels with random
+ties; its GPU term has seen the trace's pods, as a service running this workload has). Reported
+per policy: unallocated GPU % and the tCO2e of the pods placed so far at each arrived %, and a
+PNG of fragmentation against emissions. Pods that fail are not placed and emit nothing: compare
+tCO2e at equal unallocated %, or read it beside the failed count.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -33,15 +48,28 @@ import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.openb_trace import Nodes, Pods, TraceError, load_nodes, load_pods, resolve_pod_file
 from carbon.energy import PowerModel
+from carbon.series import HourlySeries, SeriesError, SeriesView
 from carbon.types import Reading, SignalKind, ZoneSeries
 from scheduler.cluster.state import NodeTable
 from scheduler.demand import PodDemand
+from scheduler.engine import Engine
 from scheduler.gpu import supply as gpu
 from scheduler.gpu.fragmentation import TaskShape, Workload
 from scheduler.gpu.workload import typical_workload
 from scheduler.scoring import evaluate
+from scheduler.sim.carbon import Integrals, load_series, year_start
+from scheduler.sim.replay import MemoView, make_engine, node_speeds
+from scheduler.sim.run import DEFAULT_ZONES, build_policies, lowcarb_policy, power_model
+from scheduler.sim.trace import (
+    SimNodes,
+    SimPods,
+    TraceError,
+    load_nodes,
+    place_nodes,
+    read_pods,
+    resolve_pod_file,
+)
 from scheduler.terms.base import Context, TermScore
 from scheduler.terms.gpu_fit import GpuFit, feasibility, score_rows
 
@@ -55,12 +83,16 @@ POLICIES = (
     "fgd-plugin",
     "fgd-extender",
     "fgd-extender-linear",
+    "fgd-term",
+    "carbon-greedy",
     "lowcarb",
 )
-#: Run by default. ``lowcarb`` (the term's own ranking, no 0..10 levels) places exactly like
+#: Run by default. ``fgd-term`` (the term's own ranking, no 0..10 levels) places exactly like
 #: ``fgd-extender``, whose rank-aware levels keep the best node alone at 10; ``fgd-extender-linear``
 #: shows what a plain round(10 * score) would cost. Both on request (--policies).
 DEFAULT_POLICIES = POLICIES[:7]
+#: Need ``--carbon`` (nodes in zones, a carbon series); added to the run by it.
+CARBON_POLICIES = ("carbon-greedy", "lowcarb")
 FIRST_SEED = 42
 TUNE_RATIO = 1.3
 POPULARITY = 0.95
@@ -108,34 +140,35 @@ class NoCarbon:
         return None
 
 
-def build_table(nodes: Nodes) -> NodeTable:
+def build_table(nodes: SimNodes, zones: tuple[str, ...] = ()) -> NodeTable:
+    """The idle fleet; with ``zones``, each node's zone (index into ``zones``) as dealt."""
     n = len(nodes.names)
     models = sorted({m for m in nodes.model})
     index = {m: i for i, m in enumerate(models)}
     width = max(gpu.MIN_SLOTS, int(nodes.gpus.max()))
     slots = np.arange(width)[None, :] < nodes.gpus[:, None]
+    zone = [zones.index(z) for z in nodes.zone] if zones else [-1] * n
     return NodeTable(
         names=list(nodes.names),
-        zone=np.full(n, -1, dtype=np.int32),
-        zones=[],
-        region=[""] * n,
+        zone=np.array(zone, dtype=np.int32),
+        zones=list(zones),
+        region=list(nodes.zone) if zones else [""] * n,
         gpu_model=np.array([index[m] for m in nodes.model], dtype=np.int32),
         models=models,
         gpu_total=nodes.gpus.astype(np.int32),
         gpu_free=np.where(slots, gpu.MILLI, 0).astype(np.int32),
         gpu_mem_mib=np.zeros(n, dtype=np.int32),
         cpu_free=nodes.cpu_milli.astype(np.int64).copy(),
-        mem_free=nodes.memory_mib.astype(np.int64) * 2**20,
+        mem_free=nodes.mem_bytes.astype(np.int64).copy(),
         mig_free=np.zeros((n, 0), dtype=np.int32),
         mig_profiles=[],
     )
 
 
-def demands_of(pods: Pods) -> list[PodDemand]:
+def demands_of(pods: SimPods) -> list[PodDemand]:
     out = []
     for i in range(len(pods)):
         g = int(pods.gpus[i])
-        spec = pods.spec[i]
         out.append(
             PodDemand(
                 uid=f"pod-{i}",
@@ -143,22 +176,22 @@ def demands_of(pods: Pods) -> list[PodDemand]:
                 name=f"openb-pod-{i:04d}",
                 gpus=g,
                 gpu_milli=int(pods.gpu_milli[i]) if g else 0,
-                models=tuple(s for s in spec.split("|") if s) if spec else (),
+                models=pods.models[i],
                 cpu_milli=int(pods.cpu_milli[i]),
-                mem_bytes=int(pods.memory_mib[i]) * 2**20,
+                mem_bytes=int(pods.mem_bytes[i]),
             )
         )
     return out
 
 
-def trace_workload(pods: Pods) -> Workload:
+def trace_workload(pods: SimPods) -> Workload:
     """Typical pods of the original trace (the FGD protocol: 95 % popularity, CPU pods included)."""
     shapes = (
         TaskShape(
             int(pods.cpu_milli[i]),
             int(pods.gpus[i]),
             int(pods.gpu_milli[i]) if pods.gpus[i] else 0,
-            tuple(s for s in pods.spec[i].split("|") if s),
+            pods.models[i],
         )
         for i in range(len(pods))
     )
@@ -166,7 +199,7 @@ def trace_workload(pods: Pods) -> Workload:
 
 
 def arrival_order(
-    pods: Pods, capacity_milli: int, rng: np.random.Generator
+    pods: SimPods, capacity_milli: int, rng: np.random.Generator
 ) -> npt.NDArray[np.intp]:
     """Shuffled trace, then resampled clones until the GPU request reaches 130 % of capacity."""
     order = [int(i) for i in rng.permutation(len(pods))]
@@ -190,11 +223,95 @@ class Run:
     used_pct: npt.NDArray[np.float64]
     failed: int
     seconds: float
+    kg_cum: npt.NDArray[np.float64] | None = None  # --carbon: kg of the pods placed so far
+
+    def _step(self, level: float) -> int:
+        idx = int(np.searchsorted(self.arrived_pct, level - 1e-9))
+        return min(idx, len(self.used_pct) - 1)
 
     def unallocated_at(self, level: float) -> float:
-        idx = int(np.searchsorted(self.arrived_pct, level - 1e-9))
-        idx = min(idx, len(self.used_pct) - 1)
-        return float(100.0 - self.used_pct[idx])
+        return float(100.0 - self.used_pct[self._step(level)])
+
+    def tco2e_at(self, level: float) -> float:
+        """tCO2e of the pods placed by the first pod at or past ``level`` % arrived."""
+        if self.kg_cum is None:
+            raise ValueError("tco2e_at: this run had no carbon setup (--carbon)")
+        return float(self.kg_cum[self._step(level)] / 1000.0)
+
+
+@dataclass(frozen=True, slots=True)
+class CarbonSetup:
+    """``--carbon``: the zones the nodes are dealt over and the year of their hourly series."""
+
+    zones: tuple[str, ...] = DEFAULT_ZONES
+    year: int = 2022
+
+
+class CarbonWorld:
+    """The fleet in zones, the series over the trace's year, and the emissions of placements."""
+
+    def __init__(
+        self,
+        fleet: SimNodes,
+        series: dict[str, HourlySeries],
+        power: PowerModel,
+        t0: float,
+    ) -> None:
+        self.zones = tuple(series)
+        self.fleet = fleet
+        self.series = series
+        self.power = power
+        self.t0 = t0  # epoch of the trace's time 0
+        self.speed = node_speeds(fleet, power)
+        self.integrals = Integrals.of(series)
+        self.view = SeriesView(series, 0.0)
+        self.node_zone = np.array([self.zones.index(z) for z in fleet.zone])
+
+    @classmethod
+    def load(cls, setup: CarbonSetup, nodes: SimNodes, pods: SimPods) -> CarbonWorld:
+        """Nodes dealt over ``setup.zones``, their ``setup.year`` series, the simulation power."""
+        if not pods.has_times:
+            raise TraceError(
+                "--carbon needs each pod's creation_time and deletion_time; this trace has none "
+                "(use e.g. --trace default or gpushare40)"
+            )
+        fleet = place_nodes(nodes, setup.zones, seed=0)
+        power = power_model()
+        t0 = year_start(setup.year)
+        slowest = float(min(node_speeds(fleet, power).min(), 1.0))
+        lo = t0 + float(pods.arrival.min())
+        hi = t0 + float((pods.arrival + pods.duration / slowest).max())
+        return cls(fleet, load_series(setup.zones, setup.year, lo, hi), power, t0)
+
+    def start_s(self, pods: SimPods, j: int) -> float:
+        return self.t0 + float(pods.arrival[j])
+
+    def emissions_kg(
+        self, pods: SimPods, pod: npt.NDArray[np.intp], row: npt.NDArray[np.intp]
+    ) -> FloatArray:
+        """Location-based kg of each placement (``pod`` j on node ``row``) over its whole run."""
+        frac = pods.gpu_fraction[pod]
+        run = np.where(frac > 0, pods.duration[pod] / self.speed[row], pods.duration[pod])
+        start = self.t0 + pods.arrival[pod]
+        cores = pods.cpu_milli[pod] / 1000.0
+        gib = pods.mem_bytes[pod] / 2**30
+        args = zip(row.tolist(), frac.tolist(), cores.tolist(), gib.tolist(), strict=True)
+        watts = np.array([self.power.it_watts(self.fleet.model[r], f, c, m) for r, f, c, m in args])
+        zone = self.node_zone[row]
+        kg = np.zeros(pod.size)
+        for z, name in enumerate(self.zones):
+            sel = zone == z
+            if sel.any():
+                mean = self.integrals.mean(z, start[sel], start[sel] + run[sel])
+                kwh = watts[sel] * self.power.pue_for(name) * run[sel] / 3.6e6
+                kg[sel] = kwh * mean / 1000.0
+        return kg
+
+
+class Clock:
+    """The simulated time of the pod being placed (carbon policies read the grid at it)."""
+
+    now = 0.0
 
 
 Chooser = Callable[[NodeTable, PodDemand, npt.NDArray[np.intp]], tuple[int, int]]
@@ -300,7 +417,7 @@ def make_chooser(
         return by_mode("fgd", lambda ts: -ts.raw)
     if policy == "fgd-plugin":
         return by_mode("fgd", fgd_plugin)
-    if policy == "lowcarb":
+    if policy == "fgd-term":
         return by_mode("fgd", lambda ts: ts.normalized)
     if policy == "fgd-extender":
         return extender
@@ -313,12 +430,58 @@ CPU_CAP: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
 MEM_CAP: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
 
 
-def simulate(policy: str, seed: int, pod_file: str) -> Run:
+def carbon_chooser(
+    policy: str,
+    rng: np.random.Generator,
+    world: CarbonWorld,
+    clock: Clock,
+    seen: list[PodDemand],
+) -> tuple[Chooser, Callable[[PodDemand], None]]:
+    """A chooser through the serving engine (``carbon-greedy``, ``lowcarb``) and its observer.
+
+    ``lowcarb`` answers as the extender does (0..10 levels, kube-scheduler's random ties);
+    ``carbon-greedy`` takes the best node outright. The engine has observed ``seen`` first.
+    """
+    policies = build_policies(world.power, lowcarb_policy())
+    engine: Engine = make_engine(policies[policy], world.fleet)
+    for d in seen:
+        engine.observe(d)
+    levels = policy == "lowcarb"
+
+    def choose(table: NodeTable, d: PodDemand, rows: npt.NDArray[np.intp]) -> tuple[int, int]:
+        view = MemoView(world.view.at(clock.now))
+        ev = engine.evaluate(d, table.take(rows), view, clock.now)
+        ok = np.flatnonzero(ev.feasible)
+        if ok.size == 0:
+            return -1, -1
+        values = ev.levels[ok].astype(np.float64) if levels else ev.combined[ok]
+        k = int(ok[_pick_max(values, rng)])
+        chosen = engine.gpu_index(ev, k)
+        return int(rows[k]), chosen[0] if chosen else -1
+
+    return choose, engine.observe
+
+
+@functools.cache
+def carbon_world(setup: CarbonSetup, pod_file: str, node_file: str | None = None) -> CarbonWorld:
+    """One per worker process and (setup, trace, nodes): series are read once."""
+    nodes = load_nodes(Path(node_file) if node_file else None)
+    return CarbonWorld.load(setup, nodes, read_pods(Path(pod_file)))
+
+
+def simulate(
+    policy: str,
+    seed: int,
+    pod_file: str,
+    carbon: CarbonSetup | None = None,
+    node_file: str | None = None,
+) -> Run:
     global CPU_CAP, MEM_CAP
     started = time.perf_counter()
-    nodes = load_nodes()
-    pods = load_pods(Path(pod_file))
-    table = build_table(nodes)
+    nodes = load_nodes(Path(node_file) if node_file else None)
+    pods = read_pods(Path(pod_file))
+    world = carbon_world(carbon, pod_file, node_file) if carbon is not None else None
+    table = build_table(world.fleet, world.zones) if world is not None else build_table(nodes)
     CPU_CAP = table.cpu_free.copy()
     MEM_CAP = table.mem_free.copy()
     capacity = int(nodes.gpus.sum()) * gpu.MILLI
@@ -327,45 +490,39 @@ def simulate(policy: str, seed: int, pod_file: str) -> Run:
     demands = demands_of(pods)
     term = GpuFit(mode="fgd", workload=trace_workload(pods))
     node_rank = rng.permutation(len(nodes.names)).astype(np.int64)
-    choose = make_chooser(policy, rng, term, node_rank)
+    clock = Clock()
+    observe: Callable[[PodDemand], None] | None = None
+    if policy in CARBON_POLICIES:
+        if world is None:
+            raise ValueError(f"policy {policy!r} reads carbon: run with --carbon")
+        choose, observe = carbon_chooser(policy, rng, world, clock, demands)
+    else:
+        choose = make_chooser(policy, rng, term, node_rank)
     arrived = np.zeros(len(order), dtype=np.float64)
     used = np.zeros(len(order), dtype=np.float64)
+    placed_pod: list[int] = []
+    placed_step: list[int] = []
+    placed_row: list[int] = []
     arrived_milli = used_milli = failed = 0
     for step, j in enumerate(order.tolist()):
         d = demands[j]
         need = d.gpus * d.gpu_milli
         arrived_milli += need
+        if world is not None:
+            clock.now = world.start_s(pods, j)
+        if observe is not None:
+            observe(d)
         ok = (table.cpu_free >= d.cpu_milli) & (table.mem_free >= d.mem_bytes)
         if d.wants_gpu:
             ok &= feasibility(table, d).ok
         rows = np.flatnonzero(ok)
-        if rows.size == 0:
-            failed += 1
-            if os.environ.get("FRAG_DEBUG") and failed % 50 == 1:
-                gfit = feasibility(table, d).ok if d.wants_gpu else np.ones(len(ok), bool)
-                cfit = table.cpu_free >= d.cpu_milli
-                mfit = table.mem_free >= d.mem_bytes
-                print(
-                    d.gpus,
-                    d.gpu_milli,
-                    d.cpu_milli,
-                    d.mem_bytes >> 20,
-                    "gpu",
-                    gfit.sum(),
-                    "cpu",
-                    cfit.sum(),
-                    "mem",
-                    mfit.sum(),
-                    "g&c",
-                    (gfit & cfit).sum(),
-                    "g&m",
-                    (gfit & mfit).sum(),
-                    "c&m",
-                    (cfit & mfit).sum(),
-                    file=sys.stderr,
-                )
+        row, g = choose(table, d, rows) if rows.size else (-1, -1)
+        if row < 0:
+            failed += 1  # fits nowhere (or the engine's own filters refused every candidate)
         else:
-            row, g = choose(table, d, rows)
+            placed_pod.append(j)
+            placed_step.append(step)
+            placed_row.append(row)
             table.cpu_free[row] -= d.cpu_milli
             table.mem_free[row] -= d.mem_bytes
             if d.gpus:
@@ -373,17 +530,29 @@ def simulate(policy: str, seed: int, pod_file: str) -> Run:
             used_milli += need
         arrived[step] = 100.0 * arrived_milli / capacity
         used[step] = 100.0 * used_milli / capacity
-    return Run(policy, seed, arrived, used, failed, time.perf_counter() - started)
+    kg_cum = None
+    if world is not None:
+        kg = np.zeros(len(order))
+        kg[np.asarray(placed_step, dtype=np.intp)] = world.emissions_kg(
+            pods, np.asarray(placed_pod, dtype=np.intp), np.asarray(placed_row, dtype=np.intp)
+        )
+        kg_cum = np.cumsum(kg)
+    return Run(policy, seed, arrived, used, failed, time.perf_counter() - started, kg_cum)
 
 
-def _job(args: tuple[str, int, str]) -> Run:
+def _job(args: tuple[str, int, str, CarbonSetup | None, str | None]) -> Run:
     return simulate(*args)
 
 
 def run_all(
-    policies: list[str], seeds: list[int], pod_file: str, jobs: int
+    policies: list[str],
+    seeds: list[int],
+    pod_file: str,
+    jobs: int,
+    carbon: CarbonSetup | None = None,
+    node_file: str | None = None,
 ) -> dict[str, list[Run]]:
-    tasks = [(p, s, pod_file) for p in policies for s in seeds]
+    tasks = [(p, s, pod_file, carbon, node_file) for p in policies for s in seeds]
     results: dict[str, list[Run]] = {p: [] for p in policies}
     if jobs <= 1:
         for t in tasks:
@@ -423,6 +592,41 @@ def plot(results: dict[str, list[Run]], trace: str, path: Path) -> None:
     plt.close(fig)
 
 
+def median_at(runs: list[Run], value: Callable[[Run, float], float]) -> dict[str, float]:
+    """Median over seeds of ``value(run, level)`` at each reported arrived level."""
+    return {str(lvl): float(np.median([value(r, lvl) for r in runs])) for lvl in LEVELS}
+
+
+def plot_carbon(results: dict[str, list[Run]], trace: str, setup: CarbonSetup, path: Path) -> None:
+    """Fragmentation against emissions: tCO2e by arrived %, and both at 100 % arrived."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    grid = np.arange(60, 131, dtype=np.float64)
+    for policy, runs in results.items():
+        kg = np.median([[r.tco2e_at(x) for x in grid] for r in runs], axis=0)
+        left.plot(grid, kg, label=policy)
+        frag = float(np.median([r.unallocated_at(100) for r in runs]))
+        co2 = float(np.median([r.tco2e_at(100) for r in runs]))
+        right.scatter(frag, co2, s=40)
+        right.annotate(policy, (frag, co2), fontsize=8, xytext=(4, 4), textcoords="offset points")
+    left.set_xlabel("arrived GPU request (% of capacity)")
+    left.set_ylabel("tCO2e of the pods placed so far")
+    left.grid(True, alpha=0.3)
+    left.legend(fontsize=8)
+    right.set_xlabel("unallocated GPU % at 100 % arrived (fragmentation)")
+    right.set_ylabel("tCO2e at 100 % arrived")
+    right.grid(True, alpha=0.3)
+    zones = ", ".join(setup.zones)
+    fig.suptitle(f"openb '{trace}', FGD protocol, nodes in {zones} ({setup.year} series)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 seeds instead of 10")
@@ -434,21 +638,43 @@ def main(argv: list[str] | None = None) -> int:
         help=f"comma-separated, from: {', '.join(POLICIES)}",
     )
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument(
+        "--carbon",
+        action="store_true",
+        help="nodes in grid zones with real hourly series; adds carbon-greedy and lowcarb and "
+        "reports the tCO2e of the placed pods",
+    )
+    parser.add_argument("--year", type=int, default=2022, help="year of the series (--carbon)")
+    parser.add_argument("--nodes", default=None, help="node list CSV (default: openb GPU nodes)")
+    parser.add_argument(
+        "--zones", default=",".join(DEFAULT_ZONES), help="zones the nodes are dealt over (--carbon)"
+    )
     args = parser.parse_args(argv)
     seeds_n = args.seeds if args.seeds is not None else (2 if args.quick else 10)
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     unknown = [p for p in policies if p not in POLICIES]
     if unknown:
         parser.error(f"--policies: unknown {', '.join(unknown)}; known: {', '.join(POLICIES)}")
+    carbon = None
+    if args.carbon:
+        zones = tuple(z.strip() for z in args.zones.split(",") if z.strip())
+        if not zones:
+            parser.error("--zones: give at least one zone, e.g. --zones NO,GB,DE-LU")
+        carbon = CarbonSetup(zones, args.year)
+        policies += [p for p in CARBON_POLICIES if p not in policies]
+    elif any(p in CARBON_POLICIES for p in policies):
+        parser.error(f"--policies: {', '.join(CARBON_POLICIES)} read carbon; add --carbon")
     try:
         pod_file = resolve_pod_file(args.trace)
-        load_nodes()
-    except TraceError as exc:
+        load_nodes(Path(args.nodes) if args.nodes else None)
+        if carbon is not None:
+            carbon_world(carbon, str(pod_file), args.nodes)  # fails here, not in a worker
+    except (TraceError, SeriesError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     seeds = list(range(FIRST_SEED, FIRST_SEED + seeds_n))
     started = time.perf_counter()
-    results = run_all(policies, seeds, str(pod_file), args.jobs)
+    results = run_all(policies, seeds, str(pod_file), args.jobs, carbon, args.nodes)
     wall = time.perf_counter() - started
     named = not (Path(args.trace).suffix == ".csv" or Path(args.trace).exists())
     trace_name = args.trace if named else pod_file.stem
@@ -470,19 +696,31 @@ def main(argv: list[str] | None = None) -> int:
     if authors:
         listed = ", ".join(f"{k} {v}" for k, v in authors.items())
         print(f"authors' results at 100 % arrived (median of their 10 runs): {listed}")
+    line: dict[str, object] = {
+        "benchmark": "fragmentation",
+        "trace": trace_name,
+        "seeds": seeds_n,
+        "unallocated_pct": table,
+    }
     png = OUT_DIR / f"fragmentation_{Path(trace_name).stem}.png"
     plot(results, trace_name, png)
+    if carbon is not None:
+        where = ", ".join(carbon.zones)
+        print(f"tCO2e of the placed pods (median) by arrived %; nodes in {where}, {carbon.year}")
+        print(f"{'policy':<16}" + "".join(f"{lvl:>8}%" for lvl in LEVELS))
+        tco2e: dict[str, dict[str, float]] = {}
+        for policy, runs in results.items():
+            meds = {k: round(v, 4) for k, v in median_at(runs, Run.tco2e_at).items()}
+            tco2e[policy] = meds
+            print(f"{policy:<16}" + "".join(f"{meds[str(lvl)]:>9.3f}" for lvl in LEVELS))
+        line["tco2e"] = tco2e
+        line["zones"] = list(carbon.zones)
+        line["year"] = carbon.year
+        carbon_png = OUT_DIR / f"fragmentation_carbon_{Path(trace_name).stem}.png"
+        plot_carbon(results, trace_name, carbon, carbon_png)
+        print(f"fragmentation vs emissions: {carbon_png}")
     print(f"curves: {png}  wall: {wall:.0f} s on {args.jobs} worker(s)")
-    print(
-        json.dumps(
-            {
-                "benchmark": "fragmentation",
-                "trace": trace_name,
-                "seeds": seeds_n,
-                "unallocated_pct": table,
-            }
-        )
-    )
+    print(json.dumps(line))
     return 0
 
 

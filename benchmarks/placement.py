@@ -1,11 +1,19 @@
-"""Placement quality benchmark (issue 6): emissions, stranded GPUs and waits against baselines.
+"""Placement quality benchmark (issues 6, 14): emissions, GPU time, stranded GPUs and waits.
 
 Replays the openb GPU trace (real arrival and deletion times) on the 1,213 GPU nodes spread over
 grid zones with real hourly intensity, through the very engine the extender serves
-(:mod:`scheduler.sim.run`; no second implementation here). Prints a table, writes PNGs to
-``benchmarks/out/``, and prints one JSON line last. Same options as ``lowcarb simulate``:
+(:mod:`scheduler.sim.run`; no second implementation here). Per policy: tCO2e and share of the LP
+bound's saving, GPU-hours, energy, mean slowdown against each pod's fastest feasible GPU model,
+p95 job completion time, unallocated GPUs, pods waiting (pods that fit nowhere queue, never
+dropped), mean/p95 wait and pods never placed. ``--load-levels real,60,90`` repeats the comparison
+with arrivals compressed until k8s-default's peak allocated GPUs reach each percentage.
+``--quick``: the first 2,000 pods on each GPU model's nodes cut to their share of the trace's
+GPU request (290 nodes), so compressed arrivals can load the fleet; a few minutes on 2 cores.
+Prints tables, writes PNGs to ``benchmarks/out/``, and prints one JSON line last. Same options
+as ``lowcarb simulate``; tune on one ``--year``, report on the others:
 
-    .venv/bin/python benchmarks/placement.py --quick
+    .venv/bin/python benchmarks/placement.py --quick --load-levels real,60,90 --year 2022
+    .venv/bin/python benchmarks/placement.py --quick --load-levels real,60,90 --year 2023
     .venv/bin/python benchmarks/placement.py --load-scale 40 --slack 24
     .venv/bin/python benchmarks/placement.py --lwa DE --slack 24
 """

@@ -2,7 +2,8 @@
 
 Same options as ``benchmarks/placement.py`` (which calls :func:`run`), plus ``--policy FILE`` (the
 lowcarb policy to compare) and ``--ledger FILE`` (record the lowcarb run, or ``--ledger-policy``,
-in a ledger that ``lowcarb report`` reads).
+in a ledger that ``lowcarb report`` reads, with market-based and avoided emissions).
+``--load-levels real,60,90`` adds one table per load level and a ``levels`` list to the JSON line.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from scheduler.cli.errors import (
     writable_path,
 )
 from scheduler.cli.inputs import policy_errors
-from scheduler.sim.run import BASELINES, DEFAULT_ZONES, SHIFTED, SimOptions
+from scheduler.sim.run import BASELINES, DEFAULT_ZONES, SHIFTED, SimOptions, parse_load_levels
 from scheduler.sim.trace import TraceError
 
 
@@ -109,7 +110,7 @@ def run(
             rows = write_ledger(c, ledger_policy, ledger)
         console.print(f"ledger {ledger}: {rows} usage rows ({ledger_policy})", style="dim")
     out = Console()
-    print_results(c, out if out.is_terminal else Console(width=200))
+    print_results(c, out if out.is_terminal else Console(width=320))
 
 
 def _plots_dir(param: typer.CallbackParam, value: Path | None) -> Path | None:
@@ -122,7 +123,9 @@ def simulate(
     zones: Annotated[
         str, typer.Option(help="Grid zones (folders under electricitymaps_portal), comma-separated")
     ] = ",".join(DEFAULT_ZONES),
-    year: Annotated[int, typer.Option(help="Year of the zones' hourly series")] = 2022,
+    year: Annotated[
+        int, typer.Option(help="Year of the zones' hourly series (tune on one, report on others)")
+    ] = 2022,
     start: Annotated[
         str | None, typer.Option(help="Date the trace's time 0 is aligned to (default Jan 1)")
     ] = None,
@@ -130,11 +133,33 @@ def simulate(
         float,
         typer.Option(callback=positive, help="Compress arrivals this many times (durations kept)"),
     ] = 1.0,
+    load_levels: Annotated[
+        str | None,
+        typer.Option(
+            help="Also run at these load levels, e.g. real,60,90: real arrival times and "
+            "arrivals compressed until k8s-default's peak allocated GPUs reach ~N %"
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(min=0, help="Node-to-zone shuffle and tie-break seed")] = 0,
     trace: Annotated[
         str, typer.Option(help="openb trace name (default, gpushare40, ...) or a CSV path")
     ] = "default",
-    quick: Annotated[bool, typer.Option("--quick", help="Only the first 2,000 pods")] = False,
+    quick: Annotated[
+        bool,
+        typer.Option(
+            "--quick",
+            help="Only the first 2,000 pods, on each GPU model's nodes cut to those pods' share "
+            "of the trace's GPU request (so compressed arrivals can load the fleet)",
+        ),
+    ] = False,
+    fleet_share: Annotated[
+        float | None,
+        typer.Option(
+            callback=positive,
+            max=1.0,
+            help="Keep this share (0..1] of each GPU model's nodes (default: all)",
+        ),
+    ] = None,
     pods: Annotated[int | None, typer.Option(min=1, help="Only the first N pods")] = None,
     slack: Annotated[
         float,
@@ -191,6 +216,8 @@ def simulate(
     ledger_policy: Annotated[str, typer.Option(help="Which run --ledger records")] = "lowcarb",
 ) -> None:
     """Replay a GPU pod trace on a fleet spread over grid zones and compare placement policies."""
+    with blame("--load-levels", ValueError):
+        levels = parse_load_levels(load_levels) if load_levels is not None else ()
     opts = SimOptions(
         zones=_names("--zones", zones, "NO,GB,DE-LU"),
         year=year,
@@ -207,5 +234,7 @@ def simulate(
         power=power,
         nodes=nodes,
         policies=_names("--policies", policies, "fgd,lowcarb") if policies is not None else (),
+        load_levels=levels,
+        fleet_share=fleet_share,
     )
     run(opts, plots=plots, ledger=ledger, ledger_policy=ledger_policy)

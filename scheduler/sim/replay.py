@@ -4,12 +4,18 @@ One :func:`simulate` call replays a pod trace against a fleet (a :class:`NodeTab
 in place with :mod:`scheduler.gpu.supply`) under one policy. Each scheduling attempt does what
 kube-scheduler plus the extender do: the in-tree fit filter (CPU, memory, GPUs; vectorised), then
 :meth:`scheduler.engine.Engine.evaluate` over the feasible nodes with a
-:class:`carbon.series.SeriesView` at the simulated time, then the best node (exact ties broken at
-random, as kube-scheduler does). Pods that fit nowhere wait in a FIFO queue and are retried each
-time pods leave (a shape that just failed is not retried again in the same round). A pod runs
-its trace duration divided by the ``relativeSpeed`` of its node's GPU model (trace durations are
+:class:`carbon.series.SeriesView` at the simulated time, then the best node. Exact ties are broken
+at random as kube-scheduler does, with *common random numbers*: the draw is a hash of (seed, pod,
+node), so the same pod facing the same tied nodes picks the same one in every run, and two runs
+that differ by one policy choice (a gate hold) differ by that choice, not by reshuffled ties.
+Pods that fit nowhere are never dropped: they wait in a FIFO queue and are retried each time pods
+leave, on the nodes that freed capacity (a shape that just failed is not retried again in the
+same round); a pod still waiting when the trace ends is counted as never placed. A pod runs its
+trace duration divided by the ``relativeSpeed`` of its node's GPU model (trace durations are
 taken as measured on a speed-1.0 GPU) from the moment it is placed. With temporal shifting, a pod
 is first held by the gate until its planned start (that hold is reported apart from queue waiting).
+Zone indices (``Placements.zone``, the node table's) follow the order of the ``series`` mapping,
+i.e. the run's zones, the same order as :class:`scheduler.sim.carbon.Integrals`.
 
 Emissions are location-based: each pod's facility power (power model of its node's GPU model, its
 CPU and memory, x PUE of the zone) integrated against its zone's hourly intensity over its actual
@@ -58,6 +64,7 @@ class Placements:
     wall_s: float
     peak_demand_gpus: float
     unallocated_at_peak_pct: float
+    peak_allocated_gpu_pct: float = 0.0  # most GPUs allocated at once, % of the fleet's GPUs
 
     @property
     def placed(self) -> npt.NDArray[np.bool_]:
@@ -91,7 +98,7 @@ def make_engine(policy: Policy, nodes: SimNodes) -> Engine:
     return engine
 
 
-class _MemoView:
+class MemoView:
     """A CarbonView that answers repeated questions of one scheduling cycle from memory."""
 
     def __init__(self, view: SeriesView) -> None:
@@ -123,6 +130,49 @@ def _shape(pod: PodDemand) -> tuple[object, ...]:
     return (pod.gpus, pod.gpu_milli, pod.cpu_milli, pod.mem_bytes, pod.models)
 
 
+_MASK = (1 << 64) - 1
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+def _splitmix(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    x = x ^ (x >> np.uint64(30))
+    x = x * _MIX1
+    x = x ^ (x >> np.uint64(27))
+    x = x * _MIX2
+    return np.asarray(x ^ (x >> np.uint64(31)), dtype=np.uint64)
+
+
+def tie_keys(seed: int, pod: int, nodes: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
+    """A uniform random key per (seed, pod, node); the tied node with the least key wins.
+
+    A pure function of its arguments (common random numbers): re-running a pod on the same tied
+    nodes picks the same node, and removing other nodes from the tie never changes the pick.
+    """
+    salt = _splitmix(np.array([(seed * 0x100000001B3 + pod * 0x2545F491 + 1) & _MASK], np.uint64))
+    return _splitmix((nodes.astype(np.uint64) * _GOLDEN) ^ salt[0])
+
+
+def fastest_speed(pods: SimPods, nodes: SimNodes, power: PowerModel) -> FloatArray:
+    """Per pod, the ``relativeSpeed`` of the fastest GPU model among nodes that could host it
+    when idle (GPU count and model, CPU, memory); 1.0 for CPU-only pods, NaN when none can."""
+    idle = nodes.table()
+    speed = node_speeds(nodes, power)
+    out = np.ones(len(pods))
+    best: dict[tuple[object, ...], float] = {}
+    for i in range(len(pods)):
+        d = pods.demand(i)
+        if not d.wants_gpu:
+            continue
+        key = _shape(d)
+        if key not in best:
+            ok = fits(idle, d)
+            best[key] = float(speed[ok].max()) if ok.any() else float("nan")
+        out[i] = best[key]
+    return out
+
+
 def simulate(
     pods: SimPods,
     nodes: SimNodes,
@@ -138,11 +188,10 @@ def simulate(
     """
     n = len(pods)
     ready_t = pods.arrival.copy() if ready is None else np.asarray(ready, dtype=np.float64)
-    fleet = _Fleet(nodes.table())
+    fleet = _Fleet(nodes.table(list(series)))
     table = fleet.table
     capacity = float(table.gpu_total.sum())
     engine = make_engine(policy, nodes)
-    rng = np.random.default_rng(seed)
     demands = [pods.demand(i) for i in range(n)]
     frac = pods.gpu_fraction
     node_of = np.full(n, -1, dtype=np.int64)
@@ -153,8 +202,11 @@ def simulate(
     order = np.argsort(ready_t, kind="stable").tolist()
     departures: list[tuple[float, int]] = []
     waiting: list[int] = []
+    refused: set[int] = set()  # waiting pods the policy refused although they fitted somewhere
+    freed: set[int] = set()  # nodes that gained capacity since the waiting pods last failed
     decisions = 0
     peak = (-1.0, 100.0)
+    peak_running = 0.0
     base_view = SeriesView(series, 0.0)
 
     def attempt(p: int, now: float) -> bool:
@@ -165,12 +217,16 @@ def simulate(
         if not mask.any():
             return False
         rows = np.flatnonzero(mask)
-        ev = engine.evaluate(d, table.take(rows), _MemoView(base_view.at(now)), now)
+        ev = engine.evaluate(d, table.take(rows), MemoView(base_view.at(now)), now)
         if not ev.feasible.any():
+            refused.add(p)
             return False
+        refused.discard(p)
         combined = np.where(ev.feasible, ev.combined, -np.inf)
         top = np.flatnonzero(combined >= combined.max() - 1e-12)
-        best = int(top[rng.integers(top.size)]) if top.size > 1 else int(top[0])
+        if top.size > 1:
+            top = top[[int(np.argmin(tie_keys(seed, p, rows[top])))]]
+        best = int(top[0])
         node = int(rows[best])
         used = gpu.apply_pod(table.gpu_free[node], d, engine.gpu_index(ev, best))
         table.cpu_free[node] -= d.cpu_milli
@@ -191,13 +247,21 @@ def simulate(
         table.cpu_free[node] += d.cpu_milli
         table.mem_free[node] += d.mem_bytes
         fleet.running_gpus -= frac[p]
+        freed.add(node)
 
     def retry(now: float) -> None:
+        # Every waiting pod fitted on no node after its last attempt, and since then only the
+        # ``freed`` nodes gained capacity: a pod that fits none of them still fits nowhere.
+        rows = np.fromiter(freed, dtype=np.int64, count=len(freed))
+        freed.clear()
+        sub = table.take(rows)
         failed: set[tuple[object, ...]] = set()
         still: list[int] = []
         for p in waiting:
             key = _shape(demands[p])
-            if key in failed or not attempt(p, now):
+            if key in failed or (p not in refused and not fits(sub, demands[p]).any()):
+                still.append(p)
+            elif not attempt(p, now):
                 failed.add(key)
                 still.append(p)
             else:
@@ -205,10 +269,11 @@ def simulate(
         waiting[:] = still
 
     def note_peak() -> None:
-        nonlocal peak
+        nonlocal peak, peak_running
         demand = fleet.running_gpus + fleet.queued_gpus
         if demand > peak[0] + 1e-9:
             peak = (demand, 100.0 * (capacity - fleet.running_gpus) / capacity)
+        peak_running = max(peak_running, fleet.running_gpus)
 
     t0 = time.perf_counter()
     i = 0
@@ -220,6 +285,8 @@ def simulate(
                 release(heapq.heappop(departures)[1])
             if waiting:
                 retry(now)
+            else:
+                freed.clear()
         else:
             p = order[i]
             i += 1
@@ -241,6 +308,7 @@ def simulate(
         wall_s=wall,
         peak_demand_gpus=float(max(peak[0], 0.0)),
         unallocated_at_peak_pct=float(peak[1]),
+        peak_allocated_gpu_pct=100.0 * peak_running / capacity if capacity > 0 else 0.0,
     )
 
 

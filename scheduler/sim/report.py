@@ -1,36 +1,69 @@
-"""Output of a placement comparison: the table, the JSON line and the PNG charts.
+"""Output of a placement comparison: the tables, the JSON line and the PNG charts.
 
-The table is rendered with rich; the JSON line is :meth:`Comparison.summary`; the charts
-(matplotlib, Agg backend) are cumulative emissions over time per policy (with the bound), emissions
-by zone per policy, and GPUs in use by zone over time per policy.
+The tables (the run, then one per load level) are rendered with rich; the JSON line is
+:meth:`Comparison.summary`; the charts (matplotlib, Agg backend) are cumulative emissions over
+time per policy (with the bound), emissions by zone per policy, GPUs in use by zone over time per
+policy, and, with load levels, emissions against GPU-hours and waiting per level.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from scheduler.sim.run import Comparison
+from scheduler.sim.bound import Bound
+from scheduler.sim.run import REFERENCE, Comparison, Level, PolicyRun
 
 COLUMNS = (
     ("tCO2e", "tco2e", "{:.3f}"),
     ("saved %", "saved_pct", "{:.1f}"),
     ("bound share", "bound_share", "{:.3f}"),
     ("free GPU %", "unallocated_gpu_pct_mean", "{:.2f}"),
-    ("free GPU % @peak", "unallocated_gpu_pct_peak", "{:.2f}"),
-    ("pods waiting", "pods_waiting", "{:.0f}"),
+    ("free @peak", "unallocated_gpu_pct_peak", "{:.2f}"),
+    ("peak alloc %", "peak_allocated_gpu_pct", "{:.1f}"),
+    ("waiting", "pods_waiting", "{:.0f}"),
     ("wait mean s", "wait_mean_s", "{:.1f}"),
     ("wait p95 s", "wait_p95_s", "{:.1f}"),
-    ("held pods", "pods_held", "{:.0f}"),
-    ("hold mean h", "hold_mean_h", "{:.2f}"),
-    ("shift saved %", "shift_saved_pct", "{:.1f}"),
     ("unplaced", "unplaced", "{:.0f}"),
+    ("GPU-h", "gpu_hours", "{:,.0f}"),
+    ("kWh", "energy_kwh", "{:,.0f}"),
+    ("slowdown", "slowdown_mean", "{:.2f}"),
+    ("JCT p95 h", "jct_p95_s", "{:.2f}"),
     ("decisions/s", "decisions_per_s", "{:.0f}"),
 )
+SHIFT_COLUMNS = (
+    ("held", "pods_held", "{:.0f}"),
+    ("hold mean h", "hold_mean_h", "{:.2f}"),
+    ("shift saved %", "shift_saved_pct", "{:.1f}"),
+    ("batch shift %", "shift_saved_batch_pct", "{:.1f}"),
+)
+SCALED = {"jct_p95_s": 1 / 3600.0}
+
+
+def _cell(m: Mapping[str, float], key: str, fmt: str) -> str:
+    return fmt.format(m[key] * SCALED.get(key, 1.0)) if key in m else "-"
+
+
+def _table(title: str, runs: Mapping[str, PolicyRun], bound: Bound) -> Table:
+    shift = any("pods_held" in run.metrics for run in runs.values())
+    columns = COLUMNS + (SHIFT_COLUMNS if shift else ())
+    t = Table(title=title)
+    t.add_column("policy")
+    for head, _, _ in columns:
+        t.add_column(head, justify="right")
+    for name, run in runs.items():
+        t.add_row(name, *(_cell(run.metrics, key, fmt) for _, key, fmt in columns))
+    k8s = runs[REFERENCE].metrics["tco2e"]
+    saved = 100 * (1 - bound.tco2e / k8s) if k8s > 0 else 0.0
+    t.add_row(
+        "bound (LP)", f"{bound.tco2e:.3f}", f"{saved:.1f}", "1.000", *["-"] * (len(columns) - 3)
+    )
+    return t
 
 
 def table(c: Comparison) -> Table:
@@ -40,26 +73,30 @@ def table(c: Comparison) -> Table:
         f"{', '.join(c.zones)}, {'LWA 2020' if o.lwa else o.year}, load x{o.load_scale:g}"
         + (f", slack {o.slack_h:g} h" if o.slack_h else "")
     )
-    t = Table(title=title)
-    t.add_column("policy")
-    for head, _, _ in COLUMNS:
-        t.add_column(head, justify="right")
-    for name, run in c.runs.items():
-        m = run.metrics
-        t.add_row(name, *(fmt.format(m[key]) if key in m else "-" for _, key, fmt in COLUMNS))
-    k8s = c.runs["k8s-default"].metrics["tco2e"]
-    saved = 100 * (1 - c.bound.tco2e / k8s) if k8s > 0 else 0.0
-    t.add_row(
-        "bound (LP)", f"{c.bound.tco2e:.3f}", f"{saved:.1f}", "1.000", *["-"] * (len(COLUMNS) - 3)
+    return _table(title, c.runs, c.bound)
+
+
+def level_table(c: Comparison, level: Level) -> Table:
+    what = "real arrival times" if level.load == "real" else f"target peak {level.load} % allocated"
+    title = (
+        f"load level {level.load}: {what}, arrivals x{level.load_scale:,.0f}, "
+        f"{REFERENCE} peak allocated {level.peak_allocated_gpu_pct:.1f} % of GPUs"
     )
-    return t
+    return _table(title, level.runs, level.bound)
 
 
 def print_results(c: Comparison, console: Console | None = None) -> None:
-    """The table, a note on the bound, then the JSON line last."""
+    """The table (one per load level too), a note on the bound, then the JSON line last."""
     console = console or Console()
     console.print(table(c))
     console.print(f"bound: {c.bound.status}", style="dim")
+    for level in c.levels:
+        if level.runs is c.runs:
+            console.print(f"load level {level.load}: the table above", style="dim")
+            continue
+        console.print(level_table(c, level))
+        steps = ", ".join(f"x{s:,.0f} -> {v:.1f} %" for s, v in level.search)
+        console.print(f"bound: {level.bound.status}; search: {steps}", style="dim")
     print(json.dumps(c.summary()), flush=True)
 
 
@@ -120,4 +157,33 @@ def write_plots(c: Comparison, out: Path) -> list[Path]:
     paths.append(out / "placement_gpu_use_by_zone.png")
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
+
+    if c.levels:
+        n = len(c.levels)
+        fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.6), squeeze=False)
+        for ax, level in zip(axes[0], c.levels, strict=True):
+            for name, run in level.runs.items():
+                m = run.metrics
+                ax.scatter(m["gpu_hours"], m["tco2e"], s=40)
+                ax.annotate(
+                    f"{name}\nwait {m['wait_mean_s']:.0f} s",
+                    (m["gpu_hours"], m["tco2e"]),
+                    fontsize=7,
+                    xytext=(4, 4),
+                    textcoords="offset points",
+                )
+            ax.axhline(level.bound.tco2e, color="k", ls="--", lw=0.8, label="bound (LP)")
+            ax.set_xlabel("GPU-hours")
+            ax.set_ylabel("tCO2e (location-based)")
+            ax.set_title(
+                f"load {level.load} (x{level.load_scale:,.0f}, "
+                f"peak {level.peak_allocated_gpu_pct:.0f} % allocated)",
+                fontsize=9,
+            )
+            ax.legend(fontsize=7)
+        fig.suptitle("Emissions against GPU time per load level (mean wait per policy)")
+        fig.tight_layout()
+        paths.append(out / "placement_load_levels.png")
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
     return paths

@@ -4,16 +4,26 @@ Shared by ``lowcarb simulate`` and ``benchmarks/placement.py`` (one implementati
 baselines are policies over the same terms the service runs: ``k8s-default`` (kube-scheduler's
 LeastAllocated, no carbon), ``bestfit`` and ``fgd`` (``gpu_fit`` alone in that mode),
 ``carbon-greedy`` (``carbon`` alone on the current intensity), and ``lowcarb`` (the lowcarb policy
-file). All use the power model of ``policies/simulation.yaml``. With ``slack_h`` > 0, batch pods
-(openb QoS ``BE``) may be held up to that long for a cleaner start (:mod:`scheduler.gates.planner`):
-``shift-only`` plans on the capacity-weighted mean of the zones and places like k8s-default,
-``lowcarb-shift`` plans on the cleanest zone and places like lowcarb. Both use
-:func:`scheduler.gates.planner.plan_starts`, the planner of the gate controller, and hold a pod only
-when the plan saves at least ``min_saving`` (the policy's ``temporalShift.minSaving`` default).
+file). All use the power model of ``policies/simulation.yaml``.
+
+Temporal shifting (``slack_h`` > 0): batch pods (openb QoS ``BE``) may be held up to that long
+for a cleaner start (:func:`shift_holds`, on :func:`scheduler.gates.planner.plan_starts`, the
+planner of the gate controller). ``shift-only`` places like k8s-default and plans on the pod's
+expected intensity under carbon-blind placement (the capacity-weighted mean of the zones);
+``lowcarb-shift`` places like lowcarb and plans as the gate controller does, per zone with the
+best zone now as the baseline (a run never hops zones). A pod is held only when the plan lowers
+its expected emissions by at least ``min_saving``. The shift saving is measured against the same
+placement policy without holds on the same pods (``shift_saved_pct``: fleet total;
+``shift_saved_batch_pct``: the batch pods), so the figures add up.
+
+Load levels (``load_levels``, e.g. ``real,60,90``): the same comparison at real arrival times
+and with arrivals compressed so that the peak of GPUs allocated by k8s-default is about the given
+percentage of the fleet (:func:`find_load_scale`, a bisection on the time-scale factor).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +37,17 @@ from scheduler.gates.planner import plan_starts
 from scheduler.policy.model import DEFAULT_POLICY, Policy, WorkloadClass, load_policy
 from scheduler.sim.bound import Bound, spatial_bound
 from scheduler.sim.carbon import Integrals, load_series, parse_start, year_start
-from scheduler.sim.replay import Accounting, Placements, account, binned, hour_edges, simulate
-from scheduler.sim.trace import SimNodes, SimPods, load_nodes, load_pods, place_nodes
+from scheduler.sim.replay import (
+    Accounting,
+    Placements,
+    account,
+    binned,
+    fastest_speed,
+    hour_edges,
+    node_speeds,
+    simulate,
+)
+from scheduler.sim.trace import SimNodes, SimPods, cut_fleet, load_nodes, load_pods, place_nodes
 from scheduler.sim.trace import resolve_pod_file as resolve_trace
 
 FloatArray = npt.NDArray[np.float64]
@@ -39,8 +58,38 @@ DEFAULT_ZONES = ("NO", "GB", "DE-LU", "US-CAL-CISO", "US-TEX-ERCO", "IN-WE")
 BASELINES = ("k8s-default", "bestfit", "fgd", "carbon-greedy", "lowcarb")
 SHIFTED = ("shift-only", "lowcarb-shift")
 PLACED_LIKE = {"shift-only": "k8s-default", "lowcarb-shift": "lowcarb"}
+PLANNED_ON = {"shift-only": "mean", "lowcarb-shift": "best"}
+REFERENCE = "k8s-default"  # the policy whose peak allocation defines a load level
 QUICK_PODS = 2000
 BATCH_QOS = frozenset({"BE"})
+SEARCH_STEPS = 8  # simulations of the reference policy per load level, at most
+SEARCH_TOLERANCE = 2.0  # percentage points of the target peak allocation
+#: The per-policy keys of the JSON line (4 decimals for the first two, 2 for the rest).
+SUMMARY_KEYS = (
+    "tco2e",
+    "bound_share",
+    "saved_pct",
+    "unallocated_gpu_pct_mean",
+    "unallocated_gpu_pct_peak",
+    "peak_allocated_gpu_pct",
+    "pods_waiting",
+    "wait_mean_s",
+    "wait_p95_s",
+    "unplaced",
+    "unplaced_placed_by_others",
+    "gpu_hours",
+    "energy_kwh",
+    "slowdown_mean",
+    "jct_p95_s",
+    "decisions_per_s",
+)
+SHIFT_KEYS = (
+    "pods_held",
+    "hold_mean_h",
+    "shift_saved_pct",
+    "shift_saved_batch_pct",
+    "gate_saved_pct",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +111,32 @@ class SimOptions:
     power: Path | None = None  # policies/simulation.yaml
     nodes: Path | None = None
     policies: tuple[str, ...] = ()  # subset to run (default: all)
+    load_levels: tuple[str, ...] = ()  # "real" and/or target peak allocation percentages
+    fleet_share: float | None = None  # keep this share of each model's nodes (quick: automatic)
+
+
+def parse_load_levels(text: str) -> tuple[str, ...]:
+    """``real,60,90`` -> ("real", "60", "90"); a clear error for anything else."""
+    out: list[str] = []
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        if item.lower() == "real":
+            out.append("real")
+            continue
+        try:
+            pct = float(item.rstrip("%"))
+        except ValueError:
+            pct = float("nan")
+        if not 0 < pct <= 100:
+            raise ValueError(
+                f"--load-levels: {item!r} is neither 'real' nor a peak allocated GPU percentage "
+                "in (0, 100]; write e.g. real,60,90"
+            )
+        out.append(f"{pct:g}")
+    if not out:
+        raise ValueError("--load-levels: give at least one level, e.g. real,60,90")
+    return tuple(dict.fromkeys(out))
 
 
 @dataclass(slots=True)
@@ -71,6 +146,50 @@ class PolicyRun:
     accounting: Accounting
     hold_s: FloatArray
     metrics: dict[str, float] = field(default_factory=dict)
+    expected_saving: FloatArray | None = None  # the gate's planned saving per pod (shift runs)
+
+
+@dataclass(slots=True)
+class Level:
+    """One load level: the pods' arrivals compressed ``load_scale`` times, every policy on them."""
+
+    load: str  # "real" or the target peak allocation in percent ("60")
+    load_scale: float
+    peak_allocated_gpu_pct: float  # reached by the reference policy (k8s-default)
+    pods: SimPods
+    edges: FloatArray
+    runs: dict[str, PolicyRun]
+    bound: Bound
+    search: list[tuple[float, float]] = field(default_factory=list)  # (scale, peak %) tried
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "load": self.load,
+            "load_scale": round(self.load_scale, 2),
+            "peak_allocated_gpu_pct": round(self.peak_allocated_gpu_pct, 2),
+            "policies": policies_summary(self.runs, self.bound),
+        }
+
+
+def policies_summary(runs: Mapping[str, PolicyRun], bound: Bound) -> dict[str, Any]:
+    """``{NAME: {tco2e, saved_pct, ...}, ..., "bound": {tco2e, saved_pct}}`` of one run set."""
+    pol: dict[str, Any] = {}
+    for name, run in runs.items():
+        m = run.metrics
+        pol[name] = {
+            k: round(m[k], 4 if k in ("bound_share", "tco2e") else 2)
+            for k in SUMMARY_KEYS
+            if k in m
+        }
+        for extra in SHIFT_KEYS:
+            if extra in m:
+                pol[name][extra] = round(m[extra], 2)
+    k8s = runs[REFERENCE].metrics["tco2e"] if REFERENCE in runs else None
+    pol["bound"] = {
+        "tco2e": round(bound.tco2e, 4),
+        "saved_pct": round(100 * (1 - bound.tco2e / k8s), 2) if k8s else None,
+    }
+    return pol
 
 
 @dataclass(slots=True)
@@ -85,48 +204,27 @@ class Comparison:
     bound: Bound
     power: PowerModel
     policies: dict[str, Policy]
+    levels: list[Level] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """The benchmark's JSON line (``{"benchmark": "placement", ...}``)."""
-        pol: dict[str, Any] = {}
-        for name, run in self.runs.items():
-            m = run.metrics
-            pol[name] = {
-                k: round(m[k], 4 if k in ("bound_share", "tco2e") else 2)
-                for k in (
-                    "tco2e",
-                    "saved_pct",
-                    "bound_share",
-                    "unallocated_gpu_pct_mean",
-                    "unallocated_gpu_pct_peak",
-                    "pods_waiting",
-                    "wait_mean_s",
-                    "wait_p95_s",
-                    "decisions_per_s",
-                )
-                if k in m
-            }
-            for extra in ("hold_mean_h", "shift_saved_pct"):
-                if extra in m:
-                    pol[name][extra] = round(m[extra], 2)
-        k8s = self.runs["k8s-default"].metrics["tco2e"] if "k8s-default" in self.runs else None
-        pol["bound"] = {
-            "tco2e": round(self.bound.tco2e, 4),
-            "saved_pct": round(100 * (1 - self.bound.tco2e / k8s), 2) if k8s else None,
-        }
         opts = self.options
-        return {
+        out: dict[str, Any] = {
             "benchmark": "placement",
             "zones": list(self.zones),
             "year": 2020 if opts.lwa else opts.year,
             "trace": opts.trace,
             "pods": len(self.pods),
+            "nodes": len(self.nodes),
             "load_scale": opts.load_scale,
             "slack_h": opts.slack_h,
             "min_saving": opts.min_saving,
             "seed": opts.seed,
-            "policies": pol,
+            "policies": policies_summary(self.runs, self.bound),
         }
+        if self.levels:
+            out["levels"] = [level.summary() for level in self.levels]
+        return out
 
 
 def power_model(path: Path | None = None) -> PowerModel:
@@ -173,13 +271,16 @@ def sim_zones(opts: SimOptions) -> tuple[str, ...]:
     return (opts.lwa.upper(),) if opts.lwa else opts.zones
 
 
-def load_inputs(opts: SimOptions) -> tuple[SimPods, SimNodes, float]:
-    """Pods (epoch times), nodes placed in zones, and the epoch of the trace's time 0."""
-    pods = load_pods(resolve_trace(opts.trace))
+def load_inputs(opts: SimOptions, *, scaled: bool = True) -> tuple[SimPods, SimNodes, float]:
+    """Pods (epoch times), nodes placed in zones, and the epoch of the trace's time 0.
+
+    ``scaled``: arrivals compressed by ``opts.load_scale`` (False: real arrival times).
+    """
+    trace = load_pods(resolve_trace(opts.trace))
     limit = QUICK_PODS if opts.quick and opts.pods is None else opts.pods
-    if limit is not None:
-        pods = pods.head(limit)
-    pods = pods.scaled(opts.load_scale)
+    pods = trace.head(limit) if limit is not None else trace
+    if scaled:
+        pods = pods.scaled(opts.load_scale)
     zones = sim_zones(opts)
     t0 = parse_start(opts.start) if opts.start else year_start(2020 if opts.lwa else opts.year)
     pods = SimPods(
@@ -193,67 +294,125 @@ def load_inputs(opts: SimOptions) -> tuple[SimPods, SimNodes, float]:
         pods.arrival + t0,
         pods.duration,
     )
-    nodes = place_nodes(load_nodes(opts.nodes), zones, opts.seed)
+    share = opts.fleet_share
+    if share is None and opts.quick:
+        share = quick_share(pods, trace)
+    fleet = cut_fleet(load_nodes(opts.nodes), share or 1.0, opts.seed)
+    nodes = place_nodes(fleet, zones, opts.seed)
     return pods, nodes, t0
 
 
-def shift_ready(
+def quick_share(pods: SimPods, trace: SimPods) -> float:
+    """The fleet share for ``pods`` (the head of ``trace``): their share of the trace's GPU
+    request, so they offer the cut fleet the load the whole trace offers the whole fleet."""
+    total = float(trace.gpu_fraction.sum())
+    return min(1.0, float(pods.gpu_fraction.sum()) / total) if total > 0 else 1.0
+
+
+def batch_mask(pods: SimPods) -> npt.NDArray[np.bool_]:
+    """Pods the gate may hold (openb QoS ``BE``)."""
+    return np.array([q in BATCH_QOS for q in pods.qos], dtype=bool)
+
+
+@dataclass(frozen=True, slots=True)
+class Holds:
+    """The gate's plan: release time, hold and expected relative saving of each pod."""
+
+    ready: FloatArray
+    hold_s: FloatArray
+    expected_saving: FloatArray  # 0 for pods not held
+
+
+def shift_holds(
     pods: SimPods,
     integrals: Integrals,
     weights: FloatArray,
     slack_h: float,
     how: str,
     min_saving: float = 0.0,
-) -> tuple[FloatArray, FloatArray]:
-    """Release times for batch pods (``how``: ``mean`` or ``min`` over zones) and their holds."""
+) -> Holds:
+    """Release times of batch pods, planned on each pod's expected emissions.
+
+    ``how="mean"`` (carbon-blind placement): the pod's expected intensity is the capacity-
+    ``weights``-weighted mean of the zones; the plan is the best start on that profile.
+    ``how="best"`` (carbon-aware placement, the gate controller's :func:`scheduler.gates.
+    plan_batch`): per zone the best start; the plan is the best zone's best start, the baseline
+    the best zone now. Either way a pod is held only when the plan's expected mean intensity over
+    its run (its energy does not depend on when it starts) is at least ``min_saving`` below the
+    baseline's, and only to a later start.
+    """
+    if how not in ("mean", "best"):
+        raise ValueError(f"shift_holds: how must be 'mean' or 'best' (got {how!r})")
+    n = len(pods)
+    ready = pods.arrival.copy()
+    saving = np.zeros(n)
+    idx = np.flatnonzero(batch_mask(pods))
+    if idx.size == 0 or slack_h <= 0:
+        return Holds(ready, np.zeros(n), saving)
     lo = float(pods.arrival.min())
     hi = float((pods.arrival + pods.duration).max()) + slack_h * 3600 + 3600
     edges = hour_edges(lo, hi)
     per_zone = np.stack([integrals.hourly(z, edges) for z in range(len(integrals.zones))])
-    if how == "min":
-        profile = per_zone.min(axis=0)
-    else:
+    earliest = pods.arrival[idx]
+    latest = earliest + slack_h * 3600.0
+    dur = pods.duration[idx]
+    if how == "mean":
         profile = (weights[:, None] * per_zone).sum(axis=0) / weights.sum()
-    batch = np.array([q in BATCH_QOS for q in pods.qos])
-    ready = pods.arrival.copy()
-    if batch.any() and slack_h > 0:
-        idx = np.flatnonzero(batch)
-        plan = plan_starts(
-            edges,
-            profile,
-            pods.arrival[idx],
-            pods.arrival[idx] + slack_h * 3600.0,
-            pods.duration[idx],
-            min_saving=min_saving,
-        )
-        ready[idx] = plan.start
-    return ready, ready - pods.arrival
+        plan = plan_starts(edges, profile, earliest, latest, dur)
+        start, at, now = plan.start, plan.mean_at_start, plan.mean_now
+    else:
+        plans = [plan_starts(edges, values, earliest, latest, dur) for values in per_zone]
+        at_z = np.stack([p.mean_at_start for p in plans])
+        best = np.argmin(at_z, axis=0)
+        cols = np.arange(idx.size)
+        start = np.stack([p.start for p in plans])[best, cols]
+        at = at_z[best, cols]
+        now = np.stack([p.mean_now for p in plans]).min(axis=0)
+    gain = np.where(now > 0, 1.0 - at / np.where(now > 0, now, 1.0), 0.0)
+    hold = (gain >= max(min_saving, 1e-9)) & (start > earliest)
+    ready[idx] = np.where(hold, start, earliest)
+    saving[idx] = np.where(hold, gain, 0.0)
+    return Holds(ready, ready - pods.arrival, saving)
 
 
-def temporal_saving(run: PolicyRun, pods: SimPods, integrals: Integrals) -> dict[str, float]:
-    """Saving of the gate holds alone: batch pods against starting at arrival on the same node.
+def shift_saving(
+    run: PolicyRun, base: PolicyRun, pods: SimPods, integrals: Integrals
+) -> dict[str, float]:
+    """The shift run against the same placement policy without holds, on the same pods.
 
-    Separates the temporal effect from placement noise (a held pod may land elsewhere than it
-    would have); it is the ledger's gate counterfactual (intensity when held vs at release).
+    ``shift_saved_pct``: fleet total (so shift tCO2e = base tCO2e x (1 - saved)).
+    ``shift_saved_batch_pct``: the batch pods' emissions in both runs.
+    ``gate_saved_pct``: the held pods against starting at arrival on the node they got (the
+    ledger's gate counterfactual; blind to where else the holds moved pods).
     """
+    total, base_total = run.accounting.pod_kg.sum(), base.accounting.pod_kg.sum()
+    batch = batch_mask(pods)
+    kg, base_kg = run.accounting.pod_kg[batch].sum(), base.accounting.pod_kg[batch].sum()
+    out = {
+        "shift_saved_pct": 100.0 * (1.0 - total / base_total) if base_total > 0 else 0.0,
+        "shift_saved_batch_pct": 100.0 * (1.0 - kg / base_kg) if base_kg > 0 else 0.0,
+    }
     p, acc = run.placements, run.accounting
-    batch = np.array([q in BATCH_QOS for q in pods.qos]) & p.placed
-    if not batch.any():
-        return {}
+    held = (run.hold_s > 0) & p.placed
     actual = cf = 0.0
     for z in range(len(integrals.zones)):
-        sel = batch & (p.zone == z)
+        sel = held & (p.zone == z)
         if not sel.any():
             continue
         t0 = p.start[sel] - run.hold_s[sel]
-        now = integrals.mean(z, t0, t0 + p.runtime[sel])
-        cf += float((acc.pod_kwh[sel] * now).sum())
+        cf += float((acc.pod_kwh[sel] * integrals.mean(z, t0, t0 + p.runtime[sel])).sum())
         actual += float((acc.pod_kwh[sel] * acc.pod_intensity[sel]).sum())
-    return {"shift_saved_pct": 100.0 * (1.0 - actual / cf) if cf > 0 else 0.0}
+    out["gate_saved_pct"] = 100.0 * (1.0 - actual / cf) if cf > 0 else 0.0
+    return out
 
 
 def _metrics(
-    run: PolicyRun, pods: SimPods, capacity: float, window: tuple[float, float]
+    run: PolicyRun,
+    pods: SimPods,
+    capacity: float,
+    window: tuple[float, float],
+    fastest: FloatArray,
+    speed: FloatArray,
 ) -> dict[str, float]:
     p = run.placements
     ok = p.placed
@@ -262,16 +421,24 @@ def _metrics(
     lo, hi = window
     used = binned(p.start[ok], p.start[ok] + p.runtime[ok], frac[ok], np.array([lo, hi]))
     span = max(hi - lo, 1.0)
+    jct = (p.start + p.runtime - pods.arrival)[ok]
+    gpu_pods = ok & (pods.gpus > 0)
+    slow = fastest[gpu_pods] / speed[p.node[gpu_pods]]
     out = {
         "tco2e": run.accounting.tco2e,
         "unallocated_gpu_pct_mean": 100.0 * (1.0 - float(used[0]) / (capacity * span)),
         "unallocated_gpu_pct_peak": p.unallocated_at_peak_pct,
+        "peak_allocated_gpu_pct": p.peak_allocated_gpu_pct,
         "peak_demand_gpus": p.peak_demand_gpus,
         "pods_waiting": float((wait > 0).sum()),
         "wait_mean_s": float(wait.mean()) if wait.size else 0.0,
         "wait_p95_s": float(np.percentile(wait, 95)) if wait.size else 0.0,
         "wait_max_s": float(wait.max()) if wait.size else 0.0,
         "unplaced": float((~ok).sum()),
+        "gpu_hours": float((frac * p.runtime)[ok].sum() / 3600.0),
+        "energy_kwh": float(run.accounting.pod_kwh.sum()),
+        "slowdown_mean": float(slow.mean()) if slow.size else 1.0,
+        "jct_p95_s": float(np.percentile(jct, 95)) if jct.size else 0.0,
         "decisions": float(p.decisions),
         "decisions_per_s": p.decisions / max(p.wall_s, 1e-9),
         "wall_s": p.wall_s,
@@ -280,61 +447,260 @@ def _metrics(
     if held.any():
         out["hold_mean_h"] = float(run.hold_s[held].mean() / 3600.0)
         out["pods_held"] = float(held.sum())
+    elif run.name in SHIFTED:
+        out["pods_held"] = 0.0
     return out
 
 
-def compare(opts: SimOptions, *, progress: Any = None) -> Comparison:
-    """Run every policy (and the bound) on the same pods, fleet and series."""
-    pods, nodes, _ = load_inputs(opts)
-    zones = sim_zones(opts)
-    lo = float(pods.arrival.min())
-    slowest = min(power_model(opts.power).gpu(m).relativeSpeed for m in set(nodes.model))
-    longest = float((pods.arrival + pods.duration / min(slowest, 1.0)).max())
-    hi = longest + opts.slack_h * 3600 + 30 * 86400
-    series = load_series(zones, opts.year, lo, hi, lwa=bool(opts.lwa))
-    integrals = Integrals.of(series)
-    power = power_model(opts.power)
-    policies = build_policies(power, lowcarb_policy(opts.policy))
+def run_names(opts: SimOptions) -> list[str]:
+    """The policies to run, in table order (k8s-default always; a shift run's base too)."""
     names = [*BASELINES, *(SHIFTED if opts.slack_h > 0 else ())]
-    if opts.policies:
-        unknown = sorted(set(opts.policies) - set(names))
-        if unknown:
-            raise ValueError(f"--policies: unknown {unknown}; choose from {', '.join(names)}")
-        names = [n for n in names if n in opts.policies or n == "k8s-default"]
-    capacity = float(nodes.gpus.sum())
-    zone_caps = nodes.gpu_capacity(list(zones))
-    results: dict[str, tuple[Placements, FloatArray]] = {}
-    for name in names:
+    if not opts.policies:
+        return names
+    unknown = sorted(set(opts.policies) - set(names))
+    if unknown:
+        raise ValueError(f"--policies: unknown {unknown}; choose from {', '.join(names)}")
+    wanted = {REFERENCE, *opts.policies, *(PLACED_LIKE.get(n, n) for n in opts.policies)}
+    return [n for n in names if n in wanted]
+
+
+@dataclass(slots=True)
+class _Setup:
+    """What every run of one comparison shares: fleet, series, policies, per-pod constants."""
+
+    opts: SimOptions
+    zones: tuple[str, ...]
+    nodes: SimNodes
+    series: dict[str, HourlySeries]
+    integrals: Integrals
+    power: PowerModel
+    policies: dict[str, Policy]
+    names: list[str]
+    fastest: FloatArray
+    speed: FloatArray
+
+
+def run_pods(
+    setup: _Setup,
+    pods: SimPods,
+    *,
+    progress: Callable[[str], None] | None = None,
+    label: str = "",
+    done: Mapping[str, Placements] | None = None,
+) -> tuple[dict[str, PolicyRun], Bound, FloatArray]:
+    """Every policy (and the bound) on ``pods``; ``done`` holds runs already simulated."""
+    opts = setup.opts
+    capacity = float(setup.nodes.gpus.sum())
+    zone_caps = setup.nodes.gpu_capacity(list(setup.zones))
+    results: dict[str, tuple[Placements, Holds | None]] = {}
+    for name in setup.names:
         if progress is not None:
-            progress(name)
-        hold = np.zeros(len(pods))
+            progress(f"{label}{name}")
+        holds = None
         ready = None
         if name in SHIFTED:
-            how = "min" if name == "lowcarb-shift" else "mean"
-            ready, hold = shift_ready(
-                pods, integrals, zone_caps, opts.slack_h, how, opts.min_saving
+            holds = shift_holds(
+                pods, setup.integrals, zone_caps, opts.slack_h, PLANNED_ON[name], opts.min_saving
             )
-        policy = policies[PLACED_LIKE.get(name, name)]
-        results[name] = (simulate(pods, nodes, policy, series, ready=ready, seed=opts.seed), hold)
+            ready = holds.ready
+        if done is not None and name in done and holds is None:
+            results[name] = (done[name], None)
+            continue
+        policy = setup.policies[PLACED_LIKE.get(name, name)]
+        placed = simulate(pods, setup.nodes, policy, setup.series, ready=ready, seed=opts.seed)
+        results[name] = (placed, holds)
+    lo = float(pods.arrival.min())
     ends = [float(np.nanmax(p.start + p.runtime)) for p, _ in results.values() if p.placed.any()]
     edges = hour_edges(lo, max(ends) if ends else lo + 3600)
-    runs = {
-        name: PolicyRun(name, p, account(pods, nodes, p, power, integrals, edges), hold)
-        for name, (p, hold) in results.items()
-    }
+    runs: dict[str, PolicyRun] = {}
+    for name, (p, holds) in results.items():
+        acc = account(pods, setup.nodes, p, setup.power, setup.integrals, edges)
+        hold = holds.hold_s if holds is not None else np.zeros(len(pods))
+        runs[name] = PolicyRun(
+            name, p, acc, hold, expected_saving=holds.expected_saving if holds else None
+        )
     window = (lo, float(pods.arrival.max()) if len(pods) > 1 else lo + 3600)
     for run in runs.values():
-        run.metrics = _metrics(run, pods, capacity, window)
+        run.metrics = _metrics(run, pods, capacity, window, setup.fastest, setup.speed)
+    for name, run in runs.items():  # the target "no pod unplaced that another policy placed"
+        others = [r.placements.placed for n, r in runs.items() if n != name]
+        placed_elsewhere = np.logical_or.reduce(others) if others else np.zeros(len(pods), bool)
+        lost = ~run.placements.placed & placed_elsewhere
+        run.metrics["unplaced_placed_by_others"] = float(lost.sum())
     for name in SHIFTED:
-        if name in runs:
-            runs[name].metrics.update(temporal_saving(runs[name], pods, integrals))
+        base = runs.get(PLACED_LIKE[name])
+        if name in runs and base is not None:
+            runs[name].metrics.update(shift_saving(runs[name], base, pods, setup.integrals))
     if progress is not None:
-        progress("bound")
-    bound = spatial_bound(pods, nodes, power, integrals, edges)
-    k8s = runs["k8s-default"].metrics["tco2e"]
+        progress(f"{label}bound")
+    bound = spatial_bound(pods, setup.nodes, setup.power, setup.integrals, edges)
+    k8s = runs[REFERENCE].metrics["tco2e"]
+    gap = k8s - bound.tco2e
     for run in runs.values():
         m = run.metrics
         m["saved_pct"] = 100.0 * (1.0 - m["tco2e"] / k8s) if k8s > 0 else 0.0
-        gap = k8s - bound.tco2e
         m["bound_share"] = (k8s - m["tco2e"]) / gap if gap > 1e-12 else 1.0
-    return Comparison(opts, zones, pods, nodes, series, edges, runs, bound, power, policies)
+    return runs, bound, edges
+
+
+def demand_peak_pct(pods: SimPods, capacity: float) -> float:
+    """Peak of GPUs requested at once if every pod ran from arrival for its duration (% of
+    ``capacity``): the load a scale factor offers before the fleet pushes back."""
+    frac = pods.gpu_fraction
+    keep = frac > 0
+    if not keep.any() or capacity <= 0:
+        return 0.0
+    t = np.concatenate([pods.arrival[keep], pods.arrival[keep] + pods.duration[keep]])
+    w = np.concatenate([frac[keep], -frac[keep]])
+    order = np.lexsort((w, t))  # at equal times, departures (negative) first
+    return float(100.0 * np.cumsum(w[order]).max() / capacity)
+
+
+def find_load_scale(
+    measure: Callable[[float], float],
+    target_pct: float,
+    first_guess: float,
+    *,
+    max_scale: float = float("inf"),
+    steps: int = SEARCH_STEPS,
+    tolerance: float = SEARCH_TOLERANCE,
+) -> tuple[float, list[tuple[float, float]]]:
+    """Time-scale factor (>= 1) whose measured peak allocation is closest to ``target_pct``.
+
+    ``measure(scale)`` simulates and returns the peak allocated GPU %. Bisection on log(scale):
+    brackets the target by doubling/halving from ``first_guess``, then halves the bracket, for at
+    most ``steps`` measurements; stops once within ``tolerance`` points, or when ``max_scale``
+    (every pod arriving at once) or a doubling that no longer raises the peak is still below the
+    target. Returns the best scale and every
+    (scale, peak %) tried.
+    """
+    tried: list[tuple[float, float]] = []
+
+    def probe(scale: float) -> float:
+        value = measure(scale)
+        tried.append((scale, value))
+        return value
+
+    lo: float | None = None  # largest scale known to be below the target
+    hi: float | None = None  # smallest scale known to be above it
+    scale = min(max(first_guess, 1.0), max_scale)
+    for _ in range(steps):
+        value = probe(scale)
+        if abs(value - target_pct) <= tolerance:
+            break
+        if value < target_pct:
+            lo = scale if lo is None else max(lo, scale)
+        else:
+            hi = scale if hi is None else min(hi, scale)
+        if hi is not None and hi <= 1.0:
+            break  # even real arrival times load the fleet past the target
+        if hi is None and lo is not None and lo >= max_scale:
+            break  # every pod arrives at once and the fleet is still below the target
+        if hi is None and len(tried) > 1 and value <= tried[-2][1] + 0.05:
+            break  # compressing further no longer raises the peak: the fleet saturates below
+        if lo is None:
+            scale = max(1.0, scale / 2) if hi is not None else scale * 2
+        elif hi is None:
+            scale = min(lo * 2, max_scale)
+        else:
+            scale = float(np.sqrt(lo * hi))
+    best = min(tried, key=lambda sv: abs(sv[1] - target_pct))
+    return best[0], tried
+
+
+def _level_at(
+    setup: _Setup,
+    real: SimPods,
+    target: str,
+    progress: Callable[[str], None] | None,
+) -> Level:
+    """The comparison at one load level (searching the time-scale factor for a target %)."""
+    ref = setup.policies[REFERENCE]
+    capacity = float(setup.nodes.gpus.sum())
+    if target == "real":
+        runs, bound, edges = run_pods(setup, real, progress=progress, label="real: ")
+        return Level(
+            "real", 1.0, runs[REFERENCE].metrics["peak_allocated_gpu_pct"], real, edges, runs, bound
+        )
+    goal = float(target)
+    cache: dict[float, Placements] = {}
+
+    def measure(scale: float) -> float:
+        if progress is not None:
+            progress(f"{target} %: load x{scale:.0f} ({REFERENCE})")
+        placed = simulate(real.scaled(scale), setup.nodes, ref, setup.series, seed=setup.opts.seed)
+        cache[scale] = placed
+        return placed.peak_allocated_gpu_pct
+
+    # every arrival within one second: compressing further changes nothing
+    span = float(real.arrival.max() - real.arrival.min())
+    max_scale = max(span, 1.0)
+    # first guess: the scale whose offered demand peaks at the target (cheap, no simulation)
+    lo_s, hi_s = 1.0, max_scale
+    for _ in range(40):
+        mid = float(np.sqrt(lo_s * hi_s))
+        if demand_peak_pct(real.scaled(mid), capacity) < goal:
+            lo_s = mid
+        else:
+            hi_s = mid
+    scale, tried = find_load_scale(measure, goal, hi_s, max_scale=max_scale)
+    pods = real.scaled(scale)
+    runs, bound, edges = run_pods(
+        setup, pods, progress=progress, label=f"{target} %: ", done={REFERENCE: cache[scale]}
+    )
+    peak = runs[REFERENCE].metrics["peak_allocated_gpu_pct"]
+    return Level(target, scale, peak, pods, edges, runs, bound, tried)
+
+
+def compare(opts: SimOptions, *, progress: Callable[[str], None] | None = None) -> Comparison:
+    """Run every policy (and the bound) on the same pods, fleet and series; with
+    ``opts.load_levels`` also at each load level."""
+    real, nodes, _ = load_inputs(opts, scaled=False)
+    pods = real.scaled(opts.load_scale)
+    zones = sim_zones(opts)
+    power = power_model(opts.power)
+    lo = float(real.arrival.min())
+    slowest = min(power.gpu(m).relativeSpeed for m in set(nodes.model))
+    longest = float((real.arrival + real.duration / min(slowest, 1.0)).max())
+    hi = longest + opts.slack_h * 3600 + 30 * 86400
+    series = load_series(zones, opts.year, lo, hi, lwa=bool(opts.lwa))
+    return compare_on(opts, pods, nodes, series, power, progress=progress, real=real)
+
+
+def compare_on(
+    opts: SimOptions,
+    pods: SimPods,
+    nodes: SimNodes,
+    series: Mapping[str, HourlySeries],
+    power: PowerModel,
+    *,
+    policies: dict[str, Policy] | None = None,
+    progress: Callable[[str], None] | None = None,
+    real: SimPods | None = None,
+) -> Comparison:
+    """:func:`compare` on given inputs (``real``: the pods at real arrival times, for levels)."""
+    zones = tuple(series)
+    series = dict(series)
+    policies = policies or build_policies(power, lowcarb_policy(opts.policy))
+    setup = _Setup(
+        opts,
+        zones,
+        nodes,
+        series,
+        Integrals.of(series),
+        power,
+        policies,
+        run_names(opts),
+        fastest_speed(pods, nodes, power),
+        node_speeds(nodes, power),
+    )
+    runs, bound, edges = run_pods(setup, pods, progress=progress)
+    levels: list[Level] = []
+    real = real if real is not None else pods
+    for target in opts.load_levels:
+        if target == "real" and opts.load_scale == 1:
+            peak = runs[REFERENCE].metrics["peak_allocated_gpu_pct"]
+            levels.append(Level("real", 1.0, peak, pods, edges, runs, bound))
+        else:
+            levels.append(_level_at(setup, real, target, progress))
+    return Comparison(opts, zones, pods, nodes, series, edges, runs, bound, power, policies, levels)

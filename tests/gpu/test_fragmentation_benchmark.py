@@ -9,10 +9,21 @@ import numpy as np
 import pytest
 
 from benchmarks import fragmentation as bench
-from benchmarks.openb_trace import TraceError, load_nodes, load_pods, resolve_pod_file, trace_dir
+from carbon.energy import PowerModel
+from carbon.series import HourlySeries, load_zone_year
+from scheduler.sim.trace import (
+    SimNodes,
+    SimPods,
+    TraceError,
+    find_trace_dir,
+    load_nodes,
+    read_pods,
+    resolve_pod_file,
+)
 
 needs_trace = pytest.mark.skipif(
-    trace_dir() is None, reason="gpu-trace data not found (set LOWCARB_DATA to the shared data dir)"
+    find_trace_dir() is None,
+    reason="gpu-trace data not found (set LOWCARB_DATA to the shared data dir)",
 )
 
 
@@ -20,7 +31,7 @@ needs_trace = pytest.mark.skipif(
 def test_loader_reads_the_paper_cluster_and_trace() -> None:
     nodes = load_nodes()
     assert len(nodes.names) == 1213 and int(nodes.gpus.sum()) == 6212
-    pods = load_pods(resolve_pod_file("default"))
+    pods = read_pods(resolve_pod_file("default"))
     assert len(pods) == 8152
     sharing = (pods.gpus == 1) & (pods.gpu_milli < 1000)
     assert (pods.gpu_milli[pods.gpus == 0] == 0).all() and sharing.sum() > 3000
@@ -34,7 +45,7 @@ def test_unknown_trace_lists_the_known_ones() -> None:
 
 @needs_trace
 def test_inflation_shuffles_then_clones_to_130_percent() -> None:
-    pods = load_pods(resolve_pod_file("default"))
+    pods = read_pods(resolve_pod_file("default"))
     capacity = 6212 * 1000
     order = bench.arrival_order(pods, capacity, np.random.default_rng(42))
     n = len(pods)
@@ -90,3 +101,99 @@ def test_bad_policy_is_named(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         bench.main(["--policies", "fgd,magic"])
     assert "magic" in capsys.readouterr().err
+
+
+def test_carbon_world_emissions_by_hand() -> None:
+    t0 = 1_640_995_200.0  # 2022-01-01T00:00:00Z
+    hours = np.asarray(t0 + 3600.0 * np.arange(48), dtype=np.float64)
+    dirty = np.asarray(np.tile([500.0, 300.0], 24), dtype=np.float64)
+    series = {
+        "clean": HourlySeries("clean", hours, np.full(48, 50.0), 3600.0, "test"),
+        "dirty": HourlySeries("dirty", hours, dirty, 3600.0, "test"),
+    }
+    power = PowerModel.model_validate(
+        {
+            "builtinGpus": False,
+            "gpus": [
+                {"match": "^G2$", "watts": 250, "relativeSpeed": 1.0},
+                {"match": "^T4$", "watts": 60, "relativeSpeed": 0.5},
+            ],
+            "cpuWattsPerCore": 4.0,
+            "memoryWattsPerGiB": 0.0,
+            "pue": 1.5,
+        }
+    )
+    fleet = SimNodes(
+        names=["t4", "g2"],
+        cpu_milli=np.array([8000, 8000], dtype=np.int64),
+        mem_bytes=np.array([2**35, 2**35], dtype=np.int64),
+        gpus=np.array([1, 1], dtype=np.int64),
+        model=["T4", "G2"],
+        zone=["clean", "dirty"],
+    )
+    world = bench.CarbonWorld(fleet, series, power, t0)
+    pods = SimPods(
+        names=["a", "b", "c"],
+        cpu_milli=np.array([1000, 2000, 500], dtype=np.int64),
+        mem_bytes=np.zeros(3, dtype=np.int64),
+        gpus=np.array([1, 1, 0], dtype=np.int64),
+        gpu_milli=np.array([500, 1000, 0], dtype=np.int64),
+        models=[(), (), ()],
+        qos=["LS"] * 3,
+        arrival=np.array([0.0, 1800.0, 0.0]),
+        duration=np.array([3600.0, 3600.0, 7200.0]),
+    )
+    kg = world.emissions_kg(pods, np.array([0, 1, 2]), np.array([0, 1, 1]))
+    # a: half a T4 (30 W) + 1 core (4 W) for 2 h at half speed, x1.5, at 50 g
+    # b: a G2 (250 W) + 2 cores, 1 h from 00:30: half at 500 g, half at 300 g
+    # c: CPU-only, 0.5 core (2 W) for 2 h (no GPU slowdown) at 500 then 300 g
+    assert kg.tolist() == pytest.approx(
+        [
+            34 * 1.5 * 2 / 1000 * 50 / 1000,
+            258 * 1.5 / 1000 * 400 / 1000,
+            2 * 1.5 * 2 / 1000 * 400 / 1000,
+        ]
+    )
+
+
+@needs_trace
+def test_carbon_mode_places_by_zone_and_reports_tco2e(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bench, "OUT_DIR", tmp_path)
+    nodes = tmp_path / "nodes.csv"
+    rows = [f"n{i},64000,262144,1,G2" for i in range(10)]
+    nodes.write_text("sn,cpu_milli,memory_mib,gpu,model\n" + "\n".join(rows) + "\n")
+    trace = tmp_path / "pods.csv"
+    trace.write_text(  # one 1-GPU pod for an hour at the trace start, cloned to 130 % (13 pods)
+        "name,cpu_milli,memory_mib,num_gpu,gpu_milli,creation_time,deletion_time\n"
+        "p0,4000,8192,1,1000,0,3600\n"
+    )
+    argv = ["--seeds", "1", "--policies", "random", "--jobs", "1", "--trace", str(trace)]
+    argv += ["--nodes", str(nodes)]
+    assert bench.main([*argv, "--carbon", "--zones", "NO,IN-WE", "--year", "2022"]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (
+        set(line["tco2e"]) == set(line["unallocated_pct"]) == {"random", "carbon-greedy", "lowcarb"}
+    )
+    assert line["zones"] == ["NO", "IN-WE"] and line["year"] == 2022
+    # each pod: (250 W + 4 cores x 4 W + 8 GiB x 0.375 W) x PUE 1.2 for the first hour of 2022
+    kwh = (250 + 16 + 3) * 1.2 / 1000
+    g = {z: float(load_zone_year(z, 2022).values[0]) for z in ("NO", "IN-WE")}
+    # at 80 % arrived 8 pods run: carbon-greedy fills NO's 5 GPUs first, then 3 in IN-WE
+    greedy = line["tco2e"]["carbon-greedy"]
+    assert greedy["80"] == pytest.approx((5 * g["NO"] + 3 * g["IN-WE"]) * kwh / 1e6, abs=1e-4)
+    assert line["tco2e"]["random"]["80"] >= greedy["80"] - 1e-4
+    assert greedy["100"] == pytest.approx(5 * (g["NO"] + g["IN-WE"]) * kwh / 1e6, abs=1e-4)
+    assert (tmp_path / "fragmentation_carbon_pods.png").stat().st_size > 0
+    # carbon changes nothing for the GPU-only policies
+    assert bench.main(argv) == 0
+    plain = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "tco2e" not in plain
+    assert plain["unallocated_pct"]["random"] == line["unallocated_pct"]["random"]
+
+
+def test_carbon_policies_need_carbon(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        bench.main(["--policies", "fgd,lowcarb"])
+    assert "--carbon" in capsys.readouterr().err

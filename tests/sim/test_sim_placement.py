@@ -11,7 +11,14 @@ from scheduler.policy.model import Policy
 from scheduler.sim.bound import spatial_bound
 from scheduler.sim.carbon import Integrals
 from scheduler.sim.replay import account, binned, hour_edges, simulate
-from scheduler.sim.run import PolicyRun, build_policies, shift_ready, temporal_saving
+from scheduler.sim.run import (
+    PolicyRun,
+    SimOptions,
+    build_policies,
+    compare_on,
+    shift_holds,
+    shift_saving,
+)
 from scheduler.sim.trace import SimNodes
 from tests.support.sim import HOUR, POWER, T0, nodes, pods, series
 
@@ -95,35 +102,117 @@ def test_slack_moves_a_batch_job_into_the_clean_hour() -> None:
     integrals = Integrals.of(s)
     trace = pods([0.0, 0.0], [1.0, 1.0])
     trace.qos[0] = "BE"  # batch: may wait; the LS pod may not
-    ready, hold = shift_ready(trace, integrals, np.array([1.0]), 4.0, "mean")
-    assert ready.tolist() == [T0 + 3 * HOUR, T0]
-    assert hold.tolist() == [3 * HOUR, 0.0]
+    holds = shift_holds(trace, integrals, np.array([1.0]), 4.0, "mean")
+    assert holds.ready.tolist() == [T0 + 3 * HOUR, T0]
+    assert holds.hold_s.tolist() == [3 * HOUR, 0.0]
+    assert holds.expected_saving.tolist() == pytest.approx([0.9, 0.0])
     fleet = nodes(["a", "a"])
-    placed = simulate(trace, fleet, POLICIES["k8s-default"], s, ready=ready)
+    placed = simulate(trace, fleet, POLICIES["k8s-default"], s, ready=holds.ready)
     acc = account(trace, fleet, placed, POWER, integrals)
     assert acc.pod_kg.tolist() == pytest.approx([0.25 * 50 / 1000, 0.25 * 500 / 1000])
-    run = PolicyRun("shift-only", placed, acc, hold)
-    assert temporal_saving(run, trace, integrals)["shift_saved_pct"] == pytest.approx(90.0)
+    run = PolicyRun("shift-only", placed, acc, holds.hold_s)
+    base_p = simulate(trace, fleet, POLICIES["k8s-default"], s)
+    base = PolicyRun(
+        "k8s-default", base_p, account(trace, fleet, base_p, POWER, integrals), 0 * holds.hold_s
+    )
+    saving = shift_saving(run, base, trace, integrals)
+    assert saving["gate_saved_pct"] == pytest.approx(90.0)
+    assert saving["shift_saved_batch_pct"] == pytest.approx(90.0)
+    assert saving["shift_saved_pct"] == pytest.approx(100 * (1 - (12.5 + 125) / (125 + 125)))
     # two hours of slack cannot reach the clean hour: every start is as bad, so no hold
-    ready2, _ = shift_ready(trace, integrals, np.array([1.0]), 2.0, "mean")
-    assert ready2.tolist() == [T0, T0]
+    assert shift_holds(trace, integrals, np.array([1.0]), 2.0, "mean").ready.tolist() == [T0, T0]
     # a 90 % saving is held at min_saving 0.5 but not at 0.95
-    assert shift_ready(trace, integrals, np.array([1.0]), 4.0, "mean", 0.5)[0][0] == T0 + 3 * HOUR
-    assert shift_ready(trace, integrals, np.array([1.0]), 4.0, "mean", 0.95)[0][0] == T0
+    one = np.array([1.0])
+    assert shift_holds(trace, integrals, one, 4.0, "mean", 0.5).ready[0] == T0 + 3 * HOUR
+    assert shift_holds(trace, integrals, one, 4.0, "mean", 0.95).ready[0] == T0
 
 
-def test_lowcarb_shift_plans_on_the_cleanest_zone() -> None:
+def test_lowcarb_shift_plans_per_zone_against_the_best_zone_now() -> None:
     s = {"a": series("a", [300.0, 300.0, 40.0, 300.0]), "b": series("b", [100.0])}
     integrals = Integrals.of(s)
     trace = pods([0.0], [1.0], qos="BE")
     weights = np.array([1.0, 1.0])
-    # mean of zones: 200, 200, 70 -> wait for hour 2; cleanest zone: 100, 100, 40 -> wait too
-    assert shift_ready(trace, integrals, weights, 3.0, "mean")[0][0] == T0 + 2 * HOUR
-    assert shift_ready(trace, integrals, weights, 3.0, "min")[0][0] == T0 + 2 * HOUR
+    # mean of zones: 200, 200, 70 -> wait for hour 2; zone a at hour 2 (40) beats b now (100)
+    assert shift_holds(trace, integrals, weights, 3.0, "mean").ready[0] == T0 + 2 * HOUR
+    best = shift_holds(trace, integrals, weights, 3.0, "best")
+    assert best.ready[0] == T0 + 2 * HOUR
+    assert best.expected_saving[0] == pytest.approx(0.6)
     flat = {"a": series("a", [300.0, 30.0]), "b": series("b", [20.0])}
-    # mean (160, 25) says wait an hour; min (20, 20) says zone b now is as good as it gets
-    assert shift_ready(trace, Integrals.of(flat), weights, 3.0, "mean")[0][0] == T0 + HOUR
-    assert shift_ready(trace, Integrals.of(flat), weights, 3.0, "min")[0][0] == T0
+    # mean (160, 25) says wait an hour; zone b now (20) is as good as it gets
+    assert shift_holds(trace, Integrals.of(flat), weights, 3.0, "mean").ready[0] == T0 + HOUR
+    assert shift_holds(trace, Integrals.of(flat), weights, 3.0, "best").ready[0] == T0
+
+
+def test_a_plan_that_hops_zones_mid_run_is_not_a_saving() -> None:
+    # a 2 h run: the hourly minimum over zones (100, 10, 10, 100) would promise 10 g from hour 1,
+    # but a pod cannot change zone mid-run: every 2 h window of either zone averages >= 55 g,
+    # and zone b now already gives 55 g, so the gate must not hold it
+    s = {
+        "a": series("a", [100.0, 100.0, 10.0, 100.0]),
+        "b": series("b", [100.0, 10.0, 100.0, 100.0]),
+    }
+    trace = pods([0.0], [2.0], qos="BE")
+    holds = shift_holds(trace, Integrals.of(s), np.array([1.0, 1.0]), 3.0, "best")
+    assert holds.ready[0] == T0 and holds.expected_saving[0] == 0.0
+
+
+def test_shift_saving_against_the_same_policy_without_holds_two_zones_by_hand() -> None:
+    # zones a (400 g, 100 g in hour 2) and b (300 g flat); one 1-GPU node each, the node in b
+    # listed first, so the node table's first-seen zone order (b, a) differs from the run's
+    # (a, b). A batch pod and a serving pod arrive together, each needing the GPU for one hour
+    # (250 W, PUE 1: 0.25 kWh).
+    s = {
+        "a": series("a", [400.0, 400.0, 100.0, 400.0, 400.0, 400.0]),
+        "b": series("b", [300.0]),
+    }
+    fleet = SimNodes(
+        names=["small-b", "big-a"],
+        cpu_milli=np.array([8000, 64000], dtype=np.int64),
+        mem_bytes=np.array([64, 512], dtype=np.int64) * 2**30,
+        gpus=np.array([1, 1], dtype=np.int64),
+        model=["G2", "G2"],
+        zone=["b", "a"],
+    )
+    trace = pods([0.0, 0.0], [1.0, 1.0])
+    trace.qos[0] = "BE"
+    policies = dict(POLICIES)
+    policies["lowcarb"] = POLICIES["carbon-greedy"]  # placement decided by carbon alone
+    c = compare_on(
+        SimOptions(slack_h=4.0, min_saving=0.1), trace, fleet, s, POWER, policies=policies
+    )
+    kg = {name: run.accounting.pod_kg.tolist() for name, run in c.runs.items()}
+    # k8s-default (biggest free node first): batch -> a now (100 g), serving -> b (75 g)
+    assert kg["k8s-default"] == pytest.approx([0.100, 0.075])
+    # shift-only plans on the zones' mean (350, 350, 200): holds the batch pod to hour 2 (saves
+    # 43 %); the serving pod then takes a (100 g), and the batch pod a in hour 2 (25 g)
+    assert c.runs["shift-only"].hold_s.tolist() == [2 * HOUR, 0.0]
+    assert kg["shift-only"] == pytest.approx([0.025, 0.100])
+    shift = c.runs["shift-only"].metrics
+    assert shift["shift_saved_pct"] == pytest.approx(100 * (1 - 0.125 / 0.175))  # 28.6 %
+    assert shift["shift_saved_batch_pct"] == pytest.approx(75.0)
+    assert shift["gate_saved_pct"] == pytest.approx(75.0)  # a at hour 2 against a at arrival
+    assert c.runs["shift-only"].placements.zone.tolist() == [0, 0]  # zone a in the run's order
+    # carbon placement: batch -> b now (75 g), serving -> a (100 g); with the gate, the best
+    # zone later (a, 100 g) against the best zone now (b, 300 g) saves 67 %: held to hour 2
+    assert kg["lowcarb"] == pytest.approx([0.075, 0.100])
+    assert kg["lowcarb-shift"] == pytest.approx([0.025, 0.075])
+    lc = c.runs["lowcarb-shift"].metrics
+    assert lc["shift_saved_pct"] == pytest.approx(100 * (1 - 0.100 / 0.175))  # 42.9 %
+    assert lc["shift_saved_batch_pct"] == pytest.approx(100 * (1 - 0.025 / 0.075))
+    planned = c.runs["lowcarb-shift"].expected_saving
+    assert planned is not None and planned.tolist() == pytest.approx([2 / 3, 0.0])
+    # the figures add up: shift tCO2e = base tCO2e x (1 - saving)
+    for name, base in (("shift-only", "k8s-default"), ("lowcarb-shift", "lowcarb")):
+        m = c.runs[name].metrics
+        expect = c.runs[base].metrics["tco2e"] * (1 - m["shift_saved_pct"] / 100)
+        assert m["tco2e"] == pytest.approx(expect)
+    # a gate never holds for less than minSaving: at 0.7 neither plan (43 %, 67 %) is held
+    strict = compare_on(
+        SimOptions(slack_h=4.0, min_saving=0.7), trace, fleet, s, POWER, policies=policies
+    )
+    for name in ("shift-only", "lowcarb-shift"):
+        assert strict.runs[name].metrics["pods_held"] == 0
+        assert strict.runs[name].metrics["shift_saved_pct"] == pytest.approx(0.0)
 
 
 def test_accounting_matches_a_brute_force_integral() -> None:
