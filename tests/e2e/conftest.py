@@ -31,11 +31,21 @@ if str(HERE) not in sys.path:
 
 import kubebin  # noqa: E402
 from controlplane import ControlPlane, KubeApi, Lowcarb, shipped_extender  # noqa: E402
-from e2e_support import Session, write_policy  # noqa: E402
+from e2e_support import Session, new_lowcarb, write_policy  # noqa: E402
 
-#: module order: the gate scenario needs lowcarb A older than its 180 s fail-open grace, and the
-#: resilience module (own lowcarb B) must not restart A while gated pods are held
-ORDER = ["test_binding", "test_rbac", "test_placement", "test_resilience", "test_gates"]
+#: module order: the gate scenario's pods wait on clock time while the other modules run; the
+#: resilience module (own lowcarb B) never restarts A, whose gate controller holds them; the
+#: API-server restart comes after the planned releases; fail-open needs A past its 180 s grace
+ORDER = [
+    "test_binding",
+    "test_rbac",
+    "test_placement",
+    "test_resilience",
+    "test_gates",
+    "test_apiserver_restart",
+    "test_gates_failopen",
+    "test_accounting",
+]
 SCHEDULER_CACHE = "lowcarb"
 SCHEDULER_FULL = "lowcarb-full"
 
@@ -140,21 +150,6 @@ def policy_file(workdir: Path, replay_root: Path) -> Path:
     return write_policy(workdir / "policy.yaml", replay_root)
 
 
-def start_lowcarb(
-    request: pytest.FixtureRequest,
-    workdir: Path,
-    kubeconfig: Path,
-    policy: Path,
-    name: str,
-    session_state: Session,
-) -> Lowcarb:
-    ledger = workdir / f"{name}.sqlite"
-    session_state.ledgers.append(ledger)
-    lc = Lowcarb(workdir, kubeconfig, policy=policy, ledger=ledger, name=name)
-    request.session.e2e_lowcarbs.append(lc)  # type: ignore[attr-defined]
-    return lc
-
-
 @pytest.fixture(scope="session")
 def lowcarb(
     request: pytest.FixtureRequest,
@@ -165,10 +160,11 @@ def lowcarb(
     session_state: Session,
 ) -> Iterator[Lowcarb]:
     """lowcarb A, as its ServiceAccount; the schedulers ``lowcarb``/``lowcarb-full`` call it."""
-    lc = start_lowcarb(
+    lc = new_lowcarb(
         request, workdir, lowcarb_identity["kubeconfig"], policy_file, "lowcarb-a", session_state
     )
     try:
+        session_state.timings["lowcarb_a_launched"] = time.time()
         lc.start()
         session_state.timings["lowcarb_a_started"] = time.time()
         yield lc
@@ -195,7 +191,7 @@ def schedulers(plane: ControlPlane, lowcarb: Lowcarb) -> dict[str, str]:
 @pytest.fixture(scope="session", autouse=True)
 def gate_scenario(request: pytest.FixtureRequest, kube_bin: Path, session_state: Session) -> Any:
     """Starts the temporal-shift scenario as early as possible (it runs on clock time)."""
-    if not any(item.path.stem == "test_gates" for item in request.session.items):
+    if not any(item.path.stem.startswith("test_gates") for item in request.session.items):
         return None
     from gates_scenario import GateScenario
 
@@ -209,3 +205,11 @@ def gate_scenario(request: pytest.FixtureRequest, kube_bin: Path, session_state:
     scenario.start()
     request.addfinalizer(scenario.stop)
     return scenario
+
+
+@pytest.fixture(scope="module")
+def scenario(gate_scenario: Any) -> Any:
+    """The running temporal-shift scenario (test_gates*, checked late in the session)."""
+    if gate_scenario is None:
+        pytest.skip("the gate scenario did not start")
+    return gate_scenario

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
-from controlplane import SHIPPED_POLICY, KubeApi, node_of, wait_until
+from controlplane import SHIPPED_POLICY, KubeApi, Lowcarb, node_of, wait_until
 
 DECISION = "lowcarb.dev/decision"
 GPU_INDEX = "lowcarb.dev/gpu-index"
@@ -187,3 +188,19 @@ class Session:
     unaccounted: dict[str, set[str]] = field(default_factory=dict)
     namespaces: set[str] = field(default_factory=set)
     timings: dict[str, float] = field(default_factory=dict)
+
+
+def new_lowcarb(
+    request: pytest.FixtureRequest,
+    workdir: Path,
+    kubeconfig: Path,
+    policy: Path,
+    name: str,
+    session: Session,
+) -> Lowcarb:
+    """A lowcarb with its own ledger, registered for log tails on failure (not started)."""
+    ledger = workdir / f"{name}.sqlite"
+    session.ledgers.append(ledger)
+    lc = Lowcarb(workdir, kubeconfig, policy=policy, ledger=ledger, name=name)
+    request.session.e2e_lowcarbs.append(lc)  # type: ignore[attr-defined]
+    return lc

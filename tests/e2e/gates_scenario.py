@@ -32,18 +32,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from controlplane import PRODUCT_LABEL, KubeApi, Lowcarb, gpu_node, gpu_pod, node_of
+from controlplane import PRODUCT_LABEL, KubeApi, Lowcarb, gpu_node, gpu_pod, node_of, wait_until
 from e2e_support import GATE, step_series
 
 OTHER_GATE = "example.com/quota-check"
 STEP_S = 20.0
-PLANNED_LEAD_S = 120.0  # the cleaner period starts at least this long after the pods
-LATEST_START_S = 150.0  # latest safe start of the "latest" pod, after its creation
+# The controller's first pass with forecasts comes one tick (30 s) after the pods (the pass that
+# sees them first asks the cache for their zones); a pod is held only for a start more than 60 s
+# after that pass. So the planned and latest starts lie 100+ s after creation.
+PLANNED_LEAD_S = 100.0  # the cleaner period starts at least this long after the pods
+LATEST_START_S = 110.0  # latest safe start of the "latest" pod, after its creation
+FRESH_CLEAN_S = 1200.0  # E2E-FRESH gets cleaner this long after the scenario starts
 MARGIN_S = 300.0  # the controller's safety margin before the latest start
 PRODUCTS = {
     "planned": "NVIDIA-E2E-PLANNED",
     "latest": "NVIDIA-E2E-LATEST",
     "static": "NVIDIA-E2E-STATIC",
+    "fresh": "NVIDIA-E2E-FRESH",
 }
 
 
@@ -66,7 +71,7 @@ class GateScenario:
 
     def start(self) -> None:
         now = time.time()
-        self.clean_at = math.ceil((now + PLANNED_LEAD_S + 10) / STEP_S) * STEP_S
+        self.clean_at = math.ceil((now + PLANNED_LEAD_S + 5) / STEP_S) * STEP_S
         clean_at = self.clean_at
         step_series(self.replay_root, "E2E-PLANNED", now, lambda t: 400.0 if t < clean_at else 80.0)
         step_series(
@@ -75,14 +80,30 @@ class GateScenario:
             now,
             lambda t: max(20.0, 600.0 - 20.0 * max(0.0, (t - now) // STEP_S)),
         )
+        # written now, used late (test_gates_failopen): no pod of the session can run there, so
+        # nothing asks lowcarb's carbon cache for this zone until that test's gated pod
+        step_series(
+            self.replay_root,
+            "E2E-FRESH",
+            now,
+            lambda t: 400.0 if t < now + FRESH_CLEAN_S else 60.0,
+        )
         api = self.api
         api.ensure_namespace(self.namespace)
+        # two nodes per zone: with a single feasible node kube-scheduler skips prioritize, and
+        # lowcarb then binds without a decision (test_shared_gpu_on_a_single_candidate_node)
+        regions = {
+            "planned": "e2e-planned",
+            "latest": "e2e-latest",
+            "static": "ap-south-1",
+            "fresh": "e2e-fresh",
+        }
         api.create_nodes(
             [
-                gpu_node("gate-planned", region="e2e-planned", product=PRODUCTS["planned"]),
-                gpu_node("gate-latest", region="e2e-latest", product=PRODUCTS["latest"]),
-                # IN-WE: static annual mean only, no forecast anywhere in the chain
-                gpu_node("gate-static", region="ap-south-1", product=PRODUCTS["static"]),
+                # ap-south-1 is IN-WE: a static annual mean only, no forecast in the chain
+                gpu_node(f"gate-{zone}-{i}", region=region, product=PRODUCTS[zone])
+                for zone, region in regions.items()
+                for i in (1, 2)
             ]
         )
         time.sleep(1.0)  # lowcarb's node watch
@@ -153,3 +174,34 @@ class GateScenario:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
+
+
+# --- checks shared by test_gates and test_gates_failopen ---------------------------------------
+
+TICK_S = 30.0  # GateSettings.tick_s
+MIN_HOLD_S = 60.0  # GateSettings.min_hold_s
+GRACE_S = 180.0  # GateSettings.forecast_grace_s
+SLACK_S = 5.0  # API latency, poller period, one retried patch
+
+
+def lowcarb_events(api: KubeApi, ns: str, pod: str) -> list[tuple[str, str]]:
+    events = [e for e in api.events(ns, pod) if e.get("reason") in ("CarbonHold", "CarbonRelease")]
+    events.sort(key=lambda e: e.get("eventTime") or e.get("lastTimestamp") or "")
+    return [(str(e["reason"]), str(e.get("message") or e.get("note") or "")) for e in events]
+
+
+def wait_event(api: KubeApi, ns: str, pod: str, reason: str) -> str:
+    def check() -> str | None:
+        found = [m for r, m in lowcarb_events(api, ns, pod) if r == reason]
+        return found[-1] if found else None
+
+    return wait_until(f"a {reason} event for {pod}", check, 15, 0.25)
+
+
+def released(scenario: GateScenario, name: str, until: float) -> float:
+    scenario.wait_released([name], until)
+    assert name in scenario.released_at, (
+        f"{name} still gated at {time.time() - scenario.created_at:.0f}s after creation; "
+        f"gates {scenario.gates_of(name)}"
+    )
+    return scenario.released_at[name]

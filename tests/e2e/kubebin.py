@@ -3,11 +3,14 @@
 The binaries (etcd, kube-apiserver, kube-scheduler) come from ``KUBE_BIN_DIR`` (default
 ``.kube-bin`` in the repository). When that folder lacks them and ``../shared/kube-bin`` (or
 ``KUBE_BIN_SHARED``) holds the ``*.xz`` archives with ``SHA256SUMS``, they are unpacked into it and
-checked against the digests; a digest mismatch is an error, never a silent re-use.
+checked against the digests. Binaries already in the default folder are re-checked (once per
+change of ``SHA256SUMS``) and re-unpacked when they differ; a folder named by ``KUBE_BIN_DIR``
+that holds all three is used as it is (other versions on purpose).
 
-``python tests/e2e/kubebin.py prepare`` is what ``make e2e`` runs first. Without binaries it
-exits 0 with a note saying what is needed (``make e2e`` then reports the e2e tests as skipped),
-except in CI (``CI=true``), where it exits 2: the e2e run is required there.
+``python tests/e2e/kubebin.py prepare`` is what ``make e2e`` runs first: exit 0 when the binaries
+are ready, 3 with a note saying what is needed when they are missing (``make e2e`` then stops
+there, successfully), and 2 on a digest mismatch or when they are missing in CI (``CI=true``):
+the e2e run is required there.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DIR = REPO / ".kube-bin"
 DEFAULT_SHARED = REPO.parent / "shared" / "kube-bin"
 STAMP = ".verified"
+EXIT_READY, EXIT_FAILED, EXIT_SKIPPED = 0, 2, 3
 
 
 class KubeBinMissing(RuntimeError):
@@ -83,13 +87,14 @@ def prepare(directory: Path | None = None, shared: Path | None = None) -> Path:
     Raises :class:`KubeBinMissing` when neither the folder nor the shared archives exist, and
     ``ValueError`` when an unpacked binary does not match ``SHA256SUMS``.
     """
+    user_dir = directory is None and bool(os.environ.get("KUBE_BIN_DIR"))
     directory = directory or bin_dir()
     shared = shared or shared_dir()
     sums_file = shared / "SHA256SUMS"
     sums = read_sums(sums_file) if sums_file.is_file() else {}
     stamp = directory / STAMP
     if _complete(directory):
-        if not sums:  # user-provided binaries without digests: trust KUBE_BIN_DIR
+        if not sums or user_dir:  # KUBE_BIN_DIR given and complete: the user's choice
             return directory
         wanted = "\n".join(f"{sums.get(b, '')}  {b}" for b in BINARIES)
         if stamp.is_file() and stamp.read_text() == wanted:
@@ -105,6 +110,8 @@ def prepare(directory: Path | None = None, shared: Path | None = None) -> Path:
             )
         raise KubeBinMissing(_missing_message(directory, shared))
     directory.mkdir(parents=True, exist_ok=True)
+    if REPO in directory.parents:  # ~190 MB of executables must never be committed
+        (directory / ".gitignore").write_text("*\n")
     for name, archive in zip(BINARIES, archives, strict=True):
         target = directory / name
         partial = target.with_suffix(".partial")
@@ -126,20 +133,20 @@ def prepare(directory: Path | None = None, shared: Path | None = None) -> Path:
 def main(argv: list[str]) -> int:
     if argv[1:] != ["prepare"]:
         print("usage: python tests/e2e/kubebin.py prepare", file=sys.stderr)
-        return 2
+        return EXIT_FAILED
     try:
         found = prepare()
     except KubeBinMissing as exc:
         if in_ci():
             print(f"e2e: FAILED (CI=true requires the e2e run): {exc}", file=sys.stderr)
-            return 2
-        print(f"e2e: skipped: {exc}", file=sys.stderr)
-        return 0
+            return EXIT_FAILED
+        print(f"e2e: SKIPPED, nothing was tested: {exc}", file=sys.stderr)
+        return EXIT_SKIPPED
     except ValueError as exc:
-        print(f"e2e: {exc}", file=sys.stderr)
-        return 2
+        print(f"e2e: FAILED: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     print(f"e2e: control-plane binaries ready in {found}")
-    return 0
+    return EXIT_READY
 
 
 if __name__ == "__main__":

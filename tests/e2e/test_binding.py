@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,10 +26,10 @@ DECISION = json.dumps({"node": "bind-n1", "zone": "SE-SE3", "note": "x" * 2000})
 
 
 @pytest.fixture(scope="module")
-def sa_api(plane: ControlPlane, lowcarb_identity: dict[str, Any]) -> KubeApi:
+def sa_api(plane: ControlPlane, lowcarb_identity: dict[str, Any]) -> Iterator[KubeApi]:
     """The API as lowcarb's ServiceAccount (deploy/'s RBAC only)."""
     client = plane.client(lowcarb_identity["token"])
-    yield client  # type: ignore[misc]
+    yield client
     client.close()
 
 
