@@ -24,6 +24,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -698,6 +699,63 @@ class Lowcarb:
             if all(f'{k}="{v}"' in label_text for k, v in labels.items()):
                 total += float(value)
         return total
+
+
+class DelayProxy:
+    """HTTP forwarder in front of an extender that holds chosen verbs for a while.
+
+    kube-scheduler sends ``bind`` from an asynchronous binding cycle while it already schedules
+    the next pod; a delay on ``/bind`` makes "the next pod's filter/prioritize arrives before
+    this pod's bind" certain instead of a matter of luck.
+    """
+
+    def __init__(self, target: str, delays: Mapping[str, float]) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.target = target
+        self.delays = dict(delays)
+        self.client = httpx.Client(base_url=target, timeout=30, trust_env=False)
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                verb = self.path.rstrip("/").rsplit("/", 1)[-1]
+                time.sleep(proxy.delays.get(verb, 0.0))
+                try:
+                    resp = proxy.client.post(
+                        self.path,
+                        content=body,
+                        headers={"Content-Type": self.headers.get("Content-Type", "")},
+                    )
+                except httpx.HTTPError:
+                    self.send_error(502)
+                    return
+                self.send_response(resp.status_code)
+                self.send_header("Content-Type", resp.headers.get("content-type", ""))
+                self.send_header("Content-Length", str(len(resp.content)))
+                self.end_headers()
+                self.wfile.write(resp.content)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = int(self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.client.close()
 
 
 # --- object builders ----------------------------------------------------------------------------

@@ -41,7 +41,7 @@ FRESH_ZONE_BUG = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=FRESH_ZONE_BUG)
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=FRESH_ZONE_BUG)
 def test_a_zone_seen_first_by_a_gated_pod_is_fetched_before_failing_open(
     scenario: GateScenario, api: KubeApi, session_state: Session
 ) -> None:

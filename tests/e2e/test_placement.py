@@ -10,16 +10,21 @@ SE-SE3 23, eu-west-3 FR 99, eu-central-1 DE 482.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from controlplane import (
     REGION_LABEL,
+    ControlPlane,
+    DelayProxy,
     KubeApi,
+    Lowcarb,
     gpu_node,
     gpu_pod,
     node_of,
     scheduling_messages,
+    shipped_extender,
     unschedulable,
     wait_bound,
     wait_until,
@@ -153,26 +158,39 @@ def test_shared_gpus_are_never_over_committed_one_after_another(
     check_shared(api, pods, names[0])
 
 
-BURST_RACE_BUG = (
-    "lowcarb bug (timing-dependent, seen in about half of the 12-pod bursts on 2 cores): "
-    "kube-scheduler binds asynchronously, so filter/prioritize of the next pod can reach lowcarb "
-    "before the previous pod's bind; lowcarb counts a pod only from its bind (assume), and bind "
-    "writes the GPU index chosen at prioritize time without re-checking the current state, so "
-    "two or three 400-milli pods get the same GPU (1200 milli). Spacing the pods by 0.5 s never "
-    "over-commits (see the one-after-another test)"
+BIND_RACE_BUG = (
+    "lowcarb bug: kube-scheduler binds in an asynchronous binding cycle while it already "
+    "schedules the next pod, so the next pod's filter/prioritize can reach lowcarb before this "
+    "pod's bind; lowcarb counts a pod only from its bind (assume) and bind keeps the GPU index "
+    "chosen at prioritize time without re-checking, so sharing pods pile onto one GPU. With "
+    "the bind delivered 300 ms late (a proxy) it happens every time; without the proxy, 12-pod "
+    "bursts on 2 cores over-committed a GPU (1200 milli) in about half of the runs"
 )
 
 
-@pytest.mark.xfail(strict=False, reason=BURST_RACE_BUG)
-@pytest.mark.parametrize("mode", MODES)
-def test_shared_gpus_are_never_over_committed_in_a_burst(
-    api: KubeApi, schedulers: dict[str, str], session_state: Session, mode: str
+@pytest.fixture(scope="module")
+def slow_bind_scheduler(plane: ControlPlane, lowcarb: Lowcarb) -> Iterator[str]:
+    """A kube-scheduler (profile lowcarb-slow-bind) whose extender bind arrives 300 ms late."""
+    proxy = DelayProxy(lowcarb.url, {"bind": 0.3})
+    plane.start_scheduler(
+        "kube-scheduler-slow-bind", ["lowcarb-slow-bind"], [shipped_extender(proxy.url)]
+    )
+    try:
+        yield "lowcarb-slow-bind"
+    finally:
+        plane.stop_scheduler("kube-scheduler-slow-bind")
+        proxy.close()
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=BIND_RACE_BUG)
+def test_shared_gpus_are_never_over_committed_when_binds_lag(
+    api: KubeApi, slow_bind_scheduler: str, session_state: Session
 ) -> None:
-    pool = f"share-{mode}"
+    pool = "share-slow-bind"
     shared_pool(api, pool)
     names = [f"{pool}-{i:02d}" for i in range(12)]
-    for name in names:  # back to back, as fast as the API server takes them
-        api.create_pod(gpu_pod(name, NS, milli=400, scheduler=schedulers[mode], pool=pool))
+    for name in names:  # back to back
+        api.create_pod(gpu_pod(name, NS, milli=400, scheduler=slow_bind_scheduler, pool=pool))
     pods = wait_bound(api, NS, names)
     assert_accounted(api, session_state.ledgers, NS, names)
     check_shared(api, pods, names[0])
@@ -187,7 +205,7 @@ SINGLE_CANDIDATE_BUG = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=SINGLE_CANDIDATE_BUG)
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=SINGLE_CANDIDATE_BUG)
 @pytest.mark.parametrize("mode", MODES)
 def test_shared_gpu_on_a_single_candidate_node(
     api: KubeApi, schedulers: dict[str, str], session_state: Session, mode: str
