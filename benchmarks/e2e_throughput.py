@@ -19,6 +19,9 @@ Prints a table, then one JSON line last:
 ``{"benchmark": "e2e_throughput", "results": [{"nodes", "verbs", "pods_per_s",
 "baseline_pods_per_s", "ratio", "latency_p50_ms", "latency_p99_ms"}, ...]}``.
 
+The table adds the CPU time each component spent per pod (from /proc), which other load on a
+shared machine inflates far less than wall-clock rates.
+
 ``--quick``: 500 nodes, 150 pods, one round. Default: 1,000 and 5,000 nodes, 300 pods, two rounds.
 Needs the control-plane binaries (``KUBE_BIN_DIR`` or ``../shared/kube-bin``, see ``make e2e``).
 """
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -114,9 +118,19 @@ class BindWatch:
         self._stop.set()
 
 
-def run_config(api: KubeApi, scheduler: str, pods: int, tag: str) -> dict[str, float]:
-    """Create ``pods`` GPU pods for ``scheduler``; measure throughput and latency."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all threads) from /proc, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_config(
+    api: KubeApi, scheduler: str, pods: int, tag: str, pids: dict[str, int]
+) -> dict[str, float]:
+    """Create ``pods`` GPU pods for ``scheduler``; measure throughput, latency and the CPU each
+    component spent per pod (a figure that other load on the machine does not inflate much)."""
     watch = BindWatch(api)
+    cpu0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
     names = [f"{tag}-{i:04d}" for i in range(pods)]
     created: dict[str, float] = {}
 
@@ -143,10 +157,13 @@ def run_config(api: KubeApi, scheduler: str, pods: int, tag: str) -> dict[str, f
         ) from None
     finally:
         watch.stop()
+    cpu = {f"cpu_ms_{k}": (cpu_seconds(pid) - cpu0[k]) * 1000 / pods for k, pid in pids.items()}
     first = min(created.values())
     last = max(watch.bound[n] for n in names)
     lat = sorted((watch.bound[n] - created[n]) * 1000 for n in names)
     return {
+        **cpu,
+        "create_s": max(created.values()) - first,
         "pods_per_s": pods / (last - first),
         "latency_p50_ms": statistics.median(lat),
         "latency_p99_ms": lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))],
@@ -188,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
 
     console = Console(stderr=True)
     results: list[dict[str, Any]] = []
+    cpu_rows: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="lowcarb-bench-") as tmp:
         work = Path(tmp)
         plane = ControlPlane(bin_dir, work / "plane")
@@ -213,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                 for r in range(rounds):
                     for verbs in VERBS:
                         name = "bench-" + verbs.replace("+", "-")
-                        plane.start_scheduler(
+                        sched = plane.start_scheduler(
                             name,
                             [name],
                             extenders_for(verbs, lowcarb.url),
@@ -222,7 +240,14 @@ def main(argv: list[str] | None = None) -> int:
                             verbosity=0,
                         )
                         time.sleep(1.0)  # informers settled
-                        got = run_config(api, name, pods, f"n{size}-r{r}-{name}")
+                        assert lowcarb.proc is not None and plane.apiserver and plane.etcd
+                        pids = {
+                            "scheduler": sched.pid,
+                            "lowcarb": lowcarb.proc.pid,
+                            "apiserver": plane.apiserver.pid,
+                            "etcd": plane.etcd.pid,
+                        }
+                        got = run_config(api, name, pods, f"n{size}-r{r}-{name}", pids)
                         plane.stop_scheduler(name)
                         delete_pods(api)
                         samples[verbs].append(got)
@@ -248,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
                             "latency_p99_ms": round(m["latency_p99_ms"], 1),
                         }
                     )
+                    cpu_rows.append(m)
         finally:
             if lowcarb is not None:
                 lowcarb.stop()
@@ -257,9 +283,11 @@ def main(argv: list[str] | None = None) -> int:
         title=f"Through a real kube-scheduler: {pods} one-GPU pods, nodeCacheCapable true, "
         f"median of {rounds} round(s)"
     )
-    for col in ("nodes", "extender verbs", "pods/s", "vs none", "p50 ms", "p99 ms"):
+    cols = ("nodes", "extender verbs", "pods/s", "vs none", "p50 ms", "p99 ms")
+    cpu_cols = ("scheduler", "lowcarb", "apiserver", "etcd")
+    for col in (*cols, *(f"CPU ms/pod {c}" for c in cpu_cols)):
         table.add_column(col, justify="left" if col == "extender verbs" else "right")
-    for row in results:
+    for row, cpu in zip(results, cpu_rows, strict=True):
         table.add_row(
             f"{row['nodes']:,}",
             row["verbs"],
@@ -267,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             f"x{row['ratio']:.2f}",
             f"{row['latency_p50_ms']:.0f}",
             f"{row['latency_p99_ms']:.0f}",
+            *(f"{cpu[f'cpu_ms_{c}']:.1f}" for c in cpu_cols),
         )
     Console().print(table)
     print(json.dumps({"benchmark": "e2e_throughput", "results": results}))
