@@ -108,17 +108,23 @@ def session_state() -> Session:
 
 
 @pytest.fixture(scope="session")
-def plane(kube_bin: Path, workdir: Path, request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
+def plane(
+    kube_bin: Path, workdir: Path, request: pytest.FixtureRequest, session_state: Session
+) -> Iterator[ControlPlane]:
     started = time.monotonic()
     cp = ControlPlane(kube_bin, workdir / "plane")
     request.session.e2e_plane = cp  # type: ignore[attr-defined]
     request.session.e2e_lowcarbs = []  # type: ignore[attr-defined]
     try:
         cp.start()
+        session_state.timings["plane_start_s"] = time.monotonic() - started
         yield cp
     finally:
         cp.stop()
-        print(f"\ne2e: control plane up for {time.monotonic() - started:.0f}s")
+        steps = ", ".join(
+            f"{k} {v:.1f}" for k, v in session_state.timings.items() if k.endswith("_s")
+        )
+        print(f"\ne2e: control plane up for {time.monotonic() - started:.0f}s ({steps})")
 
 
 @pytest.fixture(scope="session")
@@ -167,14 +173,18 @@ def lowcarb(
         session_state.timings["lowcarb_a_launched"] = time.time()
         lc.start()
         session_state.timings["lowcarb_a_started"] = time.time()
+        session_state.timings["lowcarb_start_s"] = (
+            time.time() - session_state.timings["lowcarb_a_launched"]
+        )
         yield lc
     finally:
         lc.stop()
 
 
 @pytest.fixture(scope="session")
-def schedulers(plane: ControlPlane, lowcarb: Lowcarb) -> dict[str, str]:
+def schedulers(plane: ControlPlane, lowcarb: Lowcarb, session_state: Session) -> dict[str, str]:
     """Two kube-schedulers with the shipped extender entry: names the pods use, per mode."""
+    started = time.monotonic()
     plane.start_scheduler(
         "kube-scheduler-cache",
         [SCHEDULER_CACHE],
@@ -185,6 +195,7 @@ def schedulers(plane: ControlPlane, lowcarb: Lowcarb) -> dict[str, str]:
         [SCHEDULER_FULL],
         [shipped_extender(lowcarb.url, node_cache_capable=False)],
     )
+    session_state.timings["schedulers_start_s"] = time.monotonic() - started
     return {"cache": SCHEDULER_CACHE, "full": SCHEDULER_FULL}
 
 
@@ -202,7 +213,9 @@ def gate_scenario(request: pytest.FixtureRequest, kube_bin: Path, session_state:
         lowcarb=request.getfixturevalue("lowcarb"),
     )
     session_state.namespaces.add(scenario.namespace)
+    started = time.monotonic()
     scenario.start()
+    session_state.timings["gate_scenario_start_s"] = time.monotonic() - started
     request.addfinalizer(scenario.stop)
     return scenario
 
