@@ -47,16 +47,11 @@ E2E = Path(__file__).resolve().parent.parent / "tests" / "e2e"
 sys.path.insert(0, str(E2E))
 
 import kubebin  # noqa: E402
-from controlplane import (  # noqa: E402
-    SHIPPED_POLICY,
-    ControlPlane,
-    KubeApi,
-    Lowcarb,
-    gpu_node,
-    gpu_pod,
-    shipped_extender,
-    wait_until,
-)
+from controlplane import SHIPPED_POLICY, ControlPlane, shipped_extender  # noqa: E402
+from kubeapi import KubeApi  # noqa: E402
+from lowcarbproc import Lowcarb  # noqa: E402
+from objects import gpu_node, gpu_pod  # noqa: E402
+from procs import wait_until  # noqa: E402
 
 REGIONS = ("us-east-1", "us-west-2", "eu-central-1", "eu-north-1", "eu-west-3")
 PRODUCTS = ("NVIDIA-A100-SXM4-80GB", "NVIDIA-H100-80GB-HBM3", "NVIDIA-L4")

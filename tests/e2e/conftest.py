@@ -30,8 +30,10 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import kubebin  # noqa: E402
-from controlplane import ControlPlane, KubeApi, Lowcarb, shipped_extender  # noqa: E402
+from controlplane import ControlPlane, shipped_extender  # noqa: E402
 from e2e_support import Session, new_lowcarb, write_policy  # noqa: E402
+from kubeapi import KubeApi  # noqa: E402
+from lowcarbproc import Lowcarb  # noqa: E402
 
 #: module order: the gate scenario's pods wait on clock time while the other modules run; the
 #: resilience module (own lowcarb B) never restarts A, whose gate controller holds them; the

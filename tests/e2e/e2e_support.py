@@ -16,7 +16,11 @@ from typing import Any
 
 import pytest
 import yaml
-from controlplane import SHIPPED_POLICY, KubeApi, Lowcarb, node_of, wait_until
+from controlplane import SHIPPED_POLICY
+from kubeapi import KubeApi
+from lowcarbproc import Lowcarb
+from objects import node_of
+from procs import wait_until
 
 DECISION = "lowcarb.dev/decision"
 GPU_INDEX = "lowcarb.dev/gpu-index"

@@ -32,8 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from controlplane import PRODUCT_LABEL, KubeApi, Lowcarb, gpu_node, gpu_pod, node_of, wait_until
 from e2e_support import GATE, step_series
+from kubeapi import KubeApi
+from lowcarbproc import Lowcarb
+from objects import PRODUCT_LABEL, gpu_node, gpu_pod, node_of
+from procs import wait_until
 
 OTHER_GATE = "example.com/quota-check"
 STEP_S = 20.0

@@ -5,8 +5,9 @@ bug), which the scenarios list in ``Session.unaccounted``."""
 
 from __future__ import annotations
 
-from controlplane import KubeApi, node_of
 from e2e_support import Session, assert_accounted
+from kubeapi import KubeApi
+from objects import node_of
 
 LOWCARB_PROFILES = {"lowcarb", "lowcarb-full", "lowcarb-b"}
 

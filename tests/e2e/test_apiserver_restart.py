@@ -5,8 +5,12 @@ GPU fractions, which only lowcarb accounts (kube-scheduler sees 4 time-sliced "G
 from __future__ import annotations
 
 import httpx
-from controlplane import ControlPlane, KubeApi, Lowcarb, gpu_node, gpu_pod, node_of, wait_until
+from controlplane import ControlPlane
 from e2e_support import Session, assert_accounted
+from kubeapi import KubeApi
+from lowcarbproc import Lowcarb
+from objects import gpu_node, gpu_pod, node_of
+from procs import wait_until
 
 NS = "e2e-apiserver"
 

@@ -19,7 +19,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from controlplane import ApiStatusError, ControlPlane, KubeApi, gpu_node, gpu_pod
+from controlplane import ControlPlane
+from kubeapi import ApiStatusError, KubeApi
+from objects import gpu_node, gpu_pod
 
 NS = "e2e-binding"
 DECISION = json.dumps({"node": "bind-n1", "zone": "SE-SE3", "note": "x" * 2000})

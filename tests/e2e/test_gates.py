@@ -13,7 +13,6 @@ import re
 import time
 from typing import Any
 
-from controlplane import KubeApi, node_of
 from e2e_support import Session, assert_accounted, gate_rows
 from gates_scenario import (
     MIN_HOLD_S,
@@ -25,6 +24,8 @@ from gates_scenario import (
     released,
     wait_event,
 )
+from kubeapi import KubeApi
+from objects import node_of
 
 
 def gate_reason(session: Session, uid: str) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 
 import pytest
-from controlplane import PRODUCT_LABEL, KubeApi, gpu_pod, wait_until
 from e2e_support import GATE, Session, assert_accounted
 from gates_scenario import (
     GRACE_S,
@@ -18,6 +17,9 @@ from gates_scenario import (
     released,
     wait_event,
 )
+from kubeapi import KubeApi
+from objects import PRODUCT_LABEL, gpu_pod
+from procs import wait_until
 
 
 def test_fail_open_when_no_forecast_exists(

@@ -14,22 +14,20 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from controlplane import (
+from controlplane import ControlPlane, shipped_extender
+from e2e_support import Session, assert_accounted, gpu_index_of, gpu_load
+from kubeapi import KubeApi
+from lowcarbproc import DelayProxy, Lowcarb
+from objects import (
     REGION_LABEL,
-    ControlPlane,
-    DelayProxy,
-    KubeApi,
-    Lowcarb,
     gpu_node,
     gpu_pod,
     node_of,
     scheduling_messages,
-    shipped_extender,
     unschedulable,
     wait_bound,
-    wait_until,
 )
-from e2e_support import Session, assert_accounted, gpu_index_of, gpu_load
+from procs import wait_until
 
 MODES = ["cache", "full"]
 NS = "e2e-placement"

@@ -11,7 +11,9 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from controlplane import ControlPlane, KubeApi, Lowcarb
+from controlplane import ControlPlane
+from kubeapi import KubeApi
+from lowcarbproc import Lowcarb
 
 
 @pytest.fixture(scope="module")

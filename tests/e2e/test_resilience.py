@@ -15,17 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from controlplane import (
-    ControlPlane,
-    KubeApi,
-    Lowcarb,
-    gpu_node,
-    gpu_pod,
-    node_of,
-    shipped_extender,
-    wait_bound,
-    wait_until,
-)
+from controlplane import ControlPlane, shipped_extender
 from e2e_support import (
     Session,
     assert_accounted,
@@ -34,6 +24,10 @@ from e2e_support import (
     new_lowcarb,
     placement_rows,
 )
+from kubeapi import KubeApi
+from lowcarbproc import Lowcarb
+from objects import gpu_node, gpu_pod, node_of, wait_bound
+from procs import wait_until
 
 NS = "e2e-resilience"
 SCHEDULER_B = "lowcarb-b"
