@@ -278,9 +278,10 @@ def main(argv: list[str] | None = None) -> int:
         title=f"Through a real kube-scheduler: {pods} one-GPU pods, nodeCacheCapable true, "
         f"median of {rounds} round(s)"
     )
+    table.caption = "cpu: milliseconds of CPU per pod spent by each process (from /proc)"
     cols = ("nodes", "extender verbs", "pods/s", "vs none", "p50 ms", "p99 ms")
     cpu_cols = ("scheduler", "lowcarb", "apiserver", "etcd")
-    for col in (*cols, *(f"CPU ms/pod {c}" for c in cpu_cols)):
+    for col in (*cols, *(f"cpu {c}" for c in cpu_cols)):
         table.add_column(col, justify="left" if col == "extender verbs" else "right")
     for row, cpu in zip(results, cpu_rows, strict=True):
         table.add_row(
@@ -292,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['latency_p99_ms']:.0f}",
             *(f"{cpu[f'cpu_ms_{c}']:.1f}" for c in cpu_cols),
         )
-    Console().print(table)
+    Console(width=150).print(table)
     print(json.dumps({"benchmark": "e2e_throughput", "results": results}))
     return 0
 
