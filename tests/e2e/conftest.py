@@ -100,6 +100,12 @@ def kube_bin() -> Path:
 
 @pytest.fixture(scope="session")
 def workdir() -> Iterator[Path]:
+    """Logs, certificates, ledgers; kept for inspection with LOWCARB_E2E_KEEP=1."""
+    if os.environ.get("LOWCARB_E2E_KEEP") == "1":
+        kept = Path(tempfile.mkdtemp(prefix="lowcarb-e2e-"))
+        print(f"\ne2e: work directory kept at {kept}")
+        yield kept
+        return
     with tempfile.TemporaryDirectory(prefix="lowcarb-e2e-") as tmp:
         yield Path(tmp)
 
