@@ -1,0 +1,303 @@
+"""Scheduling throughput and latency through a real kube-scheduler, with and without lowcarb.
+
+Starts the e2e control plane (``tests/e2e/controlplane.py``: etcd, kube-apiserver on loopback),
+one ``lowcarb serve`` in cluster mode (shipped default policy, ``--ledger``, the ServiceAccount and
+RBAC ``deploy/`` ships) and, one at a time, a kube-scheduler per configuration:
+
+* ``none``: no extender (the baseline of the same run);
+* ``filter+prioritize``: the shipped extender entry without ``bindVerb``;
+* ``filter+prioritize+bind``: the shipped entry as ``deploy/`` ships it (lowcarb binds).
+
+All with ``nodeCacheCapable: true`` (names mode) and the shipped client QPS/burst (50/100), which
+caps the baseline. For each node count (GPU nodes over five cloud regions) the same set of
+one-GPU pods is created as fast as the API server takes them; a watch records when each pod gets
+``spec.nodeName``. pods/s = pods / (last bound - first created); latency per pod = bound -
+created (client clock, creation request sent). Pods are deleted between configurations and the
+configurations run in rounds (``--rounds``), each row the median over rounds.
+
+Prints a table, then one JSON line last:
+``{"benchmark": "e2e_throughput", "results": [{"nodes", "verbs", "pods_per_s",
+"baseline_pods_per_s", "ratio", "latency_p50_ms", "latency_p99_ms"}, ...]}``.
+
+The table adds the CPU time each component spent per pod (from /proc), which other load on a
+shared machine inflates far less than wall-clock rates.
+
+``--quick``: 500 nodes, 150 pods, one round. Default: 1,000 and 5,000 nodes, 300 pods, two rounds.
+Needs the control-plane binaries (``KUBE_BIN_DIR`` or ``../shared/kube-bin``, see ``make e2e``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as a script: benchmarks/ is sys.path[0], not the repo
+    sys.path.insert(0, str(REPO))
+
+from tests.e2e import kubebin  # noqa: E402
+from tests.e2e.controlplane import SHIPPED_POLICY, ControlPlane, shipped_extender  # noqa: E402
+from tests.e2e.kubeapi import KubeApi  # noqa: E402
+from tests.e2e.lowcarbproc import Lowcarb  # noqa: E402
+from tests.e2e.objects import gpu_node, gpu_pod  # noqa: E402
+from tests.e2e.procs import wait_until  # noqa: E402
+
+REGIONS = ("us-east-1", "us-west-2", "eu-central-1", "eu-north-1", "eu-west-3")
+PRODUCTS = ("NVIDIA-A100-SXM4-80GB", "NVIDIA-H100-80GB-HBM3", "NVIDIA-L4")
+VERBS = ("none", "filter+prioritize", "filter+prioritize+bind")
+NS = "bench"
+POOL = "bench"
+
+
+def make_nodes(api: KubeApi, start: int, stop: int) -> None:
+    nodes = [
+        gpu_node(
+            f"gpu-{i:05d}",
+            region=REGIONS[i % len(REGIONS)],
+            product=PRODUCTS[(i // len(REGIONS)) % len(PRODUCTS)],
+            pool=POOL,
+        )
+        for i in range(start, stop)
+    ]
+    api.create_nodes(nodes, parallel=16)
+
+
+class BindWatch:
+    """Watches the namespace's pods; records when each first shows spec.nodeName."""
+
+    def __init__(self, api: KubeApi) -> None:
+        self.api = api
+        self.bound: dict[str, float] = {}
+        self._stop = threading.Event()
+        rv = api.get(f"/api/v1/namespaces/{NS}/pods")["metadata"]["resourceVersion"]
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(rv,), daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+
+    def _run(self, rv: str) -> None:
+        params = {"watch": "1", "resourceVersion": rv, "allowWatchBookmarks": "true"}
+        path = f"/api/v1/namespaces/{NS}/pods"
+        timeout = httpx.Timeout(10, read=None)
+        with (
+            contextlib.suppress(httpx.HTTPError),
+            self.api.http.stream("GET", path, params=params, timeout=timeout) as resp,
+        ):
+            self._ready.set()
+            for line in resp.iter_lines():
+                if self._stop.is_set():
+                    return
+                if not line:
+                    continue
+                now = time.monotonic()
+                obj = json.loads(line).get("object", {})
+                name = obj.get("metadata", {}).get("name")
+                if obj.get("spec", {}).get("nodeName") and name not in self.bound:
+                    self.bound[name] = now
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all threads) from /proc, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_config(
+    api: KubeApi, scheduler: str, pods: int, tag: str, pids: dict[str, int]
+) -> dict[str, float]:
+    """Create ``pods`` GPU pods for ``scheduler``; measure throughput, latency and the CPU each
+    component spent per pod (a figure that other load on the machine does not inflate much)."""
+    watch = BindWatch(api)
+    cpu0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
+    names = [f"{tag}-{i:04d}" for i in range(pods)]
+    created: dict[str, float] = {}
+
+    def create(name: str) -> None:
+        created[name] = time.monotonic()
+        api.create_pod(gpu_pod(name, NS, scheduler=scheduler, pool=POOL))
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(create, names))
+    try:
+        wait_until(
+            f"{pods} pods bound by {scheduler}",
+            lambda: all(n in watch.bound for n in names),
+            timeout=max(120.0, pods / 2.0),
+            interval=0.05,
+        )
+    except TimeoutError:
+        listed = api.pods(NS)
+        bound = sum(1 for p in listed if p["spec"].get("nodeName"))
+        alive = watch.alive()
+        raise TimeoutError(
+            f"{scheduler}: {len(watch.bound)} binds seen by the watch (alive: {alive}), "
+            f"{bound} of {len(listed)} pods bound in the API"
+        ) from None
+    finally:
+        watch.stop()
+    cpu = {f"cpu_ms_{k}": (cpu_seconds(pid) - cpu0[k]) * 1000 / pods for k, pid in pids.items()}
+    first = min(created.values())
+    last = max(watch.bound[n] for n in names)
+    lat = sorted((watch.bound[n] - created[n]) * 1000 for n in names)
+    return {
+        **cpu,
+        "create_s": max(created.values()) - first,
+        "pods_per_s": pods / (last - first),
+        "latency_p50_ms": statistics.median(lat),
+        "latency_p99_ms": lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))],
+    }
+
+
+def delete_pods(api: KubeApi) -> None:
+    api.request("DELETE", f"/api/v1/namespaces/{NS}/pods", params={"gracePeriodSeconds": "0"})
+    wait_until("pods deleted", lambda: not api.pods(NS), 120, 0.2)
+    time.sleep(2.0)  # the watches of lowcarb and kube-scheduler catch up
+
+
+def extenders_for(verbs: str, url: str) -> list[dict[str, Any]]:
+    if verbs == "none":
+        return []
+    return [shipped_extender(url, node_cache_capable=True, bind=verbs.endswith("+bind"))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="500 nodes, 150 pods, one round")
+    parser.add_argument("--nodes", type=int, nargs="*", help="node counts (default 1000 5000)")
+    parser.add_argument("--pods", type=int, help="pods per configuration (default 300)")
+    parser.add_argument("--rounds", type=int, help="rounds of all configurations (default 2)")
+    parser.add_argument("--qps", type=float, help="kube-scheduler client QPS (default: shipped)")
+    parser.add_argument("--burst", type=int, help="kube-scheduler client burst (default: shipped)")
+    args = parser.parse_args(argv)
+    sizes = sorted(args.nodes or ([500] if args.quick else [1000, 5000]))
+    pods = args.pods or (150 if args.quick else 300)
+    rounds = args.rounds or (1 if args.quick else 2)
+    try:
+        bin_dir = kubebin.prepare()
+    except kubebin.KubeBinMissing as exc:
+        print(f"e2e_throughput: {exc}", file=sys.stderr)
+        return 2
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=True)
+    results: list[dict[str, Any]] = []
+    cpu_rows: list[dict[str, float]] = []
+    with tempfile.TemporaryDirectory(prefix="lowcarb-bench-") as tmp:
+        work = Path(tmp)
+        plane = ControlPlane(bin_dir, work / "plane")
+        lowcarb: Lowcarb | None = None
+        try:
+            plane.start()
+            api = plane.api
+            api.ensure_namespace(NS)
+            _, token, _ = plane.install_lowcarb_rbac()
+            lowcarb = Lowcarb(
+                work,
+                plane.kubeconfig("lowcarb", token),
+                policy=SHIPPED_POLICY,
+                ledger=work / "ledger.sqlite",
+            ).start()
+            have = 0
+            for size in sizes:
+                started = time.monotonic()
+                make_nodes(api, have, size)
+                have = size
+                console.log(f"{size} nodes ready in {time.monotonic() - started:.0f}s")
+                samples: dict[str, list[dict[str, float]]] = {v: [] for v in VERBS}
+                for r in range(rounds):
+                    for verbs in VERBS:
+                        name = "bench-" + verbs.replace("+", "-")
+                        sched = plane.start_scheduler(
+                            name,
+                            [name],
+                            extenders_for(verbs, lowcarb.url),
+                            qps=args.qps,
+                            burst=args.burst,
+                            verbosity=0,
+                        )
+                        time.sleep(1.0)  # informers settled
+                        assert lowcarb.proc is not None and plane.apiserver and plane.etcd
+                        pids = {
+                            "scheduler": sched.pid,
+                            "lowcarb": lowcarb.proc.pid,
+                            "apiserver": plane.apiserver.pid,
+                            "etcd": plane.etcd.pid,
+                        }
+                        got = run_config(api, name, pods, f"n{size}-r{r}-{name}", pids)
+                        plane.stop_scheduler(name)
+                        delete_pods(api)
+                        samples[verbs].append(got)
+                        console.log(
+                            f"{size} nodes, {verbs}: {got['pods_per_s']:.1f} pods/s, p50 "
+                            f"{got['latency_p50_ms']:.0f} ms, p99 {got['latency_p99_ms']:.0f} ms"
+                        )
+                med = {
+                    v: {k: statistics.median(s[k] for s in samples[v]) for k in samples[v][0]}
+                    for v in VERBS
+                }
+                base = med["none"]["pods_per_s"]
+                for verbs in VERBS:
+                    m = med[verbs]
+                    results.append(
+                        {
+                            "nodes": size,
+                            "verbs": verbs,
+                            "pods_per_s": round(m["pods_per_s"], 1),
+                            "baseline_pods_per_s": round(base, 1),
+                            "ratio": round(m["pods_per_s"] / base, 3),
+                            "latency_p50_ms": round(m["latency_p50_ms"], 1),
+                            "latency_p99_ms": round(m["latency_p99_ms"], 1),
+                        }
+                    )
+                    cpu_rows.append(m)
+        finally:
+            if lowcarb is not None:
+                lowcarb.stop()
+            plane.stop()
+
+    table = Table(
+        title=f"Through a real kube-scheduler: {pods} one-GPU pods, nodeCacheCapable true, "
+        f"median of {rounds} round(s)"
+    )
+    table.caption = "cpu: milliseconds of CPU per pod spent by each process (from /proc)"
+    cols = ("nodes", "extender verbs", "pods/s", "vs none", "p50 ms", "p99 ms")
+    cpu_cols = ("scheduler", "lowcarb", "apiserver", "etcd")
+    for col in (*cols, *(f"cpu {c}" for c in cpu_cols)):
+        table.add_column(col, justify="left" if col == "extender verbs" else "right")
+    for row, cpu in zip(results, cpu_rows, strict=True):
+        table.add_row(
+            f"{row['nodes']:,}",
+            row["verbs"],
+            f"{row['pods_per_s']:.1f}",
+            f"x{row['ratio']:.2f}",
+            f"{row['latency_p50_ms']:.0f}",
+            f"{row['latency_p99_ms']:.0f}",
+            *(f"{cpu[f'cpu_ms_{c}']:.1f}" for c in cpu_cols),
+        )
+    Console(width=150).print(table)
+    print(json.dumps({"benchmark": "e2e_throughput", "results": results}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
