@@ -29,13 +29,8 @@ from carbon import metrics
 from carbon.aio import cancel_all
 from carbon.clock import wall
 from carbon.config import STATIC_NAME, CarbonConfig, ProviderConfig
-from carbon.providers.base import (
-    PartialFailure,
-    Provider,
-    ProviderError,
-    create_provider,
-    utc,
-)
+from carbon.providers.base import PartialFailure, Provider, ProviderError, utc
+from carbon.providers.registry import create_provider
 from carbon.providers.static import static_values
 from carbon.types import IntensityPoint, Reading, SignalKind, ZoneSeries
 from carbon.window import FloatArray, IntervalSeries

@@ -25,7 +25,7 @@ from carbon.cache import CarbonCache, CarbonSnapshot
 from carbon.config import STATIC_NAME, CarbonConfig, ProviderConfig
 from carbon.duration import parse_duration
 from carbon.gaps import UNKNOWN_ZONE, unknown_zone_message
-from carbon.providers.base import known_types
+from carbon.providers.registry import known_types
 from scheduler.cli.errors import UsageError
 
 
