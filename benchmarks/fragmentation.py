@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.openb_trace import Nodes, Pods, TraceError, load_nodes, load_pods, resolve_pod_file
 from carbon.energy import PowerModel
-from carbon.types import Reading, SignalKind, ZoneSeries
+from carbon.testing import FixedView
 from scheduler.cluster.state import NodeTable
 from scheduler.demand import PodDemand
 from scheduler.gpu import supply as gpu
@@ -91,21 +91,6 @@ def authors_results(pod_file: Path) -> dict[str, float]:
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 POWER = PowerModel()
-
-
-class NoCarbon:
-    """A carbon view that knows no zone: the GPU-only benchmark never reads carbon."""
-
-    def reading(self, zone: str, kind: SignalKind = "average") -> Reading | None:
-        return None
-
-    def mean_intensity(
-        self, zone: str, start_s: float, end_s: float, kind: SignalKind = "average"
-    ) -> Reading | None:
-        return None
-
-    def forecast(self, zone: str, kind: SignalKind = "average") -> ZoneSeries | None:
-        return None
 
 
 def build_table(nodes: Nodes) -> NodeTable:
@@ -274,7 +259,7 @@ def make_chooser(
         ctx = Context(
             pod=d,
             table=table.take(rows),
-            carbon=NoCarbon(),
+            carbon=FixedView(),  # knows no zone: the GPU-only benchmark never reads carbon
             power=POWER,
             now_s=0.0,
             duration_s=3600.0,
