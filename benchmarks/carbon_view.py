@@ -20,8 +20,9 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from carbon.cache import CarbonCache, CarbonSnapshot
+from carbon.cache import CarbonCache
 from carbon.config import CarbonConfig
+from carbon.snapshot import CarbonSnapshot
 from carbon.zones import builtin_regions
 
 NOW = datetime(2026, 6, 15, 12, 20, tzinfo=UTC)

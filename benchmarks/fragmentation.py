@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from carbon.energy import PowerModel
 from carbon.series import HourlySeries, SeriesError, SeriesView
-from carbon.types import Reading, SignalKind, ZoneSeries
+from carbon.testing import FixedView
 from scheduler.cluster.state import NodeTable
 from scheduler.demand import PodDemand
 from scheduler.engine import Engine
@@ -123,21 +123,6 @@ def authors_results(pod_file: Path) -> dict[str, float]:
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 POWER = PowerModel()
-
-
-class NoCarbon:
-    """A carbon view that knows no zone: the GPU-only benchmark never reads carbon."""
-
-    def reading(self, zone: str, kind: SignalKind = "average") -> Reading | None:
-        return None
-
-    def mean_intensity(
-        self, zone: str, start_s: float, end_s: float, kind: SignalKind = "average"
-    ) -> Reading | None:
-        return None
-
-    def forecast(self, zone: str, kind: SignalKind = "average") -> ZoneSeries | None:
-        return None
 
 
 def build_table(nodes: SimNodes, zones: tuple[str, ...] = ()) -> NodeTable:
@@ -391,7 +376,7 @@ def make_chooser(
         ctx = Context(
             pod=d,
             table=table.take(rows),
-            carbon=NoCarbon(),
+            carbon=FixedView(),  # knows no zone: the GPU-only benchmark never reads carbon
             power=POWER,
             now_s=0.0,
             duration_s=3600.0,

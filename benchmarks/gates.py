@@ -26,7 +26,7 @@ import numpy as np
 import structlog
 
 from carbon.clock import wall
-from carbon.types import Reading, ZoneSeries
+from carbon.testing import FixedView
 from scheduler import wire
 from scheduler.gates import controller as gates
 
@@ -34,37 +34,16 @@ HOUR = 3600.0
 ZONES = ("DE", "FR", "GB", "US-CAL-CISO")
 
 
-class SeriesView:
-    """CarbonView over fixed forecasts (diurnal shape + noise, seeded)."""
-
-    def __init__(self, now: float, hours: int = 48, seed: int = 1) -> None:
-        rng = np.random.default_rng(seed)
-        t = np.arange(hours)
-        self.series: dict[str, ZoneSeries] = {}
-        for i, zone in enumerate(ZONES):
-            base = 150 + 100 * i
-            vals = (
-                base + 0.4 * base * np.sin(2 * np.pi * (t + 3 * i) / 24) + rng.normal(0, 10, hours)
-            )
-            self.series[zone] = ZoneSeries(
-                zone,
-                tuple((now + t * HOUR).tolist()),
-                tuple((now + (t + 1) * HOUR).tolist()),
-                tuple(np.maximum(vals, 5).tolist()),
-                "bench",
-            )
-
-    def reading(self, zone: str, kind: str = "average") -> Reading | None:
-        s = self.series.get(zone)
-        return Reading(zone, s.values[0], "bench", 0.0) if s else None
-
-    def mean_intensity(
-        self, zone: str, start_s: float, end_s: float, kind: str = "average"
-    ) -> Reading | None:
-        return self.reading(zone)
-
-    def forecast(self, zone: str, kind: str = "average") -> ZoneSeries | None:
-        return self.series.get(zone)
+def series_view(now: float, hours: int = 48, seed: int = 1) -> FixedView:
+    """A carbon view over fixed hourly forecasts (diurnal shape + noise, seeded)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(hours)
+    forecasts: dict[str, list[float]] = {}
+    for i, zone in enumerate(ZONES):
+        base = 150 + 100 * i
+        vals = base + 0.4 * base * np.sin(2 * np.pi * (t + 3 * i) / 24) + rng.normal(0, 10, hours)
+        forecasts[zone] = np.maximum(vals, 5).tolist()
+    return FixedView.of_forecasts(forecasts, start_s=now, source="bench")
 
 
 def make_pods(
@@ -134,7 +113,7 @@ def cpu(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
 async def main_async(n: int, repeat: int) -> list[dict[str, Any]]:
     structlog.configure(logger_factory=structlog.ReturnLoggerFactory())  # no per-pod log output
     now = float(int(wall() // HOUR) * HOUR)
-    view = SeriesView(now)
+    view = series_view(now)
     pods, zones = make_pods(n, now)
 
     def rules(pod: wire.Pod) -> gates.ShiftRules:

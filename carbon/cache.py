@@ -1,12 +1,10 @@
-"""The carbon cache: background refresh per provider, and the immutable snapshot scoring reads.
+"""The carbon cache: per-provider state and background refresh, publishing immutable snapshots.
 
-``CarbonCache.view()`` returns a :class:`CarbonSnapshot` (a reference swap after every refresh):
-readers never touch the network, never wait on a lock and never see an exception. Each value
-carries its source and age; values older than ``staleAfter`` are skipped in favour of the next
-source of the fallback chain (which ends with ``static``). Providers are refreshed on their own
-interval with per-provider exponential back-off, Retry-After, call timeouts and a circuit
-breaker; values outside 0..2,000 g/kWh are rejected. Every error is counted; each failure
-episode (and each switch of a zone to a fallback) is logged once.
+``CarbonCache.view()`` returns the current :class:`~carbon.snapshot.CarbonSnapshot` (a reference
+swap after every refresh; see :mod:`carbon.snapshot` for what readers get). Providers are
+refreshed on their own interval with per-provider exponential back-off, Retry-After, call
+timeouts and a circuit breaker; values outside 0..2,000 g/kWh are rejected. Every error is
+counted; each failure episode (and each switch of a zone to a fallback) is logged once.
 """
 
 from __future__ import annotations
@@ -14,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,191 +20,27 @@ from types import MappingProxyType
 from typing import Final
 
 import httpx
-import numpy as np
 
 from carbon import metrics
 from carbon.aio import cancel_all
 from carbon.clock import wall
 from carbon.config import STATIC_NAME, CarbonConfig, ProviderConfig
-from carbon.providers.base import (
-    PartialFailure,
-    Provider,
-    ProviderError,
-    create_provider,
-    utc,
-)
+from carbon.intensity import MAX_G_PER_KWH, valid_value
+from carbon.providers.base import PartialFailure, Provider, ProviderError, utc
+from carbon.providers.registry import create_provider
 from carbon.providers.static import static_values
-from carbon.types import IntensityPoint, Reading, SignalKind, ZoneSeries
-from carbon.window import FloatArray, IntervalSeries
+from carbon.serving import ServingLog
+from carbon.snapshot import CarbonSnapshot, Forecast, Latest, Source, forecast_from_points
+from carbon.types import IntensityPoint
 
 log = logging.getLogger("lowcarb.carbon.cache")
 
-MAX_G_PER_KWH: Final = 2000.0
 ZONE_LEVEL: Final[frozenset[str]] = frozenset({"unknown_zone", "invalid_value", "empty"})
 # kinds that say the provider itself is unhealthy (back off / circuit), even for one zone
 PROVIDER_HEALTH: Final[frozenset[str]] = frozenset(
     {"timeout", "network", "server", "rate_limited", "auth"}
 )
 UNKNOWN_ZONE_RETRY_S: Final = 3600.0
-
-
-def valid_value(g: float) -> bool:
-    """True for a plausible grid intensity (finite, 0..2,000 g/kWh)."""
-    return math.isfinite(g) and 0.0 <= g <= MAX_G_PER_KWH
-
-
-# ------------------------------------------------------------------------------------ snapshot
-
-
-@dataclass(frozen=True, slots=True)
-class Latest:
-    """One source's latest value for one zone."""
-
-    g_per_kwh: float
-    start_s: float
-    estimated: bool
-    kind: SignalKind
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class Forecast:
-    """One source's forecast for one zone as sorted, non-overlapping interval arrays."""
-
-    starts: FloatArray
-    ends: FloatArray
-    values: FloatArray
-    source: str
-    zone: str
-    intervals: IntervalSeries = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "intervals", IntervalSeries(self.starts, self.ends, self.values))
-
-    def series(self) -> ZoneSeries:
-        """As the contract's :class:`ZoneSeries`."""
-        return ZoneSeries(
-            zone=self.zone,
-            starts=tuple(self.starts.tolist()),
-            ends=tuple(self.ends.tolist()),
-            values=tuple(self.values.tolist()),
-            source=self.source,
-        )
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class Source:
-    """Everything one provider contributes to a snapshot (read-only mappings)."""
-
-    name: str
-    kind: SignalKind
-    static: bool
-    latest: Mapping[str, Latest]
-    forecasts: Mapping[str, Forecast]
-    static_values: Mapping[str, float] = field(default_factory=dict)
-
-
-class CarbonSnapshot:
-    """Immutable :class:`~carbon.types.CarbonView` of the cache at one refresh."""
-
-    def __init__(
-        self,
-        chain: tuple[Source, ...],
-        *,
-        stale_after: float,
-        clock: Callable[[], float],
-        on_miss: Callable[[str], None] | None = None,
-    ) -> None:
-        self.chain = chain
-        self.stale_after = stale_after
-        self.clock = clock
-        self._on_miss = on_miss
-        self._orders: dict[str, tuple[Source, ...]] = {
-            kind: self._order(kind) for kind in ("average", "marginal")
-        }
-
-    def _order(self, kind: str) -> tuple[Source, ...]:
-        """Sources of ``kind`` first (chain order), then static, then the other kind's."""
-        live = [s for s in self.chain if not s.static]
-        if not any(s.kind == kind for s in live):
-            return self.chain
-        statics = [s for s in self.chain if s.static]
-        return (
-            *[s for s in live if s.kind == kind],
-            *statics,
-            *[s for s in live if s.kind != kind],
-        )
-
-    def serving(self, zone: str, kind: SignalKind = "average") -> tuple[Source, Reading] | None:
-        """The source that serves ``zone`` now and its reading (None if no source knows it)."""
-        try:
-            now = self.clock()
-            order = self._orders.get(kind) or self.chain
-            stale: tuple[Source, Reading] | None = None
-            missed = False
-            for src in order:
-                if src.static:
-                    g = src.static_values.get(zone)
-                    if g is not None:
-                        if missed and self._on_miss is not None:
-                            self._on_miss(zone)
-                        return src, Reading(zone, g, src.name, 0.0, False, src.kind, True)
-                    continue
-                entry = src.latest.get(zone)
-                if entry is None:
-                    missed = True
-                    continue
-                age = max(0.0, now - entry.start_s)
-                if age <= self.stale_after:
-                    return src, Reading(
-                        zone, entry.g_per_kwh, src.name, age, False, entry.kind, entry.estimated
-                    )
-                if stale is None:
-                    stale = (
-                        src,
-                        Reading(zone, entry.g_per_kwh, src.name, age, True, entry.kind, True),
-                    )
-            if missed and self._on_miss is not None:
-                self._on_miss(zone)
-            return stale
-        except Exception:  # the request path must never see an exception
-            log.exception("carbon: snapshot lookup failed for zone %r", zone)
-            return None
-
-    def reading(self, zone: str, kind: SignalKind = "average") -> Reading | None:
-        """Latest value for ``zone`` after fallback, or None when no source knows it."""
-        hit = self.serving(zone, kind)
-        return hit[1] if hit else None
-
-    def mean_intensity(
-        self, zone: str, start_s: float, end_s: float, kind: SignalKind = "average"
-    ) -> Reading | None:
-        """Forecast mean over [start_s, end_s) from the serving source; gaps use its latest."""
-        hit = self.serving(zone, kind)
-        if hit is None:
-            return None
-        src, latest = hit
-        fc = src.forecasts.get(zone)
-        if fc is None or latest.stale:
-            return latest
-        try:
-            mean, covered = fc.intervals.mean(start_s, end_s, latest.g_per_kwh)
-        except Exception:
-            log.exception("carbon: forecast mean failed for zone %r", zone)
-            return latest
-        if covered == 0.0:
-            return latest
-        return Reading(zone, mean, src.name, latest.age_s, False, latest.kind, True)
-
-    def forecast(self, zone: str, kind: SignalKind = "average") -> ZoneSeries | None:
-        """The serving source's forecast for ``zone`` (None for static or none held)."""
-        hit = self.serving(zone, kind)
-        if hit is None:
-            return None
-        fc = hit[0].forecasts.get(zone)
-        return fc.series() if fc is not None else None
-
-
-# --------------------------------------------------------------------------------- provider state
 
 
 @dataclass
@@ -232,32 +65,16 @@ class ProviderState:
         """True for the static provider type (served from its table, never refreshed)."""
         return self.config.type == STATIC_NAME
 
-
-def _forecast_arrays(points: list[IntensityPoint], source: str, zone: str) -> Forecast | None:
-    if not points:
-        return None
-    pts = sorted(points, key=lambda p: p.start)
-    starts: list[float] = []
-    ends: list[float] = []
-    values: list[float] = []
-    for p in pts:
-        s, e = p.start.timestamp(), p.end.timestamp()
-        if ends and s < ends[-1]:  # overlapping/duplicate: keep the earlier interval
-            s = ends[-1]
-        if e <= s:
-            continue
-        starts.append(s)
-        ends.append(e)
-        values.append(p.g_per_kwh)
-    if not starts:
-        return None
-    return Forecast(
-        np.asarray(starts, dtype=np.float64),
-        np.asarray(ends, dtype=np.float64),
-        np.asarray(values, dtype=np.float64),
-        source,
-        zone,
-    )
+    def source(self) -> Source:
+        """What this provider contributes to a snapshot now (read-only copies)."""
+        return Source(
+            name=self.config.name,
+            kind=self.config.signal,
+            static=self.static,
+            latest=MappingProxyType(dict(self.latest)),
+            forecasts=MappingProxyType(dict(self.forecasts)),
+            static_values=self.table,
+        )
 
 
 ProviderFactoryFn = Callable[[ProviderConfig], Provider]
@@ -282,12 +99,11 @@ class CarbonCache:
         self._states: dict[str, ProviderState] = {}
         self._zones: set[str] = set(zones)
         self._wanted: set[str] = set()
-        self._serving: dict[str, str] = {}
+        self._served = ServingLog()
         self._running = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.errors: Counter[tuple[str, str]] = Counter()
-        self.fallbacks: Counter[tuple[str, str]] = Counter()
         self._build_states(self.config)
         self._view = self._snapshot()
 
@@ -296,6 +112,11 @@ class CarbonCache:
     def view(self) -> CarbonSnapshot:
         """The current immutable snapshot (never blocks)."""
         return self._view
+
+    @property
+    def fallbacks(self) -> Counter[tuple[str, str]]:
+        """Switches of a zone to a fallback source, by (zone, source)."""
+        return self._served.fallbacks
 
     @property
     def zones(self) -> frozenset[str]:
@@ -607,7 +428,7 @@ class CarbonCache:
                     ),
                     zone,
                 )
-            fc = _forecast_arrays(good, st.config.name, zone)
+            fc = forecast_from_points(good, st.config.name, zone)
             if fc is None:
                 st.forecasts.pop(zone, None)
             else:
@@ -616,20 +437,8 @@ class CarbonCache:
         await asyncio.gather(*(one(z) for z in zones))
 
     def _snapshot(self) -> CarbonSnapshot:
-        sources = []
-        for st in self._states.values():
-            sources.append(
-                Source(
-                    name=st.config.name,
-                    kind=st.config.signal,
-                    static=st.static,
-                    latest=MappingProxyType(dict(st.latest)),
-                    forecasts=MappingProxyType(dict(st.forecasts)),
-                    static_values=st.table,
-                )
-            )
         return CarbonSnapshot(
-            tuple(sources),
+            tuple(st.source() for st in self._states.values()),
             stale_after=self.config.stale_after,
             clock=self.clock,
             on_miss=self._note_miss,
@@ -640,26 +449,5 @@ class CarbonCache:
         self._view = snap
         primary = self.config.fallback[0]
         kind = self.config.provider(primary).signal  # judge fallbacks in the primary's signal
-        for zone in sorted(self._zones):
-            hit = snap.serving(zone, kind)
-            if hit is None:
-                continue
-            src, reading = hit
-            metrics.INTENSITY.labels(zone=zone, kind=reading.kind).set(reading.g_per_kwh)
-            metrics.DATA_AGE.labels(zone=zone).set(reading.age_s)
-            before = self._serving.get(zone)
-            if before == src.name:
-                continue
-            self._serving[zone] = src.name
-            if src.name != primary:
-                self.fallbacks[(zone, src.name)] += 1
-                metrics.FALLBACKS.labels(zone=zone, source=src.name).inc()
-                log.warning(
-                    "carbon: zone %s served by fallback %s (primary %s has no fresh value)",
-                    zone,
-                    src.name,
-                    primary,
-                )
-            elif before is not None:
-                log.info("carbon: zone %s back on primary source %s", zone, primary)
+        self._served.record(snap, sorted(self._zones), primary, kind)
         return snap

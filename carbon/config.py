@@ -8,66 +8,61 @@ the model's validator calls, or the policy loader runs itself (see :mod:`carbon.
 
 from __future__ import annotations
 
-import math
-from typing import Annotated, Any
+from typing import Any
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     ValidationInfo,
-    WithJsonSchema,
+    field_validator,
     model_validator,
 )
 
 from carbon.checks import Problem, did_you_mean, raise_problems, separate
 from carbon.duration import Duration
-from carbon.types import FactorType, SignalKind
+from carbon.intensity import Intensity
+from carbon.providers.base import ProviderOptions, ProviderSettings, UncheckedOptions
+from carbon.providers.registry import ENTRY_POINT_GROUP, known_types, options_model
+from carbon.providers.static import StaticOptions
+
+__all__ = [
+    "STATIC_NAME",
+    "BackoffConfig",
+    "CarbonConfig",
+    "CircuitConfig",
+    "Intensity",
+    "ProviderConfig",
+    "carbon_problems",
+    "load_carbon_section",
+]
 
 STATIC_NAME = "static"
-
-ProviderType = str
 
 _CAMEL = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
-class ProviderConfig(BaseModel):
+class ProviderConfig(ProviderSettings):
     """One configured carbon-data source (an instance of a registered provider type)."""
 
-    model_config = _CAMEL
-
-    name: str = Field(min_length=1, description="Name used in `fallback` and reported as source.")
-    type: ProviderType = Field(
-        default="", description="Registered provider type; defaults to `name`."
-    )
-    url: str | None = Field(
-        default=None, description="Base URL; else the provider's LOWCARB_*_URL env var or default."
-    )
-    token_env: str | None = Field(default=None, alias="tokenEnv")
-    username_env: str | None = Field(default=None, alias="usernameEnv")
-    password_env: str | None = Field(default=None, alias="passwordEnv")
-    refresh: Duration = Field(default="5m", validate_default=True, description="Refresh interval.")
-    timeout: Duration = Field(default="5s", validate_default=True, description="Per-call timeout.")
-    signal: SignalKind = Field(default="average", description="average or marginal.")
-    emission_factor: FactorType = Field(default="lifecycle", alias="emissionFactor")
-    forecast: bool = Field(default=True, description="Also fetch forecasts (paid on some APIs).")
-    forecast_horizon: Duration = Field(
-        default="24h", validate_default=True, alias="forecastHorizon"
-    )
-    zones: dict[str, str] = Field(
-        default_factory=dict,
-        description="lowcarb zone key -> this provider's own key (e.g. DE: germanywestcentral).",
-    )
-    options: dict[str, Any] = Field(
-        default_factory=dict, description="Provider-specific settings (e.g. replay path, year)."
-    )
-
-    @model_validator(mode="after")
-    def _default_type(self) -> ProviderConfig:
-        if not self.type:
-            object.__setattr__(self, "type", self.name)
-        return self
+    @field_validator("options", mode="before")
+    @classmethod
+    def _typed_options(cls, value: object, info: ValidationInfo) -> object:
+        """Validate ``options`` with the provider type's own model, so ``options: {factor:
+        direkt}`` on a ``replay`` provider is an error at ``providers[0].options.factor``.
+        Options of an unknown type are kept unchecked: the type is the error (see
+        :func:`carbon_problems`)."""
+        kind = info.data.get("type") or info.data.get("name")
+        model = options_model(kind) if isinstance(kind, str) else None
+        if model is None:
+            if isinstance(value, ProviderOptions):
+                return value
+            return UncheckedOptions.model_validate(value) if isinstance(value, dict) else value
+        if isinstance(value, model):
+            return value
+        if isinstance(value, ProviderOptions):
+            value = value.model_dump()
+        return model.model_validate(value)
 
 
 class BackoffConfig(BaseModel):
@@ -86,20 +81,6 @@ class CircuitConfig(BaseModel):
 
     failures: int = Field(default=5, ge=1)
     open_for: Duration = Field(default="5m", validate_default=True, alias="openFor")
-
-
-def _check_intensity(value: float) -> float:
-    if not math.isfinite(value) or value < 0 or value > 2000:
-        raise ValueError(f"{value:g} is out of range; use gCO2e/kWh between 0 and 2000")
-    return value
-
-
-Intensity = Annotated[
-    float,
-    AfterValidator(_check_intensity),
-    WithJsonSchema({"type": "number", "minimum": 0, "maximum": 2000}),
-]
-"""A grid intensity in gCO2e/kWh, 0..2000."""
 
 
 class CarbonConfig(BaseModel):
@@ -143,9 +124,12 @@ class CarbonConfig(BaseModel):
                 raise KeyError(name)
             found = ProviderConfig(name=STATIC_NAME, type=STATIC_NAME, forecast=False)
         if found.type == STATIC_NAME:
-            values = {**self.static, **dict(found.options.get("values") or {})}
-            builtin = bool(found.options.get("builtin", self.builtin_static))
-            options = {**found.options, "values": values, "builtin": builtin}
+            given = found.options
+            own = given if isinstance(given, StaticOptions) else StaticOptions()
+            options = StaticOptions(
+                values={**self.static, **own.values},
+                builtin=self.builtin_static if own.builtin is None else own.builtin,
+            )
             found = found.model_copy(update={"options": options})
         return found
 
@@ -159,12 +143,9 @@ def carbon_problems(section: object) -> list[Problem]:
     skipped): duplicate or unknown providers, a fallback chain that names an undeclared provider,
     repeats one or does not end with ``static``, a zone-mapping loop. Locations are relative to
     the section."""
-    from carbon.providers.base import known_types
-
     if not isinstance(section, dict):
         return []
     out: list[Problem] = []
-    types = known_types()
     declared: dict[str, object] = {}  # provider name -> type
     providers = section.get("providers")
     for i, prov in enumerate(providers if isinstance(providers, list) else []):
@@ -181,13 +162,14 @@ def carbon_problems(section: object) -> list[Problem]:
                 )
             else:
                 declared[name] = kind
-        if isinstance(kind, str) and kind and kind not in types:
+        if isinstance(kind, str) and kind and options_model(kind) is None:
+            types = known_types()
             out.append(
                 (
                     ("providers", i, "type" if prov.get("type") else "name"),
                     f"unknown provider type {kind!r}{did_you_mean(kind, sorted(types))} (use "
                     f"one of {', '.join(sorted(types))}, or install a plugin exposing it under "
-                    "the 'lowcarb.carbon_providers' entry-point group)",
+                    f"the {ENTRY_POINT_GROUP!r} entry-point group)",
                 )
             )
     fallback = section.get("fallback", [STATIC_NAME])

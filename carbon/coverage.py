@@ -12,7 +12,7 @@ built-in table unless ``builtinStatic`` is false.
 from __future__ import annotations
 
 from carbon.config import STATIC_NAME, CarbonConfig, ProviderConfig
-from carbon.providers.base import registry
+from carbon.providers.registry import registry
 from carbon.providers.static import static_values
 from carbon.zones import ZoneMapper, builtin_regions
 

@@ -19,7 +19,6 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from carbon.datadir import data_dir
 from carbon.types import Reading, SignalKind, ZoneSeries
@@ -114,6 +113,10 @@ def load_csv(path: Path, factor: Factor = "lca", zone: str | None = None) -> Hou
 
 
 def _load_csv(path: Path, factor: Factor, zone: str | None) -> HourlySeries:
+    # pandas (and the pyarrow it loads) only when a file is read: validating a policy or building
+    # the replay provider must not pay for them
+    import pandas as pd
+
     try:
         frame = pd.read_csv(path)
     except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:

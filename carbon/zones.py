@@ -14,10 +14,30 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import Protocol
 
 log = logging.getLogger("lowcarb.carbon.zones")
 
 DEFAULT_LABEL = "topology.kubernetes.io/region"
+
+
+class ZoneSettings(Protocol):
+    """The zone-mapping part of the ``carbon:`` policy section (what :class:`ZoneMapper` reads)."""
+
+    @property
+    def zones(self) -> Mapping[str, str]:
+        """Region label value -> zone key, or another region name."""
+        ...
+
+    @property
+    def zone_label(self) -> str:
+        """The node label holding the region."""
+        ...
+
+    @property
+    def builtin_regions(self) -> bool:
+        """Whether the built-in cloud-region table is used."""
+        ...
 
 
 def _rows(name: str) -> Iterator[dict[str, str]]:
@@ -90,11 +110,8 @@ class ZoneMapper:
         self.unknown: set[str] = set()
 
     @classmethod
-    def from_config(cls, config: object) -> ZoneMapper:
-        """Build from a :class:`carbon.config.CarbonConfig`."""
-        from carbon.config import CarbonConfig
-
-        assert isinstance(config, CarbonConfig)
+    def from_config(cls, config: ZoneSettings) -> ZoneMapper:
+        """Build from the zone settings of a :class:`carbon.config.CarbonConfig`."""
         return cls(config.zones, label=config.zone_label, use_builtin=config.builtin_regions)
 
     def zone_for_region(self, region: str) -> str | None:

@@ -1,33 +1,7 @@
-"""Carbon-intensity providers: the protocol, the registry, and one module per built-in provider.
+"""Carbon-intensity providers: one module per provider type, each with its typed ``Options``.
 
-Importing this package registers every built-in provider type; third-party types come from the
-``lowcarb.carbon_providers`` entry-point group (see :func:`carbon.providers.base.registry`).
+:mod:`carbon.providers.base` says what a provider is (settings, options, protocol, errors),
+:mod:`carbon.providers._http` is the base of the HTTP ones, and
+:mod:`carbon.providers.registry` maps type names to classes (built-ins and entry-point plugins).
+Importing this package imports nothing else.
 """
-
-from carbon.providers import (  # noqa: F401  (imported for their @provider registration)
-    carbonaware,
-    electricitymaps,
-    replay,
-    static,
-    ukgrid,
-    watttime,
-)
-from carbon.providers.base import (
-    PartialFailure,
-    Provider,
-    ProviderError,
-    create_provider,
-    known_types,
-    provider,
-    registry,
-)
-
-__all__ = [
-    "PartialFailure",
-    "Provider",
-    "ProviderError",
-    "create_provider",
-    "known_types",
-    "provider",
-    "registry",
-]

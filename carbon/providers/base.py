@@ -1,32 +1,35 @@
-"""Provider protocol, registry and the shared HTTP helper every HTTP provider uses.
+"""What a carbon provider is: settings, typed options, protocol, classified errors, base class.
 
 A provider only translates one API's answers into :class:`~carbon.types.IntensityPoint` (units
-converted at the boundary, nothing else computed). Providers register by name with
-``@provider("name")``; third parties expose a class under the ``lowcarb.carbon_providers``
-entry-point group. Errors are classified into :data:`ErrorKind` so the cache can back off,
-open a circuit and count them.
+converted at the boundary, nothing else computed). It is built from :class:`ProviderSettings`
+(the policy's provider entry: name, URL, credentials' env var names, timeouts, zone keys) whose
+``options`` are an instance of the provider's own :class:`ProviderOptions` model. Errors are
+classified into :data:`ErrorKind` so the cache can back off, open a circuit and count them.
+The registry of provider types is :mod:`carbon.providers.registry`; HTTP providers build on
+:mod:`carbon.providers._http`.
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
-import email.utils
-import importlib.metadata
-import logging
-import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
+from typing import Annotated, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
 import httpx
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    WithJsonSchema,
+    model_validator,
+)
 
 from carbon.clock import wall
-from carbon.config import ProviderConfig
-from carbon.types import IntensityPoint
-
-log = logging.getLogger("lowcarb.carbon.providers")
-
-ENTRY_POINT_GROUP = "lowcarb.carbon_providers"
+from carbon.duration import Duration
+from carbon.types import FactorType, IntensityPoint, SignalKind
 
 ErrorKind = Literal[
     "timeout",
@@ -86,12 +89,90 @@ class PartialFailure(ProviderError):
         self.errors = dict(errors)
 
 
+# ---------------------------------------------------------------------------------- settings
+
+
+class ProviderOptions(BaseModel):
+    """Base of every provider type's ``options`` model; as it is, a type that takes no options.
+
+    A provider type declares its own subclass (precise fields, ``Literal`` enums) as its
+    ``Options`` class attribute; unknown keys are rejected.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class UncheckedOptions(ProviderOptions):
+    """The options of a provider whose type is unknown: kept as written, never given to a
+    provider (the unknown type itself is the error the policy reports)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class ProviderSettings(BaseModel):
+    """One configured carbon-data source: what a provider instance is built from.
+
+    :class:`carbon.config.ProviderConfig` (the policy's entry) adds the validation of ``options``
+    against the provider type's own model.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    name: str = Field(min_length=1, description="Name used in `fallback` and reported as source.")
+    type: str = Field(default="", description="Registered provider type; defaults to `name`.")
+    url: str | None = Field(
+        default=None, description="Base URL; else the provider's LOWCARB_*_URL env var or default."
+    )
+    token_env: str | None = Field(default=None, alias="tokenEnv")
+    username_env: str | None = Field(default=None, alias="usernameEnv")
+    password_env: str | None = Field(default=None, alias="passwordEnv")
+    refresh: Duration = Field(default="5m", validate_default=True, description="Refresh interval.")
+    timeout: Duration = Field(default="5s", validate_default=True, description="Per-call timeout.")
+    signal: SignalKind = Field(default="average", description="average or marginal.")
+    emission_factor: FactorType = Field(default="lifecycle", alias="emissionFactor")
+    forecast: bool = Field(default=True, description="Also fetch forecasts (paid on some APIs).")
+    forecast_horizon: Duration = Field(
+        default="24h", validate_default=True, alias="forecastHorizon"
+    )
+    zones: dict[str, str] = Field(
+        default_factory=dict,
+        description="lowcarb zone key -> this provider's own key (e.g. DE: germanywestcentral).",
+    )
+    options: Annotated[
+        SerializeAsAny[ProviderOptions],
+        WithJsonSchema({"type": "object", "additionalProperties": True}),
+    ] = Field(
+        default_factory=ProviderOptions,
+        validate_default=True,  # so a config of a known type holds that type's default options
+        title="Options",
+        description="Provider-specific settings (e.g. replay path, year).",
+    )
+
+    @model_validator(mode="after")
+    def _default_type(self) -> ProviderSettings:
+        if not self.type:
+            object.__setattr__(self, "type", self.name)
+        return self
+
+
+OptionsT = TypeVar("OptionsT", bound=ProviderOptions)
+
+
+def options_as(config: ProviderSettings, model: type[OptionsT]) -> OptionsT:
+    """``config.options`` as ``model`` (a config built in code may hold the bare base options)."""
+    given = config.options
+    return given if isinstance(given, model) else model.model_validate(given.model_dump())
+
+
+# ---------------------------------------------------------------------------------- protocol
+
+
 @runtime_checkable
 class Provider(Protocol):
     """What every carbon-data provider implements (all methods async, all times UTC)."""
 
     name: str
-    config: ProviderConfig
+    config: ProviderSettings
 
     async def latest(self, zones: Sequence[str]) -> list[IntensityPoint]:
         """Most recent value per zone (zones the provider cannot serve are omitted or raise)."""
@@ -110,249 +191,58 @@ class Provider(Protocol):
         ...
 
 
-ProviderFactory = Callable[..., Provider]
-_REGISTRY: dict[str, ProviderFactory] = {}
-_entry_points_loaded = False
+class ProviderBase(abc.ABC):
+    """Constructor and zone-key translation shared by the built-in providers.
 
-T = TypeVar("T")
+    A subclass sets ``Options`` to its options model; ``self.options`` is then an instance of it
+    (a config built in code with the base :class:`ProviderOptions` gets the defaults).
+    """
 
+    Options: ClassVar[type[ProviderOptions]] = ProviderOptions
 
-def provider(type_name: str) -> Callable[[T], T]:
-    """Class decorator registering a provider type under ``type_name``."""
+    @classmethod
+    def default_zone_keys(cls) -> Mapping[str, str]:
+        """Built-in lowcarb zone -> provider key table (empty: keys pass through)."""
+        return {}
 
-    def register(cls: T) -> T:
-        _REGISTRY[type_name] = cls  # type: ignore[assignment]
-        return cls
+    def __init__(
+        self,
+        config: ProviderSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = wall,
+    ) -> None:
+        self.name = config.name
+        self.config = config
+        self.clock = clock
+        self.options: ProviderOptions = options_as(config, self.Options)
 
-    return register
+    def key(self, zone: str) -> str:
+        """This provider's own key for lowcarb zone ``zone``."""
+        return self.config.zones.get(zone) or self.default_zone_keys().get(zone) or zone
 
+    @abc.abstractmethod
+    async def latest(self, zones: Sequence[str]) -> list[IntensityPoint]:
+        """Most recent value per zone (see :class:`Provider`)."""
 
-def _load_builtin() -> None:
-    # Importing the package imports every built-in provider module (each registers itself).
-    import carbon.providers  # noqa: F401
+    @abc.abstractmethod
+    async def forecast(self, zone: str, start: datetime, end: datetime) -> list[IntensityPoint]:
+        """Forecast points overlapping [start, end) (see :class:`Provider`)."""
 
+    @abc.abstractmethod
+    async def history(self, zone: str, start: datetime, end: datetime) -> list[IntensityPoint]:
+        """Measured points in [start, end) (see :class:`Provider`)."""
 
-def _load_entry_points() -> None:
-    global _entry_points_loaded
-    if _entry_points_loaded:
-        return
-    _entry_points_loaded = True
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in _REGISTRY:
-            continue
-        try:
-            _REGISTRY[ep.name] = ep.load()
-        except Exception as exc:  # a broken plugin must not take the scheduler down
-            log.error("carbon provider plugin %s failed to load: %s", ep.value, exc)
-
-
-def registry() -> dict[str, ProviderFactory]:
-    """All known provider types (built-in first, then entry points)."""
-    _load_builtin()
-    _load_entry_points()
-    return dict(_REGISTRY)
-
-
-def known_types() -> set[str]:
-    """Names of all provider types."""
-    return set(registry())
+    async def aclose(self) -> None:  # noqa: B027  (optional on purpose: most hold nothing)
+        """Nothing to release (providers holding a client override this)."""
 
 
-def create_provider(
-    config: ProviderConfig,
-    *,
-    transport: httpx.AsyncBaseTransport | None = None,
-    clock: Callable[[], float] = wall,
-) -> Provider:
-    """Instantiate the provider type ``config.type`` for ``config``."""
-    factory = registry().get(config.type)
-    if factory is None:
-        raise KeyError(f"unknown carbon provider type {config.type!r}")
-    return factory(config, transport=transport, clock=clock)
-
-
-# ---------------------------------------------------------------- helpers shared by providers
+# ---------------------------------------------------------------------------------- helpers
 
 
 def utc(ts: float) -> datetime:
     """Epoch seconds -> aware UTC datetime."""
     return datetime.fromtimestamp(ts, tz=UTC)
-
-
-def parse_time(value: Any, *, provider: str, field: str) -> datetime:
-    """ISO-8601 timestamp from an API ("Z", "+00:00", no seconds, milliseconds) -> aware UTC."""
-    if not isinstance(value, str):
-        raise ProviderError(
-            "bad_response", f"{field} is not a timestamp: {value!r}", provider=provider
-        )
-    text = value.strip()
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise ProviderError(
-            "bad_response", f"{field} is not ISO-8601: {value!r}", provider=provider
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
-
-
-def number(value: Any, *, provider: str, field: str, zone: str | None = None) -> float:
-    """A numeric field from an API, or a bad_response error naming the field."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ProviderError(
-            "bad_response", f"{field} is not a number: {value!r}", provider=provider, zone=zone
-        )
-    return float(value)
-
-
-def iso(dt: datetime) -> str:
-    """UTC timestamp as the APIs expect it: ``2023-06-14T12:00:00Z``."""
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def env_or(config_value: str | None, env_name: str, default: str) -> str:
-    """Config value, else environment variable, else default (base URLs)."""
-    if config_value:
-        return config_value
-    return os.environ.get(env_name) or default
-
-
-def secret(env_name: str | None, default_env: str) -> str | None:
-    """A credential read from the environment variable named in config (or the default name)."""
-    value = os.environ.get(env_name or default_env)
-    return value or None
-
-
-def _retry_after(value: str | None, now: float) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now)
-
-
-def _message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:200]
-    if isinstance(body, dict):
-        err = body.get("error")
-        if isinstance(err, dict):
-            return str(err.get("message") or err.get("code") or body)[:300]
-        parts = [str(body[k]) for k in ("error", "message", "msg", "title", "detail") if k in body]
-        if parts:
-            return ": ".join(parts)[:300]
-    return str(body)[:300]
-
-
-class HttpClient:
-    """httpx.AsyncClient wrapper: base URL, timeout, headers, and error classification."""
-
-    def __init__(
-        self,
-        provider_name: str,
-        base_url: str,
-        *,
-        timeout: float,
-        headers: Mapping[str, str] | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        clock: Callable[[], float] = wall,
-        classify: Callable[[httpx.Response, str], ErrorKind | None] | None = None,
-    ) -> None:
-        self.provider = provider_name
-        self.clock = clock
-        self._classify = classify
-        self.client = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            timeout=httpx.Timeout(timeout),
-            headers=dict(headers or {}),
-            transport=transport,
-            follow_redirects=False,
-        )
-
-    async def aclose(self) -> None:
-        """Close the underlying connection pool."""
-        await self.client.aclose()
-
-    async def get_json(
-        self,
-        path: str,
-        *,
-        params: Any = None,
-        headers: Mapping[str, str] | None = None,
-        zone: str | None = None,
-        auth: httpx.Auth | None = None,
-    ) -> Any:
-        """GET ``path`` and decode JSON; None for 204; raises a classified ProviderError."""
-        try:
-            if auth is not None:
-                response = await self.client.get(path, params=params, headers=headers, auth=auth)
-            else:
-                response = await self.client.get(path, params=params, headers=headers)
-        except httpx.TimeoutException as exc:
-            raise ProviderError(
-                "timeout",
-                f"no answer from {path}: {type(exc).__name__}",
-                provider=self.provider,
-                zone=zone,
-            ) from None
-        except httpx.HTTPError as exc:
-            raise ProviderError(
-                "network", f"{path}: {type(exc).__name__}: {exc}", provider=self.provider, zone=zone
-            ) from None
-        return self.decode(response, path, zone=zone)
-
-    def decode(self, response: httpx.Response, path: str, *, zone: str | None = None) -> Any:
-        """Classify the status and return the decoded JSON body."""
-        status = response.status_code
-        if status == 204:
-            return None
-        if status >= 400:
-            msg = _message(response)
-            kind: ErrorKind | None = self._classify(response, msg) if self._classify else None
-            retry = _retry_after(response.headers.get("Retry-After"), self.clock())
-            if kind is None:
-                if status == 429:
-                    kind = "rate_limited"
-                elif status in (401, 403):
-                    kind = "auth"
-                elif status >= 500:
-                    kind = "server"
-                elif status == 404 and zone is not None:
-                    kind = "unknown_zone"
-                else:
-                    kind = "client"
-            raise ProviderError(
-                kind,
-                f"{path}: {msg}",
-                provider=self.provider,
-                zone=zone,
-                status=status,
-                retry_after=retry,
-            )
-        try:
-            return response.json()
-        except ValueError:
-            ctype = response.headers.get("content-type", "?")
-            raise ProviderError(
-                "bad_response",
-                f"{path}: body is not JSON (content-type {ctype}): {response.text[:80]!r}",
-                provider=self.provider,
-                zone=zone,
-                status=status,
-            ) from None
 
 
 _SEVERITY: dict[str, int] = {
@@ -403,23 +293,3 @@ async def gather_zones(
     if errors:
         raise PartialFailure(points, errors, provider_name)
     return points
-
-
-class HttpProviderBase:
-    """Common constructor bits for HTTP providers (config, clock, zone key translation)."""
-
-    type_name: ClassVar[str] = ""
-
-    @classmethod
-    def default_zone_keys(cls) -> Mapping[str, str]:
-        """Built-in lowcarb zone -> provider key table (empty: keys pass through)."""
-        return {}
-
-    def __init__(self, config: ProviderConfig, *, clock: Callable[[], float] = wall) -> None:
-        self.name = config.name
-        self.config = config
-        self.clock = clock
-
-    def key(self, zone: str) -> str:
-        """This provider's own key for lowcarb zone ``zone``."""
-        return self.config.zones.get(zone) or self.default_zone_keys().get(zone) or zone

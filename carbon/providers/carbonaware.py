@@ -10,28 +10,13 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
-
-from carbon.clock import wall
-from carbon.config import ProviderConfig
-from carbon.providers.base import (
-    HttpClient,
-    HttpProviderBase,
-    PartialFailure,
-    ProviderError,
-    env_or,
-    gather_zones,
-    iso,
-    number,
-    parse_time,
-    provider,
-    utc,
-)
+from carbon.providers._http import HttpProvider, iso, number, parse_time
+from carbon.providers.base import PartialFailure, ProviderError, gather_zones, utc
 from carbon.types import IntensityPoint
 from carbon.zones import builtin_azure_locations
 
@@ -50,40 +35,17 @@ def parse_timespan(value: Any, *, provider_name: str) -> timedelta:
     return timedelta(days=days, hours=h, minutes=m, seconds=s)
 
 
-@provider("carbonaware")
-class CarbonAwareSdk(HttpProviderBase):
+class CarbonAwareSdk(HttpProvider):
     """Carbon Aware SDK WebAPI (https://github.com/Green-Software-Foundation/carbon-aware-sdk)."""
 
-    def __init__(
-        self,
-        config: ProviderConfig,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        clock: Callable[[], float] = wall,
-    ) -> None:
-        super().__init__(config, clock=clock)
-        base_url = env_or(config.url, URL_ENV, "")
-        if not base_url:  # the WebAPI is self-hosted: there is no public default
-            raise ValueError(
-                f"provider {config.name!r} (carbonaware): set its url in the policy or "
-                f"{URL_ENV} to your Carbon Aware SDK WebAPI, e.g. http://carbon-aware-api:8080"
-            )
-        self.http = HttpClient(
-            config.name,
-            base_url,
-            timeout=config.timeout,
-            transport=transport,
-            clock=clock,
-        )
+    URL_ENV = URL_ENV
+    DEFAULT_URL = ""  # the WebAPI is self-hosted: there is no public default
+    SELF_HOSTED = "your Carbon Aware SDK WebAPI, e.g. http://carbon-aware-api:8080"
 
     @classmethod
     def default_zone_keys(cls) -> Mapping[str, str]:
         """Built-in zone -> Azure location table."""
         return builtin_azure_locations()
-
-    async def aclose(self) -> None:
-        """Close the HTTP client."""
-        await self.http.aclose()
 
     def _emissions(self, zone_of: Mapping[str, str], body: Any) -> list[IntensityPoint]:
         if body is None:  # 204 No Content

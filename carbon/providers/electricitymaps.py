@@ -8,28 +8,14 @@ treating it as a bad key.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 
-from carbon.clock import wall
-from carbon.config import ProviderConfig
-from carbon.providers.base import (
-    ErrorKind,
-    HttpClient,
-    HttpProviderBase,
-    ProviderError,
-    env_or,
-    gather_zones,
-    iso,
-    number,
-    parse_time,
-    provider,
-    secret,
-    utc,
-)
+from carbon.providers._http import HttpProvider, iso, number, parse_time, secret
+from carbon.providers.base import ErrorKind, ProviderError, gather_zones, utc
 from carbon.types import IntensityPoint
 
 DEFAULT_URL = "https://api.electricitymap.org"
@@ -40,41 +26,24 @@ _LIMIT_WORDS = ("limit", "quota", "exceeded", "too many")
 _PAST_RANGE_MAX = timedelta(days=10)
 
 
-def _classify(response: httpx.Response, message: str) -> ErrorKind | None:
-    if response.status_code == 401 and any(w in message.lower() for w in _LIMIT_WORDS):
-        return "rate_limited"
-    if response.status_code in (400, 404) and "zone" in message.lower():
-        return "unknown_zone"
-    return None
-
-
-@provider("electricitymaps")
-class ElectricityMaps(HttpProviderBase):
+class ElectricityMaps(HttpProvider):
     """Electricity Maps v3 (https://static.electricitymap.org/api/docs/)."""
 
-    def __init__(
-        self,
-        config: ProviderConfig,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        clock: Callable[[], float] = wall,
-    ) -> None:
-        super().__init__(config, clock=clock)
-        token = secret(config.token_env, TOKEN_ENV)
-        headers = {"auth-token": token} if token else {}
-        self.http = HttpClient(
-            config.name,
-            env_or(config.url, URL_ENV, DEFAULT_URL),
-            timeout=config.timeout,
-            headers=headers,
-            transport=transport,
-            clock=clock,
-            classify=_classify,
-        )
+    URL_ENV = URL_ENV
+    DEFAULT_URL = DEFAULT_URL
 
-    async def aclose(self) -> None:
-        """Close the HTTP client."""
-        await self.http.aclose()
+    def headers(self) -> dict[str, str]:
+        """``auth-token`` from the variable named by ``tokenEnv`` (default TOKEN_ENV)."""
+        token = secret(self.config.token_env, TOKEN_ENV)
+        return {"auth-token": token} if token else {}
+
+    def classify(self, response: httpx.Response, message: str) -> ErrorKind | None:
+        """A 401 about a limit or quota is a rate limit; a 400/404 about the zone, unknown_zone."""
+        if response.status_code == 401 and any(w in message.lower() for w in _LIMIT_WORDS):
+            return "rate_limited"
+        if response.status_code in (400, 404) and "zone" in message.lower():
+            return "unknown_zone"
+        return None
 
     def _params(self, zone: str, **extra: str) -> dict[str, str]:
         params = {"zone": self.key(zone), **extra}

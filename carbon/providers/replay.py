@@ -1,26 +1,42 @@
 """``replay`` provider: serve hourly CSV series (e.g. the data dir's Electricity Maps portal files).
 
-Options: ``year`` (default 2023), ``factor`` (``lca``/``direct``), ``root`` (portal folder;
-default ``$LOWCARB_DATA/carbon/electricitymaps_portal``), ``shift`` (default true: the series'
-same hour-of-year is served for "now", wrapping around the year, so demos look live).
-With ``shift: false`` the series' own timestamps are used (simulations with a fake clock).
+Options (:class:`ReplayOptions`): ``year`` (default 2023), ``factor`` (``lca`` or ``direct``),
+``root`` (portal folder; default ``$LOWCARB_DATA/carbon/electricitymaps_portal``), ``shift``
+(default true: the series' same hour-of-year is served for "now", wrapping around the year, so
+demos look live). With ``shift: false`` the series' own timestamps are used (simulations with a
+fake clock).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
-import httpx
 import numpy as np
+from pydantic import Field
 
-from carbon.clock import wall
-from carbon.config import ProviderConfig
-from carbon.providers.base import ProviderError, gather_zones, provider, utc
-from carbon.series import Factor, HourlySeries, SeriesError, load_zone_year
+from carbon.providers.base import ProviderBase, ProviderError, ProviderOptions, gather_zones, utc
+from carbon.series import HourlySeries, SeriesError, load_zone_year
 from carbon.types import IntensityPoint
+
+
+class ReplayOptions(ProviderOptions):
+    """Options of the ``replay`` provider."""
+
+    year: int = Field(default=2023, ge=1970, le=2100, description="Year of the series to serve.")
+    factor: Literal["lca", "direct"] = Field(
+        default="lca", description="Emission factor column: lca (lifecycle) or direct."
+    )
+    root: Path | None = Field(
+        default=None,
+        description="Portal folder (default $LOWCARB_DATA/carbon/electricitymaps_portal).",
+    )
+    shift: bool = Field(
+        default=True, description="Serve the same hour-of-year for now (false: own timestamps)."
+    )
 
 
 def _year_start(ts: float) -> float:
@@ -28,37 +44,20 @@ def _year_start(ts: float) -> float:
     return datetime(year, 1, 1, tzinfo=UTC).timestamp()
 
 
-@provider("replay")
-class ReplayProvider:
+class ReplayProvider(ProviderBase):
     """Replays recorded series as if live."""
 
-    def __init__(
-        self,
-        config: ProviderConfig,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        clock: Callable[[], float] = wall,
-    ) -> None:
-        self.name = config.name
-        self.config = config
-        self.clock = clock
-        opts = config.options
-        self.year = int(opts.get("year", 2023))
-        self.factor: Factor = "direct" if opts.get("factor") == "direct" else "lca"
-        self.root = Path(opts["root"]) if opts.get("root") else None
-        self.shift = bool(opts.get("shift", True))
-
-    async def aclose(self) -> None:
-        """Nothing to release."""
+    Options = ReplayOptions
+    options: ReplayOptions
 
     async def _series(self, zone: str) -> HourlySeries:
         try:
             return await asyncio.to_thread(
                 load_zone_year,
                 zone,
-                self.year,
-                factor=self.factor,
-                root=self.root,
+                self.options.year,
+                factor=self.options.factor,
+                root=self.options.root,
             )
         except SeriesError as exc:
             raise ProviderError("unknown_zone", str(exc), provider=self.name, zone=zone) from None
@@ -66,7 +65,7 @@ class ReplayProvider:
     def _slice(self, s: HourlySeries, start_s: float, end_s: float) -> list[tuple[float, float]]:
         """(interval start on the caller's timeline, value) for intervals overlapping the window."""
         step = s.step_s
-        if self.shift:
+        if self.options.shift:
             base = _year_start(start_s)
             first = int((start_s - base) // step)
             last = int(np.ceil((end_s - base) / step))
@@ -90,7 +89,7 @@ class ReplayProvider:
                 utc(t + s.step_s),
                 v,
                 self.config.signal,
-                "direct" if self.factor == "direct" else "lifecycle",
+                "direct" if self.options.factor == "direct" else "lifecycle",
                 est,
             )
             for t, v in self._slice(s, start_s, end_s)
@@ -105,7 +104,7 @@ class ReplayProvider:
             if not got:
                 raise ProviderError(
                     "empty",
-                    f"series does not cover now (year {self.year}, shift off)",
+                    f"series does not cover now (year {self.options.year}, shift off)",
                     provider=self.name,
                     zone=zone,
                 )

@@ -4,56 +4,70 @@ The built-in table (``carbon/data/zone_annual_means.csv``) holds 2022 annual mea
 intensities for 123 Electricity Maps zones (Sukprasert et al., EuroSys'24 artifact), plus country
 keys and aliases derived from them, each row citing its source. This is the embedded offline
 default and the last link of every fallback chain; no I/O after construction.
+
+Options: ``values`` (zone -> gCO2e/kWh, 0..2000; the policy's ``carbon.static`` is merged in) and
+``builtin`` (use the built-in table for other zones; unset: the policy's ``builtinStatic``).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 import httpx
+from pydantic import Field
 
 from carbon.clock import wall
-from carbon.config import ProviderConfig
-from carbon.providers.base import ProviderError, gather_zones, provider, utc
+from carbon.intensity import Intensity
+from carbon.providers.base import (
+    ProviderBase,
+    ProviderError,
+    ProviderOptions,
+    ProviderSettings,
+    gather_zones,
+    options_as,
+    utc,
+)
 from carbon.types import IntensityPoint
 from carbon.zones import builtin_annual_means
 
 
-def static_values(config: ProviderConfig) -> dict[str, float]:
-    """Zone -> g/kWh: built-in table (unless ``options.builtin`` is false) + ``options.values``."""
+class StaticOptions(ProviderOptions):
+    """Options of the ``static`` provider."""
+
+    values: dict[str, Intensity] = Field(
+        default_factory=dict, description="Zone -> gCO2e/kWh, overriding the built-in table."
+    )
+    builtin: bool | None = Field(
+        default=None,
+        description="Serve the built-in annual means for other zones (unset: builtinStatic).",
+    )
+
+
+def static_values(config: ProviderSettings) -> dict[str, float]:
+    """Zone -> g/kWh: the built-in table (unless ``options.builtin`` is false) + ``values``."""
+    options = options_as(config, StaticOptions)
     values: dict[str, float] = {}
-    if config.options.get("builtin", True):
+    if options.builtin is not False:
         values.update(builtin_annual_means())
-    raw: Any = config.options.get("values") or {}
-    for zone, value in dict(raw).items():
-        g = float(value)
-        if not math.isfinite(g) or not 0 <= g <= 2000:
-            raise ValueError(f"static value for {zone!r} must be 0..2000 gCO2e/kWh, got {value!r}")
-        values[str(zone)] = g
+    values.update(options.values)
     return values
 
 
-@provider("static")
-class StaticProvider:
+class StaticProvider(ProviderBase):
     """Constant values per zone (never stale, always marked estimated)."""
+
+    Options = StaticOptions
 
     def __init__(
         self,
-        config: ProviderConfig,
+        config: ProviderSettings,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = wall,
     ) -> None:
-        self.name = config.name
-        self.config = config
-        self.clock = clock
+        super().__init__(config, transport=transport, clock=clock)
         self.values = static_values(config)
-
-    async def aclose(self) -> None:
-        """Nothing to release."""
 
     def _point(self, zone: str, start: datetime, end: datetime) -> IntensityPoint:
         value = self.values.get(zone)

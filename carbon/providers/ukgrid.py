@@ -8,24 +8,12 @@ Factors are direct (wind, solar and nuclear count as 0, see ``/intensity/factors
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
-
-from carbon.clock import wall
-from carbon.config import ProviderConfig
-from carbon.providers.base import (
-    HttpClient,
-    HttpProviderBase,
-    PartialFailure,
-    ProviderError,
-    env_or,
-    number,
-    parse_time,
-    provider,
-)
+from carbon.providers._http import HttpProvider, number, parse_time
+from carbon.providers.base import PartialFailure, ProviderError
 from carbon.types import IntensityPoint
 
 DEFAULT_URL = "https://api.carbonintensity.org.uk"
@@ -38,34 +26,16 @@ def _minute(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
 
 
-@provider("ukgrid")
-class UkGrid(HttpProviderBase):
+class UkGrid(HttpProvider):
     """api.carbonintensity.org.uk (https://carbon-intensity.github.io/api-definitions/)."""
+
+    URL_ENV = URL_ENV
+    DEFAULT_URL = DEFAULT_URL
 
     @classmethod
     def default_zone_keys(cls) -> Mapping[str, str]:
         """Only ``GB`` (national) is known without configuration."""
         return {"GB": NATIONAL}
-
-    def __init__(
-        self,
-        config: ProviderConfig,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        clock: Callable[[], float] = wall,
-    ) -> None:
-        super().__init__(config, clock=clock)
-        self.http = HttpClient(
-            config.name,
-            env_or(config.url, URL_ENV, DEFAULT_URL),
-            timeout=config.timeout,
-            transport=transport,
-            clock=clock,
-        )
-
-    async def aclose(self) -> None:
-        """Close the HTTP client."""
-        await self.http.aclose()
 
     def _target(self, zone: str) -> tuple[str, str]:
         """('national', '') or ('regionid'|'postcode', value); unknown_zone otherwise."""

@@ -16,20 +16,8 @@ from typing import Any
 import httpx
 
 from carbon.clock import wall
-from carbon.config import ProviderConfig
-from carbon.providers.base import (
-    ErrorKind,
-    HttpClient,
-    HttpProviderBase,
-    ProviderError,
-    env_or,
-    gather_zones,
-    iso,
-    number,
-    parse_time,
-    provider,
-    secret,
-)
+from carbon.providers._http import HttpProvider, iso, number, parse_time, secret
+from carbon.providers.base import ErrorKind, ProviderError, ProviderSettings, gather_zones
 from carbon.types import IntensityPoint
 from carbon.zones import builtin_watttime_regions
 
@@ -44,36 +32,22 @@ _HISTORY_MAX = timedelta(days=32)
 SIGNAL = "co2_moer"
 
 
-def _classify(response: httpx.Response, message: str) -> ErrorKind | None:
-    if response.status_code == 403 and "scope" in message.lower():
-        return "unknown_zone"  # region/signal not in this plan: that zone only, not the key
-    if response.status_code in (400, 422) and "region" in message.lower():
-        return "unknown_zone"
-    return None
-
-
-@provider("watttime")
-class WattTime(HttpProviderBase):
+class WattTime(HttpProvider):
     """WattTime v3 (https://docs.watttime.org)."""
+
+    URL_ENV = URL_ENV
+    DEFAULT_URL = DEFAULT_URL
 
     def __init__(
         self,
-        config: ProviderConfig,
+        config: ProviderSettings,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = wall,
     ) -> None:
-        super().__init__(config, clock=clock)
+        super().__init__(config, transport=transport, clock=clock)
         self.username = secret(config.username_env, USERNAME_ENV)
         self.password = secret(config.password_env, PASSWORD_ENV)
-        self.http = HttpClient(
-            config.name,
-            env_or(config.url, URL_ENV, DEFAULT_URL),
-            timeout=config.timeout,
-            transport=transport,
-            clock=clock,
-            classify=_classify,
-        )
         self._token: str | None = None
         self._token_at = 0.0
         self._login_lock = asyncio.Lock()
@@ -84,9 +58,13 @@ class WattTime(HttpProviderBase):
         """Built-in zone -> WattTime region table."""
         return builtin_watttime_regions()
 
-    async def aclose(self) -> None:
-        """Close the HTTP client."""
-        await self.http.aclose()
+    def classify(self, response: httpx.Response, message: str) -> ErrorKind | None:
+        """A 403 about scope, or a 400/422 about the region, concerns that zone only."""
+        if response.status_code == 403 and "scope" in message.lower():
+            return "unknown_zone"  # region/signal not in this plan: that zone only, not the key
+        if response.status_code in (400, 422) and "region" in message.lower():
+            return "unknown_zone"
+        return None
 
     async def _bearer(self, *, force: bool = False) -> str:
         async with self._login_lock:

@@ -21,11 +21,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from carbon.cache import CarbonCache, CarbonSnapshot
+from carbon.cache import CarbonCache
 from carbon.config import STATIC_NAME, CarbonConfig, ProviderConfig
 from carbon.duration import parse_duration
 from carbon.gaps import UNKNOWN_ZONE, unknown_zone_message
-from carbon.providers.base import known_types
+from carbon.providers.registry import known_types
+from carbon.snapshot import CarbonSnapshot
 from scheduler.cli.errors import UsageError
 
 

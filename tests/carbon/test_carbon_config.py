@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from carbon.config import CarbonConfig, load_carbon_section
 from carbon.duration import parse_duration
+from carbon.providers.static import StaticOptions
 
 POLICY = Path(__file__).resolve().parents[2] / "policies" / "default.yaml"
 
@@ -18,7 +19,8 @@ def test_no_arguments_is_the_offline_static_default() -> None:
     cfg = CarbonConfig()
     assert cfg.fallback == ["static"] and cfg.providers == []
     [static] = cfg.chain()
-    assert static.type == "static" and static.options["builtin"] is True
+    assert static.type == "static"
+    assert isinstance(static.options, StaticOptions) and static.options.builtin is True
     assert cfg.zone_label == "topology.kubernetes.io/region"
 
 
@@ -51,7 +53,7 @@ def test_full_chain_with_static_overrides() -> None:
     )
     em, gb, static = cfg.chain()
     assert (em.refresh, em.timeout, gb.type, cfg.stale_after) == (300, 3, "ukgrid", 5400)
-    assert static.options["values"] == {"DE": 380}
+    assert isinstance(static.options, StaticOptions) and static.options.values == {"DE": 380}
 
 
 def message(data: dict[str, object]) -> str:

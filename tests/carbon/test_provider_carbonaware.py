@@ -10,9 +10,15 @@ import pytest
 from carbon.config import ProviderConfig
 from carbon.providers.base import PartialFailure, ProviderError
 from carbon.providers.carbonaware import CarbonAwareSdk, parse_timespan
-from tests.support.carbon import Recorder, json_response
+from tests.support.carbon import ContractCase, Recorder, json_response
 
 NOW = datetime(2024, 6, 17, 0, 12, tzinfo=UTC)
+CONTRACT = ContractCase(
+    zone="US-MIDA-PJM",
+    now=datetime(2024, 6, 17, 0, 12, tzinfo=UTC).timestamp(),
+    settings={"url": "http://casdk.test"},
+    routes={"/emissions/bylocations": "carbon-aware-sdk/emissions-bylocation.json"},
+)
 
 
 def make(rec: Recorder, **cfg: object) -> CarbonAwareSdk:

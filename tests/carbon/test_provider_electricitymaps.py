@@ -10,9 +10,14 @@ import pytest
 from carbon.config import ProviderConfig
 from carbon.providers.base import PartialFailure, ProviderError
 from carbon.providers.electricitymaps import ElectricityMaps
-from tests.support.carbon import Recorder, json_response
+from tests.support.carbon import ContractCase, Recorder, json_response
 
 NOW = datetime(2023, 6, 15, 0, 30, tzinfo=UTC).timestamp()
+CONTRACT = ContractCase(
+    zone="DE",
+    now=datetime(2023, 6, 15, tzinfo=UTC).timestamp(),
+    routes={"/v3/carbon-intensity/latest": "electricitymaps/carbon-intensity-latest.json"},
+)
 
 
 def make(rec: Recorder, **cfg: object) -> ElectricityMaps:

@@ -10,9 +10,14 @@ import pytest
 from carbon.config import ProviderConfig
 from carbon.providers.base import PartialFailure, ProviderError
 from carbon.providers.ukgrid import UkGrid
-from tests.support.carbon import Recorder, json_response
+from tests.support.carbon import ContractCase, Recorder, json_response
 
 START = datetime(2023, 3, 14, 3, 30, tzinfo=UTC)
+CONTRACT = ContractCase(
+    zone="GB",
+    now=datetime(2023, 3, 14, 3, 40, tzinfo=UTC).timestamp(),
+    routes={"/intensity": "uk-carbon-intensity/intensity.json"},
+)
 
 
 def make(rec: Recorder, **cfg: object) -> UkGrid:

@@ -11,9 +11,16 @@ import pytest
 from carbon.config import ProviderConfig
 from carbon.providers.base import ProviderError
 from carbon.providers.watttime import LBS_PER_MWH_TO_G_PER_KWH, WattTime
-from tests.support.carbon import Recorder, fixture, json_response
+from tests.support.carbon import ContractCase, Recorder, fixture, json_response
 
 LOGIN_TOKEN = fixture("watttime/login.json")["token"]
+CONTRACT = ContractCase(
+    zone="US-CAL-CISO",
+    now=datetime(2024, 6, 18, 18, 41, tzinfo=UTC).timestamp(),
+    settings={"signal": "marginal"},
+    routes={"/login": "watttime/login.json", "/v3/forecast": "watttime/forecast.json"},
+    env={"LOWCARB_WATTTIME_USERNAME": "u", "LOWCARB_WATTTIME_PASSWORD": "p"},
+)
 
 
 class Clock:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from carbon.accounting.ledger import GateRecord, Ledger, open_reader, read_records
-from carbon.types import Reading, ZoneSeries
+from carbon.testing import FixedView
 from scheduler.gates import controller as gates
 from scheduler.kube import client as kube
 from tests.support.fakeapi import FakeApiServer, PodStore, permission_of
@@ -24,32 +24,9 @@ CREATED = "2026-11-28T11:59:00Z"
 ZONE = "US-W"
 
 
-class View:
-    """A CarbonView over fixed hourly forecasts (what the carbon cache would serve)."""
-
-    def __init__(self, series: Mapping[str, Sequence[float]], start: float = NOON) -> None:
-        self.series = {
-            zone: ZoneSeries(
-                zone=zone,
-                starts=tuple(start + i * HOUR for i in range(len(v))),
-                ends=tuple(start + (i + 1) * HOUR for i in range(len(v))),
-                values=tuple(v),
-                source="test",
-            )
-            for zone, v in series.items()
-        }
-
-    def reading(self, zone: str, kind: str = "average") -> Reading | None:
-        s = self.series.get(zone)
-        return Reading(zone, s.values[0], "test", 0.0) if s else None
-
-    def mean_intensity(
-        self, zone: str, start_s: float, end_s: float, kind: str = "average"
-    ) -> Reading | None:
-        return self.reading(zone)
-
-    def forecast(self, zone: str, kind: str = "average") -> ZoneSeries | None:
-        return self.series.get(zone)
+def forecast_view(series: Mapping[str, Sequence[float]], start: float = NOON) -> FixedView:
+    """A carbon view over fixed hourly forecasts (what the carbon cache would serve)."""
+    return FixedView.of_forecasts(series, start_s=start)
 
 
 # dirty for 2 h, clean from 14:00 to 16:00, dirty again
@@ -62,7 +39,7 @@ class Env:
     store: PodStore
     client: kube.KubeClient
     now: list[float]
-    view: View
+    view: FixedView
     made: list[gates.GateController] = field(default_factory=list)
 
     def controller(self, min_saving: float = 0.1, **kw: Any) -> gates.GateController:
@@ -89,7 +66,7 @@ def api() -> Iterator[FakeApiServer]:
 async def env(api: FakeApiServer) -> AsyncIterator[Env]:
     store = PodStore(api).install()
     client = kube.KubeClient(kube.KubeConfig(host=api.url, token="t"))
-    made = Env(api, store, client, [NOON], View({ZONE: DIP}))
+    made = Env(api, store, client, [NOON], forecast_view({ZONE: DIP}))
     yield made
     for ctl in made.made:  # Events still being posted finish before the loop closes
         await ctl.drain_events()
@@ -150,7 +127,7 @@ async def test_holds_until_the_clean_hour_then_releases_only_our_gate(env: Env) 
 
 async def test_our_gate_at_another_index_is_found_by_name(env: Env) -> None:
     gated(env, "second", gates=["other.example/gate", gates.GATE])
-    env.view = View({ZONE: [300.0] * 24})  # no cleaner hour: release at once
+    env.view = forecast_view({ZONE: [300.0] * 24})  # no cleaner hour: release at once
     ctl = env.controller()
     await sync(ctl)
     assert await ctl.run_once() == 1
@@ -186,7 +163,7 @@ async def test_unusable_annotations_release_at_once_with_a_reason(
 
 async def test_no_forecast_fails_open(env: Env) -> None:
     gated(env, "blind")
-    env.view = View({})
+    env.view = forecast_view({})
     ctl = env.controller()
     await sync(ctl)
     assert await ctl.run_once() == 1
@@ -197,7 +174,7 @@ async def test_no_forecast_fails_open(env: Env) -> None:
 
 async def test_small_saving_below_min_saving_is_not_held(env: Env) -> None:
     gated(env, "meh")
-    env.view = View({ZONE: [310, 310, 290, 290] + [310] * 20})  # at most -6%
+    env.view = forecast_view({ZONE: [310, 310, 290, 290] + [310] * 20})  # at most -6%
     ctl = env.controller(min_saving=0.2)
     await sync(ctl)
     assert await ctl.run_once() == 1
@@ -208,7 +185,7 @@ async def test_small_saving_below_min_saving_is_not_held(env: Env) -> None:
 async def test_released_by_the_latest_safe_start(env: Env) -> None:
     # deadline 16:00, 2h run, 5 min margin: latest safe start 13:55, inside the clean dip
     gated(env, "tight", deadline="2026-11-28T16:00:00Z")
-    env.view = View({ZONE: [400, 400, 50, 50] + [400] * 20})
+    env.view = forecast_view({ZONE: [400, 400, 50, 50] + [400] * 20})
     ctl = env.controller()
     await sync(ctl)
     assert await ctl.run_once() == 0
@@ -247,7 +224,7 @@ async def test_pod_deleted_while_held_is_recorded_and_never_patched(
 
 async def test_pod_deleted_just_before_release_gets_404(env: Env) -> None:
     gated(env, "vanishing")
-    env.view = View({ZONE: [300.0] * 24})
+    env.view = forecast_view({ZONE: [300.0] * 24})
     ctl = env.controller()
     await sync(ctl)
     env.store.pods.pop("vanishing")  # gone at the server, the watch has not told us yet
@@ -259,7 +236,7 @@ async def test_pod_deleted_just_before_release_gets_404(env: Env) -> None:
 @pytest.mark.parametrize("code", [409, 422])
 async def test_conflict_rereads_and_retries_once(env: Env, code: int) -> None:
     gated(env, "busy")
-    env.view = View({ZONE: [300.0] * 24})
+    env.view = forecast_view({ZONE: [300.0] * 24})
     env.store.fail_next = [code]
     ctl = env.controller()
     await sync(ctl)
@@ -275,7 +252,7 @@ async def test_conflict_rereads_and_retries_once(env: Env, code: int) -> None:
 
 async def test_gate_removed_by_someone_else_is_not_released_twice(env: Env) -> None:
     gated(env, "raced")
-    env.view = View({ZONE: [300.0] * 24})
+    env.view = forecast_view({ZONE: [300.0] * 24})
     ctl = env.controller()
     await sync(ctl)
     pod = env.store.pods["raced"]  # another controller removes our gate meanwhile
@@ -288,7 +265,7 @@ async def test_gate_removed_by_someone_else_is_not_released_twice(env: Env) -> N
 
 async def test_api_outage_is_retried_until_released_exactly_once(env: Env) -> None:
     gated(env, "patient")
-    env.view = View({ZONE: [300.0] * 24})
+    env.view = forecast_view({ZONE: [300.0] * 24})
     ctl = env.controller()
     await sync(ctl)
     env.api.outage = True
@@ -337,7 +314,7 @@ async def test_replans_when_forecast_refreshes(env: Env) -> None:
     await sync(ctl)
     await ctl.run_once()
     assert ctl.held["uid-replan"].planned == NOON + 2 * HOUR
-    env.view = View({ZONE: [310, 310, 250, 250, 100, 100] + [300] * 18})  # cleaner later
+    env.view = forecast_view({ZONE: [310, 310, 250, 250, 100, 100] + [300] * 18})  # cleaner later
     await ctl.run_once(NOON + 60)
     await ctl.drain_events()
     assert ctl.held["uid-replan"].planned == NOON + 4 * HOUR
@@ -346,7 +323,7 @@ async def test_replans_when_forecast_refreshes(env: Env) -> None:
 
 async def test_controller_loop_follows_the_watch(env: Env) -> None:
     ctl = env.controller(settings=gates.GateSettings(tick_s=0.05))
-    env.view = View({ZONE: [300.0] * 24})
+    env.view = forecast_view({ZONE: [300.0] * 24})
     await ctl.start()
     try:
         gated(env, "late-arrival")  # created after the controller started: seen by the watch
@@ -366,7 +343,7 @@ async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
 
 
 def test_plan_batch_vectorised_matches_single_pods() -> None:
-    view = View({"A": DIP, "B": [200.0] * 24})
+    view = forecast_view({"A": DIP, "B": [200.0] * 24})
     n = 50
     rng = np.random.default_rng(3)
     earliest = np.full(n, NOON)
@@ -394,7 +371,7 @@ def test_group_keys() -> None:
 
 async def test_waits_for_sync_and_forecasts_before_failing_open(env: Env) -> None:
     gated(env, "early")
-    env.view = View({})
+    env.view = forecast_view({})
     synced = [False]
     ctl = env.controller(ready=lambda: synced[0])
     ctl.started_at = NOON  # just started: the carbon cache may not have fetched yet
@@ -445,7 +422,7 @@ async def test_event_failures_never_block_a_release(env: Env) -> None:
         Reply(422, fixture("events-v1-create-missing-fields.json")),
     )
     gated(env, "quiet")
-    env.view = View({ZONE: [300.0] * 24})
+    env.view = forecast_view({ZONE: [300.0] * 24})
     ctl = env.controller()
     await sync(ctl)
     assert await ctl.run_once() == 1

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from carbon.energy import PowerModel
-from carbon.types import Reading, SignalKind, ZoneSeries
+from carbon.testing import FixedView
 from scheduler import wire
 from scheduler.cluster.state import ClusterState, NodeTable
 from scheduler.demand import PodDemand, parse_demand
@@ -20,19 +20,6 @@ from scheduler.terms.base import Context
 from scheduler.terms.gpu_fit import ORDER_STEPS, GpuFit, fgd_preference
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "gpu"
-
-
-class NoCarbon:
-    def reading(self, zone: str, kind: SignalKind = "average") -> Reading | None:
-        return None
-
-    def mean_intensity(
-        self, zone: str, start_s: float, end_s: float, kind: SignalKind = "average"
-    ) -> Reading | None:
-        return None
-
-    def forecast(self, zone: str, kind: SignalKind = "average") -> ZoneSeries | None:
-        return None
 
 
 def bound_pod(
@@ -70,7 +57,7 @@ def ctx(table: NodeTable, pod: PodDemand, mode: str = "fgd") -> Context:
     return Context(
         pod=pod,
         table=table,
-        carbon=NoCarbon(),
+        carbon=FixedView(),  # knows no zone
         power=PowerModel(),
         now_s=0.0,
         duration_s=3600.0,

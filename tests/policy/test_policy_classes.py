@@ -7,6 +7,7 @@ import json
 import msgspec
 import pytest
 
+from carbon.testing import FixedView
 from scheduler import wire
 from scheduler.cluster.state import ClusterState
 from scheduler.engine import Engine
@@ -14,7 +15,7 @@ from scheduler.extender.records import placement_record
 from scheduler.extender.service import Extender
 from scheduler.policy.classes import classify, owner_kinds
 from scheduler.policy.model import load_policy, policy_from_text
-from tests.support.policy import POLICIES, View, fixture_json, recorded_pod
+from tests.support.policy import POLICIES, fixture_json, recorded_pod
 
 POLICY = policy_from_text(
     """\
@@ -136,7 +137,7 @@ def test_bad_annotation_reaches_the_decision_through_the_extender() -> None:
         "lowcarb.dev/class": "gpu-heavy",
     }
     engine = Engine(POLICY)
-    view = View({"US-MIDA-PJM": 425.3, "US-NW-BPAT": 96.1, "DE": 481.5})
+    view = FixedView({"US-MIDA-PJM": 425.3, "US-NW-BPAT": 96.1, "DE": 481.5})
     zones = {"us-east": "US-MIDA-PJM", "us-west": "US-NW-BPAT", "eu-central": "DE"}
     state = ClusterState(zone_of=lambda labels: zones.get(labels.get(wire_region, "")))
     ext = Extender(state=state, engine=lambda: engine, carbon=lambda: view, clock=lambda: 0.0)

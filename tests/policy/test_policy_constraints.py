@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from carbon.testing import FixedView
 from scheduler.demand import PodDemand
 from scheduler.engine import Engine
 from scheduler.policy.model import policy_from_text
-from tests.support.policy import View, node_table
+from tests.support.policy import node_table
 
 POLICY = policy_from_text(
     """\
@@ -33,7 +34,7 @@ ROWS = [
     ("us", "US-MIDA-PJM", "us-east-1", "NVIDIA-A100-SXM4-80GB", 8),
     ("nz", None, "", "NVIDIA-A100-SXM4-80GB", 8),
 ]
-VIEW = View({"SE-SE3": 23.4, "FR": 99.4, "PL": 819.2, "US-MIDA-PJM": 425.3})
+VIEW = FixedView({"SE-SE3": 23.4, "FR": 99.4, "PL": 819.2, "US-MIDA-PJM": 425.3})
 
 
 def pod(gpus: int = 1) -> PodDemand:

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 from carbon.energy import PowerModel
+from carbon.testing import FixedView
 from scheduler.demand import PodDemand
 from scheduler.engine import Engine
 from scheduler.policy.model import policy_from_text
 from scheduler.terms.base import Context
 from scheduler.terms.carbon import Carbon, gpu_share
-from tests.support.policy import Row, View, node_table
+from tests.support.policy import Row, node_table
 
 GIB = 2**30
 
@@ -21,7 +22,7 @@ GIB = 2**30
 def ctx(
     pod: PodDemand,
     rows: Sequence[Row],
-    view: View,
+    view: FixedView,
     *,
     power: PowerModel | None = None,
     hours: float = 1.0,
@@ -60,7 +61,7 @@ def test_h100_in_dirtier_zone_beats_t4_in_cleaner_zone() -> None:
         ("h100", "DIRTY", "r1", "NVIDIA-H100-80GB-HBM3", 8),
         ("t4", "CLEAN", "r2", "Tesla-T4", 4),
     ]
-    ts = Carbon().score(ctx(one_gpu_pod(), rows, View({"DIRTY": 300.0, "CLEAN": 200.0})))
+    ts = Carbon().score(ctx(one_gpu_pod(), rows, FixedView({"DIRTY": 300.0, "CLEAN": 200.0})))
     assert ts.unit == "gCO2e"
     assert ts.raw.tolist() == pytest.approx([108.72, 124.80])
     assert ts.normalized.tolist() == [1.0, 0.0]
@@ -80,7 +81,7 @@ def test_forecast_mean_over_each_nodes_own_run() -> None:
     """
     pod = PodDemand(uid="u", namespace="ml", name="p", gpus=1, gpu_milli=1000)
     rows = [("h", "Z", "r", "NVIDIA-H100", 8), ("a", "Z", "r", "NVIDIA-A100-SXM4-80GB", 8)]
-    view = View({"Z": 999.0}, {"Z": [100.0, 500.0]})
+    view = FixedView({"Z": 999.0}, {"Z": [100.0, 500.0]})
     ts = Carbon().score(ctx(pod, rows, view, power=PowerModel(pue=1.0), hours=2.0))
     assert ts.raw.tolist() == pytest.approx([56.0, 192.0])
 
@@ -97,7 +98,7 @@ def test_fractions_mig_and_site_pue() -> None:
         ("b", "Z", "site-b", "NVIDIA-A100-SXM4-80GB", 8),  # PUE by zone 1.1
         ("c", "Y", "site-c", "NVIDIA-A100-SXM4-80GB", 8),  # default PUE 1.5
     ]
-    view = View({"Z": 100.0, "Y": 100.0})
+    view = FixedView({"Z": 100.0, "Y": 100.0})
     ts = Carbon().score(ctx(shared, rows, view, power=power))
     # 320 W x 0.25 = 80 W for 1 h = 0.08 kWh x PUE x 100 g/kWh
     assert ts.raw.tolist() == pytest.approx([11.2, 8.8, 12.0])
@@ -113,7 +114,7 @@ def test_zone_without_data_is_neutral_and_noted() -> None:
         ("x", "NODATA", "r", "NVIDIA-A100", 8),
         ("u", None, "r", "NVIDIA-A100", 8),
     ]
-    ts = Carbon().score(ctx(pod, rows, View({"A": 100.0, "B": 300.0})))
+    ts = Carbon().score(ctx(pod, rows, FixedView({"A": 100.0, "B": 300.0})))
     assert np.isfinite(ts.raw[:2]).all() and np.isnan(ts.raw[2:]).all()
     assert ts.normalized.tolist() == pytest.approx([1.0, 0.0, 0.5, 0.5])
     assert pod.notes == [
@@ -128,7 +129,7 @@ def test_zone_without_data_is_neutral_and_noted() -> None:
 def test_cpu_pod_is_not_slowed_by_the_gpu_model() -> None:
     pod = PodDemand(uid="u", namespace="n", name="p", cpu_milli=4000, mem_bytes=16 * GIB)
     rows = [("t4", "Z", "r", "Tesla-T4", 4), ("cpu", "Z", "r", "", 0)]
-    ts = Carbon().score(ctx(pod, rows, View({"Z": 100.0})))
+    ts = Carbon().score(ctx(pod, rows, FixedView({"Z": 100.0})))
     # (4 x 4 + 16 x 0.375) W = 22 W, 1 h, PUE 1.2 -> 0.0264 kWh x 100 = 2.64 g on both
     assert ts.raw.tolist() == pytest.approx([2.64, 2.64])
 
@@ -154,7 +155,7 @@ def test_engine_combines_and_maps_to_levels() -> None:
         ("a100", "MID", "r3", "NVIDIA-A100-SXM4-80GB", 8),
     ]
     table = node_table(rows)
-    view = View({"DIRTY": 300.0, "CLEAN": 200.0, "MID": 250.0})
+    view = FixedView({"DIRTY": 300.0, "CLEAN": 200.0, "MID": 250.0})
     ev = engine.evaluate(one_gpu_pod(), table, view, 0.0, klass="carbon-only")
     # A100: (320 + 44) x 1.2 x 1 h = 0.4368 kWh x 250 = 109.2 g, a whisker worse than the H100
     assert ev.terms["carbon"].raw.tolist() == pytest.approx([108.72, 124.80, 109.2])
@@ -172,7 +173,7 @@ def test_ratio_normalization_keeps_small_differences_small() -> None:
         ("h100", "DIRTY", "r1", "NVIDIA-H100-80GB-HBM3", 8),
         ("t4", "CLEAN", "r2", "Tesla-T4", 4),
     ]
-    view = View({"DIRTY": 300.0, "CLEAN": 200.0})
+    view = FixedView({"DIRTY": 300.0, "CLEAN": 200.0})
     c = ctx(one_gpu_pod(), rows, view)
     c.params["carbon_normalization"] = "ratio"
     ts = Carbon().score(c)

@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from carbon.cache import CarbonCache
+from carbon.testing import FixedView
 from carbon.zones import ZoneMapper
 from scheduler.cli.main import app as lowcarb
 from scheduler.cluster.state import ClusterState
@@ -26,7 +27,7 @@ from scheduler.engine import Engine
 from scheduler.extender.records import placement_record
 from scheduler.extender.service import Extender
 from scheduler.policy.model import Policy, policy_from_text
-from tests.support.policy import FIXTURES, View, fixture_json, node_table
+from tests.support.policy import FIXTURES, fixture_json, node_table
 
 REGION = "topology.kubernetes.io/region"
 
@@ -147,7 +148,7 @@ ROWS = [
     ("dirty", "B", "r", "NVIDIA-A100-SXM4-80GB", 8),
     ("nodata", "ATLANTIS", "r", "NVIDIA-A100-SXM4-80GB", 8),
 ]
-VIEW = View({"A": 100.0, "B": 300.0})
+VIEW = FixedView({"A": 100.0, "B": 300.0})
 
 
 def one_gpu() -> PodDemand:

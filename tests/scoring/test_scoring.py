@@ -8,31 +8,12 @@ import numpy as np
 import pytest
 
 from carbon.energy import PowerModel
-from carbon.types import Reading, SignalKind, ZoneSeries
+from carbon.testing import FixedView
 from scheduler.cluster.state import NodeTable
 from scheduler.demand import PodDemand
 from scheduler.quantize import quantize
 from scheduler.scoring import evaluate
 from scheduler.terms.base import Context, Term, TermScore, higher_is_better
-
-
-class FixedView:
-    """A carbon view with one fixed value per zone."""
-
-    def __init__(self, values: dict[str, float]) -> None:
-        self.values = values
-
-    def reading(self, zone: str, kind: SignalKind = "average") -> Reading | None:
-        v = self.values.get(zone)
-        return None if v is None else Reading(zone=zone, g_per_kwh=v, source="test", age_s=0.0)
-
-    def mean_intensity(
-        self, zone: str, start_s: float, end_s: float, kind: SignalKind = "average"
-    ) -> Reading | None:
-        return self.reading(zone, kind)
-
-    def forecast(self, zone: str, kind: SignalKind = "average") -> ZoneSeries | None:
-        return None
 
 
 def table(n: int) -> NodeTable:

@@ -1,4 +1,5 @@
-"""Shared helpers for carbon tests: fixture loading, routed mock transports, a loopback server."""
+"""Shared helpers for carbon tests: fixture loading, routed mock transports, a loopback server,
+and the :class:`ContractCase` each provider's test module declares for the contract test."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,24 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "carbon-apis"
+
+
+@dataclass(frozen=True)
+class ContractCase:
+    """How ``tests/carbon/test_carbon_contract.py`` drives one provider type; the type's test
+    module (``test_provider_<type>.py``) declares it as ``CONTRACT``.
+
+    ``latest([zone])`` at ``now``, with the provider entry's ``settings``, the environment
+    ``env`` and ``routes`` (path suffix -> fixture file) answering, must return one valid point.
+    """
+
+    zone: str
+    now: float
+    settings: Mapping[str, object] = field(default_factory=dict)
+    routes: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+    needs_data: bool = False  # reads the shared data dir (skipped when it is absent)
+
 
 # a route answers at once, or (async clients only) through a coroutine
 Handler = Callable[[httpx.Request], httpx.Response | Awaitable[httpx.Response]]

@@ -1,5 +1,7 @@
-"""Shared helpers of the policy tests: a carbon view with fixed values and forecasts, node tables,
-pods built from the recorded fixtures."""
+"""Shared helpers of the policy tests: node tables, pods built from the recorded fixtures.
+
+(Carbon views with fixed values and forecasts: :class:`carbon.testing.FixedView`.)
+"""
 
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from carbon.types import Reading, SignalKind, ZoneSeries
 from scheduler import wire
 from scheduler.cluster.state import NodeTable
 
@@ -23,52 +24,6 @@ POLICIES = ROOT / "policies"
 
 def fixture_json(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text())
-
-
-class View:
-    """A carbon view: a latest value per zone, and optionally an hourly forecast per zone."""
-
-    def __init__(
-        self,
-        latest: dict[str, float],
-        forecast: dict[str, list[float]] | None = None,
-        *,
-        start_s: float = 0.0,
-        source: str = "test",
-        age_s: float = 0.0,
-    ) -> None:
-        self.latest = latest
-        self.forecasts = forecast or {}
-        self.start_s = start_s
-        self.source = source
-        self.age_s = age_s
-
-    def reading(self, zone: str, kind: SignalKind = "average") -> Reading | None:
-        g = self.latest.get(zone)
-        if g is None:
-            return None
-        return Reading(zone=zone, g_per_kwh=g, source=self.source, age_s=self.age_s)
-
-    def mean_intensity(
-        self, zone: str, start_s: float, end_s: float, kind: SignalKind = "average"
-    ) -> Reading | None:
-        latest = self.reading(zone, kind)
-        hours = self.forecasts.get(zone)
-        if latest is None or not hours:
-            return latest
-        # time-weighted mean of hourly values over [start_s, end_s); the latest value past the end
-        total, t = 0.0, start_s
-        while t < end_s:
-            i = int((t - self.start_s) // 3600)
-            nxt = min(end_s, self.start_s + (i + 1) * 3600)
-            g = hours[i] if 0 <= i < len(hours) else latest.g_per_kwh
-            total += g * (nxt - t)
-            t = nxt
-        mean = total / (end_s - start_s)
-        return Reading(zone=zone, g_per_kwh=mean, source=self.source, age_s=self.age_s)
-
-    def forecast(self, zone: str, kind: SignalKind = "average") -> ZoneSeries | None:
-        return None
 
 
 Row = tuple[str, str | None, str, str, int]
