@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from carbon.accounting.emissions import Accountant, ChainHistory
+from carbon.accounting.accountant import Accountant, ChainHistory
 from carbon.accounting.ledger import LedgerError
 from carbon.accounting.report_query import ReportError, report_http_async
 from carbon.cache import CarbonCache

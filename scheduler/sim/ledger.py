@@ -3,7 +3,7 @@
 Placement records (node, zone, GPU model, requests, intensity at the decision) and lifecycle
 records (start and end of running) go in with :meth:`carbon.accounting.ledger.Ledger.append_many`;
 then
-:class:`carbon.accounting.emissions.Accountant` computes the usage rows over the recorded series,
+:class:`carbon.accounting.accountant.Accountant` computes the usage rows over the recorded series,
 exactly as
 it does for live pods. ``lowcarb report --ledger FILE`` on the result reports the same location-
 based total as the simulator (``tests/simulate`` checks that they agree).
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from carbon.accounting.emissions import Accountant
+from carbon.accounting.accountant import Accountant
 from carbon.accounting.ledger import Ledger, LifecycleRecord, PlacementRecord, Record
 from scheduler.sim.carbon import Integrals, SeriesHistory
 from scheduler.sim.run import Comparison

@@ -10,7 +10,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from carbon.accounting.emissions import Accountant
+from carbon.accounting.accountant import Accountant
 from carbon.accounting.ledger import Ledger, LifecycleRecord, open_reader
 from tests.support.ledger import ListHistory, hourly
 

@@ -19,7 +19,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from carbon.accounting.emissions import Accountant, AccountingPolicy
+from carbon.accounting.accountant import Accountant
 from carbon.accounting.ledger import GateRecord, Ledger
 from carbon.accounting.report import (
     GROUP_KEYS,
@@ -29,6 +29,7 @@ from carbon.accounting.report import (
     build_report,
 )
 from carbon.accounting.report_query import report_http, report_http_async
+from carbon.accounting.settings import AccountingPolicy
 from scheduler.cli.errors import command_app
 from scheduler.cli.report import report
 from tests.support.ledger import ListHistory, hourly, placement, run
