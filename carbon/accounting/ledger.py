@@ -21,10 +21,10 @@ import asyncio
 import queue
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, InvalidStateError
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, overload
+from typing import Any, Protocol, overload
 
 from carbon.accounting.records import (
     DECISION_ANNOTATION,
@@ -42,9 +42,6 @@ from carbon.accounting.sqlite import open_reader as _open_sqlite
 from carbon.accounting.store import SCHEMA_VERSION, read_records
 from carbon.accounting.target import LedgerTarget, describe_target, parse_target
 
-if TYPE_CHECKING:
-    import psycopg
-
 __all__ = [
     "DECISION_ANNOTATION",
     "RECORD_TYPES",
@@ -56,6 +53,7 @@ __all__ = [
     "LedgerUnavailable",
     "LifecycleRecord",
     "PlacementRecord",
+    "Reader",
     "Record",
     "Synchronous",
     "UsageRecord",
@@ -66,11 +64,28 @@ __all__ = [
 ]
 
 
+class ReaderCursor(Protocol):
+    """What both backends' cursors offer a reader (DB-API)."""
+
+    @property
+    def description(self) -> Any: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Reader(Protocol):
+    """A read-only connection of either backend (``sqlite3`` or ``psycopg``)."""
+
+    def execute(self, sql: str, params: Any = ..., /) -> ReaderCursor: ...
+    def close(self) -> None: ...
+
+
 @overload
 def open_reader(path: Path) -> sqlite3.Connection: ...
 @overload
-def open_reader(path: LedgerTarget) -> sqlite3.Connection | psycopg.Connection[Any]: ...
-def open_reader(path: LedgerTarget) -> sqlite3.Connection | psycopg.Connection[Any]:
+def open_reader(path: LedgerTarget) -> Reader: ...
+def open_reader(path: LedgerTarget) -> sqlite3.Connection | Reader:
     """A read-only connection for reports; safe while servers write (snapshot reads).
 
     Raises :class:`LedgerError` naming the ledger when it is missing, corrupt or not a ledger.

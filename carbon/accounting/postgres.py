@@ -151,8 +151,9 @@ class PostgresWriter:
         return conn
 
     def _run(self, work: Any) -> Any:
-        """``work(conn)`` in one transaction; a lost connection is reopened and retried once."""
-        for attempt in (1, 2):
+        """``work(conn)`` in one transaction; a lost connection is reopened and retried once, a
+        deadlock with another writer (the server aborts one of the two) retried."""
+        for attempt in (1, 2, 3):
             conn = self._conn
             if conn.closed or conn.broken:
                 self._conn = conn = self._connect()
@@ -160,12 +161,17 @@ class PostgresWriter:
                 result = work(conn)
                 conn.commit()
                 return result
+            except psycopg.errors.DeadlockDetected:
+                with contextlib.suppress(psycopg.Error):
+                    conn.rollback()
+                if attempt == 3:
+                    raise
             except psycopg.OperationalError as exc:
                 if not conn.broken:
                     with contextlib.suppress(psycopg.Error):
                         conn.rollback()
                     raise
-                if attempt == 2:
+                if attempt > 1:
                     raise LedgerUnavailable(
                         f"ledger {self.name}: connection lost ({_first_line(exc)})"
                     ) from None
@@ -181,8 +187,10 @@ class PostgresWriter:
         def work(conn: psycopg.Connection[Any]) -> set[str]:
             inserted: set[str] = set()
             with conn.cursor() as cur:
-                for cls in {type(r) for r in records}:
+                for cls in RECORD_TYPES:  # one lock order in every writer: no deadlock
                     rows = [store.row(r) for r in records if type(r) is cls]
+                    if not rows:
+                        continue
                     cur.executemany(_INSERT[cls], rows, returning=True)
                     while True:
                         inserted.update(r[0] for r in cur.fetchall())

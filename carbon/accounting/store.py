@@ -85,6 +85,11 @@ def columns(cls: type[Record]) -> tuple[str, ...]:
     return tuple(cls.__struct_fields__)
 
 
+def _names(cols: Sequence[str], dialect: Dialect) -> str:
+    """A column list; quoted for PostgreSQL, where ``end`` is a reserved word."""
+    return ", ".join(cols) if dialect == "sqlite" else ", ".join(f'"{c}"' for c in cols)
+
+
 def _sql_type(annotation: str, dialect: Dialect) -> str:
     """Column type from a field's annotation text (``from __future__`` strings)."""
     base = annotation.replace(" | None", "").strip()
@@ -93,7 +98,9 @@ def _sql_type(annotation: str, dialect: Dialect) -> str:
 
 def _table(cls: type[Record], dialect: Dialect) -> str:
     hints = cls.__annotations__
-    cols = ",\n  ".join(f"{name} {_sql_type(hints[name], dialect)}" for name in columns(cls))
+    cols = ",\n  ".join(
+        f"{_names([name], dialect)} {_sql_type(hints[name], dialect)}" for name in columns(cls)
+    )
     seq = (
         "seq INTEGER PRIMARY KEY"
         if dialect == "sqlite"
@@ -176,11 +183,11 @@ def _insert(cls: type[Record], dialect: Dialect) -> str:
     cols = ("key", *columns(cls))
     marks = ", ".join(_mark(dialect) for _ in cols)
     if dialect == "sqlite":
-        return f"INSERT OR IGNORE INTO {cls.table} ({', '.join(cols)}) VALUES ({marks})"
+        return f"INSERT OR IGNORE INTO {cls.table} ({_names(cols, dialect)}) VALUES ({marks})"
     # RETURNING: which keys a batch of executemany() really inserted (PostgreSQL reports no
     # per-statement row count through a pipeline otherwise)
     return (
-        f"INSERT INTO {cls.table} ({', '.join(cols)}) VALUES ({marks}) "
+        f"INSERT INTO {cls.table} ({_names(cols, dialect)}) VALUES ({marks}) "
         "ON CONFLICT (key) DO NOTHING RETURNING key"
     )
 
@@ -215,7 +222,7 @@ def read_records(conn: Any, cls: type[R], uids: Iterable[str] | None = None) -> 
     """
     dialect = dialect_of(conn)
     cols = columns(cls)
-    sql = f"SELECT {', '.join(cols)} FROM {cls.table}"
+    sql = f"SELECT {_names(cols, dialect)} FROM {cls.table}"
     args: tuple[Any, ...] = ()
     if uids is not None:
         sql += " WHERE " + _in_uids(dialect, "uid")
