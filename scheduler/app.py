@@ -18,9 +18,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from carbon.accounting.emissions import Accountant, ChainHistory
+from carbon.accounting.accountant import Accountant, ChainHistory
 from carbon.accounting.ledger import LedgerError
-from carbon.accounting.report_query import ReportError, report_http_async
+from carbon.accounting.report_query import ReportError, answer_async
 from carbon.cache import CarbonCache
 from carbon.config import load_carbon_section
 from carbon.types import CarbonView
@@ -48,11 +48,11 @@ class ServeOptions:
     kubeconfig: Path | None = None
     in_cluster: bool = False
     kube_config: KubeConfig | None = None  # already loaded (lowcarb serve checks it first)
-    ledger: Path | None = None
+    ledger: Path | str | None = None  # a SQLite file or a postgresql:// URL
     max_body: int = DEFAULT_MAX_BODY
     policy_poll_s: float = 2.0
     accounting_interval_s: float = 300.0
-    accounting_settle_s: float = 3600.0
+    accounting_settle_s: float | None = None  # None: the policy's accounting.settleAfter
 
     @property
     def cluster_mode(self) -> bool:
@@ -86,15 +86,22 @@ class Runtime:
             return JSONResponse(
                 {"error": "no ledger: start lowcarb serve with --ledger PATH"}, status_code=404
             )
+        policy = self.store.policy
         try:
-            content_type, body = await report_http_async(
-                self.options.ledger, dict(request.query_params)
+            report = await answer_async(
+                self.options.ledger,
+                dict(request.query_params),
+                accounting=policy.accounting,
+                power=policy.power,
             )
         except ReportError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         except LedgerError as exc:
             return JSONResponse({"error": str(exc)}, status_code=503)
-        return Response(body, media_type=content_type)
+        # X-Lowcarb-Awaiting-Accounting etc.: pods of the period the accountant has not settled
+        return Response(
+            report.body, media_type=report.content_type, headers=report.backlog.headers()
+        )
 
 
 class ObservedState:

@@ -149,7 +149,7 @@ def test_every_default_clock_reads_the_pinned_date(pin_clock: PinClock) -> None:
     # the components that date what they see: carbon data, decisions, gates, the ledger
     assert {
         "carbon.cache.CarbonCache",
-        "carbon.accounting.emissions.Accountant",
+        "carbon.accounting.accountant.Accountant",
         "carbon.providers.electricitymaps.ElectricityMaps",
         "carbon.providers.replay.ReplayProvider",
         "carbon.providers.watttime.WattTime",

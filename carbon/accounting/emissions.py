@@ -1,12 +1,12 @@
-"""Carbon accounting of finished pods: energy, location/market-based and embodied emissions.
+"""Energy and emissions of one finished pod run: pure arithmetic, no I/O.
 
-For each pod with a placement and a finished run in the ledger, :class:`Accountant` computes one
-:class:`~carbon.accounting.ledger.UsageRecord`:
+For a pod with a placement and a run over [start, end), :func:`compute_usage` gives its
+:class:`~carbon.accounting.records.UsageRecord`:
 
-* **energy**: measured through Prometheus' HTTP query API when a URL is configured (Kepler
-  ``kepler_container_joules_total``, or DCGM ``DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION`` for the GPUs
-  plus the power model for CPU and memory), else the policy's power model over the *actual*
-  runtime; both times the site's PUE. The method is recorded per row.
+* **energy**: measured (:class:`MeasuredEnergy` from Prometheus: Kepler for the whole pod, or DCGM
+  for the GPUs plus the power model for CPU and memory), else the policy's power model
+  (:mod:`carbon.energy`) over the *actual* runtime; both times the site's PUE. The method is
+  recorded per row.
 * **location-based**: energy x the time-weighted mean of the zone's hourly intensity history over
   [start, end) (power taken as constant over the run). Hours the history does not cover use the
   intensity the scheduler saw at the decision, and count as estimated (``estimated_kg``).
@@ -22,117 +22,23 @@ For each pod with a placement and a finished run in the ledger, :class:`Accounta
 
 from __future__ import annotations
 
-import asyncio
 import bisect
-import json
-import logging
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
-import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from carbon.accounting.ledger import (
-    GateRecord,
-    Ledger,
-    PlacementRecord,
-    UsageRecord,
-    open_reader,
-    read_records,
-)
-from carbon.clock import Clock, wall
-from carbon.config import Intensity
-from carbon.duration import Duration
+from carbon.accounting.records import GateRecord, PlacementRecord, UsageRecord
+from carbon.accounting.settings import AccountingPolicy
+from carbon.clock import wall
 from carbon.energy import PowerModel, energy_kwh
 from carbon.types import IntensityPoint
-
-log = logging.getLogger(__name__)
 
 _GIB = 1024.0**3
 
 
 class AccountingError(Exception):
     """A pod that cannot be accounted (no intensity at all for its zone)."""
-
-
-class IntensityHistory(Protocol):
-    """What accounting needs from a carbon provider: past intensity of a zone."""
-
-    async def history(self, zone: str, start: datetime, end: datetime) -> Sequence[IntensityPoint]:
-        """Points covering [start, end) (hourly or finer), oldest first."""
-        ...
-
-
-class ChainHistory:
-    """History along the carbon fallback chain: the first provider that answers with points.
-
-    ``providers`` is called on every lookup, so a policy reload that rebuilds the providers is
-    followed, e.g. ``ChainHistory(lambda: [cache.providers()[n] for n in
-    cache.config.fallback])``. Raises the last error when no provider has history.
-    """
-
-    def __init__(self, providers: Callable[[], Sequence[IntensityHistory]]) -> None:
-        self._providers = providers
-
-    async def history(self, zone: str, start: datetime, end: datetime) -> Sequence[IntensityPoint]:
-        last: Exception | None = None
-        for provider in self._providers():
-            try:
-                points = await provider.history(zone, start, end)
-            except Exception as exc:  # next in the chain, as the cache does for latest values
-                last = exc
-                continue
-            if points:
-                return points
-        if last is not None:
-            raise last
-        return []
-
-
-class PrometheusConfig(BaseModel):
-    """Measured energy through Prometheus' HTTP API (``/api/v1/query``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    url: str = Field(description="Prometheus base URL, e.g. http://prometheus.monitoring:9090")
-    source: Literal["kepler", "dcgm"] = Field(
-        default="kepler",
-        description="kepler: kepler_container_joules_total (whole pod); dcgm: GPU energy counter "
-        "plus the power model for CPU and memory",
-    )
-    metric: str | None = Field(default=None, description="Override the counter's metric name")
-    namespace_label: str | None = Field(default=None, alias="namespaceLabel")
-    pod_label: str | None = Field(default=None, alias="podLabel")
-    timeout: Duration = Field(default="10s", validate_default=True, description="Per-query timeout")
-
-    @field_validator("url")
-    @classmethod
-    def _http(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"{value!r}: use an http:// or https:// URL of the Prometheus server")
-        return value.rstrip("/")
-
-
-class AccountingPolicy(BaseModel):
-    """The ``accounting:`` policy section: market-based factors and the energy measurement."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    market_factors: dict[str, Intensity] = Field(
-        default_factory=dict,
-        alias="marketFactors",
-        description="Contractual emission factor per zone (PPAs, green tariffs), gCO2e/kWh",
-    )
-    residual_mix: dict[str, Intensity] = Field(
-        default_factory=dict,
-        alias="residualMix",
-        description="Residual-mix factor per zone for energy not covered by a contract",
-    )
-    prometheus: PrometheusConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,218 +208,3 @@ def _counterfactual_ratio(placement: PlacementRecord, gate: GateRecord | None) -
         if now_g is not None and rel_g is not None and rel_g > 0:
             temporal = now_g / rel_g
     return spatial * temporal
-
-
-def _promql_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-_METER_DEFAULTS = {
-    # source: (metric, namespace label, pod label, unit -> joules)
-    "kepler": ("kepler_container_joules_total", "container_namespace", "pod_name", 1.0),
-    "dcgm": ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "namespace", "pod", 1e-3),  # mJ
-}
-
-
-class PrometheusMeter:
-    """Reads a pod's energy over its run from Prometheus (``increase()`` of a joule counter)."""
-
-    def __init__(self, config: PrometheusConfig, client: httpx.AsyncClient | None = None) -> None:
-        self.config = config
-        metric, ns_label, pod_label, self._scale = _METER_DEFAULTS[config.source]
-        self._metric = config.metric or metric
-        self._ns_label = config.namespace_label or ns_label
-        self._pod_label = config.pod_label or pod_label
-        self._client = client or httpx.AsyncClient(timeout=config.timeout)
-        self._own_client = client is None
-
-    async def aclose(self) -> None:
-        if self._own_client:
-            await self._client.aclose()
-
-    def query(self, namespace: str, name: str, seconds: float) -> str:
-        """The PromQL expression for the pod's counter increase over its run."""
-        selector = (
-            f"{self._ns_label}={_promql_string(namespace)},{self._pod_label}={_promql_string(name)}"
-        )
-        window = max(math.ceil(seconds), 1)
-        return f"sum(increase({self._metric}{{{selector}}}[{window}s]))"
-
-    async def energy(
-        self, namespace: str, name: str, start: float, end: float
-    ) -> MeasuredEnergy | None:
-        """Joules of the pod over [start, end), or None when Prometheus has no such series."""
-        params = {"query": self.query(namespace, name, end - start), "time": f"{end:.3f}"}
-        resp = await self._client.get(f"{self.config.url}/api/v1/query", params=params)
-        resp.raise_for_status()
-        body = resp.json()
-        if body.get("status") != "success":
-            raise httpx.HTTPError(f"prometheus: {body.get('errorType')}: {body.get('error')}")
-        result = body.get("data", {}).get("result", [])
-        if not result:
-            return None
-        value = float(result[0]["value"][1])
-        if not math.isfinite(value) or value < 0:
-            return None
-        method: Literal["kepler", "dcgm+model"] = (
-            "kepler" if self.config.source == "kepler" else "dcgm+model"
-        )
-        return MeasuredEnergy(joules=value * self._scale, method=method)
-
-
-_PENDING_SQL = """
-SELECT p.uid, s.at, e.at
-FROM placement p
-JOIN lifecycle e ON e.uid = p.uid AND e.event = 'end'
-LEFT JOIN lifecycle s ON s.uid = p.uid AND s.event = 'start'
-WHERE e.at <= ? AND NOT EXISTS (SELECT 1 FROM usage u WHERE u.uid = p.uid)
-  AND p.uid NOT IN (SELECT value FROM json_each(?))
-ORDER BY e.at
-LIMIT ?
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class _Pending:
-    placement: PlacementRecord
-    start: float
-    end: float
-    gate: GateRecord | None
-    note: str | None
-
-
-class Accountant:
-    """Accounts every finished, not yet accounted pod of a ledger; safe to re-run (idempotent).
-
-    Runs on the service's event loop: SQLite reads go to a worker thread, writes through the
-    ledger's writer thread, history and Prometheus calls are async.
-    """
-
-    def __init__(
-        self,
-        ledger: Ledger,
-        history: IntensityHistory | None,
-        *,
-        power: PowerModel | None = None,
-        policy: AccountingPolicy | None = None,
-        meter: PrometheusMeter | None = None,
-        clock: Clock = wall,
-    ) -> None:
-        self.ledger = ledger
-        self.clock = clock
-        self.history = history
-        self.power = power or PowerModel()
-        self.policy = policy or AccountingPolicy()
-        if meter is None and self.policy.prometheus is not None:
-            meter = PrometheusMeter(self.policy.prometheus)
-        self.meter = meter
-        # pods that could not be accounted (no intensity at all): skipped until restart so they
-        # never crowd out the others within ``limit``
-        self.unaccountable: set[str] = set()
-
-    async def account_pending(self, limit: int = 10_000, settle_s: float = 0.0) -> int:
-        """Account up to ``limit`` finished pods; returns how many new usage rows were written.
-
-        Only runs that ended at least ``settle_s`` ago are taken, so a provider's history (often
-        published an hour or two late) covers them; rows are final once written.
-        """
-        cutoff = self.clock() - settle_s
-        skip = json.dumps(sorted(self.unaccountable))
-        pending = await asyncio.to_thread(_load_pending, self.ledger.path, limit, cutoff, skip)
-        by_zone: dict[str, list[_Pending]] = {}
-        for item in pending:
-            by_zone.setdefault(item.placement.zone or "", []).append(item)
-        written = 0
-        for zone, items in by_zone.items():
-            points, problem = await self._history(zone, items)
-            for item in items:
-                record = await self._account_one(item, points, problem)
-                if record is None:
-                    self.unaccountable.add(item.placement.uid)
-                elif await self.ledger.append_async(record):
-                    written += 1
-        return written
-
-    async def run(self, interval_s: float = 300.0, settle_s: float = 3600.0) -> None:
-        """Account periodically until cancelled (a background task of ``lowcarb serve``)."""
-        while True:
-            try:
-                written = await self.account_pending(settle_s=settle_s)
-                if written:
-                    log.info("accounted %d finished pods", written)
-            except Exception:  # a bad pass must not end the loop; the next one retries
-                log.exception("accounting pass failed")
-            await asyncio.sleep(interval_s)
-
-    async def _history(
-        self, zone: str, items: list[_Pending]
-    ) -> tuple[list[IntensityPoint], str | None]:
-        if not zone:
-            return [], "node has no grid zone; decision-time intensity used"
-        if self.history is None:
-            return [], "no intensity history configured; decision-time intensity used"
-        lo = min(i.start for i in items)
-        hi = max(i.end for i in items)
-        try:
-            pts = await self.history.history(
-                zone, datetime.fromtimestamp(lo, UTC), datetime.fromtimestamp(hi, UTC)
-            )
-        except Exception as exc:  # provider down: decision-time intensity, marked estimated
-            log.warning("intensity history for %s unavailable: %s", zone, exc)
-            return [], f"intensity history unavailable ({exc}); decision-time intensity used"
-        return sorted(pts, key=lambda p: p.start), None
-
-    async def _account_one(
-        self, item: _Pending, points: list[IntensityPoint], problem: str | None
-    ) -> UsageRecord | None:
-        note = _join(item.note, problem) if problem else item.note
-        measured = None
-        if self.meter is not None:
-            pl = item.placement
-            try:
-                measured = await self.meter.energy(pl.namespace, pl.name, item.start, item.end)
-                if measured is None:
-                    note = _join(note, "prometheus had no energy series; power model used")
-            except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError) as exc:
-                note = _join(note, f"prometheus query failed ({exc}); power model used")
-        try:
-            return compute_usage(
-                item.placement,
-                item.start,
-                item.end,
-                points,
-                power=self.power,
-                policy=self.policy,
-                measured=measured,
-                gate=item.gate,
-                now=self.clock(),
-                note=note,
-            )
-        except AccountingError as exc:
-            log.warning("pod %s not accounted: %s", item.placement.uid, exc)
-            return None
-
-
-def _join(a: str | None, b: str) -> str:
-    return b if not a else f"{a}; {b}"
-
-
-def _load_pending(path: Path, limit: int, cutoff: float, skip: str) -> list[_Pending]:
-    conn = open_reader(path)
-    try:
-        rows = conn.execute(_PENDING_SQL, (cutoff, skip, limit)).fetchall()
-        if not rows:
-            return []
-        uids = {r[0] for r in rows}
-        placements = {p.uid: p for p in read_records(conn, PlacementRecord, uids)}
-        gates = {g.uid: g for g in read_records(conn, GateRecord, uids)}
-    finally:
-        conn.close()
-    out = []
-    for uid, start, end in rows:
-        pl = placements[uid]
-        note = None
-        if start is None:
-            start, note = pl.at, "no start-of-running event; decision time used as start"
-        out.append(_Pending(pl, float(start), float(end), gates.get(uid), note))
-    return out

@@ -19,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-from carbon.accounting.ledger import LedgerError
+from carbon.accounting.ledger import LedgerError, parse_target
 from scheduler.cli.errors import UsageError, blame, input_file, require, writable_path
 from scheduler.cli.inputs import check_cluster_options, kube_config, policy_errors
 
@@ -29,6 +29,16 @@ class LogLevel(StrEnum):
     info = "info"
     warning = "warning"
     error = "error"
+
+
+def ledger_option(param: typer.CallbackParam, value: str | None) -> str | None:
+    """Option callback: a postgresql:// URL, or a file to create or update in an existing folder."""
+    if value is not None:
+        with blame("--ledger", LedgerError):
+            target = parse_target(value)
+        if isinstance(target, Path):
+            writable_path(param, target)
+    return value
 
 
 def tls_files(cert: Path | None, key: Path | None, client_ca: Path | None) -> None:
@@ -140,8 +150,11 @@ def serve(
         bool, typer.Option("--in-cluster", help="Cluster mode with the pod's service account")
     ] = False,
     ledger: Annotated[
-        Path | None,
-        typer.Option(callback=writable_path, help="SQLite ledger of placement decisions (WAL)"),
+        str | None,
+        typer.Option(
+            callback=ledger_option,
+            help="Ledger of placement decisions: a SQLite file, or postgresql://USER@HOST/DB",
+        ),
     ] = None,
     max_body: Annotated[
         int, typer.Option(min=1, help="Largest request body in bytes (413 above)")
@@ -180,7 +193,7 @@ def serve(
         kubeconfig=kubeconfig,
         in_cluster=in_cluster,
         kube_config=cluster,
-        ledger=ledger,
+        ledger=parse_target(ledger) if ledger is not None else None,
         max_body=max_body,
     )
     with policy_errors("--policy"), blame("--ledger", LedgerError):

@@ -112,7 +112,7 @@ class LedgerSink:
         self._running: set[str] = set()
 
     @classmethod
-    def open(cls, path: Path) -> LedgerSink:
+    def open(cls, path: Path | str) -> LedgerSink:
         return cls(Ledger(path))
 
     def record_decision(self, record: PlacementRecord) -> Future[bool]:

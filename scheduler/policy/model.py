@@ -30,7 +30,7 @@ from pydantic import (
     model_validator,
 )
 
-from carbon.accounting.emissions import AccountingPolicy
+from carbon.accounting.settings import AccountingPolicy
 from carbon.checks import did_you_mean, raise_problems, separate
 from carbon.config import CarbonConfig
 from carbon.duration import Duration

@@ -3,7 +3,7 @@
 Placement records (node, zone, GPU model, requests, intensity at the decision, the expected and
 counterfactual emissions) and lifecycle records (start and end of running) go in with
 :meth:`carbon.accounting.ledger.Ledger.append_many`; then
-:class:`carbon.accounting.emissions.Accountant` computes the usage rows over the recorded series,
+:class:`carbon.accounting.accountant.Accountant` computes the usage rows over the recorded series,
 exactly as it does for live pods, with the lowcarb policy's ``accounting`` section (market-based
 factors, residual mix; never a Prometheus meter: simulated pods have no measured energy).
 ``lowcarb report --ledger FILE`` on the result reports the same location-based total as the
@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from carbon.accounting.emissions import Accountant, AccountingPolicy
+from carbon.accounting.accountant import Accountant
 from carbon.accounting.ledger import Ledger, LifecycleRecord, PlacementRecord, Record
+from carbon.accounting.settings import AccountingPolicy
 from scheduler.sim.carbon import Integrals, SeriesHistory
 from scheduler.sim.run import REFERENCE, Comparison
 

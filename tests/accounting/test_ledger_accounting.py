@@ -15,16 +15,11 @@ import msgspec
 import pytest
 from pydantic import ValidationError
 
-from carbon.accounting.emissions import (
-    Accountant,
-    AccountingPolicy,
-    ChainHistory,
-    PrometheusConfig,
-    PrometheusMeter,
-    compute_usage,
-    integrate,
-)
+from carbon.accounting.accountant import Accountant, ChainHistory
+from carbon.accounting.emissions import compute_usage, integrate
 from carbon.accounting.ledger import GateRecord, Ledger, UsageRecord, open_reader, read_records
+from carbon.accounting.prometheus import PrometheusMeter
+from carbon.accounting.settings import AccountingPolicy, PrometheusConfig
 from carbon.datadir import data_dir
 from carbon.energy import GpuPower, PowerModel
 from tests.support.ledger import ListHistory, em_history_points, hourly, placement, run

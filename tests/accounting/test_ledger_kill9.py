@@ -1,4 +1,5 @@
-"""kill -9 during a burst loses no acknowledged record; a restart replays without duplicates."""
+"""kill -9 during a burst loses no acknowledged record; a restart replays without duplicates; two
+writer processes never duplicate a row. Each test runs on SQLite and on a real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,14 +11,30 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from carbon.accounting.emissions import Accountant
-from carbon.accounting.ledger import Ledger, LifecycleRecord, open_reader
+from carbon.accounting.accountant import Accountant
+from carbon.accounting.ledger import Ledger, LedgerTarget, LifecycleRecord, open_reader
 from tests.support.ledger import ListHistory, hourly
 
 WRITER = Path(__file__).with_name("burst_writer.py")
 
 
-def _burst_then_kill(path: Path, mode: str, acks_wanted: int) -> list[str]:
+def _stored_keys(target: LedgerTarget) -> list[str]:
+    """Every key of the placement and lifecycle tables, duplicates kept."""
+    if isinstance(target, Path):
+        conn = sqlite3.connect(target)
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        conn.close()
+    reader = open_reader(target)
+    keys = [
+        str(row[0])
+        for table in ("placement", "lifecycle")
+        for row in reader.execute(f"SELECT key FROM {table}")
+    ]
+    reader.close()
+    return keys
+
+
+def _burst_then_kill(path: LedgerTarget, mode: str, acks_wanted: int) -> list[str]:
     proc = subprocess.Popen(
         [sys.executable, str(WRITER), str(path), mode],
         stdout=subprocess.PIPE,
@@ -41,24 +58,15 @@ def _burst_then_kill(path: Path, mode: str, acks_wanted: int) -> list[str]:
     return acked
 
 
-def test_kill9_during_burst_loses_no_acknowledged_record(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.sqlite"
-    acked = _burst_then_kill(path, "decisions", 3000)
-
-    conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    present = {
-        row[0]
-        for table in ("placement", "lifecycle")
-        for row in conn.execute(f"SELECT key FROM {table}")
-    }
-    conn.close()
+def test_kill9_during_burst_loses_no_acknowledged_record(target: LedgerTarget) -> None:
+    acked = _burst_then_kill(target, "decisions", 3000)
+    present = set(_stored_keys(target))
     missing = [k for k in acked if k not in present]
     assert not missing, f"{len(missing)} acknowledged records lost, e.g. {missing[:3]}"
 
 
-async def test_restart_replays_watch_and_accounts_without_duplicates(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.sqlite"
+async def test_restart_replays_watch_and_accounts_without_duplicates(target: LedgerTarget) -> None:
+    path = target
     acked = _burst_then_kill(path, "decisions", 1500)
     acked_uids = {k.split(":")[0] for k in acked if k.endswith(":placement")}
 
@@ -95,9 +103,9 @@ async def test_restart_replays_watch_and_accounts_without_duplicates(tmp_path: P
     assert lifecycle == (2 * len(placed), 2 * len(placed))
 
 
-def test_two_writer_processes_share_one_ledger_without_duplicates(tmp_path: Path) -> None:
-    """Two replicas on one node (the HA overlay) append the same watch events concurrently."""
-    path = tmp_path / "ledger.sqlite"
+def test_two_writer_processes_share_one_ledger_without_duplicates(target: LedgerTarget) -> None:
+    """Two replicas (one node's file, or one PostgreSQL) append the same watch events at once."""
+    path = target
     Ledger(path).close()  # created once, as the first replica would
     procs = [
         subprocess.Popen(
@@ -121,10 +129,6 @@ def test_two_writer_processes_share_one_ledger_without_duplicates(tmp_path: Path
             os.kill(proc.pid, signal.SIGKILL)
         for proc in procs:
             proc.communicate(timeout=30)
-    conn = sqlite3.connect(path)
-    stored = [
-        r[0] for t in ("placement", "lifecycle") for r in conn.execute(f"SELECT key FROM {t}")
-    ]
-    conn.close()
+    stored = _stored_keys(path)
     assert len(stored) == len(set(stored))  # both wrote the same keys: each is stored once
     assert acked[0] | acked[1] <= set(stored)

@@ -1,4 +1,5 @@
-"""kill -9 of the real ``lowcarb serve`` during a burst of binds loses no acknowledged decision.
+"""kill -9 of the real ``lowcarb serve`` during a burst of binds loses no acknowledged decision,
+with the ledger in a SQLite file or in PostgreSQL.
 
 The server runs in cluster mode against the fake Kubernetes API (recorded kube-apiserver bodies),
 kube-scheduler's prioritize + bind calls are replayed concurrently, and the process is killed
@@ -23,6 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from carbon.accounting.ledger import LedgerTarget, open_reader
 from tests.support.fakeapi import (
     FakeApiServer,
     Reply,
@@ -58,7 +60,9 @@ def api() -> Iterator[FakeApiServer]:
     server.stop()
 
 
-def _serve(tmp_path: Path, api: FakeApiServer, ledger: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _serve(
+    tmp_path: Path, api: FakeApiServer, ledger: LedgerTarget
+) -> tuple[subprocess.Popen[bytes], str]:
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", api.url)
     port = free_port()
     log = (tmp_path / f"serve-{port}.log").open("wb")
@@ -127,28 +131,33 @@ async def _burst(base: str, prefix: str, kill_after: int | None, pid: int) -> se
     return acked
 
 
-def _placements(path: Path) -> list[str]:
-    conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    uids = [r[0] for r in conn.execute("SELECT uid FROM placement")]
-    conn.close()
+def _placements(path: LedgerTarget) -> list[str]:
+    if isinstance(path, Path):
+        conn = sqlite3.connect(path)
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        conn.close()
+    reader = open_reader(path)
+    uids = [str(r[0]) for r in reader.execute("SELECT uid FROM placement")]
+    reader.close()
     return uids
 
 
-def _starts(path: Path) -> list[tuple[str, float]]:
-    conn = sqlite3.connect(path)
-    rows = conn.execute("SELECT uid, at FROM lifecycle WHERE event = 'start'").fetchall()
-    conn.close()
+def _starts(path: LedgerTarget) -> list[tuple[str, float]]:
+    reader = open_reader(path)
+    rows = [(str(u), float(at)) for u, at in reader.execute(
+        "SELECT uid, at FROM lifecycle WHERE event = 'start'"
+    )]  # fmt: skip
+    reader.close()
     return rows
 
 
 @pytest.mark.slow
 async def test_kill9_of_serve_loses_no_acknowledged_bind(
-    api: FakeApiServer, tmp_path: Path
+    api: FakeApiServer, tmp_path: Path, target: LedgerTarget
 ) -> None:
     if not LOWCARB.exists():
         pytest.skip("lowcarb console script not installed in this environment")
-    ledger = tmp_path / "ledger.sqlite"
+    ledger = target  # a SQLite file, or a database of the tests' PostgreSQL server
     proc, base = _serve(tmp_path, api, ledger)
     try:
         acked = await _burst(base, "first", kill_after=150, pid=proc.pid)

@@ -55,6 +55,7 @@ DURATION_FIELDS = [
     "carbon.circuit.openFor",
     "gpu.window",
     "accounting.prometheus.timeout",
+    "accounting.settleAfter",
     "classes.batch.expectedDuration",
     "classes.batch.temporalShift.maxDelay",
 ]
