@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.openb_trace import Nodes, Pods, TraceError, load_nodes, load_pods, resolve_pod_file
 from carbon.energy import PowerModel
 from carbon.types import Reading, SignalKind, ZoneSeries
-from scheduler.cluster.state import NodeTable
+from scheduler.cluster.table import NodeTable
 from scheduler.demand import PodDemand
 from scheduler.gpu import supply as gpu
 from scheduler.gpu.fragmentation import TaskShape, Workload

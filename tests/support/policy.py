@@ -14,7 +14,7 @@ import numpy as np
 
 from carbon.types import Reading, SignalKind, ZoneSeries
 from scheduler import wire
-from scheduler.cluster.state import NodeTable
+from scheduler.cluster.table import NodeTable
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "policy"
