@@ -2,7 +2,8 @@
 
 The gauges describe the pods held now (count, planned delay, expected saving) and are set by
 :func:`export_held` after every planning pass; the counters grow with releases, the hours pods
-actually waited, and failed API calls.
+actually waited, and failed API calls. With leader election, ``lowcarb_gate_leader`` is 1 in the
+one process whose gate controller runs, and leadership changes are counted.
 """
 
 from __future__ import annotations
@@ -24,6 +25,16 @@ GATE_EXPECTED_SAVING = Gauge(
 GATE_DELAY = Counter("lowcarb_gate_delay_hours_total", "Hours released pods actually waited")
 GATE_RELEASES = Counter("lowcarb_gate_releases_total", "Gated pods released, by reason", ["reason"])
 GATE_API_ERRORS = Counter("lowcarb_gate_api_errors_total", "Failed gate API calls", ["kind"])
+GATE_LEADER = Gauge(
+    "lowcarb_gate_leader", "1 while this process holds the gate controller's Lease (runs it)"
+)
+GATE_LEADER_CHANGES = Counter(
+    "lowcarb_gate_leader_changes_total",
+    "Gate controller leadership acquired or lost by this process",
+    ["event"],
+)
+for _event in ("acquired", "lost"):  # both series exist (at 0) from the start
+    GATE_LEADER_CHANGES.labels(event=_event)
 
 
 class Planned(Protocol):
