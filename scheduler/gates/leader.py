@@ -17,8 +17,8 @@ about two poll periods after the leader died. On a clean shutdown the leader sto
 first, then releases the Lease (no holder, 1 s), so the standby takes over on its next poll.
 
 :class:`LeaderOnly` runs a service (the gate controller, built fresh for every term so no stale
-state carries over) only while this process leads. :data:`LEASE_PERMISSIONS` are the RBAC
-rules it needs (``deploy/kustomize/base/rbac-lowcarb.yaml``, Role ``lowcarb-gates-leader``).
+state carries over) only while this process leads. The Lease's API calls are in
+:mod:`scheduler.gates.lease`.
 """
 
 from __future__ import annotations
@@ -36,24 +36,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import msgspec
 import structlog
 
 from carbon.aio import cancel_all
 from carbon.clock import wall
+from scheduler.gates.lease import Lease, LeaseLock, LeaseSpec
 from scheduler.gates.metrics import GATE_LEADER, GATE_LEADER_CHANGES
 from scheduler.kube.client import ApiError, KubeClient, KubeError, micro_time
 
 log = structlog.get_logger("lowcarb.gates.leader")
 
-#: (api group, resource, verb) of every Lease call this module makes.
-LEASE_PERMISSIONS: list[tuple[str, str, str]] = [
-    ("coordination.k8s.io", "leases", "get"),
-    ("coordination.k8s.io", "leases", "create"),
-    ("coordination.k8s.io", "leases", "update"),
-]
 DEFAULT_LEASE = "lowcarb-gates"
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 JITTER = 0.2  # a follower waits retry_period_s x (1 .. 1.2) between polls
@@ -122,89 +117,6 @@ class LeaseSettings:
             renew_deadline_s=lease_duration_s * 2 / 3,
             retry_period_s=lease_duration_s * 2 / 15,
         )
-
-
-# --- the Lease object and its API calls -------------------------------------------------------
-
-
-class LeaseSpec(msgspec.Struct, omit_defaults=True):
-    """``coordination.k8s.io/v1`` LeaseSpec (the fields leader election uses)."""
-
-    holderIdentity: str | None = None
-    leaseDurationSeconds: int | None = None
-    acquireTime: str | None = None
-    renewTime: str | None = None
-    leaseTransitions: int | None = None
-
-
-class Lease(msgspec.Struct):
-    """A Lease as read; ``metadata`` is kept whole so a PUT sends back what it read."""
-
-    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
-    spec: LeaseSpec = msgspec.field(default_factory=LeaseSpec)
-
-    @property
-    def resource_version(self) -> str:
-        return str(self.metadata.get("resourceVersion", ""))
-
-
-_lease_decoder = msgspec.json.Decoder(Lease)
-_encoder = msgspec.json.Encoder()
-
-
-class LeaseLock:
-    """GET, create and resourceVersion-checked update of one Lease through the kube client."""
-
-    def __init__(self, client: KubeClient, namespace: str, name: str) -> None:
-        self.client = client
-        self.namespace = namespace
-        self.name = name
-        self.collection = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
-        self.path = f"{self.collection}/{name}"
-
-    async def get(self, timeout: float | None = None) -> Lease | None:
-        """The Lease, or None when there is none yet (404)."""
-        try:
-            _, body = await self.client.request("GET", self.path, timeout=timeout)
-        except ApiError as exc:
-            if exc.code == 404:
-                return None
-            raise
-        return _lease_decoder.decode(body)
-
-    async def create(self, spec: LeaseSpec, timeout: float | None = None) -> Lease:
-        """Create the Lease (ApiError 409 AlreadyExists when another candidate was first)."""
-        lease = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {"name": self.name, "namespace": self.namespace},
-            "spec": spec,
-        }
-        _, body = await self.client.request(
-            "POST",
-            self.collection,
-            body=_encoder.encode(lease),
-            content_type="application/json",
-            timeout=timeout,
-        )
-        return _lease_decoder.decode(body)
-
-    async def update(self, read: Lease, spec: LeaseSpec, timeout: float | None = None) -> Lease:
-        """PUT ``spec`` onto the Lease as read (ApiError 409 Conflict when it changed since)."""
-        lease = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": read.metadata,
-            "spec": spec,
-        }
-        _, body = await self.client.request(
-            "PUT",
-            self.path,
-            body=_encoder.encode(lease),
-            content_type="application/json",
-            timeout=timeout,
-        )
-        return _lease_decoder.decode(body)
 
 
 # --- the election ---------------------------------------------------------------------------
@@ -348,21 +260,22 @@ class LeaderElector:
         """Forever: wait to lead, call ``started``, renew until lost, call ``stopped``."""
         while True:
             await self.acquire()
-            self._set_leading(True)
+            self.set_leading(True)
             try:
                 await started()
             except Exception as exc:  # a service that cannot start must not keep the Lease
                 log.exception("leader_start_failed", error=str(exc))
-                self._set_leading(False)
+                self.set_leading(False)
                 await stopped()
                 await self.release()
                 await asyncio.sleep(self.settings.retry_period_s)
                 continue
             await self.keep()
-            self._set_leading(False)
+            self.set_leading(False)
             await stopped()
 
-    def _set_leading(self, leading: bool) -> None:
+    def set_leading(self, leading: bool) -> None:
+        """Record (log, metrics) that this process now leads or no longer does."""
         if leading == self.leading:
             return
         self.leading = leading
@@ -415,7 +328,7 @@ class LeaderOnly:
             self._task = None
         await self._stopped()
         if self.elector.leading:
-            self.elector._set_leading(False)
+            self.elector.set_leading(False)
         await self.elector.release()
 
 

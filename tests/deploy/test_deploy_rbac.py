@@ -78,8 +78,8 @@ def lowcarb_rules() -> list[Manifest]:
 
 
 def lease_permissions() -> set[Permission]:
-    """What the gate controller's leader election calls (scheduler.gates.leader)."""
-    from scheduler.gates.leader import LEASE_PERMISSIONS
+    """What the gate controller's leader election calls (scheduler.gates.lease)."""
+    from scheduler.gates.lease import LEASE_PERMISSIONS
 
     return {(str(g), str(r), str(v)) for g, r, v in LEASE_PERMISSIONS}
 

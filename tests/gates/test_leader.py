@@ -10,16 +10,8 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from scheduler.gates.leader import (
-    LEASE_PERMISSIONS,
-    Attempt,
-    LeaderElector,
-    LeaderOnly,
-    Lease,
-    LeaseLock,
-    LeaseSettings,
-    leader_only,
-)
+from scheduler.gates.leader import Attempt, LeaderElector, LeaderOnly, LeaseSettings, leader_only
+from scheduler.gates.lease import LEASE_PERMISSIONS, Lease, LeaseLock
 from scheduler.kube import client as kube
 from tests.support.fakeapi import FakeApiServer, LeaseStore, fixture, permission_of
 

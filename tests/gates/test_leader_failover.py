@@ -20,7 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from scheduler.gates.leader import JITTER, LEASE_PERMISSIONS
+from scheduler.gates.leader import JITTER
+from scheduler.gates.lease import LEASE_PERMISSIONS
 from scheduler.kube import client as kube
 from tests.support.deploy import running_lowcarb
 from tests.support.fakeapi import (
