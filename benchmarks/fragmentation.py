@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from carbon.energy import PowerModel
 from carbon.series import HourlySeries, SeriesError, SeriesView
 from carbon.testing import FixedView
-from scheduler.cluster.state import NodeTable
+from scheduler.cluster.table import NodeTable
 from scheduler.demand import PodDemand
 from scheduler.engine import Engine
 from scheduler.gpu import supply as gpu

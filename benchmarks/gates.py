@@ -28,7 +28,10 @@ import structlog
 from carbon.clock import wall
 from carbon.testing import FixedView
 from scheduler import wire
-from scheduler.gates import controller as gates
+from scheduler.gates.controller import GateController
+from scheduler.gates.planner import plan_batch
+from scheduler.gates.request import GATE, Request, ShiftRules, parse_request
+from scheduler.gates.rules import policy_rules, zones_from_state
 
 HOUR = 3600.0
 ZONES = ("DE", "FR", "GB", "US-CAL-CISO")
@@ -68,7 +71,7 @@ def make_pods(
                 },
                 "labels": {"batch.kubernetes.io/job-name": f"sweep-{i // 4}"},
             },
-            "spec": {"schedulingGates": [{"name": gates.GATE}], "containers": [{"name": "m"}]},
+            "spec": {"schedulingGates": [{"name": GATE}], "containers": [{"name": "m"}]},
         }
         pod = wire.decode_pod(json.dumps(body).encode())
         pods.append(pod)
@@ -116,30 +119,24 @@ async def main_async(n: int, repeat: int) -> list[dict[str, Any]]:
     view = series_view(now)
     pods, zones = make_pods(n, now)
 
-    def rules(pod: wire.Pod) -> gates.ShiftRules:
-        return gates.ShiftRules(
-            max_delay_s=48 * HOUR, min_saving=0.1, zones=zones[pod.metadata.uid]
-        )
+    def rules(pod: wire.Pod) -> ShiftRules:
+        return ShiftRules(max_delay_s=48 * HOUR, min_saving=0.1, zones=zones[pod.metadata.uid])
 
     results: list[dict[str, Any]] = []
     # the planner alone
-    req = [gates.parse_request(p, rules(p), now) for p in pods]
-    ok = [r for r in req if isinstance(r, gates.Request)]
-    zl = [
-        zones[p.metadata.uid]
-        for p, r in zip(pods, req, strict=True)
-        if isinstance(r, gates.Request)
-    ]
+    req = [parse_request(p, rules(p), now) for p in pods]
+    ok = [r for r in req if isinstance(r, Request)]
+    zl = [zones[p.metadata.uid] for p, r in zip(pods, req, strict=True) if isinstance(r, Request)]
     e = np.array([r.earliest for r in ok])
     lat = np.array([r.latest for r in ok])
     d = np.array([r.duration for r in ok])
     ms = np.full(len(ok), 0.1)
-    c, w = cpu(lambda: gates.plan_batch(view, zl, e, lat, d, ms), repeat)
-    plan = gates.plan_batch(view, zl, e, lat, d, ms)
+    c, w = cpu(lambda: plan_batch(view, zl, e, lat, d, ms), repeat)
+    plan = plan_batch(view, zl, e, lat, d, ms)
     results.append({"stage": "plan_batch", "pods": len(ok), "cpu_s": c, "wall_s": w})
 
-    def fresh() -> gates.GateController:
-        ctl = gates.GateController(None, lambda: view, rules, dry_run=True, clock=lambda: now)  # type: ignore[arg-type]
+    def fresh() -> GateController:
+        ctl = GateController(None, lambda: view, rules, dry_run=True, clock=lambda: now)  # type: ignore[arg-type]
         for p in pods:
             ctl._observe(p)
         return ctl
@@ -174,10 +171,10 @@ async def main_async(n: int, repeat: int) -> list[dict[str, Any]]:
         }
     )
     state = make_state()
-    prod_rules = gates.policy_rules(lambda: policy, gates.zones_from_state(state))
+    prod_rules = policy_rules(lambda: policy, zones_from_state(state))
 
-    def fresh_policy() -> gates.GateController:
-        ctl = gates.GateController(None, lambda: view, prod_rules, dry_run=True, clock=lambda: now)  # type: ignore[arg-type]
+    def fresh_policy() -> GateController:
+        ctl = GateController(None, lambda: view, prod_rules, dry_run=True, clock=lambda: now)  # type: ignore[arg-type]
         for p in pods:
             ctl._observe(p)
         return ctl

@@ -24,7 +24,7 @@ import numpy as np
 
 from carbon.cache import CarbonCache
 from scheduler import wire
-from scheduler.cluster.state import NodeTable
+from scheduler.cluster.table import NodeTable
 from scheduler.demand import PodDemand
 from scheduler.engine import Engine
 from scheduler.policy.model import load_policy

@@ -36,6 +36,7 @@ from scheduler.gates.webhook import routes as admission_routes
 from scheduler.policy.model import Policy
 
 if TYPE_CHECKING:
+    from scheduler.gates.leader import LeaseSettings
     from scheduler.kube.client import KubeConfig
 
 log = structlog.get_logger("lowcarb.app")
@@ -53,6 +54,7 @@ class ServeOptions:
     policy_poll_s: float = 2.0
     accounting_interval_s: float = 300.0
     accounting_settle_s: float | None = None  # None: the policy's accounting.settleAfter
+    lease: LeaseSettings | None = None  # run the gate controller only while holding this Lease
 
     @property
     def cluster_mode(self) -> bool:
@@ -165,15 +167,22 @@ def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None
         sink = ObservedState(state, ledger) if ledger is not None else state
         sync = ClusterSync(sink, config)
         binder = Binder(sync.client)
-        from scheduler.gates.controller import controller_for  # temporal shifting (issue 7)
+        from scheduler.gates.controller import GateController, controller_for  # issue 7
+        from scheduler.gates.leader import leader_only
 
-        gate_ctl = controller_for(
-            sync.client,
-            lambda: store.policy,
-            cache,
-            state,
-            ledger=ledger.ledger if ledger is not None else None,
-        )
+        client = sync.client
+
+        def make_gates() -> GateController:
+            return controller_for(
+                client,
+                lambda: store.policy,
+                cache,
+                state,
+                ledger=ledger.ledger if ledger is not None else None,
+            )
+
+        lease = options.lease
+        gate_ctl = make_gates() if lease is None else leader_only(make_gates, client, lease)
 
     async def _account(sink: LedgerSink) -> None:
         """Turn finished pods into usage rows (energy, emissions from history), every 5 min."""

@@ -18,7 +18,7 @@ import numpy as np
 from carbon.types import CarbonView
 from scheduler import terms as _terms  # noqa: F401  (registers the built-in terms)
 from scheduler import wire
-from scheduler.cluster.state import NodeTable
+from scheduler.cluster.table import NodeTable
 from scheduler.demand import PodDemand
 from scheduler.policy.classes import ClassChoice, classify
 from scheduler.policy.model import FILTER_ONLY_TERMS, Policy, WorkloadClass

@@ -35,7 +35,8 @@ from carbon.clock import wall
 from carbon.gaps import UNKNOWN_ZONE
 from carbon.types import CarbonView
 from scheduler import wire
-from scheduler.cluster.state import ClusterState, NodeTable
+from scheduler.cluster.state import ClusterState
+from scheduler.cluster.table import NodeTable
 from scheduler.demand import DemandError, parse_demand
 from scheduler.engine import Engine, EngineStore
 from scheduler.policy.classes import ClassChoice

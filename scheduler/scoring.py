@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scheduler.cluster.state import LazyReasons
+from scheduler.cluster.table import LazyReasons
 from scheduler.quantize import quantize
 from scheduler.terms.base import Context, Term, TermScore
 

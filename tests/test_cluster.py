@@ -13,7 +13,8 @@ import pytest
 
 from scheduler import wire
 from scheduler.app import ServeOptions, build_runtime
-from scheduler.cluster.state import ClusterState, NodeTable
+from scheduler.cluster.state import ClusterState
+from scheduler.cluster.table import NodeTable
 from scheduler.demand import parse_demand
 from scheduler.extender import service
 from scheduler.gpu import supply as gpu

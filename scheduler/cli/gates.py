@@ -15,12 +15,23 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from scheduler.cli.errors import UsageError, blame, input_file, new_app, positive, writable_path
 from scheduler.cli.inputs import check_cluster_options, kube_config, policy_errors
+from scheduler.cli.lease import (
+    DEFAULT_LEASE,
+    LeaderElectOpt,
+    LeaseDurationOpt,
+    LeaseNameOpt,
+    LeaseNamespaceOpt,
+    lease_settings,
+)
+
+if TYPE_CHECKING:
+    from scheduler.gates.leader import LeaseSettings
 
 app = new_app(
     help="Temporal shifting: hold pods gated with lowcarb.dev/carbon-window until a cleaner hour.",
@@ -91,11 +102,16 @@ def run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Plan and log, but never patch pods or post Events")
     ] = False,
+    leader_elect: LeaderElectOpt = False,
+    lease_name: LeaseNameOpt = DEFAULT_LEASE,
+    lease_namespace: LeaseNamespaceOpt = None,
+    lease_duration: LeaseDurationOpt = 15.0,
 ) -> None:
     """Run the gate controller until interrupted (SIGINT/SIGTERM)."""
     from scheduler.cli.main import configure_logging
 
     check_cluster_options(kubeconfig, in_cluster)
+    lease = lease_settings(leader_elect, lease_name, lease_namespace, lease_duration)
     configure_logging()
     if metrics_port is not None:
         from prometheus_client import start_http_server
@@ -108,7 +124,7 @@ def run(
                 f"cannot listen on 127.0.0.1:{metrics_port} ({exc.strerror or exc})",
                 "choose a free port",
             ) from None
-    asyncio.run(_run(kubeconfig, in_cluster, policy, ledger, tick, dry_run))
+    asyncio.run(_run(kubeconfig, in_cluster, policy, ledger, tick, dry_run, lease))
 
 
 async def _run(
@@ -118,9 +134,11 @@ async def _run(
     ledger_path: Path | None,
     tick: float,
     dry_run: bool,
+    lease: LeaseSettings | None = None,
 ) -> None:
     from carbon.accounting.ledger import Ledger, LedgerError
-    from scheduler.gates.controller import GateSettings, controller_for
+    from scheduler.gates.controller import GateController, GateSettings, controller_for
+    from scheduler.gates.leader import Service, leader_only
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -130,15 +148,20 @@ async def _run(
         ledger = Ledger(ledger_path) if ledger_path is not None else None
     try:
         async with _cluster(kubeconfig, in_cluster, policy) as parts:
-            ctl = controller_for(
-                parts.client,
-                lambda: parts.store.policy,
-                parts.cache,
-                parts.state,
-                ledger=ledger,
-                settings=GateSettings(tick_s=tick),
-                dry_run=dry_run,
-            )
+
+            def make() -> GateController:
+                return controller_for(
+                    parts.client,
+                    lambda: parts.store.policy,
+                    parts.cache,
+                    parts.state,
+                    ledger=ledger,
+                    settings=GateSettings(tick_s=tick),
+                    dry_run=dry_run,
+                )
+
+            # with --leader-elect, a fresh controller runs only while this process leads
+            ctl: Service = make() if lease is None else leader_only(make, parts.client, lease)
             await ctl.start()
             try:
                 await stop.wait()

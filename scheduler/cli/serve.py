@@ -22,6 +22,14 @@ import typer
 from carbon.accounting.ledger import LedgerError, parse_target
 from scheduler.cli.errors import UsageError, blame, input_file, require, writable_path
 from scheduler.cli.inputs import check_cluster_options, kube_config, policy_errors
+from scheduler.cli.lease import (
+    DEFAULT_LEASE,
+    LeaderElectOpt,
+    LeaseDurationOpt,
+    LeaseNameOpt,
+    LeaseNamespaceOpt,
+    lease_settings,
+)
 
 
 class LogLevel(StrEnum):
@@ -175,6 +183,10 @@ def serve(
     log_level: Annotated[
         LogLevel, typer.Option(case_sensitive=False, help="Log level")
     ] = LogLevel.info,
+    leader_elect: LeaderElectOpt = False,
+    lease_name: LeaseNameOpt = DEFAULT_LEASE,
+    lease_namespace: LeaseNamespaceOpt = None,
+    lease_duration: LeaseDurationOpt = 15.0,
 ) -> None:
     """Run the extender (request-fed mode unless --kubeconfig or --in-cluster is given)."""
     import structlog
@@ -185,6 +197,13 @@ def serve(
 
     check_cluster_options(kubeconfig, in_cluster)
     tls_files(tls_cert, tls_key, client_ca)
+    lease = lease_settings(leader_elect, lease_name, lease_namespace, lease_duration)
+    require(
+        lease is None or bool(kubeconfig or in_cluster),
+        "--leader-elect",
+        "elects the gate controller, which runs only in cluster mode",
+        "add --in-cluster or --kubeconfig, or drop --leader-elect",
+    )
     configure_logging(log_level.value)  # what follows may log (kubeconfig, policy warnings)
     cluster = kube_config(kubeconfig, in_cluster) if kubeconfig or in_cluster else None
     options = ServeOptions(
@@ -195,6 +214,7 @@ def serve(
         kube_config=cluster,
         ledger=parse_target(ledger) if ledger is not None else None,
         max_body=max_body,
+        lease=lease,
     )
     with policy_errors("--policy"), blame("--ledger", LedgerError):
         runtime = build_runtime(options)

@@ -23,7 +23,8 @@ from carbon.accounting.ledger import PlacementRecord
 from carbon.clock import wall
 from carbon.types import CarbonView
 from scheduler import metrics, wire
-from scheduler.cluster.state import ClusterState, NodeTable
+from scheduler.cluster.state import ClusterState
+from scheduler.cluster.table import NodeTable
 from scheduler.decode_errors import json_problem
 from scheduler.demand import ANN_GPU_INDEX, DemandError, PodDemand, parse_demand
 from scheduler.engine import Engine

@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from scheduler import wire
 from scheduler.decode_errors import describe
-from scheduler.gates.controller import GATE
+from scheduler.gates.request import GATE
 
 log = structlog.get_logger("lowcarb.admission")
 

@@ -35,7 +35,7 @@ import numpy.typing as npt
 from carbon.energy import PowerModel
 from carbon.series import HourlySeries, SeriesView
 from carbon.types import Reading, SignalKind, ZoneSeries
-from scheduler.cluster.state import NodeTable
+from scheduler.cluster.table import NodeTable
 from scheduler.demand import PodDemand
 from scheduler.engine import Engine
 from scheduler.gpu import supply as gpu

@@ -24,7 +24,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from carbon.datadir import data_dir
-from scheduler.cluster.state import NodeTable
+from scheduler.cluster.table import NodeTable
 from scheduler.demand import PodDemand
 from scheduler.gpu import supply as gpu
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from carbon.energy import PowerModel
 from carbon.types import CarbonView
-from scheduler.cluster.state import NodeTable
+from scheduler.cluster.table import NodeTable
 from scheduler.demand import PodDemand
 
 

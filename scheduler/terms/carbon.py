@@ -28,7 +28,7 @@ import numpy as np
 
 from carbon.energy import PowerModel, energy_kwh
 from carbon.gaps import NEUTRAL, average_for_marginal_note, no_zone_note, unknown_zones_note
-from scheduler.cluster.state import NodeTable
+from scheduler.cluster.table import NodeTable
 from scheduler.demand import PodDemand
 from scheduler.terms.base import Context, Term, TermScore, lower_is_better, term
 

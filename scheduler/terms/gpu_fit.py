@@ -15,7 +15,7 @@ from typing import Literal, cast
 
 import numpy as np
 
-from scheduler.cluster.state import NodeTable
+from scheduler.cluster.table import NodeTable
 from scheduler.demand import PodDemand
 from scheduler.gpu import supply as gpu
 from scheduler.gpu.fragmentation import FragmentationModel, Workload, model_matches

@@ -145,6 +145,11 @@ def test_lowcarb_files_are_mounted(target: Path) -> None:
     assert PurePosixPath(policy).name in configmap["data"]
 
     ledger = str(flag_value(args, "--ledger"))
+    if target == HA:  # PostgreSQL: no file, no volume (test_ha_overlay_... checks the Secret)
+        assert ledger == "$(LOWCARB_LEDGER_URL)"
+        assert "ledger" not in volumes
+        assert "emptyDir" in volumes[mounted_dir(lowcarb, "/tmp/x")["name"]]
+        return
     ledger_mount = mounted_dir(lowcarb, ledger)
     assert not ledger_mount.get("readOnly", False)
     volume = volumes[ledger_mount["name"]]
@@ -250,7 +255,7 @@ def test_dev_overlay_uses_local_image_and_no_volume_claim() -> None:
     assert lowcarb["imagePullPolicy"] == "IfNotPresent"
 
 
-def test_ha_overlay_runs_two_replicas_on_one_ledger() -> None:
+def test_ha_overlay_spreads_two_replicas_over_nodes() -> None:
     objects = build(HA)
     deployment = find(objects, "Deployment", "lowcarb")
     assert deployment["spec"]["replicas"] == 2
@@ -259,15 +264,34 @@ def test_ha_overlay_runs_two_replicas_on_one_ledger() -> None:
         "type": "RollingUpdate",
         "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
     }
-    # One ReadWriteOnce ledger volume: both pods must land on the node it is attached to.
-    (claim,) = [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
-    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
-    (term,) = deployment["spec"]["template"]["spec"]["affinity"]["podAffinity"][
-        "requiredDuringSchedulingIgnoredDuringExecution"
-    ]
-    assert term["topologyKey"] == "kubernetes.io/hostname"
+    pod = deployment["spec"]["template"]["spec"]
     labels = deployment["spec"]["template"]["metadata"]["labels"]
+    # never both on one node: required anti-affinity on the host name, nothing pulling together
+    assert "podAffinity" not in pod["affinity"]
+    (term,) = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
     assert term["labelSelector"]["matchLabels"].items() <= labels.items()
-    # Leader election is what makes two replicas safe.
+    # and over zones where there are several, without blocking a one-zone cluster
+    (spread,) = pod["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "topology.kubernetes.io/zone"
+    assert spread["whenUnsatisfiable"] == "ScheduleAnyway" and spread["maxSkew"] == 1
+    assert spread["labelSelector"]["matchLabels"].items() <= labels.items()
+    # a drain or upgrade takes one replica at a time
+    budget = find(objects, "PodDisruptionBudget", "lowcarb")
+    assert budget["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    assert budget["spec"]["minAvailable"] == 1 and "maxUnavailable" not in budget["spec"]
+    assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert budget["spec"]["selector"] == deployment["spec"]["selector"]
+    # no ReadWriteOnce ledger volume to pin both to one node: the ledger is PostgreSQL, its URL
+    # and password from a Secret that is referenced, never rendered
+    assert not [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
+    lowcarb = container(deployment, "lowcarb")
+    env = {e["name"]: e["valueFrom"] for e in lowcarb["env"]}
+    assert flag_value(lowcarb["args"], "--ledger") == "$(LOWCARB_LEDGER_URL)"
+    assert env["LOWCARB_LEDGER_URL"] == {"secretKeyRef": {"name": "lowcarb-ledger", "key": "url"}}
+    assert env["PGPASSWORD"] == {"secretKeyRef": {"name": "lowcarb-ledger", "key": "password"}}
+    assert not [o for o in objects if o["kind"] == "Secret"]
+    # leader election is what makes two replicas safe: kube-scheduler's and the gate controller's
     config = find(objects, "ConfigMap", "lowcarb-scheduler-config")
     assert "leaderElect: true" in config["data"]["kube-scheduler-config.yaml"]
+    assert "--leader-elect" in lowcarb["args"]

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from scheduler.gates.controller import ReleaseReason
+from scheduler.gates.request import ReleaseReason
 from tests.support.deploy import (
     DEPLOY,
     Manifest,

@@ -1,4 +1,5 @@
-"""RBAC: our ClusterRole grants exactly what lowcarb calls; the scheduler gets its roles."""
+"""RBAC: our roles grant exactly what lowcarb calls (cluster-wide, and the gate controller's Lease
+in its own namespace); the scheduler gets its roles."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from tests.support.deploy import (
     TARGETS,
     Manifest,
     build,
+    container,
     find,
+    flag_value,
     load_yaml_documents,
 )
 
@@ -74,10 +77,42 @@ def lowcarb_rules() -> list[Manifest]:
     return rules
 
 
+def lease_permissions() -> set[Permission]:
+    """What the gate controller's leader election calls (scheduler.gates.lease)."""
+    from scheduler.gates.lease import LEASE_PERMISSIONS
+
+    return {(str(g), str(r), str(v)) for g, r, v in LEASE_PERMISSIONS}
+
+
+def lease_role() -> Manifest:
+    documents = load_yaml_documents(BASE / "rbac-lowcarb.yaml")
+    (role,) = [d for d in documents if d["kind"] == "Role"]
+    assert role["metadata"]["name"] == "lowcarb-gates-leader"
+    return role
+
+
 def test_cluster_role_grants_exactly_what_lowcarb_calls() -> None:
     have, need = granted(lowcarb_rules()), required_permissions()
     assert not need - have, f"missing from ClusterRole lowcarb: {sorted(need - have)}"
     assert not have - need, f"granted but never used: {sorted(have - need)}"
+
+
+def test_lease_role_grants_exactly_what_leader_election_calls() -> None:
+    have, need = granted(lease_role()["rules"]), lease_permissions()
+    assert not need - have, f"missing from Role lowcarb-gates-leader: {sorted(need - have)}"
+    assert not have - need, f"granted but never used: {sorted(have - need)}"
+    assert not need & required_permissions(), "a Lease permission in the ClusterRole too"
+
+
+def test_lease_role_names_the_lease_wherever_it_can() -> None:
+    from scheduler.gates.leader import DEFAULT_LEASE
+
+    for rule in lease_role()["rules"]:
+        assert "*" not in [*rule["apiGroups"], *rule["resources"], *rule["verbs"]], rule
+        if rule["verbs"] == ["create"]:  # the API server cannot limit create by name
+            assert "resourceNames" not in rule
+        else:
+            assert rule["resourceNames"] == [DEFAULT_LEASE], rule
 
 
 def test_cluster_role_has_no_wildcards_or_name_limits() -> None:
@@ -106,6 +141,35 @@ def test_rendered_role_is_bound_to_the_pods_service_account(target: Path) -> Non
         "subjects"
     ]
     find(objects, "ServiceAccount", account)
+    # the Lease role lives (and is bound) in the namespace the pods elect in (POD_NAMESPACE)
+    leader = find(objects, "Role", "lowcarb-gates-leader")
+    assert leader["metadata"]["namespace"] == namespace
+    assert granted(leader["rules"]) == lease_permissions()
+    leader_binding = find(objects, "RoleBinding", "lowcarb-gates-leader")
+    assert leader_binding["metadata"]["namespace"] == namespace
+    assert leader_binding["roleRef"]["name"] == "lowcarb-gates-leader"
+    assert {"kind": "ServiceAccount", "name": account, "namespace": namespace} in leader_binding[
+        "subjects"
+    ]
+
+
+@pytest.mark.parametrize("target", TARGETS, ids=lambda p: p.name)
+def test_gate_controller_elects_on_the_lease_its_role_names(target: Path) -> None:
+    objects = build(target)
+    deployment = find(objects, "Deployment", "lowcarb")
+    lowcarb = container(deployment, "lowcarb")
+    args = lowcarb["args"]
+    assert "--in-cluster" in args and "--leader-elect" in args  # one gate controller at a time
+    env = {e["name"]: e for e in lowcarb.get("env", [])}
+    assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert "--lease-namespace" not in args
+    name = flag_value(args, "--lease-name") if "--lease-name" in args else None
+    (named,) = [
+        r for r in find(objects, "Role", "lowcarb-gates-leader")["rules"] if "get" in r["verbs"]
+    ]
+    from scheduler.gates.leader import DEFAULT_LEASE
+
+    assert named["resourceNames"] == [name or DEFAULT_LEASE]
 
 
 def role_refs(objects: list[Manifest]) -> set[tuple[str, str, str]]:
@@ -134,4 +198,7 @@ def test_second_scheduler_gets_the_built_in_scheduler_roles() -> None:
 
 def test_extender_only_drops_every_scheduler_permission() -> None:
     refs = role_refs(build(KUSTOMIZE / "overlays" / "extender-only"))
-    assert refs == {("", "ClusterRole", "lowcarb")}
+    assert refs == {
+        ("", "ClusterRole", "lowcarb"),
+        ("lowcarb-system", "Role", "lowcarb-gates-leader"),
+    }

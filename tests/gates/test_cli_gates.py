@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.gates import controller as gates
+from scheduler.gates.request import GATE
 from scheduler.kube import client as kube
 from tests.support.fakeapi import (
     FakeApiServer,
@@ -85,7 +85,7 @@ def test_gates_plan_lists_gated_pods_and_changes_nothing(
     assert rows[0]["decision"] == "release"
     assert why in rows[0]["why"]
     assert api.seen("PATCH") == [] and api.seen("POST") == []
-    assert store.gates("gated-train") == [gates.GATE, "other.example/gate"]
+    assert store.gates("gated-train") == [GATE, "other.example/gate"]
 
 
 @pytest.mark.slow
@@ -119,4 +119,4 @@ def test_gates_run_dry_run_stops_cleanly_on_sigterm(api: FakeApiServer, tmp_path
             proc.wait()
         log.close()
     assert api.seen("PATCH") == []  # dry run
-    assert store.gates("gated-train") == [gates.GATE, "other.example/gate"]
+    assert store.gates("gated-train") == [GATE, "other.example/gate"]

@@ -14,7 +14,10 @@ import pytest
 
 from carbon.accounting.ledger import GateRecord, Ledger, open_reader, read_records
 from carbon.testing import FixedView
-from scheduler.gates import controller as gates
+from scheduler.gates.controller import GateController, GateSettings, _GateHandler
+from scheduler.gates.planner import plan_batch
+from scheduler.gates.request import GATE, ShiftRules, group_of
+from scheduler.gates.rules import policy_rules, zones_from_state
 from scheduler.kube import client as kube
 from tests.support.fakeapi import FakeApiServer, PodStore, permission_of
 
@@ -40,15 +43,13 @@ class Env:
     client: kube.KubeClient
     now: list[float]
     view: FixedView
-    made: list[gates.GateController] = field(default_factory=list)
+    made: list[GateController] = field(default_factory=list)
 
-    def controller(self, min_saving: float = 0.1, **kw: Any) -> gates.GateController:
-        def rules(pod: kube.wire.Pod) -> gates.ShiftRules:
-            return gates.ShiftRules(min_saving=min_saving, zones=(ZONE,))
+    def controller(self, min_saving: float = 0.1, **kw: Any) -> GateController:
+        def rules(pod: kube.wire.Pod) -> ShiftRules:
+            return ShiftRules(min_saving=min_saving, zones=(ZONE,))
 
-        ctl = gates.GateController(
-            self.client, lambda: self.view, rules, clock=lambda: self.now[0], **kw
-        )
+        ctl = GateController(self.client, lambda: self.view, rules, clock=lambda: self.now[0], **kw)
         self.made.append(ctl)
         return ctl
 
@@ -78,9 +79,9 @@ def gated(env: Env, name: str, deadline: str = "12h", duration: str = "2h", **kw
     env.store.add_pod(name, annotations=ann, created=CREATED, **kw)
 
 
-async def sync(ctl: gates.GateController) -> None:
+async def sync(ctl: GateController) -> None:
     """One list through the real API path (what the reflector does on start and on 410)."""
-    reflector = kube.pod_reflector(ctl.client, gates._GateHandler(ctl), kube.UNASSIGNED)
+    reflector = kube.pod_reflector(ctl.client, _GateHandler(ctl), kube.UNASSIGNED)
     await reflector.relist()
 
 
@@ -113,7 +114,7 @@ async def test_holds_until_the_clean_hour_then_releases_only_our_gate(env: Env) 
     [patch] = env.api.seen("PATCH")
     assert patch.content_type == "application/json-patch+json"
     assert patch.json() == [
-        {"op": "test", "path": "/spec/schedulingGates/0/name", "value": gates.GATE},
+        {"op": "test", "path": "/spec/schedulingGates/0/name", "value": GATE},
         {"op": "remove", "path": "/spec/schedulingGates/0"},
     ]
     release = env.store.created_events[-1]
@@ -126,7 +127,7 @@ async def test_holds_until_the_clean_hour_then_releases_only_our_gate(env: Env) 
 
 
 async def test_our_gate_at_another_index_is_found_by_name(env: Env) -> None:
-    gated(env, "second", gates=["other.example/gate", gates.GATE])
+    gated(env, "second", gates=["other.example/gate", GATE])
     env.view = forecast_view({ZONE: [300.0] * 24})  # no cleaner hour: release at once
     ctl = env.controller()
     await sync(ctl)
@@ -322,7 +323,7 @@ async def test_replans_when_forecast_refreshes(env: Env) -> None:
 
 
 async def test_controller_loop_follows_the_watch(env: Env) -> None:
-    ctl = env.controller(settings=gates.GateSettings(tick_s=0.05))
+    ctl = env.controller(settings=GateSettings(tick_s=0.05))
     env.view = forecast_view({ZONE: [300.0] * 24})
     await ctl.start()
     try:
@@ -350,12 +351,10 @@ def test_plan_batch_vectorised_matches_single_pods() -> None:
     duration = rng.integers(1, 4, n) * HOUR
     latest = earliest + rng.integers(0, 10, n) * HOUR
     zones = [("A",) if i % 3 == 0 else ("A", "B") if i % 3 == 1 else ("B",) for i in range(n)]
-    plan = gates.plan_batch(view, zones, earliest, latest, duration, np.full(n, 0.1))
+    plan = plan_batch(view, zones, earliest, latest, duration, np.full(n, 0.1))
     for i in range(n):
         sl = slice(i, i + 1)
-        one = gates.plan_batch(
-            view, [zones[i]], earliest[sl], latest[sl], duration[sl], np.array([0.1])
-        )
+        one = plan_batch(view, [zones[i]], earliest[sl], latest[sl], duration[sl], np.array([0.1]))
         assert one.start[0] == plan.start[i] and one.hold[0] == plan.hold[i]
     assert not plan.hold[[i for i in range(n) if zones[i] == ("B",)]].any()  # flat: no saving
     assert (plan.start <= np.maximum(latest, earliest)).all()  # never after the latest start
@@ -364,9 +363,9 @@ def test_plan_batch_vectorised_matches_single_pods() -> None:
 def test_group_keys() -> None:
     labels = b'{"scheduling.x-k8s.io/pod-group":"g"}'
     pod = kube.wire.decode_pod(b'{"metadata":{"namespace":"ns","uid":"u","labels":%s}}' % labels)
-    assert gates.group_of(pod) == "podgroup/ns/g"
+    assert group_of(pod) == "podgroup/ns/g"
     pod = kube.wire.decode_pod(b'{"metadata":{"namespace":"ns","uid":"u"}}')
-    assert gates.group_of(pod) == "pod/u"
+    assert group_of(pod) == "pod/u"
 
 
 async def test_waits_for_sync_and_forecasts_before_failing_open(env: Env) -> None:
@@ -403,14 +402,14 @@ def test_policy_rules_use_class_shift_and_allowed_zones_of_fitting_nodes() -> No
     )
     state = ClusterState()
     state.replace_all(kube._node_list_decoder.decode(fixture("nodes-list.json")).items, [])
-    rules = gates.policy_rules(lambda: policy, gates.zones_from_state(state))
+    rules = policy_rules(lambda: policy, zones_from_state(state))
     pod = kube.wire.decode_pod(fixture("gates-pod-create.json"))  # app=train, 2 GPUs
     got = rules(pod)
     assert got.min_saving == 0.3 and got.max_delay_s == 6 * HOUR
     # GPU nodes with >= 2 GPUs are in eu-central, us-east, us-west; the class allows us-*
     assert got.zones == ("us-east", "us-west")
     other = kube.wire.decode_pod(fixture("pods-get.json"))  # no class selector match
-    assert gates.policy_rules(lambda: policy, gates.zones_from_state(state))(other).enabled
+    assert policy_rules(lambda: policy, zones_from_state(state))(other).enabled
 
 
 async def test_event_failures_never_block_a_release(env: Env) -> None:
@@ -475,10 +474,10 @@ async def test_plans_from_the_real_carbon_cache(env: Env) -> None:
     config = CarbonConfig.model_validate({"providers": providers, "fallback": ["dip", "static"]})
     cache = CarbonCache(config, clock=lambda: env.now[0], factory=DipProvider)
     gated(env, "cached")
-    ctl = gates.GateController(
+    ctl = GateController(
         env.client,
         cache.view,
-        lambda pod: gates.ShiftRules(zones=(ZONE,)),
+        lambda pod: ShiftRules(zones=(ZONE,)),
         clock=lambda: env.now[0],
         track_zones=cache.track,
         started_at=NOON,

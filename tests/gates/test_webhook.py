@@ -14,8 +14,8 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from scheduler.gates import controller as gates
 from scheduler.gates import webhook as admission
+from scheduler.gates.request import GATE
 from scheduler.policy.model import Policy
 from tests.support.fakeapi import fixture
 
@@ -95,7 +95,7 @@ async def test_class_with_temporal_shift_gets_the_gate(url: str) -> None:
     assert answer["response"]["uid"] == "705ab4f5-6393-11e8-b7cc-42010a800002"
     assert answer["response"]["allowed"] is True
     assert patch_of(answer) == [
-        {"op": "add", "path": "/spec/schedulingGates", "value": [{"name": gates.GATE}]}
+        {"op": "add", "path": "/spec/schedulingGates", "value": [{"name": GATE}]}
     ]
 
 
@@ -104,7 +104,7 @@ async def test_existing_gates_are_kept_and_ours_appended(url: str) -> None:
     pod["spec"]["schedulingGates"] = [{"name": "other.example/gate"}]
     answer = (await post(url, review(pod))).json()
     assert patch_of(answer) == [
-        {"op": "add", "path": "/spec/schedulingGates/-", "value": {"name": gates.GATE}}
+        {"op": "add", "path": "/spec/schedulingGates/-", "value": {"name": GATE}}
     ]
 
 

@@ -12,7 +12,8 @@ import pytest
 from carbon.energy import PowerModel
 from carbon.testing import FixedView
 from scheduler import wire
-from scheduler.cluster.state import ClusterState, NodeTable
+from scheduler.cluster.state import ClusterState
+from scheduler.cluster.table import NodeTable
 from scheduler.demand import PodDemand, parse_demand
 from scheduler.gpu.fragmentation import TaskShape, Workload
 from scheduler.scoring import evaluate

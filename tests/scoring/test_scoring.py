@@ -9,7 +9,7 @@ import pytest
 
 from carbon.energy import PowerModel
 from carbon.testing import FixedView
-from scheduler.cluster.state import NodeTable
+from scheduler.cluster.table import NodeTable
 from scheduler.demand import PodDemand
 from scheduler.quantize import quantize
 from scheduler.scoring import evaluate

@@ -8,7 +8,9 @@ callable. ``stop()`` / ``start()`` on the same port simulate an API server resta
 makes every request fail with a dropped connection.
 
 :class:`PodStore` is an optional tiny "mini apiserver" for pods (list, watch, get, JSON patch,
-events, delete) built from recorded pod objects, for the gate controller's tests.
+events, delete) built from recorded pod objects, for the gate controller's tests;
+:class:`LeaseStore` one for coordination.k8s.io/v1 Leases (get, create, resourceVersion-checked
+update, with the recorded 404/409/422 answers), for leader election.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import contextlib
 import copy
 import itertools
 import json
+import re
 import socket
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -559,6 +563,170 @@ class PodStore:
         out = dict(event)
         out["metadata"] = dict(event["metadata"], uid="evt", resourceVersion=self._next_rv())
         return Reply(201, compact(out) + b"\n")
+
+
+# --- a tiny Lease store for leader-election tests --------------------------------------------
+
+LEASE_GROUP = "coordination.k8s.io"
+_MICRO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
+_LEASE_SPEC_KEYS = (
+    "holderIdentity",
+    "leaseDurationSeconds",
+    "acquireTime",
+    "renewTime",
+    "leaseTransitions",
+)
+
+
+@dataclass
+class LeaseWrite:
+    """One successful create or update, as the test process saw it arrive."""
+
+    at: float  # time.monotonic() in the test process
+    name: str
+    verb: Literal["create", "update"]
+    holder: str | None
+    transitions: int | None
+    resource_version: str
+    authorization: str
+
+
+@dataclass
+class LeaseStore:
+    """Leases held by the fake API server, answering like kube-apiserver (fixtures ``lease-*``).
+
+    GET of a missing Lease is 404; a create of an existing one 409 AlreadyExists; an update needs
+    the current ``metadata.resourceVersion`` (stale: 409 Conflict, none: 422 Invalid), and
+    ``acquireTime``/``renewTime`` need six fractional digits (else 400). Objects are built from
+    the recorded ``lease-create.json`` (same key order); every write is kept in ``writes``.
+    """
+
+    api: FakeApiServer
+    namespace: str = "lowcarb-system"
+    leases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rv: itertools.count[int] = field(default_factory=lambda: itertools.count(500))
+    writes: list[LeaseWrite] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def collection(self) -> str:
+        return f"/apis/{LEASE_GROUP}/v1/namespaces/{self.namespace}/leases"
+
+    def install(self, *names: str) -> LeaseStore:
+        """Answer for the Leases ``names`` (routes are per path, as the fake server's are)."""
+        self.api.add("POST", self.collection, self._create)
+        for name in names:
+            self.api.add("GET", f"{self.collection}/{name}", self._get)
+            self.api.add("PUT", f"{self.collection}/{name}", self._update)
+        return self
+
+    def holder(self, name: str) -> str | None:
+        with self._lock:
+            lease = self.leases.get(name)
+            return None if lease is None else lease["spec"].get("holderIdentity")
+
+    def _details(self, name: str) -> dict[str, Any]:
+        return {"name": name, "group": LEASE_GROUP, "kind": "leases"}
+
+    def _not_found(self, name: str) -> Reply:
+        msg = f'leases.{LEASE_GROUP} "{name}" not found'
+        return Reply(404, _status(404, "NotFound", msg, self._details(name)))
+
+    def _bad_time(self, lease: dict[str, Any]) -> Reply | None:
+        for key in ("acquireTime", "renewTime"):
+            value = lease.get("spec", {}).get(key)
+            if value is not None and not _MICRO_TIME.match(str(value)):
+                msg = (
+                    f'Lease in version "v1" cannot be handled as a Lease: parsing time "{value}" '
+                    'as "2006-01-02T15:04:05.000000Z07:00": cannot parse the fraction'
+                )
+                return Reply(400, _status(400, "BadRequest", msg))
+        return None
+
+    def _stored(
+        self, name: str, spec: dict[str, Any], old: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """The object as the API server returns it: the recorded shape, our values."""
+        obj: dict[str, Any] = json.loads(fixture("lease-create.json"))
+        meta = obj["metadata"]
+        meta["name"], meta["namespace"] = name, self.namespace
+        if old is not None:
+            meta["uid"] = old["metadata"]["uid"]
+            meta["creationTimestamp"] = old["metadata"]["creationTimestamp"]
+        else:
+            meta["uid"] = f"lease-{name}"
+        meta["resourceVersion"] = str(next(self.rv))
+        fields: dict[str, Any] = {
+            f"f:{k}": {} for k in sorted(_LEASE_SPEC_KEYS) if spec.get(k) is not None
+        }
+        meta["managedFields"][0]["fieldsV1"] = {"f:spec": fields}
+        obj["spec"] = {k: spec[k] for k in _LEASE_SPEC_KEYS if spec.get(k) is not None}
+        return obj
+
+    def _record(
+        self, req: Recorded, obj: dict[str, Any], verb: Literal["create", "update"]
+    ) -> None:
+        spec = obj["spec"]
+        self.writes.append(
+            LeaseWrite(
+                time.monotonic(),
+                obj["metadata"]["name"],
+                verb,
+                spec.get("holderIdentity"),
+                spec.get("leaseTransitions"),
+                obj["metadata"]["resourceVersion"],
+                req.authorization,
+            )
+        )
+
+    def _get(self, req: Recorded) -> Reply:
+        name = req.path.rsplit("/", 1)[1]
+        with self._lock:
+            lease = self.leases.get(name)
+            if lease is None:
+                return self._not_found(name)
+            return Reply(200, compact(lease) + b"\n")
+
+    def _create(self, req: Recorded) -> Reply:
+        body = req.json()
+        name = body["metadata"]["name"]
+        bad = self._bad_time(body)
+        if bad is not None:
+            return bad
+        with self._lock:
+            if name in self.leases:
+                msg = f'leases.{LEASE_GROUP} "{name}" already exists'
+                return Reply(409, _status(409, "AlreadyExists", msg, self._details(name)))
+            obj = self.leases[name] = self._stored(name, body.get("spec") or {}, None)
+            self._record(req, obj, "create")
+            return Reply(201, compact(obj) + b"\n")
+
+    def _update(self, req: Recorded) -> Reply:
+        name = req.path.rsplit("/", 1)[1]
+        body = req.json()
+        bad = self._bad_time(body)
+        if bad is not None:
+            return bad
+        with self._lock:
+            old = self.leases.get(name)
+            if old is None:
+                return self._not_found(name)
+            sent = body.get("metadata", {}).get("resourceVersion")
+            if not sent:
+                text = fixture("lease-update-no-rv.json").replace(
+                    b'"lowcarb-gates"', json.dumps(name).encode()
+                )
+                return Reply(422, text)
+            if sent != old["metadata"]["resourceVersion"]:
+                msg = (
+                    f'Operation cannot be fulfilled on leases.{LEASE_GROUP} "{name}": the object '
+                    "has been modified; please apply your changes to the latest version and try "
+                    "again"
+                )
+                return Reply(409, _status(409, "Conflict", msg, self._details(name)))
+            obj = self.leases[name] = self._stored(name, body.get("spec") or {}, old)
+            self._record(req, obj, "update")
+            return Reply(200, compact(obj) + b"\n")
 
 
 def _resolve(doc: Any, path: str) -> tuple[Any, str] | None:

@@ -15,7 +15,7 @@ import msgspec
 import numpy as np
 
 from scheduler import wire
-from scheduler.cluster.state import NodeTable
+from scheduler.cluster.table import NodeTable
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "policy"
