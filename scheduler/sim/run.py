@@ -155,8 +155,6 @@ def _one(power: PowerModel, weights: dict[str, float], mode: str, duration: str 
 
 def build_policies(power: PowerModel, lowcarb: Policy) -> dict[str, Policy]:
     """The compared policies, all over the same terms and power model."""
-    from scheduler.terms import least_allocated  # noqa: F401  (registers the sim-only term)
-
     # gpu_fit with weight 0 still filters GPUs and names the GPU a shared pod takes (best fit,
     # as GPU-sharing device plugins do); it does not score.
     return {

@@ -11,8 +11,8 @@ from carbon.energy import PowerModel
 from scheduler.demand import PodDemand
 from scheduler.engine import Engine
 from scheduler.policy.model import policy_from_text
-from scheduler.terms.base import Context
-from scheduler.terms.carbon import Carbon, gpu_share
+from scheduler.terms.base import Context, TermScore
+from scheduler.terms.carbon import Carbon, CarbonArgs, gpu_share
 from tests.support.policy import Row, View, node_table
 
 GIB = 2**30
@@ -33,8 +33,13 @@ def ctx(
         power=power or PowerModel(),
         now_s=0.0,
         duration_s=hours * 3600,
-        params={"signal": "average"},
+        signal="average",
     )
+
+
+def emissions(c: Context) -> TermScore:
+    """The carbon term's scores with a class's default settings (range normalisation)."""
+    return Carbon().score(c, CarbonArgs())
 
 
 def one_gpu_pod() -> PodDemand:
@@ -60,7 +65,7 @@ def test_h100_in_dirtier_zone_beats_t4_in_cleaner_zone() -> None:
         ("h100", "DIRTY", "r1", "NVIDIA-H100-80GB-HBM3", 8),
         ("t4", "CLEAN", "r2", "Tesla-T4", 4),
     ]
-    ts = Carbon().score(ctx(one_gpu_pod(), rows, View({"DIRTY": 300.0, "CLEAN": 200.0})))
+    ts = emissions(ctx(one_gpu_pod(), rows, View({"DIRTY": 300.0, "CLEAN": 200.0})))
     assert ts.unit == "gCO2e"
     assert ts.raw.tolist() == pytest.approx([108.72, 124.80])
     assert ts.normalized.tolist() == [1.0, 0.0]
@@ -81,7 +86,7 @@ def test_forecast_mean_over_each_nodes_own_run() -> None:
     pod = PodDemand(uid="u", namespace="ml", name="p", gpus=1, gpu_milli=1000)
     rows = [("h", "Z", "r", "NVIDIA-H100", 8), ("a", "Z", "r", "NVIDIA-A100-SXM4-80GB", 8)]
     view = View({"Z": 999.0}, {"Z": [100.0, 500.0]})
-    ts = Carbon().score(ctx(pod, rows, view, power=PowerModel(pue=1.0), hours=2.0))
+    ts = emissions(ctx(pod, rows, view, power=PowerModel(pue=1.0), hours=2.0))
     assert ts.raw.tolist() == pytest.approx([56.0, 192.0])
 
 
@@ -98,10 +103,10 @@ def test_fractions_mig_and_site_pue() -> None:
         ("c", "Y", "site-c", "NVIDIA-A100-SXM4-80GB", 8),  # default PUE 1.5
     ]
     view = View({"Z": 100.0, "Y": 100.0})
-    ts = Carbon().score(ctx(shared, rows, view, power=power))
+    ts = emissions(ctx(shared, rows, view, power=power))
     # 320 W x 0.25 = 80 W for 1 h = 0.08 kWh x PUE x 100 g/kWh
     assert ts.raw.tolist() == pytest.approx([11.2, 8.8, 12.0])
-    ts = Carbon().score(ctx(mig, rows, view, power=power))
+    ts = emissions(ctx(mig, rows, view, power=power))
     assert ts.raw[1] == pytest.approx(320 * 3 / 7 / 1000 * 1.1 * 100)
 
 
@@ -113,7 +118,7 @@ def test_zone_without_data_is_neutral_and_noted() -> None:
         ("x", "NODATA", "r", "NVIDIA-A100", 8),
         ("u", None, "r", "NVIDIA-A100", 8),
     ]
-    ts = Carbon().score(ctx(pod, rows, View({"A": 100.0, "B": 300.0})))
+    ts = emissions(ctx(pod, rows, View({"A": 100.0, "B": 300.0})))
     assert np.isfinite(ts.raw[:2]).all() and np.isnan(ts.raw[2:]).all()
     assert ts.normalized.tolist() == pytest.approx([1.0, 0.0, 0.5, 0.5])
     assert pod.notes == [
@@ -128,7 +133,7 @@ def test_zone_without_data_is_neutral_and_noted() -> None:
 def test_cpu_pod_is_not_slowed_by_the_gpu_model() -> None:
     pod = PodDemand(uid="u", namespace="n", name="p", cpu_milli=4000, mem_bytes=16 * GIB)
     rows = [("t4", "Z", "r", "Tesla-T4", 4), ("cpu", "Z", "r", "", 0)]
-    ts = Carbon().score(ctx(pod, rows, View({"Z": 100.0})))
+    ts = emissions(ctx(pod, rows, View({"Z": 100.0})))
     # (4 x 4 + 16 x 0.375) W = 22 W, 1 h, PUE 1.2 -> 0.0264 kWh x 100 = 2.64 g on both
     assert ts.raw.tolist() == pytest.approx([2.64, 2.64])
 
@@ -174,8 +179,7 @@ def test_ratio_normalization_keeps_small_differences_small() -> None:
     ]
     view = View({"DIRTY": 300.0, "CLEAN": 200.0})
     c = ctx(one_gpu_pod(), rows, view)
-    c.params["carbon_normalization"] = "ratio"
-    ts = Carbon().score(c)
+    ts = Carbon().score(c, CarbonArgs(carbonNormalization="ratio"))
     assert ts.normalized.tolist() == pytest.approx([1.0, 108.72 / 124.80])
     policy = policy_from_text(
         "apiVersion: lowcarb.dev/v1\nkind: Policy\n"
