@@ -27,8 +27,7 @@ from scheduler import wire
 from scheduler.cluster.state import NodeTable
 from scheduler.demand import PodDemand
 from scheduler.engine import Engine
-from scheduler.policy.model import load_policy
-from scheduler.policy.validate import validate_text
+from scheduler.policy.validate import load_policy, validate_text
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY = ROOT / "policies" / "training.yaml"

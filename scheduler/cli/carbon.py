@@ -19,7 +19,7 @@ from carbon.config import CarbonConfig
 from scheduler.cli.carbon_show import run_show
 from scheduler.cli.errors import input_file, new_app
 from scheduler.cli.inputs import policy_errors
-from scheduler.policy.model import load_policy
+from scheduler.policy.validate import load_policy
 
 app = new_app(help="Carbon-intensity data: providers, cache and fallback.")
 

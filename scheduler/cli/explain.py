@@ -29,7 +29,8 @@ from scheduler.cluster.state import ClusterState
 from scheduler.engine import Engine
 from scheduler.explain import ExplainError, render
 from scheduler.explain import explain as explain_pod
-from scheduler.policy.model import Policy, load_policy
+from scheduler.policy.model import Policy
+from scheduler.policy.validate import load_policy
 
 
 class InputError(ValueError):

@@ -8,8 +8,8 @@ whether they may wait for a cleaner hour (``temporalShift``). A class's per-term
 terms' own ``Args`` models (:mod:`scheduler.terms`), which :class:`WorkloadClass` is built from;
 weights name terms of :data:`scheduler.terms.REGISTRY`. Every duration field is
 :data:`carbon.duration.Duration`; cross-field checks live in :mod:`scheduler.policy.checks`.
-:mod:`scheduler.policy.validate` is the loader: every error at once with file:line:column;
-``policies/schema.json`` is generated from these models.
+:mod:`scheduler.policy.validate` is the loader (``load_policy``): every error at once with
+file:line:column; ``policies/schema.json`` is generated from these models.
 """
 
 from __future__ import annotations
@@ -310,24 +310,6 @@ class Policy(_Strict):
 
     def term_names(self) -> list[str]:
         return sorted({t for c in self.classes.values() for t in c.weights})
-
-
-def load_policy(path: Path | str | None = None) -> Policy:
-    """Load and validate a policy file (the embedded default when ``path`` is None).
-
-    Raises :class:`scheduler.policy.validate.PolicyError` listing every problem with
-    file:line:column.
-    """
-    from scheduler.policy.validate import load_checked
-
-    return load_checked(Path(path) if path is not None else DEFAULT_POLICY)
-
-
-def policy_from_text(text: str, source: str = "<policy>") -> Policy:
-    """Validate a policy from YAML text (errors as in :func:`load_policy`)."""
-    from scheduler.policy.validate import check_text
-
-    return check_text(text, source)
 
 
 def dump_yaml(policy: Policy) -> str:

@@ -23,8 +23,8 @@ from typing import Generic, TypeVar
 import structlog
 
 from scheduler import metrics
-from scheduler.policy.model import DEFAULT_POLICY, Policy, load_policy, policy_from_text
-from scheduler.policy.validate import PolicyError, lint_text
+from scheduler.policy.model import DEFAULT_POLICY, Policy
+from scheduler.policy.validate import PolicyError, lint_text, load_policy, policy_from_text
 
 log = structlog.get_logger("lowcarb.policy")
 

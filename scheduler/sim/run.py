@@ -24,7 +24,8 @@ import numpy.typing as npt
 from carbon.energy import PowerModel
 from carbon.series import HourlySeries
 from scheduler.gates.planner import plan_starts
-from scheduler.policy.model import DEFAULT_POLICY, Policy, WorkloadClass, load_policy
+from scheduler.policy.model import DEFAULT_POLICY, Policy, WorkloadClass
+from scheduler.policy.validate import load_policy
 from scheduler.sim.bound import Bound, spatial_bound
 from scheduler.sim.carbon import Integrals, load_series, parse_start, year_start
 from scheduler.sim.replay import Accounting, Placements, account, binned, hour_edges, simulate

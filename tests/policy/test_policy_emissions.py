@@ -10,7 +10,7 @@ import pytest
 from carbon.energy import PowerModel
 from scheduler.demand import PodDemand
 from scheduler.engine import Engine
-from scheduler.policy.model import policy_from_text
+from scheduler.policy.validate import policy_from_text
 from scheduler.terms.base import Context, TermScore
 from scheduler.terms.carbon import Carbon, CarbonArgs, gpu_share
 from tests.support.policy import Row, View, node_table
