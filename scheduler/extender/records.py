@@ -1,20 +1,19 @@
-"""From scheduling decisions and pod lifecycles to ledger records (scheduler side of the ledger).
+"""Scheduling decisions and pod lifecycles as ledger records (the scheduler side of the ledger).
 
-A bind turns the remembered prioritize decision into a
-:class:`carbon.accounting.ledger.PlacementRecord`
-(also written to the pod as the ``lowcarb.dev/decision`` annotation); the pod watch turns phase
-changes into idempotent :class:`carbon.accounting.ledger.LifecycleRecord` s (``uid:start``,
-``uid:end``), so a
-restart that relists every pod writes no duplicates.
+Prioritize keeps a :class:`Decision` per pod until bind; a bind turns it into a
+:class:`carbon.accounting.ledger.PlacementRecord` (also written to the pod as the
+``lowcarb.dev/decision`` annotation); the pod watch turns phase changes into idempotent
+:class:`carbon.accounting.ledger.LifecycleRecord` s (``uid:start``, ``uid:end``), so a restart
+that relists every pod writes no duplicates.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import structlog
@@ -22,11 +21,31 @@ import structlog
 from carbon.accounting.ledger import Ledger, LifecycleRecord, PlacementRecord
 from carbon.clock import wall
 from scheduler import metrics, wire
-
-if TYPE_CHECKING:
-    from scheduler.extender.service import Decision
+from scheduler.cluster.state import NodeTable
+from scheduler.demand import PodDemand
+from scheduler.scoring import Evaluation
 
 log = structlog.get_logger("lowcarb.records")
+
+
+@dataclass(slots=True)
+class Decision:
+    """What prioritize decided for a pod, kept until bind (for assume, annotation and ledger)."""
+
+    demand: PodDemand
+    klass: str
+    names: list[str]
+    evaluation: Evaluation
+    table: NodeTable
+    at: float
+    owner: tuple[str | None, str | None] = (None, None)
+    duration_s: float | None = None
+
+    def row(self, node: str) -> int | None:
+        try:
+            return self.names.index(node)
+        except ValueError:
+            return None
 
 
 def owner_of(pod: wire.Pod | None) -> tuple[str | None, str | None]:

@@ -27,8 +27,7 @@ from scheduler.cluster.state import ClusterState, NodeTable
 from scheduler.decode_errors import json_problem
 from scheduler.demand import ANN_GPU_INDEX, DemandError, PodDemand, parse_demand
 from scheduler.engine import Engine
-from scheduler.extender.records import owner_of, placement_record
-from scheduler.scoring import Evaluation
+from scheduler.extender.records import Decision, owner_of, placement_record
 
 log = structlog.get_logger("lowcarb.service")
 
@@ -52,26 +51,6 @@ class Binder(Protocol):
 
 class DecisionSink(Protocol):
     def record_decision(self, record: PlacementRecord) -> Future[bool]: ...
-
-
-@dataclass(slots=True)
-class Decision:
-    """What prioritize decided for a pod, kept until bind (for assume, annotation and ledger)."""
-
-    demand: PodDemand
-    klass: str
-    names: list[str]
-    evaluation: Evaluation
-    table: NodeTable
-    at: float
-    owner: tuple[str | None, str | None] = (None, None)
-    duration_s: float | None = None
-
-    def row(self, node: str) -> int | None:
-        try:
-            return self.names.index(node)
-        except ValueError:
-            return None
 
 
 @dataclass
