@@ -205,5 +205,5 @@ class EngineStore(PolicyStore[Engine]):
     """The live policy compiled into an :class:`Engine`; each reload keeps the previous engine's
     learned state (see ``Engine(previous=...)``)."""
 
-    def __init__(self, path: Path | str | None = None) -> None:
-        super().__init__(path, lambda policy, previous: Engine(policy, previous=previous))
+    def __init__(self, path: Path | str | None = None, *, warn: bool = True) -> None:
+        super().__init__(path, lambda policy, old: Engine(policy, previous=old), warn=warn)
