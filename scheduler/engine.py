@@ -19,8 +19,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from carbon.types import CarbonView
 from scheduler import wire
 from scheduler.cluster.state import NodeTable
@@ -196,7 +194,7 @@ class Engine:
         if ts is None:
             return ()
         chosen = ts.detail.get("gpu_index")
-        if isinstance(chosen, np.ndarray) and chosen.shape[0] > row and chosen[row] >= 0:
+        if chosen is not None and chosen.shape[0] > row and chosen[row] >= 0:
             return (int(chosen[row]),)
         return ()
 

@@ -129,10 +129,10 @@ def _expand(ts: TermScore, rows: np.ndarray, n: int) -> TermScore:
     norm[rows] = ts.normalized
     detail = {}
     for key, value in ts.detail.items():
-        if isinstance(value, np.ndarray) and value.shape[:1] == rows.shape:
+        if value.shape[:1] == rows.shape:
             expanded = np.full((n, *value.shape[1:]), np.nan if value.dtype.kind == "f" else -1)
             expanded[rows] = value
             detail[key] = expanded
         else:
             detail[key] = value
-    return TermScore(raw=raw, normalized=norm, unit=ts.unit, detail=detail)
+    return TermScore(raw, norm, ts.unit, detail, ts.carbon_data)

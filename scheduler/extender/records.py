@@ -70,16 +70,16 @@ def placement_record(decision: Decision, row: int, at: float) -> PlacementRecord
     expected_kg = counterfactual_kg = counterfactual_i = None
     carbon = ev.terms.get("carbon")
     if carbon is not None:
-        info = carbon.detail.get("carbon_data", {}).get(zone)
+        info = carbon.carbon_data.get(zone) if zone is not None else None
         if info is not None:
-            intensity, source, age = info["g_per_kwh"], info["source"], info["age_s"]
+            intensity, source, age = info.g_per_kwh, info.source, info.age_s
         feasible = ev.feasible & np.isfinite(carbon.raw)
         if np.isfinite(carbon.raw[row]):
             expected_kg = float(carbon.raw[row]) / 1000.0
         if feasible.any():
             counterfactual_kg = float(np.mean(carbon.raw[feasible])) / 1000.0
             per_row = carbon.detail.get("intensity")
-            if isinstance(per_row, np.ndarray):
+            if per_row is not None:
                 vals = per_row[feasible]
                 vals = vals[np.isfinite(vals)]
                 counterfactual_i = float(vals.mean()) if vals.size else None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -58,14 +58,29 @@ class Context:
     feasible: np.ndarray | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ZoneData:
+    """The carbon data a term used for one grid zone (``/explain``'s and the ledger's source)."""
+
+    source: str  # the provider that answered
+    age_s: float  # age of its value, rounded to 0.1 s
+    stale: bool
+    g_per_kwh: float  # rounded to 0.1
+
+
 @dataclass(slots=True)
 class TermScore:
-    """A term's values over the candidates: raw in ``unit``, normalised to [0, 1], higher better."""
+    """A term's values over the candidates: raw in ``unit``, normalised to [0, 1], higher better.
+
+    ``detail``: more values per row (the GPU a sharing pod would use, the intensity used), spread
+    back over every candidate like ``raw``; ``carbon_data``: by zone, the carbon data used.
+    """
 
     raw: np.ndarray
     normalized: np.ndarray
     unit: str
-    detail: dict[str, Any] = field(default_factory=dict)
+    detail: dict[str, np.ndarray] = field(default_factory=dict)
+    carbon_data: dict[str, ZoneData] = field(default_factory=dict)
 
 
 class Term(ABC, Generic[A]):

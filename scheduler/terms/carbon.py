@@ -32,7 +32,7 @@ from carbon.energy import PowerModel, energy_kwh
 from carbon.gaps import NEUTRAL, average_for_marginal_note, no_zone_note, unknown_zones_note
 from scheduler.cluster.state import NodeTable
 from scheduler.demand import PodDemand
-from scheduler.terms.base import Context, Term, TermArgs, TermScore, lower_is_better
+from scheduler.terms.base import Context, Term, TermArgs, TermScore, ZoneData, lower_is_better
 
 MIG_SLICES = 7  # compute slices of an A100/H100/H200 in MIG mode
 _MIG_G = re.compile(r"^(\d+)g\.")
@@ -120,7 +120,7 @@ class Carbon(Term[CarbonArgs]):
     def score(self, ctx: Context, args: CarbonArgs) -> TermScore:
         t, pod, power = ctx.table, ctx.pod, ctx.power
         n = len(t)
-        sources: dict[str, dict[str, object]] = {}
+        sources: dict[str, ZoneData] = {}
         if n == 0:
             empty = np.full(0, np.nan, dtype=np.float64)
             return TermScore(raw=empty, normalized=empty.copy(), unit="gCO2e")
@@ -157,12 +157,12 @@ class Carbon(Term[CarbonArgs]):
             if kind == "marginal" and reading.kind != "marginal":
                 averaged[zone] = reading.source
             if zone not in sources:
-                sources[zone] = {
-                    "source": reading.source,
-                    "age_s": round(reading.age_s, 1),
-                    "stale": reading.stale,
-                    "g_per_kwh": round(reading.g_per_kwh, 1),
-                }
+                sources[zone] = ZoneData(
+                    source=reading.source,
+                    age_s=round(reading.age_s, 1),
+                    stale=reading.stale,
+                    g_per_kwh=round(reading.g_per_kwh, 1),
+                )
             watts = gpu_watts * gpus + cpu_w + mem_w
             grams[k] = energy_kwh(watts, 1.0, duration) * reading.g_per_kwh
             g_kwh[k] = reading.g_per_kwh
@@ -194,5 +194,6 @@ class Carbon(Term[CarbonArgs]):
             raw=raw,
             normalized=normalized,
             unit="gCO2e",
-            detail={"intensity": intensity, "carbon_data": sources},
+            detail={"intensity": intensity},
+            carbon_data=sources,
         )

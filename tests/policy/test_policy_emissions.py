@@ -11,7 +11,7 @@ from carbon.energy import PowerModel
 from scheduler.demand import PodDemand
 from scheduler.engine import Engine
 from scheduler.policy.validate import policy_from_text
-from scheduler.terms.base import Context, TermScore
+from scheduler.terms.base import Context, TermScore, ZoneData
 from scheduler.terms.carbon import Carbon, CarbonArgs, gpu_share
 from tests.support.policy import Row, View, node_table
 
@@ -70,9 +70,9 @@ def test_h100_in_dirtier_zone_beats_t4_in_cleaner_zone() -> None:
     assert ts.raw.tolist() == pytest.approx([108.72, 124.80])
     assert ts.normalized.tolist() == [1.0, 0.0]
     assert ts.detail["intensity"].tolist() == [300.0, 200.0]
-    assert ts.detail["carbon_data"] == {
-        "DIRTY": {"source": "test", "age_s": 0.0, "stale": False, "g_per_kwh": 300.0},
-        "CLEAN": {"source": "test", "age_s": 0.0, "stale": False, "g_per_kwh": 200.0},
+    assert ts.carbon_data == {
+        "DIRTY": ZoneData(source="test", age_s=0.0, stale=False, g_per_kwh=300.0),
+        "CLEAN": ZoneData(source="test", age_s=0.0, stale=False, g_per_kwh=200.0),
     }
 
 
