@@ -1,15 +1,14 @@
 """The scoring engine of one policy: its term instances, class choice, and one call to score a pod.
 
-Built once per (re)loaded policy and swapped atomically; the extender service, ``/explain`` and
-the trace simulator all call :meth:`Engine.evaluate`, so what is benchmarked is what is served.
-The terms come from :data:`scheduler.terms.REGISTRY`; each class gets its plan of
+Built once per (re)loaded policy and swapped atomically; the extender service, ``/explain`` and the
+trace simulator all call :meth:`Engine.evaluate`, so what is benchmarked is what is served. The
+terms come from :data:`scheduler.terms.REGISTRY`; each class gets its plan of
 :class:`~scheduler.scoring.Step` s once, from its weights and the terms' ``always_filter`` /
 ``filter_only`` attributes, with the class itself as every term's ``Args`` (a
-:class:`~scheduler.policy.model.WorkloadClass` is built from them).
-:meth:`Engine.classify` picks the pod's workload class (:mod:`scheduler.policy.classes`) and
-remembers the
-pod's expected duration and any annotation it had to ignore, so the following ``evaluate`` of the
-same pod (same uid, or namespace/name) uses them and records the reasons in the decision notes.
+:class:`~scheduler.policy.model.WorkloadClass` is built from them). :meth:`Engine.classify` picks
+the pod's workload class (:mod:`scheduler.policy.classes`) and remembers the pod's expected duration
+and any annotation it had to ignore, so the following ``evaluate`` of the same pod (same uid, or
+namespace/name) uses them and records the reasons in the decision notes.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The extender's logic, bytes in and bytes out: filter, prioritize, bind, preempt.
 
-No HTTP here (``scheduler.extender.routes`` wraps it) and no I/O on the filter/prioritize path: the
-cluster
-state, the policy and the carbon snapshot are all in memory. Bind is the one verb that talks to the
-Kubernetes API (through the binder) and records the decision in the ledger.
+No HTTP here (``scheduler.extender.routes`` wraps it) and no I/O on the filter/prioritize path:
+the cluster state, the policy and the carbon snapshot are all in memory. Bind is the one verb that
+talks to the Kubernetes API (through the binder) and records the decision in the ledger
+(:class:`~scheduler.extender.records.Decision`, kept from prioritize to bind).
 """
 
 from __future__ import annotations
