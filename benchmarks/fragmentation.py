@@ -57,7 +57,7 @@ from scheduler.engine import Engine
 from scheduler.gpu import supply as gpu
 from scheduler.gpu.fragmentation import TaskShape, Workload
 from scheduler.gpu.workload import typical_workload
-from scheduler.scoring import evaluate
+from scheduler.scoring import Step, evaluate
 from scheduler.sim.carbon import Integrals, load_series, year_start
 from scheduler.sim.replay import MemoView, make_engine, node_speeds
 from scheduler.sim.run import DEFAULT_ZONES, build_policies, lowcarb_policy, power_model
@@ -71,7 +71,7 @@ from scheduler.sim.trace import (
     resolve_pod_file,
 )
 from scheduler.terms.base import Context, TermScore
-from scheduler.terms.gpu_fit import GpuFit, feasibility, score_rows
+from scheduler.terms.gpu_fit import GpuFit, GpuFitArgs, feasibility, score_rows
 
 LEVELS = (80, 90, 95, 100, 110, 130)
 POLICIES = (
@@ -96,6 +96,7 @@ CARBON_POLICIES = ("carbon-greedy", "lowcarb")
 FIRST_SEED = 42
 TUNE_RATIO = 1.3
 POPULARITY = 0.95
+FGD = GpuFitArgs(gpuMode="fgd")  # the extender policies' class settings
 ANCHORS = {"random": 13.75, "packing": 8.20, "bestfit": 7.09, "fgd": 4.77}
 AUTHORS = {
     "01-Random": "random",
@@ -380,9 +381,8 @@ def make_chooser(
             power=POWER,
             now_s=0.0,
             duration_s=3600.0,
-            params={"gpu_mode": "fgd"},
         )
-        ev = evaluate(ctx, [(term, 1.0)])
+        ev = evaluate(ctx, [Step(term, 1.0, FGD)])
         ok = np.flatnonzero(ev.feasible)
         # linear: what a plain round(10 * score) would answer instead of the rank-aware levels
         levels = np.rint(10.0 * ev.combined[ok]) if linear else ev.levels[ok].astype(np.float64)
@@ -473,7 +473,7 @@ def simulate(
     rng = np.random.default_rng(seed)
     order = arrival_order(pods, capacity, rng)
     demands = demands_of(pods)
-    term = GpuFit(mode="fgd", workload=trace_workload(pods))
+    term = GpuFit(workload=trace_workload(pods))
     node_rank = rng.permutation(len(nodes.names)).astype(np.int64)
     clock = Clock()
     observe: Callable[[PodDemand], None] | None = None

@@ -27,8 +27,7 @@ from scheduler import wire
 from scheduler.cluster.table import NodeTable
 from scheduler.demand import PodDemand
 from scheduler.engine import Engine
-from scheduler.policy.model import load_policy
-from scheduler.policy.validate import validate_text
+from scheduler.policy.validate import load_policy, validate_text
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY = ROOT / "policies" / "training.yaml"
@@ -110,11 +109,11 @@ def run(sizes: list[int], reps: int) -> list[dict[str, object]]:
     for n in sizes:
         t = table(n, rng)
         ctx = engine.context(demand, t, view, 0.0, cls, klass=klass, duration_s=6 * 3600)
-        ctx.params["feasible"] = np.ones(n, dtype=bool)
+        ctx.feasible = np.ones(n, dtype=bool)
         carbon, constraints = engine.terms["carbon"], engine.terms["constraints"]
         calls: list[tuple[str, Callable[[], object]]] = [
-            ("carbon term (expected gCO2e)", partial(carbon.score, ctx)),
-            ("constraints filter (residency, ceiling)", partial(constraints.filter, ctx)),
+            ("carbon term (expected gCO2e)", partial(carbon.score, ctx, cls)),
+            ("constraints filter (residency, ceiling)", partial(constraints.filter, ctx, cls)),
             (
                 "engine.evaluate (all terms, 0..10)",
                 partial(engine.evaluate, demand, t, view, 0.0, klass=klass),

@@ -1,5 +1,11 @@
-"""Assemble a running lowcarb service: policy store, carbon cache, cluster state, Kubernetes sync,
-binder, ledger, HTTP app, and the lifespan that starts and stops their background tasks.
+"""The composition root: every command's runtime is built here, and the serving process on top.
+
+:func:`compose` builds the pieces every command is made of (:class:`Parts`: the live policy compiled
+into the scoring engine, the carbon cache, the zone mapper, the cluster state, the ledger, and with
+:meth:`Parts.connect` the Kubernetes sync and its client) from the command's options; ``lowcarb
+serve`` (:func:`build_runtime`: binder, gate controller, accounting, HTTP app and the lifespan that
+starts and stops their background tasks), ``gates run`` / ``gates plan``, ``explain`` and ``carbon
+show`` all start from it.
 """
 
 from __future__ import annotations
@@ -7,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +28,7 @@ from carbon.accounting.accountant import Accountant, ChainHistory
 from carbon.accounting.ledger import LedgerError
 from carbon.accounting.report_query import ReportError, answer_async
 from carbon.cache import CarbonCache
-from carbon.config import load_carbon_section
+from carbon.config import CarbonConfig
 from carbon.types import CarbonView
 from carbon.zones import ZoneMapper
 from scheduler import wire
@@ -37,7 +43,7 @@ from scheduler.policy.model import Policy
 
 if TYPE_CHECKING:
     from scheduler.gates.leader import LeaseSettings
-    from scheduler.kube.client import KubeConfig
+    from scheduler.kube.client import ClusterSync, KubeClient, KubeConfig
 
 log = structlog.get_logger("lowcarb.app")
 
@@ -139,33 +145,114 @@ class ObservedState:
         self.state.mark_synced()
 
 
-def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None = None) -> Runtime:
-    store = EngineStore(options.policy)
-    carbon_config = load_carbon_section(store.policy.carbon)
-    cache = CarbonCache(carbon_config)
-    mapper = ZoneMapper.from_config(carbon_config)
-    state = ClusterState(zone_of=mapper.zone_for)
+@dataclass
+class Parts:
+    """The runtime pieces of a command, built by :func:`compose`."""
+
+    store: EngineStore  # the live policy and its scoring engine
+    cache: CarbonCache
+    mapper: ZoneMapper  # region label -> grid zone (follows policy reloads)
+    state: ClusterState
+    ledger: LedgerSink | None = None
+    sync: ClusterSync | None = None  # set by connect()
+
+    @property
+    def policy(self) -> Policy:
+        return self.store.policy
+
+    @property
+    def client(self) -> KubeClient | None:
+        return self.sync.client if self.sync is not None else None
+
+    def connect(self, config: KubeConfig, *, pod_lifecycle: bool = False) -> ClusterSync:
+        """Keep ``state`` in step with the cluster of ``config`` (nodes and bound pods); with
+        ``pod_lifecycle`` the pod watch also writes each pod's start and end of running to the
+        ledger (the serving process)."""
+        from scheduler.kube.client import ClusterSync
+
+        observed = ObservedState(self.state, self.ledger) if pod_lifecycle and self.ledger else None
+        self.sync = ClusterSync(observed or self.state, config)
+        return self.sync
+
+    async def start(self, *, policy_poll_s: float | None = None) -> None:
+        """Start the background work: carbon refreshes, the policy file watch (every
+        ``policy_poll_s``; none when None), the cluster sync."""
+        await self.cache.start()
+        if policy_poll_s is not None:
+            self.store.start(policy_poll_s)
+        if self.sync is not None:
+            await self.sync.start()
+
+    async def stop(self) -> None:
+        """Stop what :meth:`start` started (safe when it was not) and close the ledger."""
+        if self.sync is not None:
+            await self.sync.stop()
+        await self.store.stop()
+        await self.cache.stop()
+        if self.ledger is not None:
+            self.ledger.close()
+
+    @contextlib.asynccontextmanager
+    async def running(self, *, policy_poll_s: float | None = None) -> AsyncIterator[Parts]:
+        """``start`` on entry, ``stop`` on exit (also when starting failed half-way)."""
+        try:
+            await self.start(policy_poll_s=policy_poll_s)
+            yield self
+        finally:
+            await self.stop()
+
+
+def compose(
+    policy: Path | None = None,
+    *,
+    ledger: Path | str | None = None,
+    zones: Iterable[str] = (),
+    carbon: Callable[[CarbonConfig], CarbonConfig] | None = None,
+    policy_warnings: bool = True,
+) -> Parts:
+    """The pieces every command is made of, from its options.
+
+    ``policy``: the policy file (None: the embedded default); a bad one raises
+    :class:`~scheduler.policy.validate.PolicyError` with every issue. ``ledger``: open this
+    ledger, a SQLite file or a postgresql:// URL (:class:`~carbon.accounting.ledger.LedgerError`
+    when it cannot be opened). ``zones``:
+    grid zones to refresh from the start. ``carbon``: adjusts the policy's ``carbon:`` section
+    before the cache and the zone mapper are built from it (``carbon show --provider``).
+    ``policy_warnings``: log what ``policy validate`` would warn about (off for one-shot
+    commands whose output is the point). A policy reload reconfigures the cache and the zone
+    mapper (the Kubernetes connection is added by :meth:`Parts.connect`).
+    """
+    store = EngineStore(policy, warn=policy_warnings)
+    adjust = carbon or (lambda config: config)
+    config = adjust(store.policy.carbon)
+    cache = CarbonCache(config, zones=zones)
+    mapper = ZoneMapper.from_config(config)
+    parts = Parts(store, cache, mapper, ClusterState(zone_of=mapper.zone_for))
 
     def on_policy(policy: Policy) -> None:
-        config = load_carbon_section(policy.carbon)
+        config = adjust(policy.carbon)
         cache.reconfigure(config)
-        state.set_zone_of(ZoneMapper.from_config(config).zone_for)
+        parts.mapper = ZoneMapper.from_config(config)
+        parts.state.set_zone_of(parts.mapper.zone_for)
 
     store.on_change(on_policy)
+    if ledger is not None:
+        parts.ledger = LedgerSink.open(ledger)
+    return parts
 
-    ledger = None
-    if options.ledger is not None:
-        ledger = LedgerSink.open(options.ledger)
+
+def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None = None) -> Runtime:
+    parts = compose(options.policy, ledger=options.ledger)
+    store, cache, state, ledger = parts.store, parts.cache, parts.state, parts.ledger
 
     sync = binder = gate_ctl = None
     if options.cluster_mode:
-        from scheduler.kube.client import Binder, ClusterSync, load_config
+        from scheduler.kube.client import Binder, load_config
 
         config = options.kube_config or load_config(
             str(options.kubeconfig) if options.kubeconfig else None, in_cluster=options.in_cluster
         )
-        sink = ObservedState(state, ledger) if ledger is not None else state
-        sync = ClusterSync(sink, config)
+        sync = parts.connect(config, pod_lifecycle=True)
         binder = Binder(sync.client)
         from scheduler.gates.controller import GateController, controller_for  # issue 7
         from scheduler.gates.leader import leader_only
@@ -203,10 +290,7 @@ def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        await cache.start()
-        store.start(options.policy_poll_s)
-        if sync is not None:
-            await sync.start()
+        await parts.start(policy_poll_s=options.policy_poll_s)
         if gate_ctl is not None:
             await gate_ctl.start()
         accounting: asyncio.Task[None] | None = None
@@ -227,12 +311,7 @@ def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None
                 await gate_ctl.stop()
             if binder is not None:
                 await binder.drain()  # annotation patches still in flight
-            if sync is not None:
-                await sync.stop()
-            await store.stop()
-            await cache.stop()
-            if ledger is not None:
-                ledger.close()
+            await parts.stop()  # the sync, the policy watch, the carbon cache, the ledger
 
     runtime = Runtime(options, store, cache, state, extender, sync=sync, ledger=ledger)
     routes: list[BaseRoute] = [

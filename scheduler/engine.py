@@ -1,63 +1,78 @@
 """The scoring engine of one policy: its term instances, class choice, and one call to score a pod.
 
-Built once per (re)loaded policy and swapped atomically; the extender service, ``/explain`` and
-the trace simulator all call :meth:`Engine.evaluate`, so what is benchmarked is what is served.
-:meth:`Engine.classify` picks the pod's workload class (:mod:`scheduler.policy.classes`) and
-remembers the
-pod's expected duration and any annotation it had to ignore, so the following ``evaluate`` of the
-same pod (same uid, or namespace/name) uses them and records the reasons in the decision notes.
+Built once per (re)loaded policy and swapped atomically; the extender service, ``/explain`` and the
+trace simulator all call :meth:`Engine.evaluate`, so what is benchmarked is what is served. The
+terms come from :data:`scheduler.terms.REGISTRY`; each class gets its plan of
+:class:`~scheduler.scoring.Step` s once, from its weights and the terms' ``always_filter`` /
+``filter_only`` attributes, with the class itself as every term's ``Args`` (a
+:class:`~scheduler.policy.model.WorkloadClass` is built from them). :meth:`Engine.classify` picks
+the pod's workload class (:mod:`scheduler.policy.classes`) and remembers the pod's expected duration
+and any annotation it had to ignore, so the following ``evaluate`` of the same pod (same uid, or
+namespace/name) uses them and records the reasons in the decision notes.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
-
-import numpy as np
+from typing import Any
 
 from carbon.types import CarbonView
-from scheduler import terms as _terms  # noqa: F401  (registers the built-in terms)
 from scheduler import wire
 from scheduler.cluster.table import NodeTable
 from scheduler.demand import PodDemand
 from scheduler.policy.classes import ClassChoice, classify
-from scheduler.policy.model import FILTER_ONLY_TERMS, Policy, WorkloadClass
+from scheduler.policy.model import Policy, WorkloadClass
 from scheduler.policy.store import PolicyStore
-from scheduler.scoring import Evaluation, evaluate
-from scheduler.terms import constraints as _constraints  # noqa: F401  (registers the term)
-from scheduler.terms.base import Context, Term, TermScore, get_term
+from scheduler.scoring import Evaluation, Step, evaluate
+from scheduler.terms import REGISTRY, Context, Term, TermArgs, get_term
 from scheduler.terms.gpu_fit import GpuFit
 
 _REMEMBER = 4096
-ALWAYS_FILTER = ("gpu_fit",)  # a pod must fit whatever the class weights
 
 
-class _FilterOnly(Term):
-    """Runs a term's filter and scores nothing (the engine drops the placeholder score)."""
+def term_args(cls: WorkloadClass, kind: type[Term[Any]]) -> TermArgs:
+    """The class's settings for terms of ``kind``: the class itself (it is built from every
+    term's ``Args``, see :class:`~scheduler.policy.model.WorkloadClass`)."""
+    if not isinstance(cls, kind.Args):
+        raise TypeError(
+            f"term {kind.name!r}: its Args {kind.Args.__name__} is not among the bases of "
+            "WorkloadClass (scheduler/policy/model.py); add it there"
+        )
+    return cls
 
-    filter_only = True  # scoring.evaluate skips its score
 
-    def __init__(self, inner: Term) -> None:
-        self.inner = inner
-
-    def filter(self, ctx: Context) -> tuple[np.ndarray | None, dict[int, str]]:
-        return self.inner.filter(ctx)
-
-    def score(self, ctx: Context) -> TermScore:
-        n = len(ctx.table)
-        return TermScore(raw=np.zeros(n), normalized=np.zeros(n), unit="")
+def plan(cls: WorkloadClass, terms: dict[str, Term[Any]]) -> tuple[Step, ...]:
+    """The steps of ``cls``: its weighted terms in its order, then the always-filter terms it does
+    not weight (filter only, in registry order), then the filter-only terms, which see what every
+    other filter left. Feasibility never depends on the weights."""
+    steps = [Step(terms[n], w, term_args(cls, type(terms[n]))) for n, w in cls.weights.items()]
+    unweighted = [n for n, k in REGISTRY.items() if k.always_filter and n not in cls.weights]
+    unweighted.sort(key=lambda n: REGISTRY[n].filter_only)  # stable: registry order otherwise
+    steps += [Step(terms[n], 0.0, term_args(cls, REGISTRY[n]), scored=False) for n in unweighted]
+    return tuple(steps)
 
 
 class Engine:
     """Terms and weights of one policy, ready to score pods."""
 
-    def __init__(self, policy: Policy, *, previous: Engine | None = None) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        previous: Engine | None = None,
+        terms: Mapping[str, Term[Any]] | None = None,
+    ) -> None:
         """Terms of ``policy``; with ``previous`` (a hot reload), term instances of the same type
-        are kept, so what they learned (the GPU term's workload model) survives a policy edit."""
+        are kept, so what they learned (the GPU term's workload model) survives a policy edit.
+        ``terms``: instances to use for those names instead (e.g. the simulator's LeastAllocated
+        with each node's allocatable); only for terms the policy uses."""
         self.policy = policy
-        names = dict.fromkeys([*policy.term_names(), *ALWAYS_FILTER, *sorted(FILTER_ONLY_TERMS)])
-        old = previous.terms if previous is not None else {}
-        self.terms: dict[str, Term] = {}
+        always = [n for n, k in REGISTRY.items() if k.always_filter]
+        names = dict.fromkeys([*policy.term_names(), *always])
+        old = {**(previous.terms if previous is not None else {}), **(terms or {})}
+        self.terms: dict[str, Term[Any]] = {}
         for name in names:
             kind = get_term(name)
             kept = old.get(name)
@@ -67,16 +82,9 @@ class Engine:
             learn = policy.gpu
             gpu_fit.configure(learn.windowPods, learn.window_s, learn.popularity)
         self._choices: OrderedDict[str, ClassChoice] = OrderedDict()
-        self._filters: dict[str, Term] = {}
-
-    def _filter_only(self, name: str) -> Term:
-        """``self.terms[name]`` with its filter and no score (for classes that do not weight it)."""
-        wrapper = self._filters.get(name)
-        if wrapper is None or wrapper.inner is not self.terms[name]:  # type: ignore[attr-defined]
-            cls = type(f"FilterOnly[{name}]", (_FilterOnly,), {"name": name})
-            wrapper = cls(self.terms[name])
-            self._filters[name] = wrapper
-        return wrapper
+        self.plans: dict[str, tuple[Step, ...]] = {
+            name: plan(cls, self.terms) for name, cls in policy.classes.items()
+        }
 
     # --- classes ---------------------------------------------------------------------------
 
@@ -135,13 +143,8 @@ class Engine:
             power=self.policy.power,
             now_s=now_s,
             duration_s=cls.duration_s if duration_s is None else duration_s,
-            params={
-                "signal": cls.signal,
-                "gpu_mode": cls.gpuMode,
-                "class": klass,
-                "constraints": cls.constraints,
-                "carbon_normalization": cls.carbonNormalization,
-            },
+            klass=klass,
+            signal=cls.signal,
         )
 
     def evaluate(
@@ -180,14 +183,7 @@ class Engine:
             if duration_s is not None
             else (choice.duration_s if choice is not None else None),
         )
-        weighted = [(self.terms[name], w) for name, w in cls.weights.items()]
-        # feasibility never depends on the weights: unweighted filters still run, constraints last
-        extra = [n for n in ALWAYS_FILTER if n not in cls.weights] + sorted(FILTER_ONLY_TERMS)
-        weighted.extend((self._filter_only(name), 0.0) for name in extra)
-        ev = evaluate(ctx, weighted, score=score)
-        for name in extra:
-            ev.terms.pop(name, None)
-            ev.weights.pop(name, None)
+        ev = evaluate(ctx, self.plans[klass], score=score)
         ev.notes = list(demand.notes)
         return ev
 
@@ -197,7 +193,7 @@ class Engine:
         if ts is None:
             return ()
         chosen = ts.detail.get("gpu_index")
-        if isinstance(chosen, np.ndarray) and chosen.shape[0] > row and chosen[row] >= 0:
+        if chosen is not None and chosen.shape[0] > row and chosen[row] >= 0:
             return (int(chosen[row]),)
         return ()
 
@@ -206,5 +202,5 @@ class EngineStore(PolicyStore[Engine]):
     """The live policy compiled into an :class:`Engine`; each reload keeps the previous engine's
     learned state (see ``Engine(previous=...)``)."""
 
-    def __init__(self, path: Path | str | None = None) -> None:
-        super().__init__(path, lambda policy, previous: Engine(policy, previous=previous))
+    def __init__(self, path: Path | str | None = None, *, warn: bool = True) -> None:
+        super().__init__(path, lambda policy, old: Engine(policy, previous=old), warn=warn)

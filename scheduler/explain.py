@@ -115,17 +115,13 @@ def _carbon_data(
     ts: TermScore | None, table: NodeTable, carbon: CarbonView, choice: ClassChoice
 ) -> dict[str, dict[str, Any]]:
     """Source and age of the intensity used per zone (also zones of infeasible nodes)."""
-    used: dict[str, dict[str, Any]] = dict(ts.detail.get("carbon_data", {})) if ts else {}
+    used = ts.carbon_data if ts else {}
     out: dict[str, dict[str, Any]] = {}
     kind = choice.workload_class.signal
     for zone in sorted({z for z in table.zone_names() if z is not None}):
         hit = used.get(zone)
         if hit is not None:
-            out[zone] = {
-                "source": hit["source"],
-                "age_s": _age(float(str(hit["age_s"]))),
-                "g_per_kwh": hit["g_per_kwh"],
-            }
+            out[zone] = {"source": hit.source, "age_s": _age(hit.age_s), "g_per_kwh": hit.g_per_kwh}
             continue
         reading = carbon.reading(zone, kind)
         if reading is not None:

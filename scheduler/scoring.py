@@ -1,22 +1,36 @@
 """Combine the terms into one decision per pod: feasibility, weighted score, extender level 0..10.
 
-Each term's normalised score (higher better, over the feasible candidates) is weighted by the
-workload class's weights and summed; the sum is mapped to kube-scheduler's integer 0..10 by
-:func:`scheduler.quantize.quantize` (the best node always gets 10; distinct values stay distinct
-as far as 11 levels allow). The :class:`Evaluation` keeps every term's raw and normalised values:
-``/explain``, the ledger and the simulator read the same object the extender answers from.
+A class's evaluation is a list of :class:`Step` s (a term, its per-class ``args``, its weight, and
+whether it is scored at all); the engine builds one per class. Every step's filter runs in order
+(each sees the rows the earlier ones left in ``Context.feasible``); then each scored term's
+normalised score (higher better, over the feasible candidates) is weighted and summed; the sum is
+mapped to kube-scheduler's integer 0..10 by :func:`scheduler.quantize.quantize` (the best node
+always gets 10; distinct values stay distinct as far as 11 levels allow). The :class:`Evaluation`
+keeps every term's raw and normalised values: ``/explain``, the ledger and the simulator read the
+same object the extender answers from.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from scheduler.cluster.table import LazyReasons
 from scheduler.quantize import quantize
-from scheduler.terms.base import Context, Term, TermScore
+from scheduler.terms.base import Context, Term, TermArgs, TermScore
+
+
+class Step(NamedTuple):
+    """One term's part in evaluating a class: its filter always runs; when ``scored``, its score
+    is computed and weighted by ``weight`` (a weight of 0 is scored but adds nothing)."""
+
+    term: Term[Any]
+    weight: float
+    args: TermArgs  # the term's ``Args`` for this class
+    scored: bool = True
 
 
 @dataclass(slots=True)
@@ -53,21 +67,21 @@ class Evaluation:
         return int(np.nanargmax(self.combined))
 
 
-def evaluate(ctx: Context, terms: list[tuple[Term, float]], *, score: bool = True) -> Evaluation:
-    """Run every term's filter, then (if ``score``) score and combine over the feasible rows."""
+def evaluate(ctx: Context, steps: Sequence[Step], *, score: bool = True) -> Evaluation:
+    """Run every step's filter, then (if ``score``) score and combine over the feasible rows."""
     n = len(ctx.table)
     feasible = np.ones(n, dtype=bool)
     parts: list[tuple[np.ndarray, Mapping[int, str]]] = []
-    for t, _ in terms:
-        ctx.params["feasible"] = feasible  # rows that passed the filters so far (read-only)
-        mask, why = t.filter(ctx)
+    for step in steps:
+        ctx.feasible = feasible  # rows that passed the filters so far (read-only for terms)
+        mask, why = step.term.filter(ctx, step.args)
         if mask is None:
             continue
         if isinstance(why, LazyReasons) or why:  # merged on first read of Evaluation.reasons
             parts.append((feasible.copy(), why))
         feasible &= mask
     scores: dict[str, TermScore] = {}
-    weights = {t.name: w for t, w in terms}
+    weights = {s.term.name: s.weight for s in steps if s.scored}
     combined = np.full(n, np.nan, dtype=np.float64)
     levels = np.zeros(n, dtype=np.int64)
     if score and feasible.any():
@@ -75,10 +89,10 @@ def evaluate(ctx: Context, terms: list[tuple[Term, float]], *, score: bool = Tru
         sub = ctx if rows is None else _restrict(ctx, rows)
         total = np.zeros(len(sub.table), dtype=np.float64)  # over the feasible rows only
         weight_sum = 0.0
-        for t, w in terms:
-            if getattr(t, "filter_only", False):
+        for t, w, args, scored in steps:
+            if not scored:
                 continue  # a filter the class does not weight: its score is never read
-            ts = t.score(sub)
+            ts = t.score(sub, args)
             scores[t.name] = ts if rows is None else _expand(ts, rows, n)
             if w > 0:
                 norm = np.asarray(ts.normalized)
@@ -101,7 +115,9 @@ def _restrict(ctx: Context, rows: np.ndarray) -> Context:
         power=ctx.power,
         now_s=ctx.now_s,
         duration_s=ctx.duration_s,
-        params=ctx.params,
+        klass=ctx.klass,
+        signal=ctx.signal,
+        feasible=None,  # the filters are done; every row of the restricted table passed them
     )
 
 
@@ -113,10 +129,10 @@ def _expand(ts: TermScore, rows: np.ndarray, n: int) -> TermScore:
     norm[rows] = ts.normalized
     detail = {}
     for key, value in ts.detail.items():
-        if isinstance(value, np.ndarray) and value.shape[:1] == rows.shape:
+        if value.shape[:1] == rows.shape:
             expanded = np.full((n, *value.shape[1:]), np.nan if value.dtype.kind == "f" else -1)
             expanded[rows] = value
             detail[key] = expanded
         else:
             detail[key] = value
-    return TermScore(raw=raw, normalized=norm, unit=ts.unit, detail=detail)
+    return TermScore(raw, norm, ts.unit, detail, ts.carbon_data)

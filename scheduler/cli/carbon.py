@@ -1,11 +1,10 @@
 """``lowcarb carbon``: carbon-intensity data commands (``show``).
 
-The command reads ``--policy`` with the one policy loader
-(:func:`scheduler.policy.model.load_policy`),
-so a bad policy is reported as ``lowcarb policy validate`` reports it: every error, each with
-file:line:column (exit 2). The work itself is :func:`scheduler.cli.carbon_show.run_show`; the
-carbon package
-never imports the scheduler, so the command that owns policy loading lives here.
+The work is :func:`scheduler.cli.carbon_show.run_show`, which builds its carbon cache with the
+composition root (:func:`scheduler.app.compose`) from ``--policy`` (read with the one policy
+loader, so a bad policy is reported as ``lowcarb policy validate`` reports it: every error, each
+with file:line:column, exit 2). The carbon package never imports the scheduler, so the command
+that owns policy loading lives here.
 """
 
 from __future__ import annotations
@@ -15,11 +14,8 @@ from typing import Annotated
 
 import typer
 
-from carbon.config import CarbonConfig
 from scheduler.cli.carbon_show import run_show
 from scheduler.cli.errors import input_file, new_app
-from scheduler.cli.inputs import policy_errors
-from scheduler.policy.model import load_policy
 
 app = new_app(help="Carbon-intensity data: providers, cache and fallback.")
 
@@ -27,15 +23,6 @@ app = new_app(help="Carbon-intensity data: providers, cache and fallback.")
 @app.callback()
 def _group() -> None:
     """Carbon-intensity data commands."""
-
-
-def policy_carbon(path: Path | None) -> CarbonConfig:
-    """The ``carbon:`` section of the policy at ``path`` (the default section when None); a bad
-    policy is one ``--policy`` error line followed by every issue, as ``policy validate`` prints."""
-    if path is None:
-        return CarbonConfig()
-    with policy_errors("--policy"):
-        return load_policy(path).carbon
 
 
 @app.command()
@@ -62,4 +49,4 @@ def show(
     ] = None,
 ) -> None:
     """Show current (and forecast) carbon intensity per zone, with source and age."""
-    run_show(policy_carbon(policy), zones, forecast, provider, fallback, as_json)
+    run_show(policy, zones, forecast, provider, fallback, as_json)

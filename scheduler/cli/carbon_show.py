@@ -1,11 +1,12 @@
 """What ``lowcarb carbon show`` does: current and forecast intensity per zone.
 
-:func:`run_show` builds a :class:`~carbon.cache.CarbonCache` from a policy's ``carbon:`` section
-(or the embedded default), refreshes it once and prints a rich table, or JSON with ``--json``.
+:func:`run_show` builds the carbon cache with the composition root (:func:`scheduler.app.compose`)
+from a policy's ``carbon:`` section (or the embedded default's) with ``--provider`` /
+``--fallback`` applied, refreshes it once and prints a rich table, or JSON with ``--json``.
 Exit 0 when every zone got a value from some source of the chain, 1 when some zone got none (that
-zone is listed with the reason ``unknown_zone`` and how to fix it), 2 on bad input. The command
-itself (:mod:`scheduler.cli.carbon`) reads ``--policy`` with the one policy loader, so a bad
-policy is reported as ``lowcarb policy validate`` reports it.
+zone is listed with the reason ``unknown_zone`` and how to fix it), 2 on bad input; ``--policy``
+is read with the one policy loader, so a bad policy is reported as ``lowcarb policy validate``
+reports it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -21,13 +24,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from carbon.cache import CarbonCache
 from carbon.config import STATIC_NAME, CarbonConfig, ProviderConfig
 from carbon.duration import parse_duration
 from carbon.gaps import UNKNOWN_ZONE, unknown_zone_message
 from carbon.providers.registry import known_types
 from carbon.snapshot import CarbonSnapshot
 from scheduler.cli.errors import UsageError
+from scheduler.cli.inputs import policy_errors
 
 
 def _fail(option: str, problem: str, fix: str = "", details: list[str] | None = None) -> UsageError:
@@ -112,18 +115,26 @@ def _zone_result(
 
 
 async def _collect(
-    config: CarbonConfig, zones: list[str], horizon: float
+    policy: Path | None,
+    chain: Callable[[CarbonConfig], CarbonConfig],
+    zones: list[str],
+    horizon: float,
 ) -> tuple[list[dict[str, Any]], float]:
+    from scheduler.app import compose
+
     try:
-        cache = CarbonCache(config, zones=zones)
-    except ValueError as exc:
+        with policy_errors("--policy"):
+            parts = compose(policy, zones=zones, carbon=chain, policy_warnings=False)
+    except ValueError as exc:  # a provider that cannot be built from its options
         raise _fail("--provider/--fallback", str(exc)) from None
+    cache = parts.cache
     try:
         snap = await cache.refresh_once()
         now = cache.clock()
-        return [_zone_result(snap, z, now, horizon, config.fallback) for z in zones], now
+        fallback = cache.config.fallback
+        return [_zone_result(snap, z, now, horizon, fallback) for z in zones], now
     finally:
-        await cache.stop()
+        await parts.stop()
 
 
 def _age(seconds: int) -> str:
@@ -168,7 +179,7 @@ def _table(results: list[dict[str, Any]], horizon: float, now: float) -> Table:
 
 
 def run_show(
-    base: CarbonConfig,
+    policy: Path | None,
     zones: str,
     forecast: str | None,
     provider: str | None,
@@ -177,8 +188,8 @@ def run_show(
 ) -> None:
     """Show current (and forecast) carbon intensity per zone, with source and age.
 
-    ``base`` is the policy's carbon section; the other arguments are the command's options.
-    Raises :class:`typer.Exit`: 1 when some zone got no value, 2 on bad input.
+    ``policy`` is the ``--policy`` file (None: the embedded default); the other arguments are the
+    command's options. Raises :class:`typer.Exit`: 1 when some zone got no value, 2 on bad input.
     """
     zone_list = [z.strip() for z in zones.split(",") if z.strip()]
     if not zone_list:
@@ -191,8 +202,11 @@ def run_show(
             raise _fail("--forecast", str(exc)) from None
         if not math.isfinite(horizon) or horizon <= 0:
             raise _fail("--forecast", f"{forecast!r} is not positive", "give e.g. 24h")
-    config = build_config(base, provider, fallback)
-    results, now = asyncio.run(_collect(config, zone_list, horizon))
+
+    def chain(base: CarbonConfig) -> CarbonConfig:
+        return build_config(base, provider, fallback)
+
+    results, now = asyncio.run(_collect(policy, chain, zone_list, horizon))
     if as_json:
         payload: dict[str, Any] = {"zones": {}}
         for res in results:

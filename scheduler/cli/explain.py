@@ -11,25 +11,23 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 import typer
 import yaml
 from rich.console import Console
 
-from carbon.cache import CarbonCache
 from carbon.clock import wall
 from carbon.types import CarbonView
-from carbon.zones import ZoneMapper
 from scheduler import wire
 from scheduler.cli.errors import blame, input_file
 from scheduler.cli.inputs import policy_errors
-from scheduler.cluster.state import ClusterState
-from scheduler.engine import Engine
 from scheduler.explain import ExplainError, render
 from scheduler.explain import explain as explain_pod
-from scheduler.policy.model import Policy, load_policy
+
+if TYPE_CHECKING:
+    from scheduler.app import Parts
 
 
 class InputError(ValueError):
@@ -94,10 +92,11 @@ def load_pods(path: Path) -> list[wire.Pod]:
         raise InputError(f"{path}: not a valid PodList: {exc}") from None
 
 
-def carbon_view(policy: Policy, zones: set[str], *, offline: bool) -> CarbonView:
+def carbon_view(parts: Parts, zones: set[str], *, offline: bool) -> CarbonView:
     """The policy's carbon chain as a snapshot; live providers refreshed once unless offline."""
-    cache = CarbonCache(policy.carbon, zones=zones)
-    live = [p for p in policy.carbon.chain() if p.type != "static"]
+    cache = parts.cache
+    cache.track(zones)
+    live = [p for p in cache.config.chain() if p.type != "static"]
     if offline or not live:
         return cache.view()
 
@@ -105,7 +104,7 @@ def carbon_view(policy: Policy, zones: set[str], *, offline: bool) -> CarbonView
         try:
             return await cache.refresh_once()
         finally:
-            await cache.stop()
+            await parts.stop()
 
     return asyncio.run(refresh())
 
@@ -123,14 +122,15 @@ def run_explain(
 
     A bad input raises :class:`~scheduler.cli.errors.UsageError` naming its option.
     """
+    from scheduler.app import compose
+
     with policy_errors("--policy"):
-        policy = load_policy(policy_path)
+        parts = compose(policy_path, policy_warnings=False)
     with blame("--pod", InputError):
         pod = load_pod(pod_path)
     with blame("--nodes", InputError):
         nodes = load_nodes(nodes_path)
-    mapper = ZoneMapper.from_config(policy.carbon)
-    state = ClusterState(zone_of=mapper.zone_for)
+    state = parts.state
     for node in nodes:
         state.upsert_node(node)
     if pods_path is not None:
@@ -141,9 +141,11 @@ def run_explain(
                 state.upsert_pod(running)
     table, _ = state.table_for([n.metadata.name for n in nodes])
     zones = {z for z in table.zone_names() if z is not None}
-    view = carbon_view(policy, zones, offline=offline)
+    view = carbon_view(parts, zones, offline=offline)
     with blame("--pod", ExplainError):
-        return explain_pod(Engine(policy), pod, table, view, wall() if now_s is None else now_s)
+        return explain_pod(
+            parts.store.engine(), pod, table, view, wall() if now_s is None else now_s
+        )
 
 
 def explain(

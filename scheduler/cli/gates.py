@@ -12,7 +12,6 @@ import contextlib
 import json
 import signal
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -33,6 +32,9 @@ from scheduler.cli.lease import (
 if TYPE_CHECKING:
     from scheduler.gates.leader import LeaseSettings
 
+if TYPE_CHECKING:
+    from scheduler.app import Parts
+
 app = new_app(
     help="Temporal shifting: hold pods gated with lowcarb.dev/carbon-window until a cleaner hour.",
 )
@@ -48,40 +50,28 @@ PolicyOpt = Annotated[
 ]
 
 
-@dataclass
-class _Parts:
-    store: Any
-    cache: Any
-    state: Any
-    sync: Any
-    client: Any
-
-
 @contextlib.asynccontextmanager
 async def _cluster(
-    kubeconfig: Path | None, in_cluster: bool, policy: Path | None
-) -> AsyncIterator[_Parts]:
-    from carbon.cache import CarbonCache
-    from carbon.config import load_carbon_section
-    from carbon.zones import ZoneMapper
-    from scheduler.cluster.state import ClusterState
-    from scheduler.engine import EngineStore
-    from scheduler.kube import client as kube
+    kubeconfig: Path | None,
+    in_cluster: bool,
+    policy: Path | None,
+    ledger: Path | None = None,
+    *,
+    policy_warnings: bool = True,
+) -> AsyncIterator[Parts]:
+    """The runtime of the composition root, connected to the cluster, running until exit."""
+    from carbon.accounting.ledger import LedgerError
+    from scheduler.app import compose
 
-    with policy_errors("--policy"):
-        store = EngineStore(policy)
-    carbon_config = load_carbon_section(store.policy.carbon)
-    cache = CarbonCache(carbon_config)
-    state = ClusterState(zone_of=ZoneMapper.from_config(carbon_config).zone_for)
-    config = kube_config(kubeconfig, in_cluster)
-    sync = kube.ClusterSync(state, config)
-    await cache.start()
-    await sync.start()
+    with policy_errors("--policy"), blame("--ledger", LedgerError):
+        parts = compose(policy, ledger=ledger, policy_warnings=policy_warnings)
     try:
-        yield _Parts(store, cache, state, sync, sync.client)
-    finally:
-        await sync.stop()
-        await cache.stop()
+        parts.connect(kube_config(kubeconfig, in_cluster))
+    except BaseException:
+        await parts.stop()  # closes the ledger
+        raise
+    async with parts.running():
+        yield parts
 
 
 @app.command()
@@ -136,7 +126,6 @@ async def _run(
     dry_run: bool,
     lease: LeaseSettings | None = None,
 ) -> None:
-    from carbon.accounting.ledger import Ledger, LedgerError
     from scheduler.gates.controller import GateController, GateSettings, controller_for
     from scheduler.gates.leader import Service, leader_only
 
@@ -144,32 +133,28 @@ async def _run(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    with blame("--ledger", LedgerError):
-        ledger = Ledger(ledger_path) if ledger_path is not None else None
-    try:
-        async with _cluster(kubeconfig, in_cluster, policy) as parts:
+    async with _cluster(kubeconfig, in_cluster, policy, ledger_path) as parts:
+        client = parts.client
+        assert client is not None
 
-            def make() -> GateController:
-                return controller_for(
-                    parts.client,
-                    lambda: parts.store.policy,
-                    parts.cache,
-                    parts.state,
-                    ledger=ledger,
-                    settings=GateSettings(tick_s=tick),
-                    dry_run=dry_run,
-                )
+        def make() -> GateController:
+            return controller_for(
+                client,
+                lambda: parts.policy,
+                parts.cache,
+                parts.state,
+                ledger=parts.ledger.ledger if parts.ledger is not None else None,
+                settings=GateSettings(tick_s=tick),
+                dry_run=dry_run,
+            )
 
-            # with --leader-elect, a fresh controller runs only while this process leads
-            ctl: Service = make() if lease is None else leader_only(make, parts.client, lease)
-            await ctl.start()
-            try:
-                await stop.wait()
-            finally:
-                await ctl.stop()
-    finally:
-        if ledger is not None:
-            ledger.close()
+        # with --leader-elect, a fresh controller runs only while this process leads
+        ctl: Service = make() if lease is None else leader_only(make, client, lease)
+        await ctl.start()
+        try:
+            await stop.wait()
+        finally:
+            await ctl.stop()
 
 
 @app.command()
@@ -219,7 +204,8 @@ async def _plan(
     from scheduler.gates.controller import GateSettings, _GateHandler, controller_for
     from scheduler.kube import client as kube
 
-    async with _cluster(kubeconfig, in_cluster, policy) as parts:
+    async with _cluster(kubeconfig, in_cluster, policy, policy_warnings=False) as parts:
+        assert parts.sync is not None and parts.client is not None
         if not await parts.sync.wait_synced(timeout):
             raise UsageError(
                 "--timeout",
@@ -228,7 +214,7 @@ async def _plan(
             )
         ctl = controller_for(
             parts.client,
-            lambda: parts.store.policy,
+            lambda: parts.policy,
             parts.cache,
             parts.state,
             settings=GateSettings(forecast_grace_s=0.0),

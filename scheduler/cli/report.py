@@ -90,7 +90,7 @@ def report(
     ] = None,
 ) -> None:
     """Export the sustainability ledger: energy, location/market/embodied emissions, avoided."""
-    from scheduler.policy.model import load_policy
+    from scheduler.policy.validate import load_policy
 
     out = None if out == STDOUT else out
     if plot == STDOUT and out is None:

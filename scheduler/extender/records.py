@@ -1,20 +1,19 @@
-"""From scheduling decisions and pod lifecycles to ledger records (scheduler side of the ledger).
+"""Scheduling decisions and pod lifecycles as ledger records (the scheduler side of the ledger).
 
-A bind turns the remembered prioritize decision into a
-:class:`carbon.accounting.ledger.PlacementRecord`
-(also written to the pod as the ``lowcarb.dev/decision`` annotation); the pod watch turns phase
-changes into idempotent :class:`carbon.accounting.ledger.LifecycleRecord` s (``uid:start``,
-``uid:end``), so a
-restart that relists every pod writes no duplicates.
+Prioritize keeps a :class:`Decision` per pod until bind; a bind turns it into a
+:class:`carbon.accounting.ledger.PlacementRecord` (also written to the pod as the
+``lowcarb.dev/decision`` annotation); the pod watch turns phase changes into idempotent
+:class:`carbon.accounting.ledger.LifecycleRecord` s (``uid:start``, ``uid:end``), so a restart
+that relists every pod writes no duplicates.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import structlog
@@ -22,11 +21,31 @@ import structlog
 from carbon.accounting.ledger import Ledger, LifecycleRecord, PlacementRecord
 from carbon.clock import wall
 from scheduler import metrics, wire
-
-if TYPE_CHECKING:
-    from scheduler.extender.service import Decision
+from scheduler.cluster.state import NodeTable
+from scheduler.demand import PodDemand
+from scheduler.scoring import Evaluation
 
 log = structlog.get_logger("lowcarb.records")
+
+
+@dataclass(slots=True)
+class Decision:
+    """What prioritize decided for a pod, kept until bind (for assume, annotation and ledger)."""
+
+    demand: PodDemand
+    klass: str
+    names: list[str]
+    evaluation: Evaluation
+    table: NodeTable
+    at: float
+    owner: tuple[str | None, str | None] = (None, None)
+    duration_s: float | None = None
+
+    def row(self, node: str) -> int | None:
+        try:
+            return self.names.index(node)
+        except ValueError:
+            return None
 
 
 def owner_of(pod: wire.Pod | None) -> tuple[str | None, str | None]:
@@ -51,16 +70,16 @@ def placement_record(decision: Decision, row: int, at: float) -> PlacementRecord
     expected_kg = counterfactual_kg = counterfactual_i = None
     carbon = ev.terms.get("carbon")
     if carbon is not None:
-        info = carbon.detail.get("carbon_data", {}).get(zone)
+        info = carbon.carbon_data.get(zone) if zone is not None else None
         if info is not None:
-            intensity, source, age = info["g_per_kwh"], info["source"], info["age_s"]
+            intensity, source, age = info.g_per_kwh, info.source, info.age_s
         feasible = ev.feasible & np.isfinite(carbon.raw)
         if np.isfinite(carbon.raw[row]):
             expected_kg = float(carbon.raw[row]) / 1000.0
         if feasible.any():
             counterfactual_kg = float(np.mean(carbon.raw[feasible])) / 1000.0
             per_row = carbon.detail.get("intensity")
-            if isinstance(per_row, np.ndarray):
+            if per_row is not None:
                 vals = per_row[feasible]
                 vals = vals[np.isfinite(vals)]
                 counterfactual_i = float(vals.mean()) if vals.size else None

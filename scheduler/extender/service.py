@@ -1,9 +1,9 @@
 """The extender's logic, bytes in and bytes out: filter, prioritize, bind, preempt.
 
-No HTTP here (``scheduler.extender.routes`` wraps it) and no I/O on the filter/prioritize path: the
-cluster
-state, the policy and the carbon snapshot are all in memory. Bind is the one verb that talks to the
-Kubernetes API (through the binder) and records the decision in the ledger.
+No HTTP here (``scheduler.extender.routes`` wraps it) and no I/O on the filter/prioritize path:
+the cluster state, the policy and the carbon snapshot are all in memory. Bind is the one verb that
+talks to the Kubernetes API (through the binder) and records the decision in the ledger
+(:class:`~scheduler.extender.records.Decision`, kept from prioritize to bind).
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ from scheduler.cluster.table import NodeTable
 from scheduler.decode_errors import json_problem
 from scheduler.demand import ANN_GPU_INDEX, DemandError, PodDemand, parse_demand
 from scheduler.engine import Engine
-from scheduler.extender.records import owner_of, placement_record
-from scheduler.scoring import Evaluation
+from scheduler.extender.records import Decision, owner_of, placement_record
 
 log = structlog.get_logger("lowcarb.service")
 
@@ -53,26 +52,6 @@ class Binder(Protocol):
 
 class DecisionSink(Protocol):
     def record_decision(self, record: PlacementRecord) -> Future[bool]: ...
-
-
-@dataclass(slots=True)
-class Decision:
-    """What prioritize decided for a pod, kept until bind (for assume, annotation and ledger)."""
-
-    demand: PodDemand
-    klass: str
-    names: list[str]
-    evaluation: Evaluation
-    table: NodeTable
-    at: float
-    owner: tuple[str | None, str | None] = (None, None)
-    duration_s: float | None = None
-
-    def row(self, node: str) -> int | None:
-        try:
-            return self.names.index(node)
-        except ValueError:
-            return None
 
 
 @dataclass

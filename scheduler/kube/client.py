@@ -32,7 +32,7 @@ import structlog
 
 from carbon.aio import cancel_all
 from carbon.clock import wall
-from scheduler import wire
+from scheduler import __version__, wire
 
 log = structlog.get_logger("lowcarb.kube")
 
@@ -53,7 +53,7 @@ REQUIRED_PERMISSIONS: list[tuple[str, str, str]] = [
 ASSIGNED_NONTERMINAL = "spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed"
 #: Pods not yet bound (gated pods live here; gates cannot be selected server-side).
 UNASSIGNED = "spec.nodeName="
-USER_AGENT = "lowcarb/0.1.0"
+USER_AGENT = f"lowcarb/{__version__}"
 
 PatchType = Literal["merge", "json", "strategic"]
 _PATCH_CONTENT_TYPES: dict[str, str] = {

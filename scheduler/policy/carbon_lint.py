@@ -12,13 +12,10 @@ errors only with ``--strict``):
 
 from __future__ import annotations
 
-import difflib
-
+from carbon.checks import Loc, did_you_mean
 from carbon.config import STATIC_NAME
 from carbon.coverage import chain_zone_keys, mapped_zones, provider_zone_keys
 from scheduler.policy.model import Policy
-
-Loc = tuple[str | int, ...]
 
 
 def carbon_warnings(policy: Policy) -> list[tuple[Loc, str]]:
@@ -38,8 +35,8 @@ def _unknown_zone_targets(policy: Policy) -> list[tuple[Loc, str]]:
     for region, zone in mapped_zones(carbon).items():
         if zone in known:
             continue
-        close = difflib.get_close_matches(zone, sorted(known), n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        close = did_you_mean(zone, sorted(known))  # ", did you mean 'DE'?" or ""
+        hint = f"{close.removeprefix(', ')} " if close else ""
         maybe = (
             f"{' and '.join(live_only)} may still answer for it live, but nothing would when "
             "they fail; "

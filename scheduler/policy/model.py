@@ -4,10 +4,12 @@ A policy holds the carbon data section (providers, fallback chain, zone mapping;
 :mod:`carbon.config`), the power model (:mod:`carbon.energy`) and the workload classes: how pods
 are recognised (selectors), how their candidate nodes are scored (terms and weights, GPU score
 mode, signal kind, expected duration) and constrained (data residency, maximum intensity), and
-whether they may wait for a cleaner hour (``temporalShift``). Every duration field is
+whether they may wait for a cleaner hour (``temporalShift``). A class's per-term settings are the
+terms' own ``Args`` models (:mod:`scheduler.terms`), which :class:`WorkloadClass` is built from;
+weights name terms of :data:`scheduler.terms.REGISTRY`. Every duration field is
 :data:`carbon.duration.Duration`; cross-field checks live in :mod:`scheduler.policy.checks`.
-:mod:`scheduler.policy.validate` is the loader: every error at once with file:line:column;
-``policies/schema.json`` is generated from these models.
+:mod:`scheduler.policy.validate` is the loader (``load_policy``): every error at once with
+file:line:column; ``policies/schema.json`` is generated from these models.
 """
 
 from __future__ import annotations
@@ -42,10 +44,13 @@ from scheduler.policy.checks import (
     requirement_problems,
     weights_problems,
 )
+from scheduler.terms import REGISTRY
+from scheduler.terms.carbon import CarbonArgs
+from scheduler.terms.constraints import ConstraintsArgs
+from scheduler.terms.gpu_fit import GpuFitArgs
 
 DEFAULT_POLICY = Path(__file__).resolve().parents[1] / "data" / "default.yaml"
 BUILTIN_CLASSES = ("training", "batch", "inference", DEFAULT_CLASS)
-FILTER_ONLY_TERMS = frozenset({"constraints"})
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _NAME = re.compile(NAME_PATTERN)
 
@@ -66,9 +71,7 @@ ClassName = Annotated[
 
 
 def _term_name(name: str) -> str:
-    from scheduler import terms  # late: the terms package imports the energy model
-
-    known = sorted(k for k in terms.REGISTRY if k not in FILTER_ONLY_TERMS)
+    known = sorted(n for n, kind in REGISTRY.items() if not kind.filter_only)
     if name not in known:
         raise ValueError(
             f"unknown term{did_you_mean(name, known)} (known terms: {', '.join(known)})"
@@ -183,40 +186,6 @@ class Selector(_Strict):
         return not self.ownerKinds or any(k in owner_kinds for k in self.ownerKinds)
 
 
-class Constraints(_Strict):
-    """Hard constraints of a class: data residency and a ceiling on grid intensity."""
-
-    allowedRegions: list[str] = Field(
-        default_factory=list,
-        description="Node region label values (globs, e.g. 'eu-*'); empty: any region",
-    )
-    allowedZones: list[str] = Field(
-        default_factory=list,
-        description="Grid zone keys (globs, e.g. 'DE', 'SE*'); empty: any zone",
-    )
-    maxIntensity: float | None = Field(
-        default=None,
-        gt=0,
-        le=2000,
-        description="gCO2e/kWh; nodes whose zone is dirtier over the pod's expected run are "
-        "filtered out, but only when a cleaner feasible node exists",
-    )
-
-    def region_allowed(self, region: str) -> bool:
-        return not self.allowedRegions or any(
-            fnmatch.fnmatchcase(region, p) for p in self.allowedRegions
-        )
-
-    def zone_allowed(self, zone: str | None) -> bool:
-        if not self.allowedZones:
-            return True
-        return zone is not None and any(fnmatch.fnmatchcase(zone, p) for p in self.allowedZones)
-
-    @property
-    def residency(self) -> bool:
-        return bool(self.allowedRegions or self.allowedZones)
-
-
 class TemporalShift(_Strict):
     """Let the class's pods wait for a cleaner hour (scheduling gates, issue 7)."""
 
@@ -260,7 +229,9 @@ def _default_weights() -> dict[str, float]:
     return {"gpu_fit": 0.5, "carbon": 0.5}
 
 
-class WorkloadClass(_Strict):
+# A class is built from every term's ``Args`` (``gpuMode``, ``carbonNormalization``,
+# ``constraints``): validated and documented here, it is handed to each term as its settings.
+class WorkloadClass(GpuFitArgs, CarbonArgs, ConstraintsArgs, _Strict):
     """How the pods of one class are recognised, scored and constrained."""
 
     description: str = ""
@@ -273,9 +244,6 @@ class WorkloadClass(_Strict):
         default_factory=_default_weights,
         description="Scoring terms and their weights (>= 0; normalised by their sum)",
     )
-    gpuMode: Literal["fgd", "bestfit", "packing", "spread"] = Field(
-        default="fgd", description="How gpu_fit scores: fgd, bestfit, packing or spread"
-    )
     expectedDuration: Duration = Field(
         default="1h",
         validate_default=True,
@@ -284,13 +252,6 @@ class WorkloadClass(_Strict):
     signal: Literal["average", "marginal"] = Field(
         default="average", description="Grid signal the carbon term reads"
     )
-    carbonNormalization: Literal["range", "ratio"] = Field(
-        default="range",
-        description="How gCO2e becomes the carbon term's 0..1: 'range' (least 1, most 0, "
-        "any difference spans the scale) or 'ratio' (least / this node: twice the emissions "
-        "scores 0.5, small differences stay small)",
-    )
-    constraints: Constraints = Field(default_factory=Constraints)
     temporalShift: TemporalShift | None = None
 
     @model_validator(mode="after")
@@ -349,24 +310,6 @@ class Policy(_Strict):
 
     def term_names(self) -> list[str]:
         return sorted({t for c in self.classes.values() for t in c.weights})
-
-
-def load_policy(path: Path | str | None = None) -> Policy:
-    """Load and validate a policy file (the embedded default when ``path`` is None).
-
-    Raises :class:`scheduler.policy.validate.PolicyError` listing every problem with
-    file:line:column.
-    """
-    from scheduler.policy.validate import load_checked
-
-    return load_checked(Path(path) if path is not None else DEFAULT_POLICY)
-
-
-def policy_from_text(text: str, source: str = "<policy>") -> Policy:
-    """Validate a policy from YAML text (errors as in :func:`load_policy`)."""
-    from scheduler.policy.validate import check_text
-
-    return check_text(text, source)
 
 
 def dump_yaml(policy: Policy) -> str:

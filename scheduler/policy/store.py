@@ -23,8 +23,8 @@ from typing import Generic, TypeVar
 import structlog
 
 from scheduler import metrics
-from scheduler.policy.model import DEFAULT_POLICY, Policy, load_policy, policy_from_text
-from scheduler.policy.validate import PolicyError, lint_text
+from scheduler.policy.model import DEFAULT_POLICY, Policy
+from scheduler.policy.validate import PolicyError, lint_text, load_policy, policy_from_text
 
 log = structlog.get_logger("lowcarb.policy")
 
@@ -36,9 +36,11 @@ Build = Callable[[Policy, C | None], C]
 class PolicyStore(Generic[C]):
     """Holds the current policy and what it compiles to; ``engine()`` is what each request reads."""
 
-    def __init__(self, path: Path | str | None, build: Build[C]) -> None:
+    def __init__(self, path: Path | str | None, build: Build[C], *, warn: bool = True) -> None:
+        """``warn``: log what ``lowcarb policy validate`` warns about, at load and each reload."""
         self.path = Path(path) if path is not None else None
         self._build = build
+        self._warns = warn
         source = self.path or DEFAULT_POLICY
         self._digest = hashlib.sha256(source.read_bytes()).digest()
         self._policy = load_policy(source)
@@ -100,6 +102,8 @@ class PolicyStore(Generic[C]):
 
     def _warn(self, data: bytes) -> None:
         """Log what ``lowcarb policy validate`` would warn about (the policy is used anyway)."""
+        if not self._warns:
+            return
         warnings = lint_text(data.decode("utf-8"), str(self.path or DEFAULT_POLICY))
         if warnings:
             log.warning("policy warnings", path=str(self.path), warnings=[str(w) for w in warnings])

@@ -87,15 +87,14 @@ def fits(table: NodeTable, pod: PodDemand) -> npt.NDArray[np.bool_]:
 
 
 def make_engine(policy: Policy, nodes: SimNodes) -> Engine:
-    """The policy's engine; the simulation-only LeastAllocated term gets each node's allocatable."""
-    engine = Engine(policy)
-    if "least_allocated" in engine.terms:
-        cap = {
-            name: (int(c), int(m))
-            for name, c, m in zip(nodes.names, nodes.cpu_milli, nodes.mem_bytes, strict=True)
-        }
-        engine.terms["least_allocated"] = LeastAllocated(capacity=cap)
-    return engine
+    """The policy's engine; the LeastAllocated term gets each node's allocatable."""
+    if "least_allocated" not in policy.term_names():
+        return Engine(policy)
+    cap = {
+        name: (int(c), int(m))
+        for name, c, m in zip(nodes.names, nodes.cpu_milli, nodes.mem_bytes, strict=True)
+    }
+    return Engine(policy, terms={"least_allocated": LeastAllocated(capacity=cap)})
 
 
 class MemoView:

@@ -34,7 +34,8 @@ import numpy.typing as npt
 from carbon.energy import PowerModel
 from carbon.series import HourlySeries
 from scheduler.gates.planner import plan_starts
-from scheduler.policy.model import DEFAULT_POLICY, Policy, WorkloadClass, load_policy
+from scheduler.policy.model import DEFAULT_POLICY, Policy, WorkloadClass
+from scheduler.policy.validate import load_policy
 from scheduler.sim.bound import Bound, spatial_bound
 from scheduler.sim.carbon import Integrals, load_series, parse_start, year_start
 from scheduler.sim.replay import (
@@ -253,8 +254,6 @@ def _one(power: PowerModel, weights: dict[str, float], mode: str, duration: str 
 
 def build_policies(power: PowerModel, lowcarb: Policy) -> dict[str, Policy]:
     """The compared policies, all over the same terms and power model."""
-    from scheduler.terms import least_allocated  # noqa: F401  (registers the sim-only term)
-
     # gpu_fit with weight 0 still filters GPUs and names the GPU a shared pod takes (best fit,
     # as GPU-sharing device plugins do); it does not score.
     return {

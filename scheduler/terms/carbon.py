@@ -7,30 +7,32 @@ For a node with GPU model ``m`` in grid zone ``z`` and region ``r``::
     kWh      = it_W x PUE(r, z) x run_s / 3.6e6
     gCO2e    = kWh x mean forecast intensity of z over [now, now + run_s]
 
-GPUs count fractionally: a shared-GPU pod asking 300 milli counts 0.3 GPU, a MIG slice its share
-of the 7 compute slices (``1g.10gb`` = 1/7). The forecast mean falls back to the latest value
-where no forecast covers the run (the carbon cache decides; scoring never waits on it). Lower is
-better: normalised over the candidates by range (least emissions 1, most 0; the default) or, with
-the class's ``carbonNormalization: ratio``, as least / this node's emissions. A node whose zone no
-carbon source knows (``unknown_zone``) or that has no zone (``no_zone``) keeps raw NaN and is
-scored neutral: as the mean emissions of the candidates with data, so it is neither the best nor
-the worst carbon choice and the other terms decide; the decision notes name the reason. A class
-asking for the ``marginal`` signal that is served average intensity gets an
-``average_for_marginal`` note. The work is one carbon lookup per distinct (zone, GPU model)
-pair, not per node.
+GPUs count fractionally: a shared-GPU pod asking 300 milli counts 0.3 GPU, a MIG slice its share of
+the 7 compute slices (``1g.10gb`` = 1/7). The forecast mean falls back to the latest value where no
+forecast covers the run (the carbon cache decides; scoring never waits on it). Lower is better:
+normalised over the candidates by range (least emissions 1, most 0; the default) or, with the
+class's ``carbonNormalization: ratio`` (:class:`CarbonArgs`), as least / this node's emissions. A
+node whose zone no carbon source knows (``unknown_zone``) or that has no zone (``no_zone``) keeps
+raw NaN and is scored neutral: as the mean emissions of the candidates with data, so it is neither
+the best nor the worst carbon choice and the other terms decide; the decision notes name the reason.
+A class asking for the ``marginal`` signal that is served average intensity gets an
+``average_for_marginal`` note. The work is one carbon lookup per distinct (zone, GPU model) pair,
+not per node.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from carbon.energy import PowerModel, energy_kwh
 from carbon.gaps import NEUTRAL, average_for_marginal_note, no_zone_note, unknown_zones_note
 from scheduler.cluster.table import NodeTable
 from scheduler.demand import PodDemand
-from scheduler.terms.base import Context, Term, TermScore, lower_is_better, term
+from scheduler.terms.base import Context, Term, TermArgs, TermScore, ZoneData, lower_is_better
 
 MIG_SLICES = 7  # compute slices of an A100/H100/H200 in MIG mode
 _MIG_G = re.compile(r"^(\d+)g\.")
@@ -82,10 +84,23 @@ def _distinct(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return uniq, lookup[codes]
 
 
-@term("carbon")
-class Carbon(Term):
+class CarbonArgs(TermArgs):
+    """The carbon term's settings in a workload class."""
+
+    carbonNormalization: Literal["range", "ratio"] = Field(
+        default="range",
+        description="How gCO2e becomes the carbon term's 0..1: 'range' (least 1, most 0, "
+        "any difference spans the scale) or 'ratio' (least / this node: twice the emissions "
+        "scores 0.5, small differences stay small)",
+    )
+
+
+class Carbon(Term[CarbonArgs]):
     """Expected emissions per node; the power model's per-GPU constants are read once per
     policy (the instance outlives a reload, so they are keyed by the power model itself)."""
+
+    name = "carbon"
+    Args = CarbonArgs
 
     # (the power model, product -> (relativeSpeed, watts)): one object, swapped atomically
     _gpu_consts: tuple[PowerModel | None, dict[str, tuple[float, float]]] = (None, {})
@@ -102,14 +117,14 @@ class Carbon(Term):
             hit = consts[product] = (entry.relativeSpeed, entry.watts)
         return hit
 
-    def score(self, ctx: Context) -> TermScore:
+    def score(self, ctx: Context, args: CarbonArgs) -> TermScore:
         t, pod, power = ctx.table, ctx.pod, ctx.power
         n = len(t)
-        sources: dict[str, dict[str, object]] = {}
+        sources: dict[str, ZoneData] = {}
         if n == 0:
             empty = np.full(0, np.nan, dtype=np.float64)
             return TermScore(raw=empty, normalized=empty.copy(), unit="gCO2e")
-        kind = ctx.params.get("signal", "average")
+        kind = ctx.signal
         gpus = gpu_share(pod)
         cores = pod.cpu_milli / 1000.0
         gib = pod.mem_bytes / 2**30
@@ -142,12 +157,12 @@ class Carbon(Term):
             if kind == "marginal" and reading.kind != "marginal":
                 averaged[zone] = reading.source
             if zone not in sources:
-                sources[zone] = {
-                    "source": reading.source,
-                    "age_s": round(reading.age_s, 1),
-                    "stale": reading.stale,
-                    "g_per_kwh": round(reading.g_per_kwh, 1),
-                }
+                sources[zone] = ZoneData(
+                    source=reading.source,
+                    age_s=round(reading.age_s, 1),
+                    stale=reading.stale,
+                    g_per_kwh=round(reading.g_per_kwh, 1),
+                )
             watts = gpu_watts * gpus + cpu_w + mem_w
             grams[k] = energy_kwh(watts, 1.0, duration) * reading.g_per_kwh
             g_kwh[k] = reading.g_per_kwh
@@ -171,7 +186,7 @@ class Carbon(Term):
         if known.any() and not known.all():
             filled = raw.copy()
             filled[~known] = float(np.mean(raw[known]))
-        if ctx.params.get("carbon_normalization") == "ratio":
+        if args.carbonNormalization == "ratio":
             normalized = ratio_to_best(filled)
         else:
             normalized = lower_is_better(filled)
@@ -179,5 +194,6 @@ class Carbon(Term):
             raw=raw,
             normalized=normalized,
             unit="gCO2e",
-            detail={"intensity": intensity, "carbon_data": sources},
+            detail={"intensity": intensity},
+            carbon_data=sources,
         )

@@ -1,6 +1,7 @@
 """Hard constraints of a workload class: data residency and a ceiling on grid intensity.
 
-A filter-only term (the engine runs it after every other filter and adds no score):
+A filter-only term (``filter_only``: the engine runs it for every class, after every other filter,
+and it adds no score); its settings are the class's ``constraints:`` mapping (:class:`Constraints`):
 
 * ``allowedRegions`` / ``allowedZones`` (globs): nodes elsewhere are infeasible, always.
 * ``maxIntensity`` (gCO2e/kWh): nodes whose zone's mean forecast intensity over the pod's expected
@@ -11,20 +12,73 @@ A filter-only term (the engine runs it after every other filter and adds no scor
 
 from __future__ import annotations
 
+import fnmatch
+
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
-from scheduler.terms.base import Context, Term, TermScore, term
+from scheduler.terms.base import Context, Term, TermArgs, TermScore
 
 
-@term("constraints")
-class Constraints(Term):
-    def filter(self, ctx: Context) -> tuple[np.ndarray | None, dict[int, str]]:
-        c = ctx.params.get("constraints")
-        if c is None or (not c.residency and c.maxIntensity is None):
+class Constraints(BaseModel):
+    """Hard constraints of a class: data residency and a ceiling on grid intensity."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    allowedRegions: list[str] = Field(
+        default_factory=list,
+        description="Node region label values (globs, e.g. 'eu-*'); empty: any region",
+    )
+    allowedZones: list[str] = Field(
+        default_factory=list,
+        description="Grid zone keys (globs, e.g. 'DE', 'SE*'); empty: any zone",
+    )
+    maxIntensity: float | None = Field(
+        default=None,
+        gt=0,
+        le=2000,
+        description="gCO2e/kWh; nodes whose zone is dirtier over the pod's expected run are "
+        "filtered out, but only when a cleaner feasible node exists",
+    )
+
+    def region_allowed(self, region: str) -> bool:
+        return not self.allowedRegions or any(
+            fnmatch.fnmatchcase(region, p) for p in self.allowedRegions
+        )
+
+    def zone_allowed(self, zone: str | None) -> bool:
+        if not self.allowedZones:
+            return True
+        return zone is not None and any(fnmatch.fnmatchcase(zone, p) for p in self.allowedZones)
+
+    @property
+    def residency(self) -> bool:
+        return bool(self.allowedRegions or self.allowedZones)
+
+
+class ConstraintsArgs(TermArgs):
+    """The constraints term's settings in a workload class: its ``constraints:`` mapping."""
+
+    constraints: Constraints = Field(default_factory=Constraints)
+
+
+class ConstraintsFilter(Term[ConstraintsArgs]):
+    """Residency and the intensity ceiling as a filter with a reason per rejected node."""
+
+    name = "constraints"
+    Args = ConstraintsArgs
+    always_filter = True
+    filter_only = True
+
+    def filter(
+        self, ctx: Context, args: ConstraintsArgs
+    ) -> tuple[np.ndarray | None, dict[int, str]]:
+        c = args.constraints
+        if not c.residency and c.maxIntensity is None:
             return None, {}
         t = ctx.table
         n = len(t)
-        klass = ctx.params.get("class", "default")
+        klass = ctx.klass
         mask = np.ones(n, dtype=bool)
         reasons: dict[int, str] = {}
         if c.allowedRegions:
@@ -66,7 +120,7 @@ class Constraints(Term):
         klass: str,
     ) -> None:
         t = ctx.table
-        kind = ctx.params.get("signal", "average")
+        kind = ctx.signal
         end = ctx.now_s + ctx.duration_s
         dirty = np.zeros(len(t), dtype=bool)
         clean = np.zeros(len(t), dtype=bool)
@@ -84,7 +138,7 @@ class Constraints(Term):
                 clean |= t.zone == code
         if not dirty.any():
             return
-        prior = ctx.params.get("feasible")
+        prior = ctx.feasible
         others = mask if prior is None else (mask & prior)
         if not (others & clean).any():
             note = (
@@ -103,7 +157,7 @@ class Constraints(Term):
         reasons.update(zip(rows.tolist(), [above[z] for z in t.zone[rows].tolist()], strict=True))
         mask &= ~dirty
 
-    def score(self, ctx: Context) -> TermScore:
-        """No score: constraints only filter (the engine drops this entry)."""
+    def score(self, ctx: Context, args: ConstraintsArgs) -> TermScore:
+        """Neutral (every row 1, no unit): a filter-only term is never scored by the engine."""
         n = len(ctx.table)
         return TermScore(raw=np.zeros(n), normalized=np.ones(n), unit="")

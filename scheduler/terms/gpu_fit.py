@@ -2,31 +2,27 @@
 
 Filter: GPU model (``nvidia.com/gpu.product`` against the pod's allowed models), memory per GPU,
 whole free GPUs, milli on one GPU for a sharing pod, MIG bins. Score modes (per workload class,
-``ctx.params["gpu_mode"]``): ``fgd`` (default; least growth of the expected workload's
+its ``gpuMode``, :class:`GpuFitArgs`): ``fgd`` (default; least growth of the expected workload's
 fragmentation, learned from recently seen pods), ``bestfit``, ``packing``, ``spread``. For every
 node the term also names the GPU a sharing pod would use there (``detail["gpu_index"]``); the
-service writes it to the pod (``lowcarb.dev/gpu-index``) at bind.
+service writes it to the pod (``lowcarb.dev/gpu-index``) at bind. Its filter runs for every class
+(``always_filter``): a pod must fit whatever the class weights.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from scheduler.cluster.table import NodeTable
 from scheduler.demand import PodDemand
 from scheduler.gpu import supply as gpu
 from scheduler.gpu.fragmentation import FragmentationModel, Workload, model_matches
 from scheduler.gpu.workload import WorkloadLearner
-from scheduler.terms.base import (
-    Context,
-    Term,
-    TermScore,
-    higher_is_better,
-    term,
-)
+from scheduler.terms.base import Context, Term, TermArgs, TermScore, higher_is_better
 
 Mode = Literal["fgd", "bestfit", "packing", "spread"]
 MODES: tuple[Mode, ...] = ("fgd", "bestfit", "packing", "spread")
@@ -189,25 +185,32 @@ def score_rows(
     )
 
 
-@term("gpu_fit")
-class GpuFit(Term):
+class GpuFitArgs(TermArgs):
+    """The GPU term's settings in a workload class."""
+
+    gpuMode: Mode = Field(
+        default="fgd", description="How gpu_fit scores: fgd, bestfit, packing or spread"
+    )
+
+
+class GpuFit(Term[GpuFitArgs]):
     """GPU feasibility and placement score; learns the expected workload from observed pods.
 
     ``workload`` pins the expected workload (e.g. typical pods of a known trace) instead of
     learning it; ``window_pods``/``window_s``/``popularity`` configure the learner.
     """
 
+    name = "gpu_fit"
+    Args = GpuFitArgs
+    always_filter = True
+
     def __init__(
         self,
-        mode: Mode = "fgd",
         workload: Workload | None = None,
         window_pods: int = 5000,
         window_s: float | None = None,
         popularity: float = 0.95,
     ) -> None:
-        if mode not in MODES:
-            raise ValueError(f"unknown GPU score mode {mode!r}; use one of {', '.join(MODES)}")
-        self.mode: Mode = mode
         self.fixed = workload
         self.learner = WorkloadLearner(
             window_pods=window_pods, window_s=window_s, popularity=popularity
@@ -234,13 +237,7 @@ class GpuFit(Term):
             self._model = FragmentationModel(current)
         return self._model
 
-    def mode_for(self, ctx: Context) -> Mode:
-        mode = ctx.params.get("gpu_mode", self.mode)
-        if mode not in MODES:
-            raise ValueError(f"unknown GPU score mode {mode!r}; use one of {', '.join(MODES)}")
-        return cast(Mode, mode)
-
-    def filter(self, ctx: Context) -> tuple[np.ndarray | None, dict[int, str]]:
+    def filter(self, ctx: Context, args: GpuFitArgs) -> tuple[np.ndarray | None, dict[int, str]]:
         pod, table = ctx.pod, ctx.table
         if not pod.wants_gpu:
             return None, {}
@@ -249,8 +246,8 @@ class GpuFit(Term):
         reasons = table.explain(np.flatnonzero(~ok), lambda i: reason(table, pod, i, f))
         return ok, reasons
 
-    def score(self, ctx: Context) -> TermScore:
-        mode = self.mode_for(ctx)
+    def score(self, ctx: Context, args: GpuFitArgs) -> TermScore:
+        mode = args.gpuMode
         frag = self.fragmentation_model() if mode == "fgd" else None
         return score_rows(ctx.table, ctx.pod, mode, frag)
 

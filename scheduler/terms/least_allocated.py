@@ -1,11 +1,12 @@
-"""Simulation-only term: kube-scheduler's default NodeResourcesFit ``LeastAllocated`` score.
+"""kube-scheduler's default NodeResourcesFit ``LeastAllocated`` score, as a term.
 
 Score = mean over CPU and memory of (allocatable - requested after placement) / allocatable, the
 default profile's strategy (resources cpu and memory, weight 1 each; extended resources such as
 ``nvidia.com/gpu`` are not scored by default). It is the carbon-blind ``k8s-default`` baseline of
-the placement simulator, which passes each node's allocatable; without it the fleet's largest
-free amounts stand in. Not imported by :mod:`scheduler.terms`: registered when the simulator
-imports it, so serving policies cannot name it by accident.
+the placement simulator, which passes each node's allocatable (``capacity``). A registered term
+like the others, so any policy may weight it (the same in every process, whatever was imported);
+the node table carries free amounts, not allocatable, so without ``capacity`` the largest free
+amounts among the candidates stand in for it. No per-class settings.
 """
 
 from __future__ import annotations
@@ -14,17 +15,18 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from scheduler.terms.base import Context, Term, TermScore, higher_is_better, term
+from scheduler.terms.base import Context, Term, TermArgs, TermScore, higher_is_better
 
 
-@term("least_allocated")
-class LeastAllocated(Term):
+class LeastAllocated(Term[TermArgs]):
     """LeastAllocated over CPU and memory; ``capacity`` maps node name -> (milli-CPU, bytes)."""
+
+    name = "least_allocated"
 
     def __init__(self, capacity: Mapping[str, tuple[int, int]] | None = None) -> None:
         self.capacity = dict(capacity or {})
 
-    def score(self, ctx: Context) -> TermScore:
+    def score(self, ctx: Context, args: TermArgs) -> TermScore:
         t, pod = ctx.table, ctx.pod
         n = len(t)
         if n == 0:

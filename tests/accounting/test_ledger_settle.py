@@ -27,7 +27,7 @@ from carbon.clock import wall
 from carbon.energy import PowerModel
 from scheduler.cli.errors import command_app
 from scheduler.cli.report import report
-from scheduler.policy.model import policy_from_text
+from scheduler.policy.validate import policy_from_text
 from tests.support.deploy import running_lowcarb
 from tests.support.ledger import ListHistory, hourly, placement, run
 

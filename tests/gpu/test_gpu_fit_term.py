@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from carbon.energy import PowerModel
 from carbon.testing import FixedView
@@ -16,9 +17,16 @@ from scheduler.cluster.state import ClusterState
 from scheduler.cluster.table import NodeTable
 from scheduler.demand import PodDemand, parse_demand
 from scheduler.gpu.fragmentation import TaskShape, Workload
-from scheduler.scoring import evaluate
+from scheduler.scoring import Step, evaluate
 from scheduler.terms.base import Context
-from scheduler.terms.gpu_fit import ORDER_STEPS, GpuFit, fgd_preference
+from scheduler.terms.gpu_fit import (
+    ORDER_STEPS,
+    GpuFit,
+    GpuFitArgs,
+    Mode,
+    fgd_preference,
+    score_rows,
+)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "gpu"
 
@@ -54,7 +62,7 @@ def cluster() -> tuple[NodeTable, wire.ExtenderArgs]:
     return table, args
 
 
-def ctx(table: NodeTable, pod: PodDemand, mode: str = "fgd") -> Context:
+def ctx(table: NodeTable, pod: PodDemand) -> Context:
     return Context(
         pod=pod,
         table=table,
@@ -62,12 +70,16 @@ def ctx(table: NodeTable, pod: PodDemand, mode: str = "fgd") -> Context:
         power=PowerModel(),
         now_s=0.0,
         duration_s=3600.0,
-        params={"gpu_mode": mode},
     )
 
 
+def steps(term: GpuFit, mode: Mode = "fgd") -> list[Step]:
+    """The GPU term alone, weight 1, in ``mode`` (a class's ``gpuMode``)."""
+    return [Step(term, 1.0, GpuFitArgs(gpuMode=mode))]
+
+
 def reasons_by_name(table: NodeTable, term: GpuFit, pod: PodDemand) -> dict[str, str]:
-    mask, reasons = term.filter(ctx(table, pod))
+    mask, reasons = term.filter(ctx(table, pod), GpuFitArgs())
     assert mask is not None
     rejected = np.flatnonzero(~mask).tolist()
     assert sorted(dict(reasons)) == rejected  # a reason for every rejected row, and only those
@@ -114,7 +126,7 @@ def test_fgd_names_the_shared_gpu_and_prefers_the_started_sliver(
     workload = Workload((TaskShape(0, 1, 1000), TaskShape(0, 1, 250)), (0.5, 0.5))
     term = GpuFit(workload=workload)
     share = PodDemand(uid="s", namespace="ns", name="s", gpus=1, gpu_milli=250, cpu_milli=1000)
-    ev = evaluate(ctx(table, share), [(term, 1.0)])
+    ev = evaluate(ctx(table, share), steps(term))
     best = int(np.nanargmax(ev.combined))
     # the 250 that is left on usw2-b-gpu's GPU 0 is exactly this pod's size: no new sliver
     assert table.names[best] == "usw2-b-gpu"
@@ -125,11 +137,11 @@ def test_fgd_names_the_shared_gpu_and_prefers_the_started_sliver(
 
 @pytest.mark.parametrize("mode", ["fgd", "bestfit", "packing", "spread"])
 def test_every_mode_scores_feasible_rows_in_unit_range(
-    cluster: tuple[NodeTable, Any], mode: str
+    cluster: tuple[NodeTable, Any], mode: Mode
 ) -> None:
     table, args = cluster
     pod = parse_demand(args.Pod)
-    ev = evaluate(ctx(table, pod, mode), [(GpuFit(), 1.0)])
+    ev = evaluate(ctx(table, pod), steps(GpuFit(), mode))
     feasible = ev.feasible
     assert feasible.sum() == 2
     norm = ev.terms["gpu_fit"].normalized[feasible]
@@ -153,16 +165,21 @@ def test_bestfit_and_spread_disagree_on_a_partly_used_node(cluster: tuple[NodeTa
     table, _ = cluster
     one = PodDemand(uid="o", namespace="ns", name="o", gpus=1, gpu_milli=1000, cpu_milli=1000)
     best = {}
-    for mode in ("bestfit", "spread"):
-        ev = evaluate(ctx(table, one, mode), [(GpuFit(), 1.0)])
+    modes: tuple[Mode, ...] = ("bestfit", "spread")
+    for mode in modes:
+        ev = evaluate(ctx(table, one), steps(GpuFit(), mode))
         best[mode] = table.names[int(np.nanargmax(ev.combined))]
     assert best["bestfit"] == "euc1-a-gpu"  # 2 GPUs left, the tightest fit
     assert best["spread"] in {"use1-a-gpu", "usw2-a-gpu"}  # 8 free GPUs
 
 
-def test_unknown_mode_is_named() -> None:
+def test_unknown_mode_is_refused_and_named(cluster: tuple[NodeTable, Any]) -> None:
+    table, _ = cluster
+    with pytest.raises(ValidationError):
+        GpuFitArgs.model_validate({"gpuMode": "nope"})
+    pod = PodDemand(uid="o", namespace="ns", name="o", gpus=1, gpu_milli=1000)
     with pytest.raises(ValueError, match="spread"):
-        GpuFit(mode="nope")  # type: ignore[arg-type]
+        score_rows(table, pod, "nope", None)  # type: ignore[arg-type]
 
 
 def test_observed_pods_become_the_expected_workload() -> None:

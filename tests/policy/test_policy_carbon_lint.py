@@ -53,6 +53,15 @@ def test_validate_warns_about_unknown_zone_targets_and_marginal_without_source()
     ]
 
 
+def test_a_zone_key_in_the_wrong_case_gets_the_hint_too() -> None:
+    """The same 'did you mean' as every other policy message (carbon.checks.did_you_mean): zone
+    keys are case-sensitive, and a lower-case key is no close match by spelling alone."""
+    text = MARGINAL.format(carbon="  zones: {dc-se: se-se3}").replace("signal: marginal", "")
+    (issue,) = [str(i) for i in lint_text(text, "p.yaml")]
+    assert issue.startswith("p.yaml:4:18: carbon.zones.dc-se: zone 'se-se3' is known to no")
+    assert "(unknown_zone); did you mean 'SE-SE3'? set carbon.static: {se-se3: " in issue
+
+
 @pytest.mark.parametrize(
     "carbon",
     [

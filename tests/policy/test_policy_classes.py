@@ -14,7 +14,7 @@ from scheduler.engine import Engine
 from scheduler.extender.records import placement_record
 from scheduler.extender.service import Extender
 from scheduler.policy.classes import classify, owner_kinds
-from scheduler.policy.model import load_policy, policy_from_text
+from scheduler.policy.validate import load_policy, policy_from_text
 from tests.support.policy import POLICIES, fixture_json, recorded_pod
 
 POLICY = policy_from_text(

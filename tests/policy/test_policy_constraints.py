@@ -5,7 +5,7 @@ from __future__ import annotations
 from carbon.testing import FixedView
 from scheduler.demand import PodDemand
 from scheduler.engine import Engine
-from scheduler.policy.model import policy_from_text
+from scheduler.policy.validate import policy_from_text
 from tests.support.policy import node_table
 
 POLICY = policy_from_text(

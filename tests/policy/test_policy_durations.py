@@ -11,8 +11,8 @@ import yaml
 
 from carbon.duration import DURATION_PATTERN, format_duration, parse_duration
 from scheduler.cli.policy import policy_schema
-from scheduler.policy.model import Policy, dump_yaml, policy_from_text
-from scheduler.policy.validate import validate_text
+from scheduler.policy.model import Policy, dump_yaml
+from scheduler.policy.validate import policy_from_text, validate_text
 
 # A valid policy in which every duration field is present (the class and provider names are the
 # ones the paths below use).

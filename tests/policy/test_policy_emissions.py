@@ -11,9 +11,9 @@ from carbon.energy import PowerModel
 from carbon.testing import FixedView
 from scheduler.demand import PodDemand
 from scheduler.engine import Engine
-from scheduler.policy.model import policy_from_text
-from scheduler.terms.base import Context
-from scheduler.terms.carbon import Carbon, gpu_share
+from scheduler.policy.validate import policy_from_text
+from scheduler.terms.base import Context, TermScore, ZoneData
+from scheduler.terms.carbon import Carbon, CarbonArgs, gpu_share
 from tests.support.policy import Row, node_table
 
 GIB = 2**30
@@ -34,8 +34,13 @@ def ctx(
         power=power or PowerModel(),
         now_s=0.0,
         duration_s=hours * 3600,
-        params={"signal": "average"},
+        signal="average",
     )
+
+
+def emissions(c: Context) -> TermScore:
+    """The carbon term's scores with a class's default settings (range normalisation)."""
+    return Carbon().score(c, CarbonArgs())
 
 
 def one_gpu_pod() -> PodDemand:
@@ -61,14 +66,14 @@ def test_h100_in_dirtier_zone_beats_t4_in_cleaner_zone() -> None:
         ("h100", "DIRTY", "r1", "NVIDIA-H100-80GB-HBM3", 8),
         ("t4", "CLEAN", "r2", "Tesla-T4", 4),
     ]
-    ts = Carbon().score(ctx(one_gpu_pod(), rows, FixedView({"DIRTY": 300.0, "CLEAN": 200.0})))
+    ts = emissions(ctx(one_gpu_pod(), rows, FixedView({"DIRTY": 300.0, "CLEAN": 200.0})))
     assert ts.unit == "gCO2e"
     assert ts.raw.tolist() == pytest.approx([108.72, 124.80])
     assert ts.normalized.tolist() == [1.0, 0.0]
     assert ts.detail["intensity"].tolist() == [300.0, 200.0]
-    assert ts.detail["carbon_data"] == {
-        "DIRTY": {"source": "test", "age_s": 0.0, "stale": False, "g_per_kwh": 300.0},
-        "CLEAN": {"source": "test", "age_s": 0.0, "stale": False, "g_per_kwh": 200.0},
+    assert ts.carbon_data == {
+        "DIRTY": ZoneData(source="test", age_s=0.0, stale=False, g_per_kwh=300.0),
+        "CLEAN": ZoneData(source="test", age_s=0.0, stale=False, g_per_kwh=200.0),
     }
 
 
@@ -82,7 +87,7 @@ def test_forecast_mean_over_each_nodes_own_run() -> None:
     pod = PodDemand(uid="u", namespace="ml", name="p", gpus=1, gpu_milli=1000)
     rows = [("h", "Z", "r", "NVIDIA-H100", 8), ("a", "Z", "r", "NVIDIA-A100-SXM4-80GB", 8)]
     view = FixedView({"Z": 999.0}, {"Z": [100.0, 500.0]})
-    ts = Carbon().score(ctx(pod, rows, view, power=PowerModel(pue=1.0), hours=2.0))
+    ts = emissions(ctx(pod, rows, view, power=PowerModel(pue=1.0), hours=2.0))
     assert ts.raw.tolist() == pytest.approx([56.0, 192.0])
 
 
@@ -99,10 +104,10 @@ def test_fractions_mig_and_site_pue() -> None:
         ("c", "Y", "site-c", "NVIDIA-A100-SXM4-80GB", 8),  # default PUE 1.5
     ]
     view = FixedView({"Z": 100.0, "Y": 100.0})
-    ts = Carbon().score(ctx(shared, rows, view, power=power))
+    ts = emissions(ctx(shared, rows, view, power=power))
     # 320 W x 0.25 = 80 W for 1 h = 0.08 kWh x PUE x 100 g/kWh
     assert ts.raw.tolist() == pytest.approx([11.2, 8.8, 12.0])
-    ts = Carbon().score(ctx(mig, rows, view, power=power))
+    ts = emissions(ctx(mig, rows, view, power=power))
     assert ts.raw[1] == pytest.approx(320 * 3 / 7 / 1000 * 1.1 * 100)
 
 
@@ -114,7 +119,7 @@ def test_zone_without_data_is_neutral_and_noted() -> None:
         ("x", "NODATA", "r", "NVIDIA-A100", 8),
         ("u", None, "r", "NVIDIA-A100", 8),
     ]
-    ts = Carbon().score(ctx(pod, rows, FixedView({"A": 100.0, "B": 300.0})))
+    ts = emissions(ctx(pod, rows, FixedView({"A": 100.0, "B": 300.0})))
     assert np.isfinite(ts.raw[:2]).all() and np.isnan(ts.raw[2:]).all()
     assert ts.normalized.tolist() == pytest.approx([1.0, 0.0, 0.5, 0.5])
     assert pod.notes == [
@@ -129,7 +134,7 @@ def test_zone_without_data_is_neutral_and_noted() -> None:
 def test_cpu_pod_is_not_slowed_by_the_gpu_model() -> None:
     pod = PodDemand(uid="u", namespace="n", name="p", cpu_milli=4000, mem_bytes=16 * GIB)
     rows = [("t4", "Z", "r", "Tesla-T4", 4), ("cpu", "Z", "r", "", 0)]
-    ts = Carbon().score(ctx(pod, rows, FixedView({"Z": 100.0})))
+    ts = emissions(ctx(pod, rows, FixedView({"Z": 100.0})))
     # (4 x 4 + 16 x 0.375) W = 22 W, 1 h, PUE 1.2 -> 0.0264 kWh x 100 = 2.64 g on both
     assert ts.raw.tolist() == pytest.approx([2.64, 2.64])
 
@@ -175,8 +180,7 @@ def test_ratio_normalization_keeps_small_differences_small() -> None:
     ]
     view = FixedView({"DIRTY": 300.0, "CLEAN": 200.0})
     c = ctx(one_gpu_pod(), rows, view)
-    c.params["carbon_normalization"] = "ratio"
-    ts = Carbon().score(c)
+    ts = Carbon().score(c, CarbonArgs(carbonNormalization="ratio"))
     assert ts.normalized.tolist() == pytest.approx([1.0, 108.72 / 124.80])
     policy = policy_from_text(
         "apiVersion: lowcarb.dev/v1\nkind: Policy\n"

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from scheduler.cli.main import app as lowcarb
 from scheduler.cli.policy import schema_text
-from scheduler.policy.model import DEFAULT_POLICY, load_policy
-from scheduler.policy.validate import PolicyError, validate_text
+from scheduler.policy.model import DEFAULT_POLICY
+from scheduler.policy.validate import PolicyError, load_policy, validate_text
 from tests.support.policy import POLICIES, ROOT
 
 SHIPPED = ["default.yaml", "training.yaml", "inference.yaml"]

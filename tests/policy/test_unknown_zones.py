@@ -26,7 +26,8 @@ from scheduler.demand import PodDemand
 from scheduler.engine import Engine
 from scheduler.extender.records import placement_record
 from scheduler.extender.service import Extender
-from scheduler.policy.model import Policy, policy_from_text
+from scheduler.policy.model import Policy
+from scheduler.policy.validate import policy_from_text
 from tests.support.policy import FIXTURES, fixture_json, node_table
 
 REGION = "topology.kubernetes.io/region"

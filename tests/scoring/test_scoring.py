@@ -12,8 +12,8 @@ from carbon.testing import FixedView
 from scheduler.cluster.table import NodeTable
 from scheduler.demand import PodDemand
 from scheduler.quantize import quantize
-from scheduler.scoring import evaluate
-from scheduler.terms.base import Context, Term, TermScore, higher_is_better
+from scheduler.scoring import Step, evaluate
+from scheduler.terms.base import Context, Term, TermArgs, TermScore, higher_is_better
 
 
 def table(n: int) -> NodeTable:
@@ -34,7 +34,7 @@ def table(n: int) -> NodeTable:
     )
 
 
-class Values(Term):
+class Values(Term[TermArgs]):
     """A term that scores rows by fixed values and fails the rows listed in ``bad``."""
 
     name = "values"
@@ -43,12 +43,12 @@ class Values(Term):
         self.values = np.array(values, dtype=np.float64)
         self.bad = bad
 
-    def filter(self, ctx: Context) -> tuple[np.ndarray | None, dict[int, str]]:
+    def filter(self, ctx: Context, args: TermArgs) -> tuple[np.ndarray | None, dict[int, str]]:
         mask = np.ones(len(ctx.table), dtype=bool)
         mask[list(self.bad)] = False
         return mask, {i: f"row {i} is bad" for i in self.bad}
 
-    def score(self, ctx: Context) -> TermScore:
+    def score(self, ctx: Context, args: TermArgs) -> TermScore:
         rows = [int(name[1:]) for name in ctx.table.names]
         raw = self.values[rows]
         return TermScore(raw=raw, normalized=higher_is_better(raw), unit="x")
@@ -101,7 +101,7 @@ def test_degenerate_inputs(values: list[float]) -> None:
 def test_evaluate_combines_weights_and_reports_reasons() -> None:
     a = Values([1.0, 0.0, 0.5, 0.9], bad=(2,))
     b = Other([0.0, 1.0, 0.5, 0.5])
-    ev = evaluate(ctx(4), [(a, 3.0), (b, 1.0)])
+    ev = evaluate(ctx(4), [Step(a, 3.0, TermArgs()), Step(b, 1.0, TermArgs())])
     assert ev.feasible.tolist() == [True, True, False, True]
     assert ev.reasons == {2: "row 2 is bad"}
     # row 3: 0.75*0.9 + 0.25*0.5 = 0.8 beats row 0: 0.75*1 + 0 = 0.75 and row 1: 0.25
@@ -113,7 +113,7 @@ def test_evaluate_combines_weights_and_reports_reasons() -> None:
 
 def test_evaluate_without_feasible_nodes() -> None:
     a = Values([1.0, 0.0], bad=(0, 1))
-    ev = evaluate(ctx(2), [(a, 1.0)])
+    ev = evaluate(ctx(2), [Step(a, 1.0, TermArgs())])
     assert not ev.feasible.any()
     assert ev.best() is None
     assert ev.levels.tolist() == [0, 0]
