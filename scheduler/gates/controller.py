@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,6 +122,9 @@ class GateController:
     #: asks the carbon cache to refresh these zones (``CarbonCache.track``)
     track_zones: Callable[[Iterable[str]], None] | None = None
     started_at: float = float("-inf")
+    #: when this controller first asked the carbon cache for each zone: a zone tracked for the
+    #: first time gets its own forecast grace, so it is fetched before its pods fail open
+    zones_since: dict[str, float] = field(default_factory=dict)
     held: dict[str, Held] = field(default_factory=dict)
     outcomes: list[Outcome] = field(default_factory=list)
     released_groups: dict[str, float] = field(default_factory=dict)
@@ -183,7 +187,10 @@ class GateController:
             todo.append((h, req, rules))
         if todo:
             if self.track_zones is not None:
-                self.track_zones({z for _, _, r in todo for z in r.zones})
+                zones = {z for _, _, r in todo for z in r.zones}
+                for zone in zones:
+                    self.zones_since.setdefault(zone, now)
+                self.track_zones(zones)
             view = self.carbon()
             plan = plan_batch(
                 view,
@@ -210,8 +217,11 @@ class GateController:
                 if now >= req.latest - self.settings.min_hold_s and h.planned is not None:
                     due.append((h, "latest-start", "released at the latest safe start"))
                     continue
-                if now - self.started_at < self.settings.forecast_grace_s:
-                    continue  # just started: the carbon cache may not have fetched yet
+                since = max(
+                    [self.started_at, *(self.zones_since.get(z, -math.inf) for z in rules.zones)]
+                )
+                if now - since < self.settings.forecast_grace_s:
+                    continue  # just started, or a zone new to the cache: not fetched yet
                 zones = ", ".join(rules.zones) or "none known"
                 due.append(
                     (h, "no-forecast", f"released: no forecast for zones [{zones}] (fail-open)")

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from carbon.clock import wall
 from tests.e2e.e2e_support import GATE, Session, assert_accounted
 from tests.e2e.gates_scenario import (
@@ -37,15 +35,6 @@ def test_fail_open_when_no_forecast_exists(
     assert_accounted(api, session_state.ledgers, scenario.namespace, ["nofc"], timeout=30)
 
 
-FRESH_ZONE_BUG = (
-    "lowcarb bug: after the 180 s start-up grace, a gated pod whose zones the carbon cache has "
-    "never fetched is failed open at once: the planning pass asks the cache to track the zone "
-    "(track_zones) and plans with the snapshot of that same instant, which has no forecast yet, "
-    "so the pod is released 'no forecast (fail-open)' although the provider serves one"
-)
-
-
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=FRESH_ZONE_BUG)
 def test_a_zone_seen_first_by_a_gated_pod_is_fetched_before_failing_open(
     scenario: GateScenario, api: KubeApi, session_state: Session
 ) -> None:

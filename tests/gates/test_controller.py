@@ -368,6 +368,23 @@ def test_group_keys() -> None:
     assert group_of(pod) == "pod/u"
 
 
+async def test_a_zone_new_to_the_cache_gets_its_own_forecast_grace(env: Env) -> None:
+    # the controller started long ago; this pod's zone is asked of the carbon cache only now
+    gated(env, "fresh-zone")
+    env.view = forecast_view({})
+    tracked: list[set[str]] = []
+    ctl = env.controller(track_zones=lambda zones: tracked.append(set(zones)))
+    ctl.started_at = NOON - 10 * ctl.settings.forecast_grace_s
+    await sync(ctl)
+    assert await ctl.run_once() == 0  # not fetched yet: no fail-open before the cache has tried
+    assert tracked == [{ZONE}] and patches(env) == []
+    env.now[0] = NOON + ctl.settings.forecast_grace_s - 1
+    assert await ctl.run_once() == 0
+    env.now[0] = NOON + ctl.settings.forecast_grace_s + 1
+    assert await ctl.run_once() == 1  # still nothing: fail-open, as for any zone without data
+    assert ctl.outcomes[0].reason == "no-forecast"
+
+
 async def test_waits_for_sync_and_forecasts_before_failing_open(env: Env) -> None:
     gated(env, "early")
     env.view = forecast_view({})
