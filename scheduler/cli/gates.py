@@ -98,7 +98,7 @@ def run(
     lease_duration: LeaseDurationOpt = 15.0,
 ) -> None:
     """Run the gate controller until interrupted (SIGINT/SIGTERM)."""
-    from scheduler.cli.main import configure_logging
+    from scheduler.cli.logs import configure_logging
 
     check_cluster_options(kubeconfig, in_cluster)
     lease = lease_settings(leader_elect, lease_name, lease_namespace, lease_duration)

@@ -7,11 +7,8 @@ internal error is one line and exit code 1, with the traceback under ``lowcarb -
 
 from __future__ import annotations
 
-import logging
-import sys
 from typing import Annotated
 
-import structlog
 import typer
 
 from carbon import clock
@@ -38,39 +35,6 @@ def _root(
 ) -> None:
     """Carbon-aware, GPU-aware scheduler extender for Kubernetes."""
     ctx.meta[DEBUG_KEY] = debug
-
-
-def configure_logging(level: str = "info", json_logs: bool = True) -> None:
-    """One JSON object per line on stderr, for structlog and stdlib loggers alike."""
-    shared: list[structlog.types.Processor] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
-    renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if json_logs else structlog.dev.ConsoleRenderer()
-    )
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=shared,
-            processors=[
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.format_exc_info,
-                renderer,
-            ],
-        )
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
-    )
 
 
 @app.command()

@@ -193,7 +193,7 @@ def serve(
     import uvicorn
 
     from scheduler.app import ServeOptions, build_runtime
-    from scheduler.cli.main import configure_logging
+    from scheduler.cli.logs import configure_logging
 
     check_cluster_options(kubeconfig, in_cluster)
     tls_files(tls_cert, tls_key, client_ca)
