@@ -36,7 +36,7 @@ from scheduler.gates.webhook import routes as admission_routes
 from scheduler.policy.model import Policy
 
 if TYPE_CHECKING:
-    from scheduler.kube.client import KubeConfig
+    from scheduler.kube import KubeConfig
 
 log = structlog.get_logger("lowcarb.app")
 
@@ -150,7 +150,7 @@ def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None
 
     sync = binder = gate_ctl = None
     if options.cluster_mode:
-        from scheduler.kube.client import Binder, ClusterSync, load_config
+        from scheduler.kube import Binder, ClusterSync, load_config
 
         config = options.kube_config or load_config(
             str(options.kubeconfig) if options.kubeconfig else None, in_cluster=options.in_cluster

@@ -53,9 +53,9 @@ async def _cluster(
     from carbon.cache import CarbonCache
     from carbon.config import load_carbon_section
     from carbon.zones import ZoneMapper
+    from scheduler import kube
     from scheduler.cluster.state import ClusterState
     from scheduler.engine import EngineStore
-    from scheduler.kube import client as kube
 
     with policy_errors("--policy"):
         store = EngineStore(policy)
@@ -193,8 +193,8 @@ def _num(value: float | None) -> str:
 async def _plan(
     kubeconfig: Path | None, in_cluster: bool, policy: Path | None, timeout: float
 ) -> list[dict[str, Any]]:
+    from scheduler import kube
     from scheduler.gates.controller import GateSettings, _GateHandler, controller_for
-    from scheduler.kube import client as kube
 
     async with _cluster(kubeconfig, in_cluster, policy) as parts:
         if not await parts.sync.wait_synced(timeout):

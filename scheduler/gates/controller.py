@@ -36,24 +36,17 @@ import structlog
 from prometheus_client import Counter, Gauge
 
 from carbon.aio import cancel_all
+from carbon.backoff import Backoff
 from carbon.clock import wall
 from carbon.types import CarbonView
 from scheduler import wire
-from scheduler.demand import ANN_DEADLINE, ANN_DURATION
 from scheduler.gates.planner import plan_starts
-from scheduler.kube.client import (
-    UNASSIGNED,
-    ApiError,
-    Backoff,
-    KubeClient,
-    KubeError,
-    pod_reflector,
-)
+from scheduler.kube import UNASSIGNED, ApiError, KubeClient, KubeError, pod_reflector
+from scheduler.names import ANN_DEADLINE, ANN_DURATION, GATE, GATE_CONTROLLER
 from scheduler.policy.model import parse_duration
 
 log = structlog.get_logger("lowcarb.gates")
 
-GATE = "lowcarb.dev/carbon-window"
 PODGROUP_LABELS = ("scheduling.x-k8s.io/pod-group", "pod-group.scheduling.sigs.k8s.io")
 JOBSET_LABEL = "jobset.sigs.k8s.io/jobset-name"
 JOB_LABELS = ("batch.kubernetes.io/job-name", "job-name")
@@ -718,7 +711,7 @@ class GateController:
             note=note,
             action=action,
             type_=type_,
-            controller="lowcarb.dev/gate-controller",
+            controller=GATE_CONTROLLER,
             instance="lowcarb-gates",
         )
 

@@ -14,8 +14,8 @@ import pytest
 
 from carbon.accounting.ledger import GateRecord, Ledger, open_reader, read_records
 from carbon.types import Reading, ZoneSeries
+from scheduler import kube, wire
 from scheduler.gates import controller as gates
-from scheduler.kube import client as kube
 from tests.support.fakeapi import FakeApiServer, PodStore, permission_of
 
 HOUR = 3600.0
@@ -66,7 +66,7 @@ class Env:
     made: list[gates.GateController] = field(default_factory=list)
 
     def controller(self, min_saving: float = 0.1, **kw: Any) -> gates.GateController:
-        def rules(pod: kube.wire.Pod) -> gates.ShiftRules:
+        def rules(pod: wire.Pod) -> gates.ShiftRules:
             return gates.ShiftRules(min_saving=min_saving, zones=(ZONE,))
 
         ctl = gates.GateController(
@@ -386,9 +386,9 @@ def test_plan_batch_vectorised_matches_single_pods() -> None:
 
 def test_group_keys() -> None:
     labels = b'{"scheduling.x-k8s.io/pod-group":"g"}'
-    pod = kube.wire.decode_pod(b'{"metadata":{"namespace":"ns","uid":"u","labels":%s}}' % labels)
+    pod = wire.decode_pod(b'{"metadata":{"namespace":"ns","uid":"u","labels":%s}}' % labels)
     assert gates.group_of(pod) == "podgroup/ns/g"
-    pod = kube.wire.decode_pod(b'{"metadata":{"namespace":"ns","uid":"u"}}')
+    pod = wire.decode_pod(b'{"metadata":{"namespace":"ns","uid":"u"}}')
     assert gates.group_of(pod) == "pod/u"
 
 
@@ -425,14 +425,14 @@ def test_policy_rules_use_class_shift_and_allowed_zones_of_fitting_nodes() -> No
         }
     )
     state = ClusterState()
-    state.replace_all(kube._node_list_decoder.decode(fixture("nodes-list.json")).items, [])
+    state.replace_all(kube.reflector.node_list_decoder.decode(fixture("nodes-list.json")).items, [])
     rules = gates.policy_rules(lambda: policy, gates.zones_from_state(state))
-    pod = kube.wire.decode_pod(fixture("gates-pod-create.json"))  # app=train, 2 GPUs
+    pod = wire.decode_pod(fixture("gates-pod-create.json"))  # app=train, 2 GPUs
     got = rules(pod)
     assert got.min_saving == 0.3 and got.max_delay_s == 6 * HOUR
     # GPU nodes with >= 2 GPUs are in eu-central, us-east, us-west; the class allows us-*
     assert got.zones == ("us-east", "us-west")
-    other = kube.wire.decode_pod(fixture("pods-get.json"))  # no class selector match
+    other = wire.decode_pod(fixture("pods-get.json"))  # no class selector match
     assert gates.policy_rules(lambda: policy, gates.zones_from_state(state))(other).enabled
 
 

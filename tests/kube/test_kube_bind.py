@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from scheduler.kube import client as kube
+from scheduler import kube, wire
+from scheduler.names import ANN_DECISION, ANN_GPU_INDEX
 from tests.support.fakeapi import FakeApiServer, Recorded, Reply, fixture, permission_of
 
 NS = "e2e"
@@ -43,7 +44,7 @@ async def test_bind_success_then_annotations(api: FakeApiServer, client: kube.Ku
         "bind-me",
         UID,
         "use1-a-gpu",
-        {kube.DECISION_ANNOTATION: decision, kube.GPU_INDEX_ANNOTATION: [0, 1]},
+        {ANN_DECISION: decision, ANN_GPU_INDEX: [0, 1]},
     )
     assert error == ""
     await binder.drain()  # the annotation patch follows the bind answer
@@ -56,8 +57,8 @@ async def test_bind_success_then_annotations(api: FakeApiServer, client: kube.Ku
     assert patch.method == "PATCH" and patch.content_type == "application/merge-patch+json"
     annotations = patch.json()["metadata"]["annotations"]
     assert all(isinstance(v, str) for v in annotations.values())  # numbers give 422
-    assert annotations[kube.GPU_INDEX_ANNOTATION] == "0,1"
-    assert json.loads(annotations[kube.DECISION_ANNOTATION]) == decision
+    assert annotations[ANN_GPU_INDEX] == "0,1"
+    assert json.loads(annotations[ANN_DECISION]) == decision
 
 
 @pytest.mark.parametrize(
@@ -74,9 +75,7 @@ async def test_bind_failures_return_the_api_message(
     api: FakeApiServer, client: kube.KubeClient, status: int, name: str, expected: str
 ) -> None:
     api.add("POST", BIND_PATH, Reply(status, fixture(name)))
-    error = await kube.Binder(client).bind(
-        NS, "bind-me", UID, "usw2-a-gpu", {kube.GPU_INDEX_ANNOTATION: "3"}
-    )
+    error = await kube.Binder(client).bind(NS, "bind-me", UID, "usw2-a-gpu", {ANN_GPU_INDEX: "3"})
     assert error.startswith(f"bind pod e2e/bind-me to node usw2-a-gpu: {status} ")
     assert expected in error
     assert [r.method for r in api.requests] == ["POST"]  # no annotation patch after a failure
@@ -120,8 +119,8 @@ async def test_patch_pod_json_patch_returns_pod(
     assert api.requests[0].json() == ops
 
 
-def _pod() -> kube.wire.Pod:
-    return kube.wire.decode_pod(fixture("pods-get.json"))
+def _pod() -> wire.Pod:
+    return wire.decode_pod(fixture("pods-get.json"))
 
 
 async def test_event_v1_has_six_fractional_digits(
