@@ -209,8 +209,6 @@ def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None
                     await accounting
             if gate_ctl is not None:
                 await gate_ctl.stop()
-            if binder is not None:
-                await binder.drain()  # annotation patches still in flight
             if sync is not None:
                 await sync.stop()
             await store.stop()

@@ -1,39 +1,36 @@
-"""The extender's bind verb against the API server: create the pod's ``Binding``.
+"""The extender's bind verb against the API server: one ``Binding`` per pod, annotations on it.
 
-The bind answer goes back to kube-scheduler as soon as the Binding is created (bounded by a
-timeout below the extender's ``httpTimeout``); the decision annotations are merge-patched onto the
-pod in the background (:meth:`Binder.drain` waits for them).
+kube-apiserver's ``BindingREST`` (``pkg/registry/core/pod/storage/storage.go``,
+``setPodNodeAndMetadata``) copies the Binding's ``metadata.annotations`` onto the pod in the same
+storage update that sets ``spec.nodeName``, so the decision needs no second call (seen on a real
+kube-apiserver v1.36.2: the first watch event showing the pod bound already carries them; the
+fake API server in ``tests/support`` does the same).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
-from typing import Any
 
 import msgspec
-import structlog
 
 from scheduler.kube.client import KubeClient
 from scheduler.kube.errors import ApiError, KubeError
-
-log = structlog.get_logger("lowcarb.kube")
 
 _encoder = msgspec.json.Encoder()
 
 
 class Binder:
-    """Binds pods for the extender's bind verb and records the decision as annotations.
+    """Binds pods for the extender's bind verb, the decision annotations riding on the Binding.
 
-    The bind verb answers as soon as the Binding is created (one API call, bounded by
-    ``timeout_s``, which should stay below the extender's ``httpTimeout``); the annotation patch
-    follows in the background (:meth:`drain` waits for it).
+    One API call per pod, bounded by ``timeout_s`` (which should stay below the extender's
+    ``httpTimeout``): the API server sets ``spec.nodeName`` and copies the Binding's annotations
+    onto the pod in one write, so a bound pod always carries lowcarb's decision and a pod that
+    was not bound never does.
     """
 
     def __init__(self, client: KubeClient, *, timeout_s: float = 1.5) -> None:
         self.client = client
         self.timeout_s = timeout_s
-        self._pending: set[asyncio.Task[None]] = set()
 
     async def bind(
         self,
@@ -45,34 +42,19 @@ class Binder:
     ) -> str:
         """Create the Binding; return "" on success or the error text (never raises).
 
-        Annotations are merge-patched after a successful bind (values coerced to strings, as
-        the API server rejects anything else with 422). A failed annotation patch is logged
-        but does not fail the bind: the pod is bound either way.
+        Annotation values are coerced to strings (the API server rejects anything else).
         """
         what = f"bind pod {namespace}/{name} to node {node}"
+        strings = {k: _as_str(v) for k, v in annotations.items()} if annotations else None
         try:
-            await self.client.create_binding(namespace, name, uid, node, timeout=self.timeout_s)
+            await self.client.create_binding(
+                namespace, name, uid, node, strings, timeout=self.timeout_s
+            )
         except ApiError as exc:
             return f"{what}: {exc.describe()}"
         except KubeError as exc:
             return f"{what}: API server unreachable: {exc}"
-        if annotations:
-            patch = {"metadata": {"annotations": {k: _as_str(v) for k, v in annotations.items()}}}
-            task = asyncio.get_running_loop().create_task(self._annotate(namespace, name, patch))
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
         return ""
-
-    async def _annotate(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        try:
-            await self.client.patch_pod(namespace, name, patch, "merge")
-        except KubeError as exc:
-            log.warning("annotate_failed", pod=f"{namespace}/{name}", error=str(exc))
-
-    async def drain(self) -> None:
-        """Wait for the annotation patches still in flight (tests, shutdown)."""
-        while self._pending:
-            await asyncio.gather(*list(self._pending), return_exceptions=True)
 
 
 def _as_str(value: object) -> str:

@@ -218,16 +218,28 @@ class KubeClient:
         return wire.decode_pod(body)
 
     async def create_binding(
-        self, namespace: str, name: str, uid: str, node: str, timeout: float | None = None
+        self,
+        namespace: str,
+        name: str,
+        uid: str,
+        node: str,
+        annotations: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> None:
+        """Bind the pod to ``node``; ``uid`` (when given) is a precondition, and ``annotations``
+        land on the pod in the same write that sets ``spec.nodeName`` (kube-apiserver's
+        ``BindingREST`` copies the Binding's ``metadata.annotations`` onto the pod)."""
+        meta: dict[str, object] = {"name": name, "namespace": namespace}
+        if uid:
+            meta["uid"] = uid
+        if annotations:
+            meta["annotations"] = dict(annotations)
         binding = {
             "apiVersion": "v1",
             "kind": "Binding",
-            "metadata": {"name": name, "namespace": namespace, "uid": uid},
+            "metadata": meta,
             "target": {"apiVersion": "v1", "kind": "Node", "name": node},
         }
-        if not uid:
-            del binding["metadata"]["uid"]  # type: ignore[attr-defined]
         await self.request(
             "POST",
             f"/api/v1/namespaces/{namespace}/pods/{name}/binding",
