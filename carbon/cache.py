@@ -23,6 +23,7 @@ import httpx
 
 from carbon import metrics
 from carbon.aio import cancel_all
+from carbon.backoff import Backoff
 from carbon.clock import wall
 from carbon.config import STATIC_NAME, CarbonConfig, ProviderConfig
 from carbon.intensity import MAX_G_PER_KWH, valid_value
@@ -298,7 +299,9 @@ class CarbonCache:
         now = self.clock()
         st.failures += 1
         cfg = self.config
-        delay = min(cfg.backoff.max, cfg.backoff.initial * 2 ** (st.failures - 1))
+        schedule = Backoff(cfg.backoff.initial, cfg.backoff.max, floor=0.0, jitter=False)
+        schedule.attempts = st.failures - 1
+        delay = schedule.next_delay()
         if err.retry_after is not None:
             delay = max(delay, err.retry_after)
         if st.failures >= cfg.circuit.failures:

@@ -43,7 +43,7 @@ from scheduler.policy.model import Policy
 
 if TYPE_CHECKING:
     from scheduler.gates.leader import LeaseSettings
-    from scheduler.kube.client import ClusterSync, KubeClient, KubeConfig
+    from scheduler.kube import ClusterSync, KubeClient, KubeConfig
 
 log = structlog.get_logger("lowcarb.app")
 
@@ -168,7 +168,7 @@ class Parts:
         """Keep ``state`` in step with the cluster of ``config`` (nodes and bound pods); with
         ``pod_lifecycle`` the pod watch also writes each pod's start and end of running to the
         ledger (the serving process)."""
-        from scheduler.kube.client import ClusterSync
+        from scheduler.kube import ClusterSync
 
         observed = ObservedState(self.state, self.ledger) if pod_lifecycle and self.ledger else None
         self.sync = ClusterSync(observed or self.state, config)
@@ -247,7 +247,7 @@ def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None
 
     sync = binder = gate_ctl = None
     if options.cluster_mode:
-        from scheduler.kube.client import Binder, load_config
+        from scheduler.kube import Binder, load_config
 
         config = options.kube_config or load_config(
             str(options.kubeconfig) if options.kubeconfig else None, in_cluster=options.in_cluster
@@ -309,8 +309,6 @@ def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None
                     await accounting
             if gate_ctl is not None:
                 await gate_ctl.stop()
-            if binder is not None:
-                await binder.drain()  # annotation patches still in flight
             await parts.stop()  # the sync, the policy watch, the carbon cache, the ledger
 
     runtime = Runtime(options, store, cache, state, extender, sync=sync, ledger=ledger)

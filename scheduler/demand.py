@@ -11,17 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from scheduler import wire
+from scheduler.names import ANN_GPU_MEMORY, ANN_GPU_MILLI, ANN_GPU_MODELS
 from scheduler.quantity import QuantityError, int_value, milli_value
 
 GPU_RESOURCE = "nvidia.com/gpu"
 MIG_PREFIX = "nvidia.com/mig-"
-ANN_GPU_MILLI = "lowcarb.dev/gpu-milli"
-ANN_GPU_MODELS = "lowcarb.dev/gpu-models"
-ANN_GPU_MEMORY = "lowcarb.dev/gpu-memory"
-ANN_GPU_INDEX = "lowcarb.dev/gpu-index"
-ANN_CLASS = "lowcarb.dev/class"
-ANN_DURATION = "lowcarb.dev/expected-duration"
-ANN_DEADLINE = "lowcarb.dev/deadline"
 LABEL_GPU_PRODUCT = "nvidia.com/gpu.product"
 
 

@@ -201,8 +201,8 @@ def _num(value: float | None) -> str:
 async def _plan(
     kubeconfig: Path | None, in_cluster: bool, policy: Path | None, timeout: float
 ) -> list[dict[str, Any]]:
+    from scheduler import kube
     from scheduler.gates.controller import GateSettings, _GateHandler, controller_for
-    from scheduler.kube import client as kube
 
     async with _cluster(kubeconfig, in_cluster, policy, policy_warnings=False) as parts:
         assert parts.sync is not None and parts.client is not None

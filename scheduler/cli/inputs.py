@@ -18,7 +18,7 @@ from scheduler.cli.errors import UsageError, require
 from scheduler.policy.validate import PolicyError
 
 if TYPE_CHECKING:
-    from scheduler.kube.client import KubeConfig
+    from scheduler.kube import KubeConfig
 
 
 @contextlib.contextmanager
@@ -48,7 +48,7 @@ def check_cluster_options(kubeconfig: Path | None, in_cluster: bool) -> None:
 
 def kube_config(kubeconfig: Path | None, in_cluster: bool) -> KubeConfig:
     """The cluster's connection settings, with the TLS files they name already readable."""
-    from scheduler.kube import client as kube
+    from scheduler import kube
 
     check_cluster_options(kubeconfig, in_cluster)
     option = "--in-cluster" if in_cluster else "--kubeconfig"

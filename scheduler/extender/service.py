@@ -26,13 +26,13 @@ from scheduler import metrics, wire
 from scheduler.cluster.state import ClusterState
 from scheduler.cluster.table import NodeTable
 from scheduler.decode_errors import json_problem
-from scheduler.demand import ANN_GPU_INDEX, DemandError, PodDemand, parse_demand
+from scheduler.demand import DemandError, PodDemand, parse_demand
 from scheduler.engine import Engine
 from scheduler.extender.records import Decision, owner_of, placement_record
+from scheduler.names import ANN_DECISION, ANN_GPU_INDEX
 
 log = structlog.get_logger("lowcarb.service")
 
-ANN_DECISION = "lowcarb.dev/decision"
 NOT_SYNCED = (
     "lowcarb's node and pod cache has not synced with the API server yet; "
     "retry shortly (an ignorable extender is skipped meanwhile)"

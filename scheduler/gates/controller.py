@@ -32,6 +32,7 @@ import numpy as np
 import structlog
 
 from carbon.aio import cancel_all
+from carbon.backoff import Backoff
 from carbon.clock import wall
 from carbon.types import CarbonView
 from scheduler import wire
@@ -61,14 +62,7 @@ from scheduler.gates.request import (
     parse_request,
 )
 from scheduler.gates.rules import policy_rules, zones_from_state
-from scheduler.kube.client import (
-    UNASSIGNED,
-    ApiError,
-    Backoff,
-    KubeClient,
-    KubeError,
-    pod_reflector,
-)
+from scheduler.kube import UNASSIGNED, ApiError, KubeClient, KubeError, pod_reflector
 
 log = structlog.get_logger("lowcarb.gates")
 

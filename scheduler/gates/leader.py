@@ -45,7 +45,7 @@ from carbon.aio import cancel_all
 from carbon.clock import wall
 from scheduler.gates.lease import Lease, LeaseLock, LeaseSpec
 from scheduler.gates.metrics import GATE_LEADER, GATE_LEADER_CHANGES
-from scheduler.kube.client import ApiError, KubeClient, KubeError, micro_time
+from scheduler.kube import ApiError, KubeClient, KubeError, micro_time
 
 log = structlog.get_logger("lowcarb.gates.leader")
 

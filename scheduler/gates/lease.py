@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from scheduler.kube.client import ApiError, KubeClient
+from scheduler.kube import ApiError, KubeClient
 
 #: (api group, resource, verb) of every Lease call this module makes.
 LEASE_PERMISSIONS: list[tuple[str, str, str]] = [

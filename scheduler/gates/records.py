@@ -19,7 +19,8 @@ import structlog
 from scheduler import wire
 from scheduler.gates.metrics import GATE_API_ERRORS
 from scheduler.gates.request import ReleaseReason, clock_text
-from scheduler.kube.client import KubeClient, KubeError
+from scheduler.kube import KubeClient, KubeError
+from scheduler.names import GATE_CONTROLLER
 
 log = structlog.get_logger("lowcarb.gates")
 
@@ -154,7 +155,7 @@ class EventPoster:
                     note=note,
                     action=action,
                     type_=type_,
-                    controller="lowcarb.dev/gate-controller",
+                    controller=GATE_CONTROLLER,
                     instance="lowcarb-gates",
                 )
         except KubeError as exc:

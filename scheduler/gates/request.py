@@ -18,10 +18,9 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from scheduler import wire
-from scheduler.demand import ANN_DEADLINE, ANN_DURATION
+from scheduler.names import ANN_DEADLINE, ANN_DURATION, GATE
 from scheduler.policy.model import parse_duration
 
-GATE = "lowcarb.dev/carbon-window"
 PODGROUP_LABELS = ("scheduling.x-k8s.io/pod-group", "pod-group.scheduling.sigs.k8s.io")
 JOBSET_LABEL = "jobset.sigs.k8s.io/jobset-name"
 JOB_LABELS = ("batch.kubernetes.io/job-name", "job-name")

@@ -21,7 +21,8 @@ import numpy as np
 import numpy.typing as npt
 
 from scheduler import wire
-from scheduler.demand import ANN_GPU_INDEX, GPU_RESOURCE, LABEL_GPU_PRODUCT, MIG_PREFIX, PodDemand
+from scheduler.demand import GPU_RESOURCE, LABEL_GPU_PRODUCT, MIG_PREFIX, PodDemand
+from scheduler.names import ANN_GPU_INDEX
 from scheduler.quantity import QuantityError, int_value
 
 MILLI = 1000

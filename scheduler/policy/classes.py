@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from carbon.duration import format_duration, parse_duration
 from scheduler import wire
-from scheduler.demand import ANN_CLASS, ANN_DURATION
+from scheduler.names import ANN_CLASS, ANN_DURATION
 from scheduler.policy.model import DEFAULT_CLASS, Policy, WorkloadClass
 
 # Labels that reveal the controller behind the pod's direct owner

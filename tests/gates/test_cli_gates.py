@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from scheduler import kube
 from scheduler.gates.request import GATE
-from scheduler.kube import client as kube
 from tests.support.fakeapi import (
     FakeApiServer,
     PodStore,

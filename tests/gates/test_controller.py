@@ -14,11 +14,11 @@ import pytest
 
 from carbon.accounting.ledger import GateRecord, Ledger, open_reader, read_records
 from carbon.testing import FixedView
+from scheduler import kube, wire
 from scheduler.gates.controller import GateController, GateSettings, _GateHandler
 from scheduler.gates.planner import plan_batch
 from scheduler.gates.request import GATE, ShiftRules, group_of
 from scheduler.gates.rules import policy_rules, zones_from_state
-from scheduler.kube import client as kube
 from tests.support.fakeapi import FakeApiServer, PodStore, permission_of
 
 HOUR = 3600.0
@@ -46,7 +46,7 @@ class Env:
     made: list[GateController] = field(default_factory=list)
 
     def controller(self, min_saving: float = 0.1, **kw: Any) -> GateController:
-        def rules(pod: kube.wire.Pod) -> ShiftRules:
+        def rules(pod: wire.Pod) -> ShiftRules:
             return ShiftRules(min_saving=min_saving, zones=(ZONE,))
 
         ctl = GateController(self.client, lambda: self.view, rules, clock=lambda: self.now[0], **kw)
@@ -362,9 +362,9 @@ def test_plan_batch_vectorised_matches_single_pods() -> None:
 
 def test_group_keys() -> None:
     labels = b'{"scheduling.x-k8s.io/pod-group":"g"}'
-    pod = kube.wire.decode_pod(b'{"metadata":{"namespace":"ns","uid":"u","labels":%s}}' % labels)
+    pod = wire.decode_pod(b'{"metadata":{"namespace":"ns","uid":"u","labels":%s}}' % labels)
     assert group_of(pod) == "podgroup/ns/g"
-    pod = kube.wire.decode_pod(b'{"metadata":{"namespace":"ns","uid":"u"}}')
+    pod = wire.decode_pod(b'{"metadata":{"namespace":"ns","uid":"u"}}')
     assert group_of(pod) == "pod/u"
 
 
@@ -418,14 +418,14 @@ def test_policy_rules_use_class_shift_and_allowed_zones_of_fitting_nodes() -> No
         }
     )
     state = ClusterState()
-    state.replace_all(kube._node_list_decoder.decode(fixture("nodes-list.json")).items, [])
+    state.replace_all(kube.reflector.node_list_decoder.decode(fixture("nodes-list.json")).items, [])
     rules = policy_rules(lambda: policy, zones_from_state(state))
-    pod = kube.wire.decode_pod(fixture("gates-pod-create.json"))  # app=train, 2 GPUs
+    pod = wire.decode_pod(fixture("gates-pod-create.json"))  # app=train, 2 GPUs
     got = rules(pod)
     assert got.min_saving == 0.3 and got.max_delay_s == 6 * HOUR
     # GPU nodes with >= 2 GPUs are in eu-central, us-east, us-west; the class allows us-*
     assert got.zones == ("us-east", "us-west")
-    other = kube.wire.decode_pod(fixture("pods-get.json"))  # no class selector match
+    other = wire.decode_pod(fixture("pods-get.json"))  # no class selector match
     assert policy_rules(lambda: policy, zones_from_state(state))(other).enabled
 
 

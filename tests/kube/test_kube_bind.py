@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 
 import pytest
 
-from scheduler.kube import client as kube
-from tests.support.fakeapi import FakeApiServer, Recorded, Reply, fixture, permission_of
+from scheduler import kube, wire
+from scheduler.names import ANN_DECISION, ANN_GPU_INDEX
+from tests.support.fakeapi import (
+    FakeApiServer,
+    PodStore,
+    Recorded,
+    Reply,
+    fixture,
+    permission_of,
+)
 
 NS = "e2e"
 BIND_PATH = "/api/v1/namespaces/e2e/pods/bind-me/binding"
@@ -33,31 +42,87 @@ async def client(api: FakeApiServer) -> AsyncIterator[kube.KubeClient]:
     await c.aclose()
 
 
-async def test_bind_success_then_annotations(api: FakeApiServer, client: kube.KubeClient) -> None:
+async def test_bind_is_one_call_with_the_annotations_on_the_binding(
+    api: FakeApiServer, client: kube.KubeClient
+) -> None:
     api.add("POST", BIND_PATH, Reply(201, fixture("binding-create.json")))
-    api.add("PATCH", POD_PATH, Reply(200, fixture("annotations-merge-patch.json")))
     decision = {"region": "us-east", "zone": "us-east-1a", "score": 9}
     binder = kube.Binder(client)
     error = await binder.bind(
-        NS,
-        "bind-me",
-        UID,
-        "use1-a-gpu",
-        {kube.DECISION_ANNOTATION: decision, kube.GPU_INDEX_ANNOTATION: [0, 1]},
+        NS, "bind-me", UID, "use1-a-gpu", {ANN_DECISION: decision, ANN_GPU_INDEX: [0, 1]}
     )
     assert error == ""
-    await binder.drain()  # the annotation patch follows the bind answer
-    post, patch = api.requests
+    (post,) = api.requests  # no annotation patch: one API call per bind
     sent = post.json()
+    annotations = sent["metadata"].pop("annotations")
     recorded = json.loads(fixture("binding-create.request.json"))
     recorded["metadata"]["uid"] = UID
-    assert sent == recorded
+    assert sent == recorded  # otherwise exactly the Binding kube-apiserver accepted
     assert post.content_type == "application/json"
-    assert patch.method == "PATCH" and patch.content_type == "application/merge-patch+json"
-    annotations = patch.json()["metadata"]["annotations"]
     assert all(isinstance(v, str) for v in annotations.values())  # numbers give 422
-    assert annotations[kube.GPU_INDEX_ANNOTATION] == "0,1"
-    assert json.loads(annotations[kube.DECISION_ANNOTATION]) == decision
+    assert annotations[ANN_GPU_INDEX] == "0,1"
+    assert json.loads(annotations[ANN_DECISION]) == decision
+
+
+async def test_the_api_server_copies_the_bindings_annotations_onto_the_pod(
+    api: FakeApiServer, client: kube.KubeClient
+) -> None:
+    """Against the pod store: nodeName and the annotations arrive in one write (one watch event),
+    a value already on the pod under the same key is replaced, other annotations stay."""
+    store = PodStore(api, selectors=True).install()
+    pod = store.add_pod("bind-me", gates=[], annotations={ANN_GPU_INDEX: "7", "keep": "me"})
+    rv = pod["metadata"]["resourceVersion"]
+    uid = pod["metadata"]["uid"]
+    seen: list[tuple[str, wire.Pod]] = []
+
+    async def watch() -> None:
+        async for kind, raw in client.watch("/api/v1/pods", {}, rv, 5):
+            seen.append((kind, wire.decode_pod(raw)))
+            return
+
+    watcher = asyncio.create_task(watch())
+    decision = json.dumps({"node": "use1-a-gpu", "note": "x" * 2000})
+    error = await kube.Binder(client).bind(
+        NS, "bind-me", uid, "use1-a-gpu", {ANN_DECISION: decision, ANN_GPU_INDEX: "3"}
+    )
+    assert error == ""
+    await asyncio.wait_for(watcher, 5)
+    got = await client.get_pod(NS, "bind-me")
+    assert got.spec.nodeName == "use1-a-gpu"
+    assert got.metadata.annotations == {ANN_GPU_INDEX: "3", "keep": "me", ANN_DECISION: decision}
+    ((kind, event),) = seen
+    assert kind == "MODIFIED" and event.spec.nodeName == "use1-a-gpu"
+    assert event.metadata.annotations == got.metadata.annotations  # the same write
+    assert [r.method for r in api.requests if not r.is_watch] == ["POST", "GET"]
+
+
+@pytest.mark.parametrize(
+    ("setup", "expected"),
+    [
+        ("stale-uid", "Precondition failed: UID in precondition: stale"),
+        ("bound", 'is already assigned to node "usw2-a-gpu"'),
+        ("gated", "non-empty .spec.schedulingGates"),
+        ("missing", 'pods "bind-me" not found'),
+    ],
+)
+async def test_a_refused_binding_leaves_the_pod_unannotated(
+    api: FakeApiServer, client: kube.KubeClient, setup: str, expected: str
+) -> None:
+    store = PodStore(api).install()
+    if setup != "missing":
+        store.add_pod(
+            "bind-me",
+            gates=["other.example/gate"] if setup == "gated" else [],
+            spec={"nodeName": "usw2-a-gpu"} if setup == "bound" else None,
+        )
+    uid = "stale" if setup == "stale-uid" else "uid-bind-me"
+    error = await kube.Binder(client).bind(NS, "bind-me", uid, "use1-a-gpu", {ANN_GPU_INDEX: "3"})
+    assert error.startswith(f"bind pod {NS}/bind-me to node use1-a-gpu: ") and expected in error
+    if setup != "missing":
+        pod = store.pods["bind-me"]
+        assert ANN_GPU_INDEX not in (pod["metadata"].get("annotations") or {})
+        assert pod["spec"].get("nodeName", "") == ("usw2-a-gpu" if setup == "bound" else "")
+    assert store.bindings == []
 
 
 @pytest.mark.parametrize(
@@ -74,30 +139,16 @@ async def test_bind_failures_return_the_api_message(
     api: FakeApiServer, client: kube.KubeClient, status: int, name: str, expected: str
 ) -> None:
     api.add("POST", BIND_PATH, Reply(status, fixture(name)))
-    error = await kube.Binder(client).bind(
-        NS, "bind-me", UID, "usw2-a-gpu", {kube.GPU_INDEX_ANNOTATION: "3"}
-    )
+    error = await kube.Binder(client).bind(NS, "bind-me", UID, "usw2-a-gpu", {ANN_GPU_INDEX: "3"})
     assert error.startswith(f"bind pod e2e/bind-me to node usw2-a-gpu: {status} ")
     assert expected in error
-    assert [r.method for r in api.requests] == ["POST"]  # no annotation patch after a failure
+    assert [r.method for r in api.requests] == ["POST"]
 
 
 async def test_bind_when_api_server_is_down(api: FakeApiServer, client: kube.KubeClient) -> None:
     api.outage = True
     error = await kube.Binder(client).bind(NS, "bind-me", UID, "use1-a-gpu")
     assert "API server unreachable" in error
-
-
-async def test_annotation_patch_failure_does_not_fail_the_bind(
-    api: FakeApiServer, client: kube.KubeClient
-) -> None:
-    api.add("POST", BIND_PATH, Reply(201, fixture("binding-create.json")))
-    api.add("PATCH", POD_PATH, Reply(422, fixture("annotations-merge-patch-non-string.json")))
-    binder = kube.Binder(client)
-    error = await binder.bind(NS, "bind-me", UID, "use1-a-gpu", {"a": "b"})
-    assert error == ""
-    await binder.drain()
-    assert [r.method for r in api.requests] == ["POST", "PATCH"]
 
 
 async def test_patch_pod_errors_carry_status(api: FakeApiServer, client: kube.KubeClient) -> None:
@@ -120,8 +171,8 @@ async def test_patch_pod_json_patch_returns_pod(
     assert api.requests[0].json() == ops
 
 
-def _pod() -> kube.wire.Pod:
-    return kube.wire.decode_pod(fixture("pods-get.json"))
+def _pod() -> wire.Pod:
+    return wire.decode_pod(fixture("pods-get.json"))
 
 
 async def test_event_v1_has_six_fractional_digits(

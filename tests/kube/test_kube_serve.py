@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from scheduler.kube import client as kube
+from scheduler import kube
 from tests.support.fakeapi import (
     FakeApiServer,
     Recorded,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from scheduler import kube, wire
 from scheduler.cluster.state import ClusterState
-from scheduler.kube import client as kube
 from tests.support.fakeapi import (
     FakeApiServer,
     Recorded,
@@ -34,7 +34,7 @@ def api() -> Iterator[FakeApiServer]:
     server = FakeApiServer().start()
     yield server
     server.stop()
-    # every call the client made is covered by the RBAC list kube.py declares
+    # every call the client made is covered by the RBAC list scheduler.kube.client declares
     used = {permission_of(r) for r in server.requests}
     assert used <= set(kube.REQUIRED_PERMISSIONS), used - set(kube.REQUIRED_PERMISSIONS)
 
@@ -255,19 +255,6 @@ async def test_api_server_restart_connection_refused(api: FakeApiServer) -> None
         await sync.stop()
 
 
-def test_backoff_grows_with_jitter_and_is_capped() -> None:
-    import random
-
-    b = kube.Backoff(base=0.5, cap=8.0, rng=random.Random(7))
-    delays = [b.next_delay() for _ in range(8)]
-    ceilings = [min(8.0, 0.5 * 2**i) for i in range(8)]
-    assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings, strict=True))
-    assert delays[-1] <= 8.0 and delays[4] > delays[0]
-    assert len(set(delays)) == len(delays)  # jittered
-    b.reset()
-    assert b.next_delay() <= 0.5
-
-
 def test_load_config_from_generated_kubeconfig(tmp_path: Path) -> None:
     cfg = write_kubeconfig(tmp_path / "kubeconfig", "http://127.0.0.1:6443", token="s3cret")
     config = kube.load_config(str(cfg))
@@ -305,7 +292,7 @@ async def test_handler_failure_resyncs_instead_of_dying(api: FakeApiServer) -> N
     class Flaky(ClusterState):
         armed = False
 
-        def upsert_pod(self, pod: kube.wire.Pod) -> None:
+        def upsert_pod(self, pod: wire.Pod) -> None:
             if self.armed and pod.metadata.name == "watch-demo":
                 self.armed = False
                 raise RuntimeError("bug")

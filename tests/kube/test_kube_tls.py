@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from scheduler.kube import client as kube
+from scheduler import kube
 from tests.support.fakeapi import FakeApiServer, Reply, fixture
 
 

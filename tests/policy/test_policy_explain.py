@@ -15,11 +15,10 @@ import uvicorn
 import yaml
 from typer.testing import CliRunner
 
-from scheduler import wire
+from scheduler import kube, wire
 from scheduler.app import Runtime, ServeOptions, build_runtime
 from scheduler.cli.main import app as lowcarb
 from scheduler.explain import explain_routes
-from scheduler.kube import client as kube
 from tests.support.fakeapi import FakeApiServer, Reply, free_port
 from tests.support.policy import FIXTURES
 

@@ -4,13 +4,17 @@ Answers with the recorded kube-apiserver bodies in ``tests/fixtures/kube-apiserv
 framed as Go's server frames them (``Content-Length`` up to 2 KB, chunked above; one chunk per
 watch event), and records every request (method, path, query, content type, body). Replies are
 scripted per route: a queue of :class:`Reply` / :class:`WatchReply` (the last one repeats) or a
-callable. ``stop()`` / ``start()`` on the same port simulate an API server restart; ``outage``
-makes every request fail with a dropped connection.
+callable; a route path ending in ``/*`` matches every path under it. ``stop()`` / ``start()`` on
+the same port simulate an API server restart; ``outage`` makes every request fail with a dropped
+connection.
 
-:class:`PodStore` is an optional tiny "mini apiserver" for pods (list, watch, get, JSON patch,
-events, delete) built from recorded pod objects, for the gate controller's tests;
-:class:`LeaseStore` one for coordination.k8s.io/v1 Leases (get, create, resourceVersion-checked
-update, with the recorded 404/409/422 answers), for leader election.
+:class:`PodStore` is an optional tiny "mini apiserver" for pods (list, watch, get, JSON and merge
+patch, Binding, events, delete) built from recorded pod objects, for the gate controller's and the
+binder's tests. Its Binding does what kube-apiserver's ``BindingREST`` does: checks the uid
+precondition, refuses a bound or gated pod, and sets ``spec.nodeName`` together with the Binding's
+``metadata.annotations`` (and labels) in one write. :class:`LeaseStore` is one for
+coordination.k8s.io/v1 Leases (get, create, resourceVersion-checked update, with the recorded
+404/409/422 answers), for leader election.
 """
 
 from __future__ import annotations
@@ -190,6 +194,9 @@ class FakeApiServer:
 
             def setup(self) -> None:
                 super().setup()
+                # as Go's net/http: no Nagle delay between the header and the body writes
+                with contextlib.suppress(OSError):
+                    self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 with fake._lock:
                     fake._connections.add(self.connection)
 
@@ -240,7 +247,7 @@ class FakeApiServer:
     def _route(self, req: Recorded) -> Reply | WatchReply | None:
         with self._lock:
             for route in self.routes:
-                if route.method != req.method or route.path != req.path:
+                if route.method != req.method or not _path_matches(route.path, req.path):
                     continue
                 if route.watch is not None and route.watch != req.is_watch:
                     continue
@@ -324,6 +331,12 @@ class FakeApiServer:
             h.wfile.flush()
 
 
+def _path_matches(pattern: str, path: str) -> bool:
+    if pattern.endswith("/*"):
+        return path.startswith(pattern[:-1])
+    return pattern == path
+
+
 def _chunk(h: BaseHTTPRequestHandler, data: bytes) -> None:
     h.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
 
@@ -391,7 +404,11 @@ class PodStore:
 
     List items drop ``kind``/``apiVersion`` as a real list does; watch objects carry them. The
     JSON patch supports ``test``/``remove`` (our release path); a failed test answers the recorded
-    422 body byte-exact. ``fail_next`` scripts status codes for the next patches.
+    422 body byte-exact; a merge patch merges ``metadata.annotations`` and ``labels`` (RFC 7386).
+    ``fail_next`` scripts status codes for the next patches. With ``selectors`` the list and the
+    watch honour ``fieldSelector`` (``spec.nodeName``, ``status.phase``, ``metadata.name``,
+    ``metadata.namespace``; ``=``/``!=``), a watch turning a pod that enters or leaves the
+    selection into ADDED / DELETED as the API server does.
     """
 
     api: FakeApiServer
@@ -403,22 +420,20 @@ class PodStore:
     fail_next: list[int] = field(default_factory=list)
     patches_applied: list[tuple[str, list[dict[str, Any]]]] = field(default_factory=list)
     created_events: list[dict[str, Any]] = field(default_factory=list)
+    bindings: list[dict[str, Any]] = field(default_factory=list)
+    selectors: bool = False
     _cond: threading.Condition = field(default_factory=threading.Condition)
 
     def install(self) -> PodStore:
         ns = self.namespace
         self.api.add("GET", "/api/v1/pods", self._list, watch=False)
         self.api.add("GET", "/api/v1/pods", self._watch, watch=True)
-        self._installed = True
-        for name in self.pods:
-            self._routes_for(name)
+        pods = f"/api/v1/namespaces/{ns}/pods/*"
+        self.api.add("GET", pods, self._get)
+        self.api.add("PATCH", pods, self._patch)
+        self.api.add("POST", pods, self._bind)
         self.api.add("POST", f"/apis/events.k8s.io/v1/namespaces/{ns}/events", self._create_event)
         return self
-
-    def _routes_for(self, name: str) -> None:
-        path = f"/api/v1/namespaces/{self.namespace}/pods/{name}"
-        self.api.add("GET", path, self._get)
-        self.api.add("PATCH", path, self._patch)
 
     def _next_rv(self) -> str:
         self.last_rv = next(self.rv)
@@ -434,12 +449,16 @@ class PodStore:
         owner: dict[str, Any] | None = None,
         created: str | None = None,
         notify: bool = True,
+        uid: str | None = None,
+        spec: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         pod = recorded_pod()
+        if spec is not None:
+            pod["spec"].update(spec)
         meta = pod["metadata"]
         meta["name"] = name
         meta["namespace"] = self.namespace
-        meta["uid"] = f"uid-{name}"
+        meta["uid"] = uid or f"uid-{name}"
         if annotations is not None:
             meta["annotations"] = annotations
         if labels is not None:
@@ -459,8 +478,6 @@ class PodStore:
             if notify:
                 self.events.append(("ADDED", copy.deepcopy(pod)))
             self._cond.notify_all()
-        if getattr(self, "_installed", False):
-            self._routes_for(name)
         return pod
 
     def delete_pod(self, name: str) -> None:
@@ -468,6 +485,16 @@ class PodStore:
             pod = self.pods.pop(name)
             pod["metadata"]["resourceVersion"] = self._next_rv()
             self.events.append(("DELETED", copy.deepcopy(pod)))
+            self._cond.notify_all()
+
+    def set_phase(self, name: str, phase: str) -> None:
+        """The kubelet's status update: the pod is now ``phase`` (e.g. ``Succeeded``)."""
+        with self._cond:
+            pod = copy.deepcopy(self.pods[name])
+            pod.setdefault("status", {})["phase"] = phase
+            pod["metadata"]["resourceVersion"] = self._next_rv()
+            self.pods[name] = pod
+            self.events.append(("MODIFIED", copy.deepcopy(pod)))
             self._cond.notify_all()
 
     def gates(self, name: str) -> list[str]:
@@ -478,10 +505,17 @@ class PodStore:
 
     # -- responders --
 
+    def _selection(self, req: Recorded) -> Callable[[dict[str, Any]], bool]:
+        text = req.param("fieldSelector") if self.selectors else None
+        return field_selector(text or "")
+
     def _list(self, req: Recorded) -> Reply:
+        selected = self._selection(req)
         with self._cond:
             items = []
             for name in sorted(self.pods):
+                if not selected(self.pods[name]):
+                    continue
                 item = {k: v for k, v in self.pods[name].items() if k not in ("kind", "apiVersion")}
                 items.append(item)
             body = {
@@ -496,19 +530,43 @@ class PodStore:
         """A live watch: every stored event after the requested rv, then new ones as they come."""
         since = int(req.param("resourceVersion") or 0)
         release = self.api._release
+        selected = self._selection(req)
+        with self._cond:  # what the watcher's list showed: the selected pods as of ``since``
+            inside = {
+                p["metadata"]["uid"]
+                for p in _state_at(self.pods, self.events, since).values()
+                if selected(p)
+            }
 
         def stream() -> Iterator[bytes]:
-            seen = since
+            with self._cond:  # events are appended in resourceVersion order: start after since
+                pos = next(
+                    (
+                        i
+                        for i, e in enumerate(self.events)
+                        if int(e[1]["metadata"]["resourceVersion"]) > since
+                    ),
+                    len(self.events),
+                )
             while not release.is_set():
                 with self._cond:
-                    pending = [
-                        e for e in self.events if int(e[1]["metadata"]["resourceVersion"]) > seen
-                    ]
+                    pending = self.events[pos:]
                     if not pending:
                         self._cond.wait(0.05)
                         continue
+                    pos += len(pending)
                 for kind, obj in pending:
-                    seen = int(obj["metadata"]["resourceVersion"])
+                    if self.selectors:
+                        uid = obj["metadata"].get("uid", "")
+                        was, now = uid in inside, kind != "DELETED" and selected(obj)
+                        if now:
+                            inside.add(uid)
+                            kind = "MODIFIED" if was else "ADDED"
+                        elif was:
+                            inside.discard(uid)
+                            kind = "DELETED"
+                        else:
+                            continue
                     yield compact({"type": kind, "object": obj}) + b"\n"
 
         return WatchReply(stream(), end="close")
@@ -535,7 +593,8 @@ class PodStore:
             if code == 422:
                 return Reply(422, fixture("gates-jsonpatch-test-fails.json"))
             return Reply(code, _status(code, "InternalError", "fake: scripted failure"))
-        if req.content_type != "application/json-patch+json":
+        merge = req.content_type == "application/merge-patch+json"
+        if req.content_type != "application/json-patch+json" and not merge:
             return Reply(415, fixture("error-415-patch-content-type-json.json"))
         ops = req.json()
         with self._cond:
@@ -544,7 +603,11 @@ class PodStore:
                 msg = f'pods "{name}" not found'
                 return Reply(404, _status(404, "NotFound", msg, {"name": name, "kind": "pods"}))
             patched = copy.deepcopy(pod)
-            for op in ops:
+            if merge:
+                for key in ("annotations", "labels"):
+                    _merge_strings(patched["metadata"], key, ops.get("metadata", {}).get(key))
+                ops = [ops]
+            for op in ops if not merge else ():
                 if not _apply_op(patched, op):
                     return Reply(422, fixture("gates-jsonpatch-test-fails.json"))
             if patched["spec"].get("schedulingGates") == []:
@@ -554,6 +617,54 @@ class PodStore:
             self.events.append(("MODIFIED", copy.deepcopy(patched)))
             self.patches_applied.append((name, ops))
             return Reply(200, compact(patched) + b"\n")
+
+    def _bind(self, req: Recorded) -> Reply:
+        """``POST pods/{name}/binding`` as kube-apiserver's ``BindingREST.Create`` answers it."""
+        parts = req.path.rsplit("/", 2)
+        if parts[-1] != "binding":
+            msg = f"fake: no route for POST {req.path}"
+            return Reply(404, _status(404, "NotFound", msg))
+        name = parts[-2]
+        binding = req.json()
+        meta = binding.get("metadata") or {}
+        if meta.get("name") != name:
+            return Reply(400, fixture("binding-name-mismatch.json"))
+        with self._cond:
+            pod = self.pods.get(name)
+            if pod is None:
+                msg = f'pods "{name}" not found'
+                return Reply(404, _status(404, "NotFound", msg, {"name": name, "kind": "pods"}))
+            uid = pod["metadata"]["uid"]
+            if meta.get("uid") and meta["uid"] != uid:
+                msg = (
+                    f'Operation cannot be fulfilled on pods "{name}": StorageError: invalid '
+                    f"object, Code: 4, Key: /registry/pods/{self.namespace}/{name}, "
+                    "ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: UID in "
+                    f"precondition: {meta['uid']}, UID in object meta: {uid}"
+                )
+                return Reply(409, _status(409, "Conflict", msg, {"name": name, "kind": "pods"}))
+            why = ""
+            if pod["spec"].get("schedulingGates"):
+                why = f"pod {name} has non-empty .spec.schedulingGates"
+            elif pod["spec"].get("nodeName"):
+                why = f'pod {name} is already assigned to node "{pod["spec"]["nodeName"]}"'
+            if why:
+                msg = f'Operation cannot be fulfilled on pods/binding "{name}": {why}'
+                details = {"name": name, "kind": "pods/binding"}
+                return Reply(409, _status(409, "Conflict", msg, details))
+            bound = copy.deepcopy(pod)
+            bound["spec"]["nodeName"] = binding["target"]["name"]
+            for key in ("annotations", "labels"):  # copied in the same write
+                _merge_strings(bound["metadata"], key, meta.get(key))
+            status = bound.setdefault("status", {})
+            conditions = [c for c in status.get("conditions", []) if c["type"] != "PodScheduled"]
+            status["conditions"] = [*conditions, {"type": "PodScheduled", "status": "True"}]
+            bound["metadata"]["resourceVersion"] = self._next_rv()
+            self.pods[name] = bound
+            self.events.append(("MODIFIED", copy.deepcopy(bound)))
+            self.bindings.append(binding)
+            self._cond.notify_all()
+        return Reply(201, fixture("binding-create.json"))
 
     def _create_event(self, req: Recorded) -> Reply:
         event = req.json()
@@ -727,6 +838,55 @@ class LeaseStore:
             obj = self.leases[name] = self._stored(name, body.get("spec") or {}, old)
             self._record(req, obj, "update")
             return Reply(200, compact(obj) + b"\n")
+
+
+def _merge_strings(meta: dict[str, Any], key: str, values: dict[str, Any] | None) -> None:
+    """Merge ``values`` into ``meta[key]`` (a string map); ``None`` removes a key (RFC 7386)."""
+    if not values:
+        return
+    merged = dict(meta.get(key) or {})
+    for k, v in values.items():
+        if v is None:
+            merged.pop(k, None)
+        else:
+            merged[k] = v
+    meta[key] = merged
+
+
+def _state_at(
+    pods: dict[str, dict[str, Any]], events: list[tuple[str, dict[str, Any]]], rv: int
+) -> dict[str, dict[str, Any]]:
+    """The pods by uid as they were at resourceVersion ``rv``: unchanged since, or as their last
+    event at or before ``rv`` left them."""
+    state = {
+        p["metadata"]["uid"]: p
+        for p in pods.values()
+        if int(p["metadata"]["resourceVersion"]) <= rv
+    }
+    last: dict[str, tuple[str, dict[str, Any]]] = {}
+    for kind, obj in events:
+        if int(obj["metadata"]["resourceVersion"]) <= rv:
+            last[obj["metadata"]["uid"]] = (kind, obj)
+    for uid, (kind, obj) in last.items():
+        if uid not in state and kind != "DELETED":
+            state[uid] = obj
+    return state
+
+
+def field_selector(text: str) -> Callable[[dict[str, Any]], bool]:
+    """A pod predicate for a ``fieldSelector`` such as ``spec.nodeName!=,status.phase!=Failed``."""
+    terms: list[tuple[list[str], bool, str]] = []
+    for part in filter(None, text.split(",")):
+        negate = "!=" in part
+        key, value = part.split("!=" if negate else "=", 1)
+        terms.append((key.strip().split("."), negate, value))
+
+    def get(obj: dict[str, Any], path: list[str]) -> str:
+        for key in path:
+            obj = obj.get(key) or {}
+        return obj if isinstance(obj, str) else ""
+
+    return lambda obj: all((get(obj, path) == value) != negate for path, negate, value in terms)
 
 
 def _resolve(doc: Any, path: str) -> tuple[Any, str] | None:
