@@ -24,22 +24,20 @@ percentage of the fleet (:func:`find_load_scale`, a bisection on the time-scale 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from carbon.energy import PowerModel
 from carbon.series import HourlySeries
-from scheduler.gates.planner import plan_starts
 from scheduler.policy.model import DEFAULT_POLICY, Policy, WorkloadClass
 from scheduler.policy.validate import load_policy
 from scheduler.sim.bound import Bound, spatial_bound
 from scheduler.sim.carbon import Integrals, load_series, parse_start, year_start
+from scheduler.sim.levels import demand_peak_pct, find_load_scale, parse_load_levels
 from scheduler.sim.replay import (
-    Accounting,
     Placements,
     account,
     binned,
@@ -48,184 +46,54 @@ from scheduler.sim.replay import (
     node_speeds,
     simulate,
 )
+from scheduler.sim.results import (
+    BASELINES,
+    DEFAULT_ZONES,
+    PLACED_LIKE,
+    PLANNED_ON,
+    QUICK_PODS,
+    REFERENCE,
+    SHIFT_KEYS,
+    SHIFTED,
+    SUMMARY_KEYS,
+    Comparison,
+    Level,
+    PolicyRun,
+    SimOptions,
+    policies_summary,
+)
+from scheduler.sim.shift import Holds, batch_mask, shift_holds
 from scheduler.sim.trace import SimNodes, SimPods, cut_fleet, load_nodes, load_pods, place_nodes
 from scheduler.sim.trace import resolve_pod_file as resolve_trace
 
 FloatArray = npt.NDArray[np.float64]
+#: re-exported: the options and results, the load-level search and the gate holds live in
+#: their own modules (sim/results.py, sim/levels.py, sim/shift.py)
+__all__ = [
+    "BASELINES",
+    "DEFAULT_ZONES",
+    "PLACED_LIKE",
+    "PLANNED_ON",
+    "QUICK_PODS",
+    "REFERENCE",
+    "SHIFTED",
+    "SHIFT_KEYS",
+    "SUMMARY_KEYS",
+    "Comparison",
+    "Holds",
+    "Level",
+    "PolicyRun",
+    "SimOptions",
+    "batch_mask",
+    "demand_peak_pct",
+    "find_load_scale",
+    "parse_load_levels",
+    "policies_summary",
+    "shift_holds",
+]
 REPO = Path(__file__).resolve().parents[2]
 SIM_POLICY = REPO / "policies" / "simulation.yaml"
 LOWCARB_POLICY = REPO / "policies" / "default.yaml"
-DEFAULT_ZONES = ("NO", "GB", "DE-LU", "US-CAL-CISO", "US-TEX-ERCO", "IN-WE")
-BASELINES = ("k8s-default", "bestfit", "fgd", "carbon-greedy", "lowcarb")
-SHIFTED = ("shift-only", "lowcarb-shift")
-PLACED_LIKE = {"shift-only": "k8s-default", "lowcarb-shift": "lowcarb"}
-PLANNED_ON = {"shift-only": "mean", "lowcarb-shift": "best"}
-REFERENCE = "k8s-default"  # the policy whose peak allocation defines a load level
-QUICK_PODS = 2000
-BATCH_QOS = frozenset({"BE"})
-SEARCH_STEPS = 8  # simulations of the reference policy per load level, at most
-SEARCH_TOLERANCE = 2.0  # percentage points of the target peak allocation
-#: The per-policy keys of the JSON line (4 decimals for the first two, 2 for the rest).
-SUMMARY_KEYS = (
-    "tco2e",
-    "bound_share",
-    "saved_pct",
-    "unallocated_gpu_pct_mean",
-    "unallocated_gpu_pct_peak",
-    "peak_allocated_gpu_pct",
-    "pods_waiting",
-    "wait_mean_s",
-    "wait_p95_s",
-    "unplaced",
-    "unplaced_placed_by_others",
-    "gpu_hours",
-    "energy_kwh",
-    "slowdown_mean",
-    "jct_p95_s",
-    "decisions_per_s",
-)
-SHIFT_KEYS = (
-    "pods_held",
-    "hold_mean_h",
-    "shift_saved_pct",
-    "shift_saved_batch_pct",
-    "gate_saved_pct",
-)
-
-
-@dataclass(frozen=True, slots=True)
-class SimOptions:
-    """Everything that defines one comparison run (CLI and benchmark options)."""
-
-    zones: tuple[str, ...] = DEFAULT_ZONES
-    year: int = 2022
-    start: str | None = None  # ISO date the trace's time 0 is aligned to (default: Jan 1)
-    load_scale: float = 1.0
-    seed: int = 0
-    trace: str = "default"
-    quick: bool = False
-    pods: int | None = None  # first N pods (``quick`` means 2,000)
-    slack_h: float = 0.0
-    min_saving: float = 0.1  # hold only when the plan saves this share (TemporalShift default)
-    lwa: str | None = None  # single-zone Let's Wait Awhile setting: DE, GB or FR (2020)
-    policy: Path | None = None  # the lowcarb policy
-    power: Path | None = None  # policies/simulation.yaml
-    nodes: Path | None = None
-    policies: tuple[str, ...] = ()  # subset to run (default: all)
-    load_levels: tuple[str, ...] = ()  # "real" and/or target peak allocation percentages
-    fleet_share: float | None = None  # keep this share of each model's nodes (quick: automatic)
-
-
-def parse_load_levels(text: str) -> tuple[str, ...]:
-    """``real,60,90`` -> ("real", "60", "90"); a clear error for anything else."""
-    out: list[str] = []
-    for item in (t.strip() for t in text.split(",")):
-        if not item:
-            continue
-        if item.lower() == "real":
-            out.append("real")
-            continue
-        try:
-            pct = float(item.rstrip("%"))
-        except ValueError:
-            pct = float("nan")
-        if not 0 < pct <= 100:
-            raise ValueError(
-                f"--load-levels: {item!r} is neither 'real' nor a peak allocated GPU percentage "
-                "in (0, 100]; write e.g. real,60,90"
-            )
-        out.append(f"{pct:g}")
-    if not out:
-        raise ValueError("--load-levels: give at least one level, e.g. real,60,90")
-    return tuple(dict.fromkeys(out))
-
-
-@dataclass(slots=True)
-class PolicyRun:
-    name: str
-    placements: Placements
-    accounting: Accounting
-    hold_s: FloatArray
-    metrics: dict[str, float] = field(default_factory=dict)
-    expected_saving: FloatArray | None = None  # the gate's planned saving per pod (shift runs)
-
-
-@dataclass(slots=True)
-class Level:
-    """One load level: the pods' arrivals compressed ``load_scale`` times, every policy on them."""
-
-    load: str  # "real" or the target peak allocation in percent ("60")
-    load_scale: float
-    peak_allocated_gpu_pct: float  # reached by the reference policy (k8s-default)
-    pods: SimPods
-    edges: FloatArray
-    runs: dict[str, PolicyRun]
-    bound: Bound
-    search: list[tuple[float, float]] = field(default_factory=list)  # (scale, peak %) tried
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "load": self.load,
-            "load_scale": round(self.load_scale, 2),
-            "peak_allocated_gpu_pct": round(self.peak_allocated_gpu_pct, 2),
-            "policies": policies_summary(self.runs, self.bound),
-        }
-
-
-def policies_summary(runs: Mapping[str, PolicyRun], bound: Bound) -> dict[str, Any]:
-    """``{NAME: {tco2e, saved_pct, ...}, ..., "bound": {tco2e, saved_pct}}`` of one run set."""
-    pol: dict[str, Any] = {}
-    for name, run in runs.items():
-        m = run.metrics
-        pol[name] = {
-            k: round(m[k], 4 if k in ("bound_share", "tco2e") else 2)
-            for k in SUMMARY_KEYS
-            if k in m
-        }
-        for extra in SHIFT_KEYS:
-            if extra in m:
-                pol[name][extra] = round(m[extra], 2)
-    k8s = runs[REFERENCE].metrics["tco2e"] if REFERENCE in runs else None
-    pol["bound"] = {
-        "tco2e": round(bound.tco2e, 4),
-        "saved_pct": round(100 * (1 - bound.tco2e / k8s), 2) if k8s else None,
-    }
-    return pol
-
-
-@dataclass(slots=True)
-class Comparison:
-    options: SimOptions
-    zones: tuple[str, ...]
-    pods: SimPods
-    nodes: SimNodes
-    series: dict[str, HourlySeries]
-    edges: FloatArray
-    runs: dict[str, PolicyRun]
-    bound: Bound
-    power: PowerModel
-    policies: dict[str, Policy]
-    levels: list[Level] = field(default_factory=list)
-
-    def summary(self) -> dict[str, Any]:
-        """The benchmark's JSON line (``{"benchmark": "placement", ...}``)."""
-        opts = self.options
-        out: dict[str, Any] = {
-            "benchmark": "placement",
-            "zones": list(self.zones),
-            "year": 2020 if opts.lwa else opts.year,
-            "trace": opts.trace,
-            "pods": len(self.pods),
-            "nodes": len(self.nodes),
-            "load_scale": opts.load_scale,
-            "slack_h": opts.slack_h,
-            "min_saving": opts.min_saving,
-            "seed": opts.seed,
-            "policies": policies_summary(self.runs, self.bound),
-        }
-        if self.levels:
-            out["levels"] = [level.summary() for level in self.levels]
-        return out
 
 
 def power_model(path: Path | None = None) -> PowerModel:
@@ -306,72 +174,6 @@ def quick_share(pods: SimPods, trace: SimPods) -> float:
     request, so they offer the cut fleet the load the whole trace offers the whole fleet."""
     total = float(trace.gpu_fraction.sum())
     return min(1.0, float(pods.gpu_fraction.sum()) / total) if total > 0 else 1.0
-
-
-def batch_mask(pods: SimPods) -> npt.NDArray[np.bool_]:
-    """Pods the gate may hold (openb QoS ``BE``)."""
-    return np.array([q in BATCH_QOS for q in pods.qos], dtype=bool)
-
-
-@dataclass(frozen=True, slots=True)
-class Holds:
-    """The gate's plan: release time, hold and expected relative saving of each pod."""
-
-    ready: FloatArray
-    hold_s: FloatArray
-    expected_saving: FloatArray  # 0 for pods not held
-
-
-def shift_holds(
-    pods: SimPods,
-    integrals: Integrals,
-    weights: FloatArray,
-    slack_h: float,
-    how: str,
-    min_saving: float = 0.0,
-) -> Holds:
-    """Release times of batch pods, planned on each pod's expected emissions.
-
-    ``how="mean"`` (carbon-blind placement): the pod's expected intensity is the capacity-
-    ``weights``-weighted mean of the zones; the plan is the best start on that profile.
-    ``how="best"`` (carbon-aware placement, the gate controller's :func:`scheduler.gates.
-    plan_batch`): per zone the best start; the plan is the best zone's best start, the baseline
-    the best zone now. Either way a pod is held only when the plan's expected mean intensity over
-    its run (its energy does not depend on when it starts) is at least ``min_saving`` below the
-    baseline's, and only to a later start.
-    """
-    if how not in ("mean", "best"):
-        raise ValueError(f"shift_holds: how must be 'mean' or 'best' (got {how!r})")
-    n = len(pods)
-    ready = pods.arrival.copy()
-    saving = np.zeros(n)
-    idx = np.flatnonzero(batch_mask(pods))
-    if idx.size == 0 or slack_h <= 0:
-        return Holds(ready, np.zeros(n), saving)
-    lo = float(pods.arrival.min())
-    hi = float((pods.arrival + pods.duration).max()) + slack_h * 3600 + 3600
-    edges = hour_edges(lo, hi)
-    per_zone = np.stack([integrals.hourly(z, edges) for z in range(len(integrals.zones))])
-    earliest = pods.arrival[idx]
-    latest = earliest + slack_h * 3600.0
-    dur = pods.duration[idx]
-    if how == "mean":
-        profile = (weights[:, None] * per_zone).sum(axis=0) / weights.sum()
-        plan = plan_starts(edges, profile, earliest, latest, dur)
-        start, at, now = plan.start, plan.mean_at_start, plan.mean_now
-    else:
-        plans = [plan_starts(edges, values, earliest, latest, dur) for values in per_zone]
-        at_z = np.stack([p.mean_at_start for p in plans])
-        best = np.argmin(at_z, axis=0)
-        cols = np.arange(idx.size)
-        start = np.stack([p.start for p in plans])[best, cols]
-        at = at_z[best, cols]
-        now = np.stack([p.mean_now for p in plans]).min(axis=0)
-    gain = np.where(now > 0, 1.0 - at / np.where(now > 0, now, 1.0), 0.0)
-    hold = (gain >= max(min_saving, 1e-9)) & (start > earliest)
-    ready[idx] = np.where(hold, start, earliest)
-    saving[idx] = np.where(hold, gain, 0.0)
-    return Holds(ready, ready - pods.arrival, saving)
 
 
 def shift_saving(
@@ -540,71 +342,6 @@ def run_pods(
         m["saved_pct"] = 100.0 * (1.0 - m["tco2e"] / k8s) if k8s > 0 else 0.0
         m["bound_share"] = (k8s - m["tco2e"]) / gap if gap > 1e-12 else 1.0
     return runs, bound, edges
-
-
-def demand_peak_pct(pods: SimPods, capacity: float) -> float:
-    """Peak of GPUs requested at once if every pod ran from arrival for its duration (% of
-    ``capacity``): the load a scale factor offers before the fleet pushes back."""
-    frac = pods.gpu_fraction
-    keep = frac > 0
-    if not keep.any() or capacity <= 0:
-        return 0.0
-    t = np.concatenate([pods.arrival[keep], pods.arrival[keep] + pods.duration[keep]])
-    w = np.concatenate([frac[keep], -frac[keep]])
-    order = np.lexsort((w, t))  # at equal times, departures (negative) first
-    return float(100.0 * np.cumsum(w[order]).max() / capacity)
-
-
-def find_load_scale(
-    measure: Callable[[float], float],
-    target_pct: float,
-    first_guess: float,
-    *,
-    max_scale: float = float("inf"),
-    steps: int = SEARCH_STEPS,
-    tolerance: float = SEARCH_TOLERANCE,
-) -> tuple[float, list[tuple[float, float]]]:
-    """Time-scale factor (>= 1) whose measured peak allocation is closest to ``target_pct``.
-
-    ``measure(scale)`` simulates and returns the peak allocated GPU %. Bisection on log(scale):
-    brackets the target by doubling/halving from ``first_guess``, then halves the bracket, for at
-    most ``steps`` measurements; stops once within ``tolerance`` points, or when ``max_scale``
-    (every pod arriving at once) or a doubling that no longer raises the peak is still below the
-    target. Returns the best scale and every
-    (scale, peak %) tried.
-    """
-    tried: list[tuple[float, float]] = []
-
-    def probe(scale: float) -> float:
-        value = measure(scale)
-        tried.append((scale, value))
-        return value
-
-    lo: float | None = None  # largest scale known to be below the target
-    hi: float | None = None  # smallest scale known to be above it
-    scale = min(max(first_guess, 1.0), max_scale)
-    for _ in range(steps):
-        value = probe(scale)
-        if abs(value - target_pct) <= tolerance:
-            break
-        if value < target_pct:
-            lo = scale if lo is None else max(lo, scale)
-        else:
-            hi = scale if hi is None else min(hi, scale)
-        if hi is not None and hi <= 1.0:
-            break  # even real arrival times load the fleet past the target
-        if hi is None and lo is not None and lo >= max_scale:
-            break  # every pod arrives at once and the fleet is still below the target
-        if hi is None and len(tried) > 1 and value <= tried[-2][1] + 0.05:
-            break  # compressing further no longer raises the peak: the fleet saturates below
-        if lo is None:
-            scale = max(1.0, scale / 2) if hi is not None else scale * 2
-        elif hi is None:
-            scale = min(lo * 2, max_scale)
-        else:
-            scale = float(np.sqrt(lo * hi))
-    best = min(tried, key=lambda sv: abs(sv[1] - target_pct))
-    return best[0], tried
 
 
 def _level_at(
