@@ -1,4 +1,5 @@
-"""Append-only sustainability ledger: placements, pod lifecycle, gate holds and accounted usage.
+"""Append-only sustainability ledger: placements, pod lifecycle, gate holds, accounted usage and
+bind intents.
 
 One SQLite file in WAL mode at a configurable path. Writers never run on the asyncio event loop:
 :class:`Ledger` owns one writer thread that drains a queue, commits whatever is waiting in one
@@ -179,13 +180,41 @@ class UsageRecord(msgspec.Struct, frozen=True, kw_only=True):
         return f"{self.uid}:usage"
 
 
-Record = PlacementRecord | LifecycleRecord | GateRecord | UsageRecord
+class IntentRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A bind lowcarb is about to attempt (``bind``, committed before the Binding is sent), or
+    the settlement of one whose pod it did not bind with a decision (``settled``).
+
+    After a crash every pod lowcarb may have bound has a ``bind`` intent; :func:`open_intents`
+    lists those with neither a placement row nor a ``settled`` row, for the scheduler to settle
+    against the API server. Schema-additive: ledgers written before intents existed get the
+    table when a writer opens them, and readers do not require it.
+    """
+
+    table: ClassVar[str] = "intent"
+
+    uid: str
+    namespace: str
+    name: str
+    node: str
+    at: float
+    event: Literal["bind", "settled"] = "bind"
+    note: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.uid}:{self.event}"
+
+
+Record = PlacementRecord | LifecycleRecord | GateRecord | UsageRecord | IntentRecord
 RECORD_TYPES: tuple[type[Record], ...] = (
     PlacementRecord,
     LifecycleRecord,
     GateRecord,
     UsageRecord,
+    IntentRecord,
 )
+#: Tables a ledger may lack (added after schema version 1 shipped; created by the writer).
+_OPTIONAL_TABLES = frozenset({IntentRecord.table})
 
 _SQL_TYPES = {"float": "REAL", "int": "INTEGER"}
 
@@ -266,7 +295,7 @@ def _check_schema(conn: sqlite3.Connection, path: Path, *, create: bool) -> None
             f"ledger {path}: schema version {version} is newer than this lowcarb supports "
             f"({SCHEMA_VERSION}); upgrade lowcarb to read it"
         )
-    missing = {cls.table for cls in RECORD_TYPES} - tables
+    missing = {cls.table for cls in RECORD_TYPES} - tables - _OPTIONAL_TABLES
     if missing and not create:
         raise LedgerError(
             f"ledger {path}: tables {sorted(missing)} are missing; the file is damaged or was "
@@ -510,7 +539,7 @@ def _resolve(fut: Future[bool], value: bool | BaseException) -> None:
             fut.set_result(value)
 
 
-R = TypeVar("R", PlacementRecord, LifecycleRecord, GateRecord, UsageRecord)
+R = TypeVar("R", PlacementRecord, LifecycleRecord, GateRecord, UsageRecord, IntentRecord)
 
 
 def read_records(
@@ -528,3 +557,18 @@ def read_records(
         if "scores" in data and isinstance(data["scores"], str):
             data["scores"] = json.loads(data["scores"])
         yield cls(**data)
+
+
+def open_intents(conn: sqlite3.Connection) -> list[IntentRecord]:
+    """``bind`` intents not settled yet: no placement row and no ``settled`` row for the pod."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if IntentRecord.table not in tables:
+        return []
+    cols = _columns(IntentRecord)
+    sql = (
+        f"SELECT {', '.join(cols)} FROM intent i WHERE i.event = 'bind' "
+        "AND NOT EXISTS (SELECT 1 FROM placement p WHERE p.uid = i.uid) "
+        "AND NOT EXISTS (SELECT 1 FROM intent s WHERE s.uid = i.uid AND s.event = 'settled') "
+        "ORDER BY i.seq"
+    )
+    return [IntentRecord(**dict(zip(cols, row, strict=True))) for row in conn.execute(sql)]
