@@ -173,10 +173,14 @@ async def serving(url: str, ledger: Path) -> AsyncIterator[Runtime]:
         yield runtime
 
 
-async def run(url: str, first: int, pods: int, concurrency: int, ledger: Path) -> dict[str, Any]:
+async def run(
+    url: str, first: int, pods: int, concurrency: int, ledger: Path, group_wait_s: float | None
+) -> dict[str, Any]:
     phases = Phases()
     async with serving(url, ledger) as runtime:
         instrument(runtime, phases)
+        if group_wait_s is not None and runtime.ledger is not None:
+            runtime.ledger.intents.max_wait_s = group_wait_s
         ext = runtime.extender
         limit = asyncio.Semaphore(concurrency)
         latencies: list[float] = []
@@ -236,14 +240,16 @@ async def run(url: str, first: int, pods: int, concurrency: int, ledger: Path) -
     }
 
 
-async def main_async(pods: int, concurrency: list[int]) -> list[dict[str, Any]]:
+async def main_async(
+    pods: int, concurrency: list[int], group_wait_s: float | None
+) -> list[dict[str, Any]]:
     structlog.configure(logger_factory=structlog.ReturnLoggerFactory())  # no per-bind log output
     logging.disable(logging.WARNING)  # the recorded nodes' regions have no carbon zone: said once
     results = []
     with fake_api(pods * len(concurrency)) as url, tempfile.TemporaryDirectory() as tmp:
         for k, c in enumerate(concurrency):
             ledger = Path(tmp) / f"ledger-{c}.sqlite"
-            results.append(await run(url, k * pods, pods, c, ledger))
+            results.append(await run(url, k * pods, pods, c, ledger, group_wait_s))
     return results
 
 
@@ -260,12 +266,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pods", type=int, default=400, help="binds per row")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument(
+        "--group-wait-ms",
+        type=float,
+        default=None,
+        help="bound on how long an intent group waits for the previous commit (default: serve's)",
+    )
     parser.add_argument("--fake-api", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.fake_api is not None:
         serve_fake_api(args.fake_api)
         return
-    results = run_on_uvloop(main_async(args.pods, args.concurrency))
+    wait = args.group_wait_ms / 1000 if args.group_wait_ms is not None else None
+    results = run_on_uvloop(main_async(args.pods, args.concurrency, wait))
     head = f"{'in flight':>9} {'binds':>6} {'binds/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'api ms':>7}"
     print(f"{head} {'ledger ms':>9} {'other ms':>8} {'calls/bind':>10} {'commits/bind':>12}")
     for r in results:

@@ -25,8 +25,10 @@ repair can never write a second row.
 concurrent binds share one transaction (one fsync), and each placement row rides on the next
 group's transaction instead of costing one of its own (sent alone after at most ``max_delay_s``
 when no bind follows). A group is sent at once when the ledger is idle; while the previous group
-is still being committed it stays open, at most ``max_wait_s``, for more binds to join. So a bind
-waits for one shared commit, where it used to wait for one of its own.
+is still being committed it stays open, at most ``max_wait_s`` (10 ms), for more binds to join.
+That wait costs a bind nothing: the single writer could not start the group's transaction before
+the previous one ends anyway; the bound only caps how long a stalled disk keeps a group open. So
+a bind waits for one shared commit, where it used to wait for one of its own.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ class GroupCommit:
         self,
         ledger: Ledger,
         *,
-        max_wait_s: float = 0.002,
+        max_wait_s: float = 0.01,
         max_delay_s: float = 0.05,
         max_batch: int = 256,
     ) -> None:

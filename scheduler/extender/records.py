@@ -116,7 +116,7 @@ class LedgerSink:
     from the pod watch, intent settlement at start."""
 
     def __init__(
-        self, ledger: Ledger, clock: Callable[[], float] = wall, *, group_wait_s: float = 0.002
+        self, ledger: Ledger, clock: Callable[[], float] = wall, *, group_wait_s: float = 0.01
     ) -> None:
         self.ledger = ledger
         self.clock = clock
