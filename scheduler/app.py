@@ -27,6 +27,7 @@ from starlette.routing import BaseRoute, Route
 from carbon.accounting.accountant import Accountant, ChainHistory
 from carbon.accounting.ledger import LedgerError
 from carbon.accounting.report_query import ReportError, answer_async
+from carbon.aio import cancel_all
 from carbon.cache import CarbonCache
 from carbon.config import CarbonConfig
 from carbon.types import CarbonView
@@ -296,6 +297,11 @@ def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None
         accounting: asyncio.Task[None] | None = None
         if ledger is not None:
             accounting = asyncio.get_running_loop().create_task(_account(ledger), name="accounting")
+        settle: asyncio.Task[Any] | None = None
+        if ledger is not None and sync is not None:  # binds a previous process may have left open
+            settle = asyncio.get_running_loop().create_task(
+                ledger.settle(sync.client.get_pod), name="settle-intents"
+            )
         # what start-up built (modules, policy, the first sync) lives as long as the process:
         # keep it out of the collector's full passes, which would walk it all (tail latency)
         gc.freeze()
@@ -309,6 +315,8 @@ def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None
                     await accounting
             if gate_ctl is not None:
                 await gate_ctl.stop()
+            if settle is not None:
+                await cancel_all([settle])
             await parts.stop()  # the sync, the policy watch, the carbon cache, the ledger
 
     runtime = Runtime(options, store, cache, state, extender, sync=sync, ledger=ledger)

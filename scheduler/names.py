@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from carbon.accounting.ledger import DECISION_ANNOTATION
+from carbon.accounting.ledger import DECISION_ANNOTATION as ANN_DECISION
 
 PREFIX: Final = "lowcarb.dev/"
 
@@ -30,8 +30,8 @@ ANN_DURATION: Final = "lowcarb.dev/expected-duration"
 ANN_DEADLINE: Final = "lowcarb.dev/deadline"
 
 # --- annotations lowcarb writes at bind (carried by the Binding) --------------------------------
-#: The placement decision as compact JSON (``PlacementRecord.to_annotation``).
-ANN_DECISION: Final = DECISION_ANNOTATION
+# ANN_DECISION (imported above): the placement decision as compact JSON
+# (``PlacementRecord.to_annotation``), carried to the pod by the Binding.
 #: The GPU indices lowcarb assigned on the node (``"3"`` or ``"0,1"``); read back on resync.
 ANN_GPU_INDEX: Final = "lowcarb.dev/gpu-index"
 

@@ -2,7 +2,8 @@
 
 A ledger is a SQLite file (a path, the embedded default; :mod:`carbon.accounting.sqlite`) or a
 PostgreSQL database (``postgresql://...``; :mod:`carbon.accounting.postgres`), holding the
-records of :mod:`carbon.accounting.records`. Writers never run on the asyncio event loop:
+records of :mod:`carbon.accounting.records` (placements, lifecycle, gate holds, usage, bind
+intents). Writers never run on the asyncio event loop:
 :class:`Ledger` owns one writer thread that drains a queue, commits whatever is waiting in one
 transaction (group commit) and only then resolves each record's future, so an acknowledged append
 is durable: it survives ``kill -9`` of the process, and with ``synchronous=FULL`` (the default)
@@ -30,6 +31,7 @@ from carbon.accounting.records import (
     DECISION_ANNOTATION,
     RECORD_TYPES,
     GateRecord,
+    IntentRecord,
     LedgerError,
     LedgerUnavailable,
     LifecycleRecord,
@@ -39,7 +41,7 @@ from carbon.accounting.records import (
 )
 from carbon.accounting.sqlite import SqliteWriter, Synchronous
 from carbon.accounting.sqlite import open_reader as _open_sqlite
-from carbon.accounting.store import SCHEMA_VERSION, read_records
+from carbon.accounting.store import SCHEMA_VERSION, open_intents, read_records
 from carbon.accounting.target import LedgerTarget, describe_target, parse_target
 
 __all__ = [
@@ -47,6 +49,7 @@ __all__ = [
     "RECORD_TYPES",
     "SCHEMA_VERSION",
     "GateRecord",
+    "IntentRecord",
     "Ledger",
     "LedgerError",
     "LedgerTarget",
@@ -58,6 +61,7 @@ __all__ = [
     "Synchronous",
     "UsageRecord",
     "describe_target",
+    "open_intents",
     "open_reader",
     "parse_target",
     "read_records",

@@ -31,7 +31,13 @@ from typing import Any, Literal
 import psycopg
 
 from carbon.accounting import store
-from carbon.accounting.records import RECORD_TYPES, LedgerError, LedgerUnavailable, Record
+from carbon.accounting.records import (
+    OPTIONAL_TABLES,
+    RECORD_TYPES,
+    LedgerError,
+    LedgerUnavailable,
+    Record,
+)
 from carbon.accounting.target import redact
 
 Synchronous = Literal["FULL", "NORMAL"]
@@ -94,7 +100,7 @@ def check_schema(conn: psycopg.Connection[Any], name: str, *, create: bool) -> b
             f"ledger {name}: schema version {version!r} is newer than this lowcarb supports "
             f"({store.SCHEMA_VERSION}); upgrade lowcarb to read it"
         )
-    missing = {cls.table for cls in RECORD_TYPES} - tables
+    missing = {cls.table for cls in RECORD_TYPES} - tables - OPTIONAL_TABLES
     if missing and not create:
         raise LedgerError(
             f"ledger {name}: tables {sorted(missing)} are missing; the schema is damaged or was "

@@ -166,13 +166,41 @@ class UsageRecord(msgspec.Struct, frozen=True, kw_only=True):
         return f"{self.uid}:usage"
 
 
-Record = PlacementRecord | LifecycleRecord | GateRecord | UsageRecord
+class IntentRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A bind lowcarb is about to attempt (``bind``, committed before the Binding is sent), or
+    the settlement of one whose pod it did not bind with a decision (``settled``).
+
+    After a crash every pod lowcarb may have bound has a ``bind`` intent; ``open_intents`` (in
+    :mod:`carbon.accounting.ledger`) lists those with neither a placement row nor a ``settled``
+    row, for the scheduler to settle against the API server. Schema-additive: ledgers written
+    before intents existed get the table when a writer opens them, and readers do not require it.
+    """
+
+    table: ClassVar[str] = "intent"
+
+    uid: str
+    namespace: str
+    name: str
+    node: str
+    at: float
+    event: Literal["bind", "settled"] = "bind"
+    note: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.uid}:{self.event}"
+
+
+Record = PlacementRecord | LifecycleRecord | GateRecord | UsageRecord | IntentRecord
 RECORD_TYPES: tuple[type[Record], ...] = (
     PlacementRecord,
     LifecycleRecord,
     GateRecord,
     UsageRecord,
+    IntentRecord,
 )
+#: Tables a ledger may lack (added after schema version 1 shipped; created by the writer).
+OPTIONAL_TABLES = frozenset({IntentRecord.table})
 
 
-R = TypeVar("R", PlacementRecord, LifecycleRecord, GateRecord, UsageRecord)
+R = TypeVar("R", PlacementRecord, LifecycleRecord, GateRecord, UsageRecord, IntentRecord)

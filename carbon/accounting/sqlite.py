@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from carbon.accounting import store
-from carbon.accounting.records import RECORD_TYPES, LedgerError, Record
+from carbon.accounting.records import OPTIONAL_TABLES, RECORD_TYPES, LedgerError, Record
 
 Synchronous = Literal["FULL", "NORMAL"]
 _INSERT = store.INSERT["sqlite"]
@@ -53,7 +53,7 @@ def check_schema(conn: sqlite3.Connection, path: Path, *, create: bool) -> None:
             f"ledger {path}: schema version {version} is newer than this lowcarb supports "
             f"({store.SCHEMA_VERSION}); upgrade lowcarb to read it"
         )
-    missing = {cls.table for cls in RECORD_TYPES} - tables
+    missing = {cls.table for cls in RECORD_TYPES} - tables - OPTIONAL_TABLES
     if missing and not create:
         raise LedgerError(
             f"ledger {path}: tables {sorted(missing)} are missing; the file is damaged or was "

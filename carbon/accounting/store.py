@@ -21,7 +21,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
-from carbon.accounting.records import RECORD_TYPES, R, Record
+from carbon.accounting.records import RECORD_TYPES, IntentRecord, R, Record
 
 Dialect = Literal["sqlite", "postgresql"]
 
@@ -361,3 +361,24 @@ def usage_groups(
     cur = conn.execute(sql, args)
     names = [desc[0] for desc in cur.description]
     return names, [tuple(r) for r in cur.fetchall()]
+
+
+def open_intents(conn: Any) -> list[IntentRecord]:
+    """``bind`` intents not settled yet: no placement row and no ``settled`` row for the pod."""
+    dialect = dialect_of(conn)
+    tables_q = (
+        "SELECT name FROM sqlite_master WHERE type = 'table'"
+        if dialect == "sqlite"
+        else postgres_existing_tables()
+    )
+    if IntentRecord.table not in {r[0] for r in conn.execute(tables_q)}:
+        return []  # a ledger from before intents existed
+    cols = columns(IntentRecord)
+    sql = (
+        f"SELECT {_names([f'i.{c}' for c in cols], 'sqlite')} FROM intent i "
+        "WHERE i.event = 'bind' "
+        "AND NOT EXISTS (SELECT 1 FROM placement p WHERE p.uid = i.uid) "
+        "AND NOT EXISTS (SELECT 1 FROM intent s WHERE s.uid = i.uid AND s.event = 'settled') "
+        "ORDER BY i.seq"
+    )
+    return [IntentRecord(**dict(zip(cols, row, strict=True))) for row in conn.execute(sql)]

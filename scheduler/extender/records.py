@@ -1,15 +1,16 @@
 """Scheduling decisions and pod lifecycles as ledger records (the scheduler side of the ledger).
 
 Prioritize keeps a :class:`Decision` per pod until bind; a bind turns it into a
-:class:`carbon.accounting.ledger.PlacementRecord` (also written to the pod as the
-``lowcarb.dev/decision`` annotation); the pod watch turns phase changes into idempotent
-:class:`carbon.accounting.ledger.LifecycleRecord` s (``uid:start``, ``uid:end``), so a restart
-that relists every pod writes no duplicates.
+:class:`carbon.accounting.ledger.PlacementRecord` (also carried to the pod by the Binding as the
+``lowcarb.dev/decision`` annotation), preceded by a bind intent; the pod watch turns phase
+changes into idempotent :class:`carbon.accounting.ledger.LifecycleRecord` s (``uid:start``,
+``uid:end``), so a restart that relists every pod writes no duplicates, and repairs a bound pod
+whose placement row a crash lost (:mod:`scheduler.extender.intents`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,11 +19,19 @@ from pathlib import Path
 import numpy as np
 import structlog
 
-from carbon.accounting.ledger import Ledger, LifecycleRecord, PlacementRecord
+from carbon.accounting.ledger import (
+    IntentRecord,
+    Ledger,
+    LifecycleRecord,
+    PlacementRecord,
+    Record,
+)
 from carbon.clock import wall
 from scheduler import metrics, wire
 from scheduler.cluster.state import NodeTable
 from scheduler.demand import PodDemand
+from scheduler.extender.intents import GroupCommit, SettleStats, recovered_placement, settle_intents
+from scheduler.names import ANN_DECISION
 from scheduler.scoring import Evaluation
 
 log = structlog.get_logger("lowcarb.records")
@@ -123,25 +132,66 @@ def _epoch(text: str | None) -> float | None:
 
 
 class LedgerSink:
-    """The service's handle on the ledger: decisions at bind, lifecycle from the pod watch."""
+    """The service's handle on the ledger: intents and decisions at bind, lifecycle and repairs
+    from the pod watch, intent settlement at start."""
 
-    def __init__(self, ledger: Ledger, clock: Callable[[], float] = wall) -> None:
+    def __init__(
+        self, ledger: Ledger, clock: Callable[[], float] = wall, *, group_wait_s: float = 0.01
+    ) -> None:
         self.ledger = ledger
         self.clock = clock
+        self.intents = GroupCommit(ledger, max_wait_s=group_wait_s)
         self._running: set[str] = set()
+        self._ours: set[str] = set()  # pods this process is binding or bound: their row is its own
+        self._checked: set[str] = set()  # pods with a decision already reconciled by this process
 
     @classmethod
     def open(cls, path: Path | str) -> LedgerSink:
         return cls(Ledger(path))
 
+    async def record_intent(self, record: PlacementRecord) -> bool:
+        """Commit the intent to bind ``record``'s pod (group commit); True when durable and new."""
+        self._ours.add(record.uid)
+        intent = IntentRecord(
+            uid=record.uid,
+            namespace=record.namespace,
+            name=record.name,
+            node=record.node,
+            at=record.at,
+        )
+        return await self.intents.append(intent)
+
+    def forget_intent(self, uid: str) -> None:
+        """The Binding failed: a later sighting of the pod bound with a decision gets a row."""
+        self._ours.discard(uid)
+        self._checked.discard(uid)
+
     def record_decision(self, record: PlacementRecord) -> Future[bool]:
-        return self.ledger.append(record)
+        """Append the placement row on the next group commit; the future says when it is in."""
+        self._ours.add(record.uid)
+        return self.intents.defer(record)
+
+    async def settle(self, get_pod: Callable[[str, str], Awaitable[wire.Pod]]) -> SettleStats:
+        """Settle the intents a previous process left open (see :func:`settle_intents`)."""
+        try:
+            return await settle_intents(
+                self.ledger, get_pod, skip=self._ours.__contains__, clock=self.clock
+            )
+        except Exception as exc:  # the ledger file went bad: the pod watch still repairs rows
+            metrics.ERRORS.labels("ledger").inc()
+            log.error("settling bind intents failed", error=f"{type(exc).__name__}: {exc}")
+            return SettleStats()
 
     def observe_pod(self, pod: wire.Pod) -> None:
-        """Write the start of running for a bound pod seen Running (idempotent by key)."""
+        """Write the start of running for a bound pod seen Running (idempotent by key), and the
+        placement row of a pod bound with lowcarb's decision that has none (first sighting)."""
         uid = pod.metadata.uid
         if not uid or not pod.spec.nodeName:
             return
+        if uid not in self._checked and uid not in self._ours:
+            self._checked.add(uid)
+            if ANN_DECISION in (pod.metadata.annotations or {}):
+                self._recover(pod)
         phase = pod.status.phase
         if phase == "Running" and uid not in self._running:
             self._running.add(uid)
@@ -152,16 +202,36 @@ class LedgerSink:
 
     def pod_gone(self, uid: str, why: str = "deleted") -> None:
         """A running pod finished or left the watch: write the end of running."""
+        self._ours.discard(uid)
+        self._checked.discard(uid)
         if uid in self._running:
             self._running.discard(uid)
             self._append(LifecycleRecord(uid=uid, event="end", at=self.clock(), note=why))
 
-    def _append(self, record: LifecycleRecord) -> None:
+    def _recover(self, pod: wire.Pod) -> None:
+        record = recovered_placement(
+            pod, "bound with lowcarb's decision, no row; seen on the watch"
+        )
+        if record is None:
+            return
+        future = self._append(record)
+        if future is not None:
+            pod_name = f"{pod.metadata.namespace}/{pod.metadata.name}"
+
+            def done(fut: Future[bool]) -> None:
+                if not fut.cancelled() and fut.exception() is None and fut.result():
+                    log.warning("ledger_placement_recovered", pod=pod_name, node=record.node)
+
+            future.add_done_callback(done)
+
+    def _append(self, record: Record) -> Future[bool] | None:
         try:
-            self.ledger.append(record)
+            return self.ledger.append(record)
         except Exception as exc:
             metrics.ERRORS.labels("ledger").inc()
             log.error("ledger append failed", error=str(exc))
+            return None
 
     def close(self) -> None:
+        self.intents.flush()
         self.ledger.close()

@@ -1,14 +1,18 @@
 """The extender's logic, bytes in and bytes out: filter, prioritize, bind, preempt.
 
-No HTTP here (``scheduler.extender.routes`` wraps it) and no I/O on the filter/prioritize path:
-the cluster state, the policy and the carbon snapshot are all in memory. Bind is the one verb that
-talks to the Kubernetes API (through the binder) and records the decision in the ledger
-(:class:`~scheduler.extender.records.Decision`, kept from prioritize to bind).
+No HTTP here (``scheduler.extender.routes`` wraps it) and no I/O on the filter/prioritize path: the
+cluster state, the policy and the carbon snapshot are all in memory. Bind is the one verb that talks
+to the Kubernetes API (through the binder) and records the decision
+(:class:`~scheduler.extender.records.Decision`, kept from prioritize to bind) in the ledger: a bind
+intent committed first (shared with concurrent binds), one Binding carrying the decision
+annotations, then the placement row, not waited for (a crash before it lands is repaired from the
+pod's annotation: :mod:`scheduler.extender.intents`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections import OrderedDict
 from collections.abc import Callable
@@ -28,6 +32,7 @@ from scheduler.cluster.table import NodeTable
 from scheduler.decode_errors import json_problem
 from scheduler.demand import DemandError, PodDemand, parse_demand
 from scheduler.engine import Engine
+from scheduler.extender.crashpoint import CrashPoints
 from scheduler.extender.records import Decision, owner_of, placement_record
 from scheduler.names import ANN_DECISION, ANN_GPU_INDEX
 
@@ -46,11 +51,13 @@ class Binder(Protocol):
     async def bind(
         self, namespace: str, name: str, uid: str, node: str, annotations: dict[str, str]
     ) -> str:
-        """Create the Binding (and annotate the pod); return '' on success, else the error."""
+        """Create the Binding carrying the annotations; return '' on success, else the error."""
         ...
 
 
 class DecisionSink(Protocol):
+    async def record_intent(self, record: PlacementRecord) -> bool: ...
+    def forget_intent(self, uid: str) -> None: ...
     def record_decision(self, record: PlacementRecord) -> Future[bool]: ...
 
 
@@ -65,6 +72,9 @@ class Extender:
     ledger: DecisionSink | None = None
     clock: Callable[[], float] = wall
     synced: Callable[[], bool] = lambda: True
+    #: How long a bind waits for its intent to be durable before binding anyway.
+    intent_timeout_s: float = 0.5
+    crash: CrashPoints = field(default_factory=CrashPoints)
     _memo: OrderedDict[str, Decision] = field(default_factory=OrderedDict)
     _memo_rows: int = 0
 
@@ -165,13 +175,19 @@ class Extender:
             if gpu_index:
                 annotations[ANN_GPU_INDEX] = ",".join(map(str, gpu_index))
             self.state.assume(decision.demand, args.Node, gpu_index)
+        if record is not None and self.ledger is not None:
+            await self._intend(record)
+        self.crash.reach("before-binding")
         error = await self.binder.bind(
             args.PodNamespace, args.PodName, args.PodUID, args.Node, annotations
         )
         if error:
             self.state.forget(args.PodUID)
+            if record is not None and self.ledger is not None:
+                self.ledger.forget_intent(record.uid)
             metrics.PODS_BOUND.labels("error").inc()
         else:
+            self.crash.reach("after-binding")
             metrics.PODS_BOUND.labels("ok").inc()
             done = self._memo.pop(args.PodUID, None)
             if done is not None:
@@ -180,14 +196,31 @@ class Extender:
                 await self._record(record)
         return wire.encode(wire.ExtenderBindingResult(Error=error))
 
-    async def _record(self, record: PlacementRecord) -> None:
-        """Wait for the ledger's durable commit; a ledger fault never fails the bind."""
+    async def _intend(self, record: PlacementRecord) -> None:
+        """Wait (bounded) for the bind intent to be durable; a ledger fault never fails a bind."""
         assert self.ledger is not None
         try:
-            await asyncio.wait_for(asyncio.wrap_future(self.ledger.record_decision(record)), 10.0)
+            await asyncio.wait_for(self.ledger.record_intent(record), self.intent_timeout_s)
         except Exception as exc:
             metrics.ERRORS.labels("ledger").inc()
-            log.error("ledger write failed; decision kept on the pod annotation", error=str(exc))
+            log.error(
+                "ledger intent not durable; binding anyway (the pod watch repairs a lost row)",
+                error=f"{type(exc).__name__}: {exc}",
+            )
+
+    async def _record(self, record: PlacementRecord) -> None:
+        """Append the placement row; its commit is not waited for (the intent covers a crash)."""
+        assert self.ledger is not None
+        try:
+            future = self.ledger.record_decision(record)
+        except Exception as exc:
+            _ledger_failed(exc)
+            return
+        future.add_done_callback(_log_failure)
+        if self.crash.wants("after-commit"):
+            with contextlib.suppress(Exception):
+                await asyncio.wrap_future(future)
+        self.crash.reach("after-commit")
 
     def preempt(self, body: bytes) -> bytes:
         """Accept kube-scheduler's victims as proposed (lowcarb adds no preemption policy)."""
@@ -299,3 +332,14 @@ class Extender:
         while len(self._memo) > _MEMO or (self._memo_rows > _MEMO_ROWS and len(self._memo) > 1):
             _, dropped = self._memo.popitem(last=False)
             self._memo_rows -= len(dropped.names)
+
+
+def _ledger_failed(exc: BaseException) -> None:
+    metrics.ERRORS.labels("ledger").inc()
+    log.error("ledger write failed; decision kept on the pod annotation", error=str(exc))
+
+
+def _log_failure(future: Future[bool]) -> None:
+    """Done callback of a placement append (runs on the ledger's writer thread)."""
+    if not future.cancelled() and future.exception() is not None:
+        _ledger_failed(future.exception())  # type: ignore[arg-type]

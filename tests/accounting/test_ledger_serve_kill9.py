@@ -1,10 +1,12 @@
 """kill -9 of the real ``lowcarb serve`` during a burst of binds loses no acknowledged decision,
 with the ledger in a SQLite file or in PostgreSQL.
 
-The server runs in cluster mode against the fake Kubernetes API (recorded kube-apiserver bodies),
-kube-scheduler's prioritize + bind calls are replayed concurrently, and the process is killed
-with SIGKILL mid-burst. Every bind answered without error (the service answers only after the
-ledger's durable commit) must be in the ledger; a restarted server appends without duplicates.
+The server runs in cluster mode against the fake Kubernetes API (recorded kube-apiserver bodies;
+the pod store answers Bindings and pod reads), kube-scheduler's prioritize + bind calls are
+replayed concurrently, and the process is killed with SIGKILL mid-burst. Every bind answered
+without error had its intent durably committed before its Binding; once the server is back on the
+same ledger, every one of them has its placement row (rows the kill caught in flight are
+recovered from the pods' decision annotations), and new decisions append without duplicates.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from carbon.accounting.ledger import LedgerTarget, open_reader
+from carbon.accounting.ledger import IntentRecord, LedgerTarget, open_reader, read_records
 from tests.support.fakeapi import (
     FakeApiServer,
+    PodStore,
     Reply,
     WatchReply,
     fixture,
@@ -41,6 +44,11 @@ NODES = ["euc1-a-gpu", "euc1-b-cpu", "use1-a-gpu", "use1-b-cpu", "usw2-a-gpu", "
 @pytest.fixture
 def api() -> Iterator[FakeApiServer]:
     server = FakeApiServer().start()
+    store = PodStore(server)  # the pods the bursts bind (Binding, GET), by uid as name
+    for prefix, count in (("first", 400), ("second", 200)):
+        for i in range(count):
+            store.add_pod(f"{prefix}-{i:06d}", gates=[], uid=f"{prefix}-{i:06d}", notify=False)
+    store.install()
     server.add("GET", "/api/v1/nodes", Reply(200, fixture("nodes-list.json")), watch=False)
     server.add(
         "GET", "/api/v1/pods", Reply(200, fixture("pods-list-assigned-nonterminal.json")),
@@ -48,14 +56,6 @@ def api() -> Iterator[FakeApiServer]:
     )  # fmt: skip
     server.add("GET", "/api/v1/nodes", WatchReply([]), watch=True)
     server.add("GET", "/api/v1/pods", WatchReply([]), watch=True)
-    server.add(
-        "POST", "/api/v1/namespaces/e2e/pods/train-h100/binding",
-        Reply(201, fixture("binding-create.json")),
-    )  # fmt: skip
-    server.add(
-        "PATCH", "/api/v1/namespaces/e2e/pods/train-h100",
-        Reply(200, fixture("annotations-merge-patch.json")),
-    )  # fmt: skip
     yield server
     server.stop()
 
@@ -89,7 +89,7 @@ def _serve(
 def _pod(uid: str) -> dict[str, object]:
     pod = json.loads(fixture("pods-get.json"))
     pod = copy.deepcopy(pod)
-    pod["metadata"]["uid"] = uid
+    pod["metadata"]["uid"] = pod["metadata"]["name"] = uid
     pod["spec"].pop("nodeName", None)
     for c in pod["spec"]["containers"]:  # small CPU pods: capacity never runs out mid-burst
         c["resources"] = {"requests": {"cpu": "10m", "memory": "16Mi"}}
@@ -101,7 +101,7 @@ async def _place(client: httpx.AsyncClient, base: str, uid: str) -> bool:
     args = {"Pod": _pod(uid), "NodeNames": NODES}
     prio = (await client.post(f"{base}/prioritize", json=args)).json()
     best = max(prio, key=lambda h: h["Score"])["Host"]
-    bind = {"PodName": "train-h100", "PodNamespace": "e2e", "PodUID": uid, "Node": best}
+    bind = {"PodName": uid, "PodNamespace": "e2e", "PodUID": uid, "Node": best}
     resp = await client.post(f"{base}/bind", json=bind)
     return resp.status_code == 200 and not resp.json().get("Error")
 
@@ -142,6 +142,22 @@ def _placements(path: LedgerTarget) -> list[str]:
     return uids
 
 
+def _intents(path: LedgerTarget) -> set[str]:
+    conn = open_reader(path)
+    try:
+        return {i.uid for i in read_records(conn, IntentRecord) if i.event == "bind"}
+    finally:
+        conn.close()
+
+
+def _wait_for_rows(path: LedgerTarget, uids: set[str], timeout: float = 30.0) -> list[str]:
+    """The placement uids once ``uids`` all have a row (the restart settles the intents)."""
+    deadline = time.monotonic() + timeout
+    while not uids <= set(stored := _placements(path)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return stored
+
+
 def _starts(path: LedgerTarget) -> list[tuple[str, float]]:
     reader = open_reader(path)
     rows = [(str(u), float(at)) for u, at in reader.execute(
@@ -166,18 +182,22 @@ async def test_kill9_of_serve_loses_no_acknowledged_bind(
             proc.kill()
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
-    stored = _placements(ledger)
     assert len(acked) >= 150
-    assert acked <= set(stored), f"lost acknowledged binds: {sorted(acked - set(stored))[:5]}"
+    intents = _intents(ledger)
+    assert acked <= intents, f"binds without an intent: {sorted(acked - intents)[:5]}"
+    assert set(_placements(ledger)) <= intents
     # the Running pod of the relisted fixture (web-cpu) has its start of running recorded
     running = json.loads(fixture("pods-list-assigned-nonterminal.json"))["items"]
     web = next(p for p in running if p["status"]["phase"] == "Running")
     started = _starts(ledger)
     assert [u for u, _ in started] == [web["metadata"]["uid"]]
 
-    # restart on the same ledger: recovery from the WAL, new decisions append, no duplicates
+    # restart on the same ledger: recovery from the WAL, intents settled against the API server,
+    # new decisions append, no duplicates
     proc, base = _serve(tmp_path, api, ledger)
     try:
+        stored = _wait_for_rows(ledger, acked)
+        assert acked <= set(stored), f"lost acknowledged binds: {sorted(acked - set(stored))[:5]}"
         again = await _burst(base, "second", kill_after=None, pid=proc.pid)
     finally:
         proc.terminate()
