@@ -57,6 +57,16 @@ class Decision:
             return None
 
 
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What filter learned of a pod: enough to decide again at bind without a prioritize."""
+
+    demand: PodDemand
+    klass: str
+    owner: tuple[str | None, str | None]
+    duration_s: float | None
+
+
 def owner_of(pod: wire.Pod | None) -> tuple[str | None, str | None]:
     """The controlling owner (kind, name) of a pod, e.g. ("Job", "train-42")."""
     refs = (pod.metadata.ownerReferences or []) if pod is not None else []

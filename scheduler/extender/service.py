@@ -33,7 +33,7 @@ from scheduler.decode_errors import json_problem
 from scheduler.demand import DemandError, PodDemand, parse_demand
 from scheduler.engine import Engine
 from scheduler.extender.crashpoint import CrashPoints
-from scheduler.extender.records import Decision, owner_of, placement_record
+from scheduler.extender.records import Decision, Seen, owner_of, placement_record
 from scheduler.names import ANN_DECISION, ANN_GPU_INDEX
 
 log = structlog.get_logger("lowcarb.service")
@@ -76,6 +76,9 @@ class Extender:
     intent_timeout_s: float = 0.5
     crash: CrashPoints = field(default_factory=CrashPoints)
     _memo: OrderedDict[str, Decision] = field(default_factory=OrderedDict)
+    # what filter learned of each pod (demand, class, owner, duration), for a bind that comes
+    # without a prioritize: kube-scheduler skips prioritize when one node passes the filters
+    _filtered: OrderedDict[str, Seen] = field(default_factory=OrderedDict)
     _memo_rows: int = 0
 
     # --- verbs ---------------------------------------------------------------------------------
@@ -93,6 +96,12 @@ class Extender:
         klass = engine.classify(args.Pod) if args.Pod is not None else "default"
         ev = engine.evaluate(demand, table, self.carbon(), self.clock(), klass=klass, score=False)
         metrics.PODS_FILTERED.inc()
+        if demand.uid:
+            duration = engine.expected_duration_s(demand, klass)
+            self._filtered[demand.uid] = Seen(demand, klass, owner_of(args.Pod), duration)
+            self._filtered.move_to_end(demand.uid)
+            while len(self._filtered) > _MEMO:
+                self._filtered.popitem(last=False)
         all_names = table.name_array()
         failed = np.flatnonzero(~ev.feasible)
         if failed.size:
@@ -167,9 +176,12 @@ class Extender:
         annotations: dict[str, str] = {}
         gpu_index: tuple[int, ...] = ()
         record: PlacementRecord | None = None
-        row = decision.row(args.Node) if decision is not None else None
-        if decision is not None and row is not None:
-            gpu_index = self.engine().gpu_index(decision.evaluation, row)
+        checked = self._check_at_bind(args.PodUID, args.Node, decision)
+        if isinstance(checked, str):  # the node no longer fits: kube-scheduler retries the pod
+            metrics.PODS_BOUND.labels("refused").inc()
+            return wire.encode(wire.ExtenderBindingResult(Error=checked))
+        if checked is not None:
+            decision, row, gpu_index = checked
             record = placement_record(decision, row, self.clock())
             annotations[ANN_DECISION] = record.to_annotation()
             if gpu_index:
@@ -189,12 +201,47 @@ class Extender:
         else:
             self.crash.reach("after-binding")
             metrics.PODS_BOUND.labels("ok").inc()
+            self._filtered.pop(args.PodUID, None)
             done = self._memo.pop(args.PodUID, None)
             if done is not None:
                 self._memo_rows -= len(done.names)
             if record is not None and self.ledger is not None:
                 await self._record(record)
         return wire.encode(wire.ExtenderBindingResult(Error=error))
+
+    def _check_at_bind(
+        self, uid: str, node: str, decision: Decision | None
+    ) -> tuple[Decision, int, tuple[int, ...]] | str | None:
+        """The pod on its node again, against the GPUs as they are now (pods bound since its
+        prioritize are counted): the decision to record, its row and the GPU slot(s); an error
+        text when the node no longer fits; None when lowcarb never saw the pod.
+
+        kube-scheduler binds in the background while it schedules the next pod, so a GPU slot
+        chosen at prioritize may be taken by the time the bind arrives; and with one feasible
+        node it skips prioritize and binds at once. Re-checking the one node here costs one
+        single-row evaluation and makes both safe: no shared GPU is ever over-committed.
+        """
+        seen = self._filtered.get(uid)
+        if decision is not None:
+            seen = Seen(decision.demand, decision.klass, decision.owner, decision.duration_s)
+        if seen is None:
+            return None
+        table, unknown = self.state.table_for([node])
+        if unknown:
+            return None
+        engine, now = self.engine(), self.clock()
+        ev = engine.evaluate(seen.demand, table, self.carbon(), now, klass=seen.klass)
+        if not ev.feasible[0]:
+            why = ev.reasons.get(0, "infeasible")
+            return f"node {node} no longer fits pod {seen.demand.key}: {why}; retry scheduling"
+        gpu_index = engine.gpu_index(ev, 0)
+        row = decision.row(node) if decision is not None else None
+        if decision is None or row is None:
+            decision = Decision(
+                seen.demand, seen.klass, table.names, ev, table, now, seen.owner, seen.duration_s
+            )
+            row = 0
+        return decision, row, gpu_index
 
     async def _intend(self, record: PlacementRecord) -> None:
         """Wait (bounded) for the bind intent to be durable; a ledger fault never fails a bind."""

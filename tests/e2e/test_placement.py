@@ -157,16 +157,6 @@ def test_shared_gpus_are_never_over_committed_one_after_another(
     check_shared(api, pods, names[0])
 
 
-BIND_RACE_BUG = (
-    "lowcarb bug: kube-scheduler binds in an asynchronous binding cycle while it already "
-    "schedules the next pod, so the next pod's filter/prioritize can reach lowcarb before this "
-    "pod's bind; lowcarb counts a pod only from its bind (assume) and bind keeps the GPU index "
-    "chosen at prioritize time without re-checking, so sharing pods pile onto one GPU. With "
-    "the bind delivered 300 ms late (a proxy) it happens every time; without the proxy, 12-pod "
-    "bursts on 2 cores over-committed a GPU (1200 milli) in about half of the runs"
-)
-
-
 @pytest.fixture(scope="module")
 def slow_bind_scheduler(plane: ControlPlane, lowcarb: Lowcarb) -> Iterator[str]:
     """A kube-scheduler (profile lowcarb-slow-bind) whose extender bind arrives 300 ms late."""
@@ -181,7 +171,6 @@ def slow_bind_scheduler(plane: ControlPlane, lowcarb: Lowcarb) -> Iterator[str]:
         proxy.close()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=BIND_RACE_BUG)
 def test_shared_gpus_are_never_over_committed_when_binds_lag(
     api: KubeApi, slow_bind_scheduler: str, session_state: Session
 ) -> None:
@@ -195,16 +184,6 @@ def test_shared_gpus_are_never_over_committed_when_binds_lag(
     check_shared(api, pods, names[0])
 
 
-SINGLE_CANDIDATE_BUG = (
-    "lowcarb bug: when exactly one node passes filtering, kube-scheduler skips prioritize "
-    "(schedule_one.go: 'When only one node after predicate, just use it') and calls bind "
-    "directly; lowcarb remembers a decision only in prioritize, so its bind creates the Binding "
-    "with no decision: no assume (back-to-back shared pods are not counted: 3 x 400 milli land "
-    "on one GPU), no lowcarb.dev/gpu-index, no lowcarb.dev/decision, no ledger row"
-)
-
-
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=SINGLE_CANDIDATE_BUG)
 @pytest.mark.parametrize("mode", MODES)
 def test_shared_gpu_on_a_single_candidate_node(
     api: KubeApi, schedulers: dict[str, str], session_state: Session, mode: str
