@@ -277,3 +277,18 @@ def test_cli_json_shows_the_cost_arithmetic(files: dict[str, Path], tmp_path: Pa
     # the next cheapest (the US-East A100, 0.79 $ against 0.28 $) is far dearer: level 0
     assert [by_name[n]["score"] for n in ("usw2-b-gpu", "use1-a-gpu", "euc1-a-gpu")] == [0, 0, 0]
     assert "cost" not in by_name["euc1-b-cpu"]
+
+
+async def test_cli_and_post_give_the_same_answer(
+    served: tuple[Runtime, str], files: dict[str, Path]
+) -> None:
+    """The same pod, nodes and policy: ``lowcarb explain --json`` and ``POST /explain`` agree on
+    every node's terms (raw and normalised), levels and order."""
+    _, url = served
+    async with httpx.AsyncClient(base_url=url) as http:
+        r = await http.post("/explain", content=(FIXTURES / "pods-get.json").read_bytes())
+    assert r.status_code == 200, r.text
+    args = ["explain", "--pod", str(files["pod_json"]), "--nodes", str(files["nodes_json"])]
+    cli = CliRunner().invoke(lowcarb, [*args, "--policy", str(files["policy"]), "--json"])
+    assert cli.exit_code == 0, cli.output
+    assert json.loads(cli.stdout)["nodes"] == r.json()["nodes"]
