@@ -25,7 +25,7 @@ from scheduler.demand import PodDemand
 from scheduler.policy.classes import ClassChoice, classify
 from scheduler.policy.model import Policy, WorkloadClass
 from scheduler.policy.store import PolicyStore
-from scheduler.scoring import Evaluation, Step, evaluate
+from scheduler.scoring import Evaluation, Pricing, Step, evaluate
 from scheduler.terms import REGISTRY, Context, Term, TermArgs, get_term
 from scheduler.terms.gpu_fit import GpuFit
 
@@ -82,6 +82,20 @@ class Engine:
             learn = policy.gpu
             gpu_fit.configure(learn.windowPods, learn.window_s, learn.popularity)
         self._choices: OrderedDict[str, ClassChoice] = OrderedDict()
+        p = policy.prices
+        self.pricing: Pricing | None = (
+            None
+            if p is None
+            else Pricing(
+                p.carbonPerTonne,
+                p.gpuHourIdle,
+                p.gpuHourBusy,
+                p.strandedGpuHour,
+                p.scarcityExponent,
+                p.indifference,
+                p.fullScale,
+            )
+        )
         self.plans: dict[str, tuple[Step, ...]] = {
             name: plan(cls, self.terms) for name, cls in policy.classes.items()
         }
@@ -183,7 +197,7 @@ class Engine:
             if duration_s is not None
             else (choice.duration_s if choice is not None else None),
         )
-        ev = evaluate(ctx, self.plans[klass], score=score)
+        ev = evaluate(ctx, self.plans[klass], score=score, pricing=self.pricing)
         ev.notes = list(demand.notes)
         return ev
 

@@ -40,6 +40,7 @@ from scheduler.cluster.table import NodeTable
 from scheduler.demand import DemandError, parse_demand
 from scheduler.engine import Engine, EngineStore
 from scheduler.policy.classes import ClassChoice
+from scheduler.scoring import Evaluation
 from scheduler.terms.base import TermScore
 
 UNKNOWN_NODE = "node not in lowcarb's cache (not synced yet, or deleted)"
@@ -87,15 +88,16 @@ def explain(
                     "normalized": _num(ts.normalized[i], 4),
                     "weight": ev.weights.get(name, 0.0),
                 }
-        nodes.append(
-            {
-                "node": table.names[i],
-                "feasible": feasible,
-                "reason": None if feasible else ev.reasons.get(i, "infeasible"),
-                "terms": terms,
-                "score": int(ev.levels[i]),
-            }
-        )
+        entry: dict[str, Any] = {
+            "node": table.names[i],
+            "feasible": feasible,
+            "reason": None if feasible else ev.reasons.get(i, "infeasible"),
+            "terms": terms,
+            "score": int(ev.levels[i]),
+        }
+        if feasible and ev.cost is not None:
+            entry["cost"] = _cost_row(ev, table, i)
+        nodes.append(entry)
     for name in unknown:
         nodes.append(
             {"node": name, "feasible": False, "reason": UNKNOWN_NODE, "terms": {}, "score": 0}
@@ -108,6 +110,37 @@ def explain(
         "class_reason": choice.reason,
         "expected_duration_s": choice.duration_s,
         "notes": list(ev.notes),
+    }
+
+
+def _cost_row(ev: Evaluation, table: NodeTable, i: int) -> dict[str, Any]:
+    """The cost arithmetic of row ``i``: quantities, the prices they met, the sum (USD)."""
+    c = ev.cost
+    if c is None:
+        return {}
+    carbon = ev.terms.get("carbon")
+    grams = float(carbon.raw[i]) if carbon is not None else math.nan
+    intensity = math.nan
+    run_h = math.nan
+    if carbon is not None:
+        intensity = float(carbon.detail.get("intensity", np.full(len(table), np.nan))[i])
+        run_h = float(carbon.detail.get("run_h", np.full(len(table), np.nan))[i])
+    kwh = grams / intensity if intensity > 0 else math.nan  # at the site's PUE
+    return {
+        "zone": table.zones[int(table.zone[i])] if int(table.zone[i]) >= 0 else None,
+        "g_per_kwh": _num(intensity, 1),
+        "run_h": _num(run_h),
+        "kwh": _num(kwh),
+        "g_co2e": _num(grams, 1),
+        "gpu_hours": _num(c.gpu_hours[i]),
+        "stranded_gpus": _num(c.stranded_gpus[i]),
+        "scarcity": _num(c.scarcity, 4),
+        "gpu_hour_usd": _num(c.gpu_hour_price, 4),
+        "stranded_gpu_hour_usd": _num(c.stranded_hour_price, 4),
+        "carbon_usd": _num(c.carbon_usd[i], 6),
+        "gpu_usd": _num(c.gpu_usd[i], 6),
+        "stranded_usd": _num(c.stranded_usd[i], 6),
+        "cost_usd": _num(c.cost[i], 6),
     }
 
 
@@ -181,6 +214,53 @@ def render(result: dict[str, Any], console: Console) -> None:
         table.add_row(*cells)
     if feasible:
         console.print(table)
+    costed = [n for n in feasible if "cost" in n]
+    if costed:
+        arithmetic = Table(
+            title="cost (USD) = gCO2e x carbon price + GPU-h x GPU-hour price "
+            "+ stranded GPUs x run h x stranded price"
+        )
+        cols = (
+            "node",
+            "zone",
+            "g/kWh",
+            "run h",
+            "kWh",
+            "gCO2e",
+            "GPU-h",
+            "stranded",
+            "scarcity",
+            "$/GPU-h",
+            "carbon $",
+            "GPU $",
+            "stranded $",
+            "cost $",
+            "score",
+        )
+        keys = (
+            "zone",
+            "g_per_kwh",
+            "run_h",
+            "kwh",
+            "g_co2e",
+            "gpu_hours",
+            "stranded_gpus",
+            "scarcity",
+            "gpu_hour_usd",
+            "carbon_usd",
+            "gpu_usd",
+            "stranded_usd",
+            "cost_usd",
+        )
+        for col in cols:
+            arithmetic.add_column(col, justify="left" if col in ("node", "zone") else "right")
+        for node in costed:
+            c = node["cost"]
+            cells = [
+                "-" if c[k] is None else f"{c[k]:g}" if k != "zone" else str(c[k]) for k in keys
+            ]
+            arithmetic.add_row(node["node"], *cells, str(node["score"]))
+        console.print(arithmetic)
     else:
         console.print("[red]no feasible node[/]")
     for node in result["nodes"]:

@@ -50,3 +50,27 @@ def quantize(values: np.ndarray) -> np.ndarray:
     head_levels = np.maximum(np.minimum.accumulate(linear + k) - k, floor)
     out[finite] = head_levels[group[pos]]
     return out
+
+
+def quantize_cost(
+    cost: np.ndarray, indifference: float = 0.02, full_scale: float = 1.0
+) -> np.ndarray:
+    """Integer levels 0..10 from costs (lower is better), by differences that matter.
+
+    With ``best`` the least finite cost and ``d = (cost - best) / best``: nodes with
+    ``d <= indifference`` get 10 (kube-scheduler's own plugins decide among them); others get
+    ``round(10 * (1 - d / full_scale))`` clipped to 0..9, so noise never spans the range. Where
+    the best cost is not positive, every finite node within ``indifference`` (absolute) of it
+    gets 10 and the rest fall linearly over ``full_scale`` (absolute). NaN costs get 0.
+    """
+    c = np.asarray(cost, dtype=np.float64)
+    out = np.zeros(c.shape, dtype=np.int64)
+    finite = np.isfinite(c)
+    if not finite.any():
+        return out
+    best = float(c[finite].min())
+    scale = best if best > 0.0 else 1.0
+    d = (c[finite] - best) / scale
+    linear = np.clip(np.rint(LEVELS * (1.0 - d / full_scale)), 0, LEVELS - 1).astype(np.int64)
+    out[finite] = np.where(d <= indifference, LEVELS, linear)
+    return out

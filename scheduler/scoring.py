@@ -19,8 +19,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from scheduler.cluster.table import LazyReasons
-from scheduler.quantize import quantize
+from scheduler.quantize import quantize, quantize_cost
 from scheduler.terms.base import Context, Term, TermArgs, TermScore
+from scheduler.terms.carbon import gpu_share
 
 
 class Step(NamedTuple):
@@ -31,6 +32,87 @@ class Step(NamedTuple):
     weight: float
     args: TermArgs  # the term's ``Args`` for this class
     scored: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Pricing:
+    """The policy's ``prices`` as plain floats (read per cycle; no pydantic in the loop)."""
+
+    carbon_per_tonne: float = 190.0
+    gpu_hour_idle: float = 0.01
+    gpu_hour_busy: float = 4.10
+    stranded_gpu_hour: float = 4.10
+    scarcity_exponent: float = 2.0
+    indifference: float = 0.02
+    full_scale: float = 1.0
+
+
+@dataclass(slots=True)
+class CostBreakdown:
+    """Each node's cost arithmetic (USD; NaN where infeasible) and the fleet's scarcity."""
+
+    allocated_share: float
+    scarcity: float
+    gpu_hour_price: float
+    stranded_hour_price: float
+    gpu_hours: np.ndarray  # GPUs x run hours on the node's model
+    stranded_gpus: np.ndarray  # FGD fragmentation delta, GPUs (0 without the fgd term)
+    carbon_usd: np.ndarray
+    gpu_usd: np.ndarray
+    stranded_usd: np.ndarray
+    cost: np.ndarray
+
+
+def allocated_share(ctx: Context) -> float:
+    """Allocated share of the whole table's GPUs (0 when it has none)."""
+    t = ctx.table
+    total = float(np.asarray(t.gpu_total, dtype=np.float64).sum())
+    if total <= 0.0:
+        return 0.0
+    free = float(np.clip(np.asarray(t.gpu_free, dtype=np.float64), 0, None).sum()) / 1000.0
+    return float(min(max(1.0 - free / total, 0.0), 1.0))
+
+
+def price(
+    ctx: Context, scores: Mapping[str, TermScore], pricing: Pricing, share: float
+) -> CostBreakdown:
+    """Cost per row of ``ctx.table`` from the carbon and gpu_fit terms' physical quantities."""
+    n = len(ctx.table)
+    scarcity = share**pricing.scarcity_exponent
+    gpu_price = pricing.gpu_hour_idle + (pricing.gpu_hour_busy - pricing.gpu_hour_idle) * scarcity
+    stranded_price = pricing.stranded_gpu_hour * scarcity
+    carbon = scores.get("carbon")
+    run_h = np.full(n, ctx.duration_s / 3600.0)
+    grams = np.zeros(n)
+    if carbon is not None:
+        grams = np.asarray(carbon.raw, dtype=np.float64)
+        known = np.isfinite(grams)
+        if known.any() and not known.all():  # unknown zone: neutral, the candidates' mean
+            grams = np.where(known, grams, float(grams[known].mean()))
+        hours = carbon.detail.get("run_h")
+        if hours is not None:
+            run_h = np.asarray(hours, dtype=np.float64)
+    gpu_hours = gpu_share(ctx.pod) * run_h if ctx.pod.wants_gpu else np.zeros(n)
+    fit = scores.get("gpu_fit")
+    stranded = np.zeros(n)
+    if fit is not None and fit.unit == "fragmented GPUs added":
+        stranded = np.nan_to_num(np.asarray(fit.raw, dtype=np.float64), nan=0.0)
+    carbon_usd = np.nan_to_num(grams, nan=0.0) / 1e6 * pricing.carbon_per_tonne
+    gpu_usd = gpu_hours * gpu_price
+    stranded_usd = stranded * run_h * stranded_price
+    cost = carbon_usd + gpu_usd + stranded_usd
+    return CostBreakdown(
+        share,
+        scarcity,
+        gpu_price,
+        stranded_price,
+        gpu_hours,
+        stranded,
+        carbon_usd,
+        gpu_usd,
+        stranded_usd,
+        cost,
+    )
 
 
 @dataclass(slots=True)
@@ -45,6 +127,7 @@ class Evaluation:
     combined: np.ndarray  # float [N], NaN where infeasible
     levels: np.ndarray  # int64 [N], 0 where infeasible
     notes: list[str] = field(default_factory=list)
+    cost: CostBreakdown | None = None  # with a policy's ``prices``: the cost arithmetic
     _reasons: dict[int, str] | None = None
 
     @property
@@ -67,9 +150,16 @@ class Evaluation:
         return int(np.nanargmax(self.combined))
 
 
-def evaluate(ctx: Context, steps: Sequence[Step], *, score: bool = True) -> Evaluation:
-    """Run every step's filter, then (if ``score``) score and combine over the feasible rows."""
+def evaluate(
+    ctx: Context, steps: Sequence[Step], *, score: bool = True, pricing: Pricing | None = None
+) -> Evaluation:
+    """Run every step's filter, then (if ``score``) score and combine over the feasible rows.
+
+    With ``pricing``: the levels follow each node's cost (:func:`price`,
+    :func:`~scheduler.quantize.quantize_cost`) and ``combined`` is the level plus the gpu_fit
+    preference / 10 (the stable order among equal levels), instead of the weighted sum."""
     n = len(ctx.table)
+    share = allocated_share(ctx) if pricing is not None else 0.0
     feasible = np.ones(n, dtype=bool)
     parts: list[tuple[np.ndarray, Mapping[int, str]]] = []
     for step in steps:
@@ -100,10 +190,54 @@ def evaluate(ctx: Context, steps: Sequence[Step], *, score: bool = True) -> Eval
                     norm = np.nan_to_num(norm, nan=0.0)
                 total += w * norm
                 weight_sum += w
+        if pricing is not None:
+            sub_scores = {
+                name: ts if rows is None else _restricted(ts, rows) for name, ts in scores.items()
+            }
+            breakdown = price(sub, sub_scores, pricing, share)
+            lv = quantize_cost(breakdown.cost, pricing.indifference, pricing.full_scale)
+            fit = sub_scores.get("gpu_fit")
+            order = np.zeros(len(lv)) if fit is None else np.nan_to_num(fit.normalized, nan=0.0)
+            combined[feasible] = lv + 0.1 * order
+            levels[feasible] = lv
+            cost = _expand_cost(breakdown, rows, n)
+            return Evaluation(
+                feasible, parts, scores, weights, combined, levels, list(ctx.pod.notes), cost
+            )
         total = total / weight_sum if weight_sum > 0 else np.ones(len(total))
         combined[feasible] = total
         levels[feasible] = quantize(total)
     return Evaluation(feasible, parts, scores, weights, combined, levels, list(ctx.pod.notes))
+
+
+def _restricted(ts: TermScore, rows: np.ndarray) -> TermScore:
+    """``ts`` (over all rows) back on the feasible ``rows`` only."""
+    detail = {k: v[rows] if v.shape[:1] == (ts.raw.shape[0],) else v for k, v in ts.detail.items()}
+    return TermScore(ts.raw[rows], ts.normalized[rows], ts.unit, detail, ts.carbon_data)
+
+
+def _expand_cost(b: CostBreakdown, rows: np.ndarray | None, n: int) -> CostBreakdown:
+    """``b`` over the feasible ``rows`` spread back over all ``n`` rows (NaN elsewhere)."""
+    if rows is None:
+        return b
+
+    def spread(v: np.ndarray) -> np.ndarray:
+        out = np.full(n, np.nan)
+        out[rows] = v
+        return out
+
+    return CostBreakdown(
+        b.allocated_share,
+        b.scarcity,
+        b.gpu_hour_price,
+        b.stranded_hour_price,
+        spread(b.gpu_hours),
+        spread(b.stranded_gpus),
+        spread(b.carbon_usd),
+        spread(b.gpu_usd),
+        spread(b.stranded_usd),
+        spread(b.cost),
+    )
 
 
 def _restrict(ctx: Context, rows: np.ndarray) -> Context:

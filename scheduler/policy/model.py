@@ -222,6 +222,58 @@ class GpuLearning(_Strict):
         return self.window
 
 
+class Prices(_Strict):
+    """One currency for placement: each node's cost for the pod is the sum of physical quantities
+    times these prices (US dollars), and the 0..10 answer follows cost differences that matter.
+
+    cost = gCO2e / 1e6 x carbonPerTonne
+         + GPUs x run hours on the node's model x gpuHour(s)          (occupied GPU time)
+         + stranded GPUs (FGD delta) x run hours x strandedGpuHour x s
+    with s = allocated GPU share ** scarcityExponent (0 on an idle fleet, 1 when full) and
+    gpuHour(s) = gpuHourIdle + (gpuHourBusy - gpuHourIdle) x s.
+    """
+
+    carbonPerTonne: float = Field(
+        default=190.0,
+        ge=0.0,
+        description="Internal carbon price, USD per tCO2e (default: US EPA 2023 social cost of "
+        "carbon, 2 % near-term discount rate, 2020 emissions, 2020 dollars)",
+    )
+    gpuHourIdle: float = Field(
+        default=0.01,
+        ge=0.0,
+        description="Opportunity price of one occupied GPU-hour on an idle fleet, USD; the same "
+        "for every model, so a 5x slower GPU costs 5x the GPU time",
+    )
+    gpuHourBusy: float = Field(
+        default=4.10,
+        ge=0.0,
+        description="Price of one occupied GPU-hour on a full fleet, USD (default: AWS "
+        "p4d.24xlarge on-demand, us-east-1, $32.77/h for 8 A100, approximate)",
+    )
+    strandedGpuHour: float = Field(
+        default=4.10,
+        ge=0.0,
+        description="Price of one stranded GPU-hour (FGD fragmentation delta x run hours) on a "
+        "full fleet, USD, scaled by scarcity",
+    )
+    scarcityExponent: float = Field(
+        default=2.0,
+        gt=0.0,
+        le=10.0,
+        description="Scarcity s = allocated GPU share ** this (0 idle, 1 full)",
+    )
+    indifference: Fraction = Field(
+        default=0.02,
+        description="Nodes within this fraction of the cheapest node's cost all score 10",
+    )
+    fullScale: float = Field(
+        default=1.0,
+        gt=0.0,
+        description="Relative extra cost ((cost - best) / best) that maps to score 0",
+    )
+
+
 Weight = Annotated[float, Field(ge=0.0, le=1000.0)]
 
 
@@ -284,6 +336,11 @@ class Policy(_Strict):
     accounting: AccountingPolicy = Field(
         default_factory=AccountingPolicy,
         description="Ledger accounting: market-based factors, residual mix, measured energy",
+    )
+    prices: Prices | None = Field(
+        default=None,
+        description="Price the terms' physical quantities in one currency (USD) and score "
+        "nodes by cost; without it, the weighted sum of normalised terms",
     )
     classes: dict[ClassName, WorkloadClass] = Field(
         default_factory=lambda: {DEFAULT_CLASS: WorkloadClass()},

@@ -134,6 +134,7 @@ class Carbon(Term[CarbonArgs]):
         # one carbon lookup per distinct (zone, GPU model): gCO2e at PUE 1, and the intensity
         grams = np.full(len(uniq), np.nan, dtype=np.float64)
         g_kwh = np.full(len(uniq), np.nan, dtype=np.float64)
+        run_h = np.full(len(uniq), ctx.duration_s / 3600.0, dtype=np.float64)
         missing: list[str] = []
         averaged: dict[str, str] = {}  # zone -> source, where marginal was asked, average served
         # it_watts = GPU watts x GPUs + CPU watts + memory watts, summed in that order
@@ -150,6 +151,7 @@ class Carbon(Term[CarbonArgs]):
             if not wants_gpu:
                 speed = 1.0
             duration = ctx.duration_s / speed
+            run_h[k] = duration / 3600.0
             reading = ctx.carbon.mean_intensity(zone, ctx.now_s, ctx.now_s + duration, kind)
             if reading is None:
                 missing.append(zone)
@@ -194,6 +196,6 @@ class Carbon(Term[CarbonArgs]):
             raw=raw,
             normalized=normalized,
             unit="gCO2e",
-            detail={"intensity": intensity},
+            detail={"intensity": intensity, "run_h": run_h[inverse]},
             carbon_data=sources,
         )

@@ -250,3 +250,44 @@ def test_cli_counts_running_pods_but_not_the_explained_one(files: dict[str, Path
     assert by_name["usw2-b-gpu"]["reason"] == "needs 4 free GPUs, has 3 of 4"
     assert by_name["usw2-a-gpu"]["feasible"] is True
     assert by_name["usw2-a-gpu"]["score"] == 10
+
+
+def test_cli_json_shows_the_cost_arithmetic(files: dict[str, Path], tmp_path: Path) -> None:
+    """With ``prices``, each feasible node carries its cost arithmetic and the levels follow
+    cost: the H100 (3 h x 4 GPUs = 12 GPU-h) beats the L4 (80 GPU-h) despite the L4's fewer
+    gCO2e, which the weights model ranked first (check_shape)."""
+    policy = tmp_path / "priced.yaml"
+    policy.write_text(POLICY + "prices: {carbonPerTonne: 190, gpuHourIdle: 0.01}\n")
+    args = ["explain", "--pod", str(files["pod_json"]), "--nodes", str(files["nodes_json"])]
+    result = CliRunner().invoke(lowcarb, [*args, "--policy", str(policy), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    by_name = {n["node"]: n for n in out["nodes"]}
+    gpu_h = {"usw2-b-gpu": 80.0, "usw2-a-gpu": 12.0, "use1-a-gpu": 24.0, "euc1-a-gpu": 24.0}
+    for name, grams in EXPECTED_G.items():
+        c = by_name[name]["cost"]
+        assert c["scarcity"] == 0.0  # no pods running: an idle fleet
+        assert c["g_co2e"] == pytest.approx(grams, abs=0.1)
+        assert c["gpu_hours"] == pytest.approx(gpu_h[name])
+        assert c["carbon_usd"] == pytest.approx(grams * 190e-6, rel=1e-3)
+        assert c["cost_usd"] == pytest.approx(grams * 190e-6 + gpu_h[name] * 0.01, rel=1e-3)
+        assert c["kwh"] * c["g_per_kwh"] == pytest.approx(grams, rel=1e-3)
+    assert out["nodes"][0]["node"] == "usw2-a-gpu" and out["nodes"][0]["score"] == 10
+    # the next cheapest (the US-East A100, 0.79 $ against 0.28 $) is far dearer: level 0
+    assert [by_name[n]["score"] for n in ("usw2-b-gpu", "use1-a-gpu", "euc1-a-gpu")] == [0, 0, 0]
+    assert "cost" not in by_name["euc1-b-cpu"]
+
+
+async def test_cli_and_post_give_the_same_answer(
+    served: tuple[Runtime, str], files: dict[str, Path]
+) -> None:
+    """The same pod, nodes and policy: ``lowcarb explain --json`` and ``POST /explain`` agree on
+    every node's terms (raw and normalised), levels and order."""
+    _, url = served
+    async with httpx.AsyncClient(base_url=url) as http:
+        r = await http.post("/explain", content=(FIXTURES / "pods-get.json").read_bytes())
+    assert r.status_code == 200, r.text
+    args = ["explain", "--pod", str(files["pod_json"]), "--nodes", str(files["nodes_json"])]
+    cli = CliRunner().invoke(lowcarb, [*args, "--policy", str(files["policy"]), "--json"])
+    assert cli.exit_code == 0, cli.output
+    assert json.loads(cli.stdout)["nodes"] == r.json()["nodes"]
