@@ -1,0 +1,54 @@
+"""``--output table|json|csv`` and ``--wide`` of the data commands that run offline (carbon show on
+the embedded policy's static values, explain on recorded manifests): the table fits 80 columns,
+``--wide`` has every column, CSV and JSON carry the same values, ``--json`` is ``--output json``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from typer.testing import CliRunner
+
+from scheduler.cli.main import app
+
+SHOW = ["carbon", "show", "--zones", "SE-SE3,DE,ATLANTIS", "--forecast", "24h"]
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "80"}, terminal_width=80)
+    assert "Traceback" not in result.output
+    return result.exit_code, result.stdout
+
+
+def widest(text: str) -> int:
+    return max(len(line) for line in text.splitlines())
+
+
+def test_carbon_show_table_fits_80_and_wide_adds_the_kind_column() -> None:
+    code, narrow = run(*SHOW)
+    assert code == 1  # ATLANTIS has no value
+    assert widest(narrow) <= 80, narrow
+    assert "fc mean" in narrow and "kind" not in narrow and "SE-SE3" in narrow
+    code, wide = run(*SHOW, "--wide")
+    for head in ("zone", "now", "source", "age", "kind", "stale", "fc mean", "fc min", "min in"):
+        assert head in wide, head
+
+
+def test_carbon_show_csv_and_json_agree_and_json_flag_is_an_alias() -> None:
+    _, text = run(*SHOW, "--output", "csv")
+    rows = {r["zone"]: r for r in csv.DictReader(io.StringIO(text))}
+    assert list(rows) == ["SE-SE3", "DE", "ATLANTIS"]
+    assert rows["ATLANTIS"]["reason"] == "unknown_zone" and rows["ATLANTIS"]["g_per_kwh"] == ""
+    _, as_output = run(*SHOW, "-o", "json")
+    _, as_flag = run(*SHOW, "--json")
+    assert json.loads(as_output) == json.loads(as_flag)
+    zones = json.loads(as_output)["zones"]
+    assert float(rows["DE"]["g_per_kwh"]) == zones["DE"]["g_per_kwh"]
+    assert float(rows["DE"]["fc_mean_g_per_kwh"]) == zones["DE"]["forecast"]["mean_g_per_kwh"]
+
+
+def test_json_flag_contradicting_output_is_a_usage_error() -> None:
+    result = CliRunner().invoke(app, [*SHOW, "--json", "--output", "csv"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("lowcarb: error: --json: contradicts --output csv;")
