@@ -11,6 +11,7 @@ import json
 from typer.testing import CliRunner
 
 from scheduler.cli.main import app
+from tests.support.policy import FIXTURES
 
 SHOW = ["carbon", "show", "--zones", "SE-SE3,DE,ATLANTIS", "--forecast", "24h"]
 
@@ -52,3 +53,20 @@ def test_json_flag_contradicting_output_is_a_usage_error() -> None:
     result = CliRunner().invoke(app, [*SHOW, "--json", "--output", "csv"])
     assert result.exit_code == 2
     assert result.stderr.startswith("lowcarb: error: --json: contradicts --output csv;")
+
+
+def test_explain_table_fits_80_and_csv_has_one_row_per_node() -> None:
+    pod, nodes = str(FIXTURES / "pods-get.json"), str(FIXTURES / "nodes-list.json")
+    args = ["explain", "--pod", pod, "--nodes", nodes, "--offline"]
+    code, table = run(*args)
+    assert code == 0 and widest(table) <= 80, table
+    code, text = run(*args, "--output", "csv")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(text)))
+    result = json.loads(run(*args, "--json")[1])
+    assert json.loads(run(*args, "-o", "json")[1]) == result
+    assert [r["node"] for r in rows] == [n["node"] for n in result["nodes"]]
+    first = result["nodes"][0]
+    assert rows[0]["score"] == str(first["score"]) and rows[0]["feasible"] == "True"
+    infeasible = [r for r in rows if r["feasible"] == "False"]
+    assert infeasible and all("GPUs" in r["reason"] for r in infeasible)
