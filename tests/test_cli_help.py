@@ -57,3 +57,29 @@ def test_help_fits_80_columns_without_type_markers(path: list[str]) -> None:
     help_line = next(line for line in text.splitlines() if "--help" in line)
     # the flag's row: its name, then its description, no type between them
     assert re.search(r"--help\s+Show this message", help_line), help_line
+
+
+def _complete(words: str) -> list[str]:
+    """What bash completion offers for ``words`` (the installed command, as the shell runs it)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {
+        **os.environ,
+        "_LOWCARB_COMPLETE": "complete_bash",
+        "COMP_WORDS": words,
+        "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1)),
+    }
+    lowcarb = Path(sys.executable).parent / "lowcarb"
+    out = subprocess.run([str(lowcarb)], env=env, capture_output=True, timeout=60, check=True)
+    return out.stdout.decode().split()
+
+
+def test_shell_completion_is_enabled_and_completes_commands_options_and_choices() -> None:
+    result = CliRunner().invoke(app, ["--show-completion", "bash"])
+    assert result.exit_code == 0 and "_lowcarb_completion" in result.stdout
+    assert _complete("lowcarb gat") == ["gates"]
+    assert "--output" in _complete("lowcarb gates plan --out")
+    assert _complete("lowcarb carbon show -o ") == ["table", "json", "csv"]

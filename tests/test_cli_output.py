@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -70,3 +71,13 @@ def test_explain_table_fits_80_and_csv_has_one_row_per_node() -> None:
     assert rows[0]["score"] == str(first["score"]) and rows[0]["feasible"] == "True"
     infeasible = [r for r in rows if r["feasible"] == "False"]
     assert infeasible and all("GPUs" in r["reason"] for r in infeasible)
+
+
+def test_policy_validate_output_is_its_format_option() -> None:
+    policy = str(Path(__file__).parents[1] / "policies" / "default.yaml")
+    code, by_output = run("policy", "validate", "--output", "json", policy)
+    assert code == 0, by_output
+    assert json.loads(by_output) == json.loads(
+        run("policy", "validate", "--format", "json", policy)[1]
+    )
+    assert json.loads(by_output)["valid"] is True
