@@ -16,6 +16,7 @@ import typer
 
 from scheduler.cli.carbon_show import run_show
 from scheduler.cli.errors import input_file, new_app
+from scheduler.cli.output import OutputOpt, WideOpt
 
 app = new_app(help="Carbon-intensity data: providers, cache and fallback.")
 
@@ -40,7 +41,9 @@ def show(
         list[str] | None,
         typer.Option("--fallback", help="Fallback provider (repeatable); static is always last."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    output: OutputOpt = None,
+    wide: WideOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --output json")] = False,
     policy: Annotated[
         Path | None,
         typer.Option(
@@ -49,4 +52,4 @@ def show(
     ] = None,
 ) -> None:
     """Show current (and forecast) carbon intensity per zone, with source and age."""
-    run_show(policy, zones, forecast, provider, fallback, as_json)
+    run_show(policy, zones, forecast, provider, fallback, as_json, output=output, wide=wide)

@@ -2,7 +2,8 @@
 
 :func:`run_show` builds the carbon cache with the composition root (:func:`scheduler.app.compose`)
 from a policy's ``carbon:`` section (or the embedded default's) with ``--provider`` /
-``--fallback`` applied, refreshes it once and prints a rich table, or JSON with ``--json``.
+``--fallback`` applied, refreshes it once and prints a rich table (``--wide``: every column),
+JSON (``--output json``, alias ``--json``) or CSV (``--output csv``).
 Exit 0 when every zone got a value from some source of the chain, 1 when some zone got none (that
 zone is listed with the reason ``unknown_zone`` and how to fix it), 2 on bad input; ``--policy``
 is read with the one policy loader, so a bad policy is reported as ``lowcarb policy validate``
@@ -20,7 +21,6 @@ from typing import Any
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -31,6 +31,9 @@ from carbon.providers.registry import known_types
 from carbon.snapshot import CarbonSnapshot
 from scheduler.cli.errors import UsageError
 from scheduler.cli.inputs import policy_errors
+from scheduler.cli.output import Column, Output, csv_text, resolve
+from scheduler.cli.output import console as output_console
+from scheduler.cli.output import table as output_table
 
 
 def _fail(option: str, problem: str, fix: str = "", details: list[str] | None = None) -> UsageError:
@@ -145,36 +148,52 @@ def _age(seconds: int) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
-def _table(results: list[dict[str, Any]], horizon: float, now: float) -> Table:
-    table = Table(title="Grid carbon intensity (gCO2e/kWh)")
-    table.add_column("zone", no_wrap=True)
-    for col in ("now", "source", "age", "kind", "stale"):
-        table.add_column(col, justify="right" if col in ("now", "age") else "left")
+def _flat(res: dict[str, Any], now: float) -> dict[str, Any]:
+    """One zone as a flat row: the table's and the CSV's cells."""
+    val = res["value"]
+    if val is None:
+        return {"zone": res["zone"], "source": UNKNOWN_ZONE, "reason": UNKNOWN_ZONE}
+    row: dict[str, Any] = {"zone": res["zone"], **val, "reason": None}
+    fc = res.get("forecast")
+    if fc is not None:
+        row["fc_mean_g_per_kwh"] = fc["mean_g_per_kwh"]
+        row["fc_min_g_per_kwh"] = fc["min_g_per_kwh"]
+        row["fc_min_in_s"] = None if fc["min_at"] is None else max(0, int(fc["min_at"] - now))
+    return row
+
+
+def _g(value: float) -> str:
+    return f"{value:.0f}"
+
+
+BASE_COLUMNS = (
+    Column("zone", "zone"),
+    Column("g_per_kwh", "now", right=True, fmt=_g),
+    Column("source", "source"),
+    Column("age_s", "age", right=True, fmt=_age),
+    Column("kind", "kind", narrow=False, fmt=lambda k: "avg" if k == "average" else "marg"),
+    Column("stale", "stale", fmt=lambda s: "[yellow]yes[/yellow]" if s else "no"),
+)
+FORECAST_COLUMNS = (
+    Column("fc_mean_g_per_kwh", "fc mean", right=True, fmt=_g),
+    Column("fc_min_g_per_kwh", "fc min", right=True, fmt=_g),
+    Column("fc_min_in_s", "min in", right=True, fmt=_age),
+)
+CSV_ONLY = (Column("reason", "reason"),)
+
+
+def _columns(horizon: float) -> tuple[Column, ...]:
+    return BASE_COLUMNS + (FORECAST_COLUMNS if horizon > 0 else ())
+
+
+def _table(results: list[dict[str, Any]], horizon: float, now: float, wide: bool = False) -> Table:
+    rows = [_flat(res, now) for res in results]
+    for row in rows:
+        if row["reason"] is not None:
+            row["source"] = f"[red]{UNKNOWN_ZONE}[/red]"
+    table = output_table("Grid carbon intensity (gCO2e/kWh)", _columns(horizon), rows, wide=wide)
     if horizon > 0:
         table.caption = f"forecast columns: next {horizon / 3600:g}h"
-        for col in ("fc mean", "fc min", "min in"):
-            table.add_column(col, justify="right")
-    for res in results:
-        val = res["value"]
-        if val is None:
-            table.add_row(res["zone"], "-", f"[red]{UNKNOWN_ZONE}[/red]", "-", "-", "-")
-            continue
-        row = [
-            res["zone"],
-            f"{val['g_per_kwh']:.0f}",
-            val["source"],
-            _age(val["age_s"]),
-            "avg" if val["kind"] == "average" else "marg",
-            "[yellow]yes[/yellow]" if val["stale"] else "no",
-        ]
-        if horizon > 0:
-            fc = res["forecast"]
-            mean = fc["mean_g_per_kwh"]
-            low = fc["min_g_per_kwh"]
-            row.append(f"{mean:.0f}" if mean is not None else "-")
-            row.append(f"{low:.0f}" if low is not None else "-")
-            row.append(_age(max(0, int(fc["min_at"] - now))) if fc["min_at"] is not None else "-")
-        table.add_row(*row)
     return table
 
 
@@ -184,7 +203,10 @@ def run_show(
     forecast: str | None,
     provider: str | None,
     fallback: list[str] | None,
-    as_json: bool,
+    as_json: bool = False,
+    *,
+    output: Output | None = None,
+    wide: bool = False,
 ) -> None:
     """Show current (and forecast) carbon intensity per zone, with source and age.
 
@@ -206,8 +228,13 @@ def run_show(
     def chain(base: CarbonConfig) -> CarbonConfig:
         return build_config(base, provider, fallback)
 
+    fmt = resolve(output, as_json)
     results, now = asyncio.run(_collect(policy, chain, zone_list, horizon))
-    if as_json:
+    if fmt is Output.csv:
+        typer.echo(
+            csv_text(_columns(horizon) + CSV_ONLY, [_flat(r, now) for r in results]), nl=False
+        )
+    elif fmt is Output.json:
         payload: dict[str, Any] = {"zones": {}}
         for res in results:
             entry = res["value"] if res["value"] is not None else res["missing"]
@@ -216,8 +243,8 @@ def run_show(
             payload["zones"][res["zone"]] = entry
         typer.echo(json.dumps(payload))
     else:
-        console = Console()
-        console.print(_table(results, horizon, now))
+        console = output_console(wide)
+        console.print(_table(results, horizon, now, wide))
         for res in results:
             if res["value"] is None:
                 zone, message = escape(res["zone"]), escape(res["missing"]["message"])

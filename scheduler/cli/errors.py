@@ -246,12 +246,76 @@ class _Reporting:
             return super().invoke(ctx)  # type: ignore[misc]
 
 
+def plain_types(command: Any) -> Any:
+    """Help without typer's ``<bool>``/``<str>`` markers, on ``command`` and its parameters.
+
+    typer (0.2x) labels every parameter's type as ``<type>``, flags and ``--help`` included. Here a
+    flag shows no type and a value shows click's plain name (``TEXT``, ``PATH``, ``FLOAT``; the
+    choices themselves for an enum), so a help screen reads as usual and fits 80 columns.
+    """
+    for param in getattr(command, "params", ()):
+        if getattr(param, "_lowcarb_plain", False):
+            continue
+        param.display_type_rich = lambda ctx, param=param: _plain_label(param, ctx)
+        param._lowcarb_plain = True
+    return command
+
+
+_NAMES = {"str": "TEXT", "int": "INTEGER", "float": "FLOAT", "path": "PATH", "bool": "BOOLEAN"}
+
+
+def _plain_label(param: Any, ctx: Any) -> str | None:
+    if getattr(param, "is_flag", False) or getattr(param, "count", False):
+        return None
+    metavar = getattr(param, "metavar", None)
+    if metavar is not None and getattr(param, "param_type_name", "") == "option":
+        return str(metavar)
+    try:
+        typed = str(type(param).display_type(param, ctx))  # typer's "<float range>", "<path>"
+    except Exception:  # another typer: no type column rather than a broken help screen
+        return None
+    inner = typed.strip("<>")
+    desc = getattr(param, "type_descriptor", None)
+    if desc is not None and getattr(desc, "is_choice", False):
+        return inner.removeprefix("list[").removesuffix("]")
+    inner = inner.removeprefix("list[").removesuffix("]").split()[0] if inner else "str"
+    label = _NAMES.get(inner.lower(), inner.upper())
+    many = getattr(param, "nargs", 1) != 1 or getattr(param, "multiple", False)
+    return f"{label}..." if many else label
+
+
 class LowcarbGroup(_Reporting, TyperGroup):
-    """The group class of every lowcarb typer app: mistakes reach the user as lowcarb's lines."""
+    """The group class of every lowcarb typer app: mistakes reach the user as lowcarb's lines,
+    help screens carry no ``<type>`` markers (:func:`plain_types`)."""
+
+    def get_params(self, ctx: Any) -> Any:
+        return plain_types(_Params(super().get_params(ctx)))
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _plain_all(command, ctx)
+        return command
 
 
 class LowcarbCommand(_Reporting, TyperCommand):
     """The same for an app of one command (typer then runs the command without a group)."""
+
+    def get_params(self, ctx: Any) -> Any:
+        return plain_types(_Params(super().get_params(ctx)))
+
+
+class _Params(list[Any]):
+    """A parameter list seen as a command (``plain_types`` reads ``.params``)."""
+
+    @property
+    def params(self) -> list[Any]:
+        return list(self)
+
+
+def _plain_all(command: Any, ctx: Any) -> None:
+    getter = getattr(command, "get_params", None)
+    plain_types(_Params(getter(ctx)) if callable(getter) else command)
 
 
 def new_app(**kwargs: Any) -> typer.Typer:

@@ -23,6 +23,7 @@ from carbon.types import CarbonView
 from scheduler import wire
 from scheduler.cli.errors import blame, input_file
 from scheduler.cli.inputs import policy_errors
+from scheduler.cli.output import Column, Output, OutputOpt, csv_text, resolve
 from scheduler.explain import ExplainError, render
 from scheduler.explain import explain as explain_pod
 
@@ -175,11 +176,39 @@ def explain(
     offline: Annotated[
         bool, typer.Option("--offline", help="Use static carbon values; no provider calls")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")] = False,
+    output: OutputOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --output json")] = False,
 ) -> None:
-    """Explain how lowcarb scores a pod on each node: feasibility, terms, weights, 0..10 score."""
+    """Explain how lowcarb scores a pod on each node: feasibility, terms, weights, 0..10 score.
+
+    --output csv: one row per node (feasible, score, reason, each term's raw and normalized value).
+    """
+    fmt = resolve(output, as_json)
     result = run_explain(pod, nodes, policy, pods, offline=offline)
-    if as_json:
+    if fmt is Output.json:
         typer.echo(json.dumps(result, indent=2))
+    elif fmt is Output.csv:
+        rows = node_rows(result)
+        columns = [Column(key, key) for key in dict.fromkeys(k for r in rows for k in r)]
+        typer.echo(csv_text(columns, rows), nl=False)
     else:
         render(result, Console())
+
+
+def node_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every node of an explanation as a flat row: ``<term>_raw`` / ``<term>_norm`` per term."""
+    terms = sorted({t for n in result["nodes"] for t in n.get("terms") or {}})
+    rows = []
+    for node in result["nodes"]:
+        row: dict[str, Any] = {
+            "node": node["node"],
+            "feasible": node["feasible"],
+            "score": node.get("score"),
+            "reason": node.get("reason"),
+        }
+        for name in terms:
+            term = (node.get("terms") or {}).get(name) or {}
+            row[f"{name}_raw"] = term.get("raw")
+            row[f"{name}_norm"] = term.get("normalized")
+        rows.append(row)
+    return rows

@@ -28,6 +28,7 @@ from scheduler.cli.lease import (
     LeaseNamespaceOpt,
     lease_settings,
 )
+from scheduler.cli.output import Column, Output, OutputOpt, WideOpt, emit, resolve
 
 if TYPE_CHECKING:
     from scheduler.gates.leader import LeaseSettings
@@ -157,45 +158,58 @@ async def _run(
             await ctl.stop()
 
 
+PLAN_COLUMNS = (
+    Column("pod", "pod"),
+    Column("group", "group", narrow=False),
+    Column("zone", "zone"),
+    Column("decision", "decision"),
+    Column("release", "release", narrow=False),
+    Column("release_in", "in", right=True),
+    Column("mean_now", "now g/kWh", narrow=False, right=True, fmt=lambda v: f"{v:.0f}"),
+    Column("mean_at", "then g/kWh", narrow=False, right=True, fmt=lambda v: f"{v:.0f}"),
+    Column("why", "why"),
+)
+
+
 @app.command()
 def plan(
     kubeconfig: KubeconfigOpt = None,
     in_cluster: InClusterOpt = False,
     policy: PolicyOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per pod")] = False,
+    output: OutputOpt = None,
+    wide: WideOpt = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Same as --output json: one JSON object per pod")
+    ] = False,
     timeout: Annotated[
         float, typer.Option(callback=positive, help="Seconds to wait for the cluster")
     ] = 30.0,
 ) -> None:
     """Show, for every gated pod, what the controller would decide now (changes nothing)."""
+    from scheduler.cli.logs import configure_logging
+
+    fmt = resolve(output, as_json)
     check_cluster_options(kubeconfig, in_cluster)
+    configure_logging("warning")  # stdout carries the plan only (structlog's default is stdout)
     rows = asyncio.run(_plan(kubeconfig, in_cluster, policy, timeout))
-    if as_json:
+    if fmt is Output.json:
         for row in rows:
             typer.echo(json.dumps(row, sort_keys=True))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from carbon.clock import wall
 
-    table = Table(title=f"Gated pods ({len(rows)})")
-    for col in ("pod", "group", "zone", "decision", "release", "now g/kWh", "then g/kWh", "why"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(
-            r["pod"],
-            r["group"],
-            r["zone"] or "-",
-            r["decision"],
-            r["release"] or "now",
-            _num(r["mean_now"]),
-            _num(r["mean_at"]),
-            r["why"],
-        )
-    Console().print(table)
+    now = wall()
+    shown = [{**r, "release_in": _release_in(r["release"], now)} for r in rows]
+    emit(fmt, PLAN_COLUMNS, shown, title=f"Gated pods ({len(rows)})", wide=wide)
 
 
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}"
+def _release_in(release: str | None, now: float) -> str:
+    """``now``, or the wait until the planned release (``3h20m``), for the narrow table."""
+    if release is None:
+        return "now"
+    seconds = max(0, int(datetime.fromisoformat(release).timestamp() - now))
+    hours, rest = divmod(seconds // 60, 60)
+    return f"{hours}h{rest:02d}m" if hours else f"{rest}m"
 
 
 async def _plan(

@@ -18,6 +18,7 @@ from scheduler.cli.errors import DEBUG_ENV, DEBUG_KEY, new_app
 app = new_app(
     name="lowcarb",
     help="Carbon-aware, GPU-aware scheduler extender for Kubernetes.",
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, pwsh)
 )
 
 

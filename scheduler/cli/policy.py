@@ -54,7 +54,10 @@ def validate(
     output: Annotated[
         Format,
         typer.Option(
-            "--format", help="text; json (one object); github (Actions ::error annotations)"
+            "--format",
+            "--output",
+            help="text; json (one object); github (Actions ::error annotations); "
+            "--output is the same option",
         ),
     ] = Format.text,
     strict: Annotated[bool, typer.Option("--strict", help="Warnings fail too (exit 1)")] = False,

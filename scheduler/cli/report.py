@@ -56,7 +56,12 @@ def report(
             "(default namespace; job for sci)",
         ),
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="|".join(FORMATS))] = "csv",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", "--output", help=f"{'|'.join(FORMATS)} (--output is the same option)"
+        ),
+    ] = "csv",
     sci_unit: Annotated[
         str, typer.Option("--sci-unit", help="Functional unit R of sci: job|pod|gpu-hour")
     ] = "job",

@@ -25,6 +25,8 @@ from scheduler.cli.errors import (
     writable_path,
 )
 from scheduler.cli.inputs import policy_errors
+from scheduler.cli.output import Column, Output, OutputOpt, WideOpt, csv_text, resolve
+from scheduler.cli.output import console as output_console
 from scheduler.sim.run import BASELINES, DEFAULT_ZONES, SHIFTED, SimOptions, parse_load_levels
 from scheduler.sim.trace import TraceError
 
@@ -87,10 +89,20 @@ def run(
     plots: Path | None = None,
     ledger: Path | None = None,
     ledger_policy: str = "lowcarb",
+    output: Output = Output.table,
+    wide: bool = True,
 ) -> None:
-    """Compare, print the table (stderr-safe rich output), write PNGs/ledger, JSON line last."""
+    """Compare, print the table (stderr-safe rich output), write PNGs/ledger, JSON line last.
+
+    ``output``: the tables and the JSON line (table), the JSON line alone (json), or one CSV row
+    per policy and load level with every column (csv). ``wide``: every column in the tables
+    (benchmarks/placement.py); ``lowcarb simulate`` shows the ones that fit 80 unless --wide.
+    """
+    import json
+
     from carbon.accounting.ledger import LedgerError
     from scheduler.sim.report import print_results, write_plots
+    from scheduler.sim.report import rows as csv_rows
     from scheduler.sim.run import compare
 
     check(opts, ledger=ledger, ledger_policy=ledger_policy)
@@ -109,8 +121,14 @@ def run(
         with blame("--ledger", LedgerError):
             rows = write_ledger(c, ledger_policy, ledger)
         console.print(f"ledger {ledger}: {rows} usage rows ({ledger_policy})", style="dim")
-    out = Console()
-    print_results(c, out if out.is_terminal else Console(width=320))
+    if output is Output.json:
+        typer.echo(json.dumps(c.summary()))
+    elif output is Output.csv:
+        table_rows = csv_rows(c)
+        columns = [Column(key, key) for key in dict.fromkeys(k for r in table_rows for k in r)]
+        typer.echo(csv_text(columns, table_rows), nl=False)
+    else:
+        print_results(c, output_console(wide), wide=wide)
 
 
 def _plots_dir(param: typer.CallbackParam, value: Path | None) -> Path | None:
@@ -214,8 +232,14 @@ def simulate(
         ),
     ] = None,
     ledger_policy: Annotated[str, typer.Option(help="Which run --ledger records")] = "lowcarb",
+    output: OutputOpt = None,
+    wide: WideOpt = False,
 ) -> None:
-    """Replay a GPU pod trace on a fleet spread over grid zones and compare placement policies."""
+    """Replay a GPU pod trace on a fleet spread over grid zones and compare placement policies.
+
+    Prints the comparison table, then the JSON summary line (--output json: that line alone;
+    --output csv: one row per policy and load level, every column).
+    """
     with blame("--load-levels", ValueError):
         levels = parse_load_levels(load_levels) if load_levels is not None else ()
     opts = SimOptions(
@@ -237,4 +261,11 @@ def simulate(
         load_levels=levels,
         fleet_share=fleet_share,
     )
-    run(opts, plots=plots, ledger=ledger, ledger_policy=ledger_policy)
+    run(
+        opts,
+        plots=plots,
+        ledger=ledger,
+        ledger_policy=ledger_policy,
+        output=resolve(output),
+        wide=wide,
+    )

@@ -1,6 +1,8 @@
 """Output of a placement comparison: the tables, the JSON line and the PNG charts.
 
-The tables (the run, then one per load level) are rendered with rich; the JSON line is
+The tables (the run, then one per load level) are rendered with rich, the columns of
+:data:`NARROW` by default (they fit 80 characters) and every column with ``wide``; :func:`rows`
+gives the same cells unrounded for ``--output csv``; the JSON line is
 :meth:`Comparison.summary`; the charts (matplotlib, Agg backend) are cumulative emissions over
 time per policy (with the bound), emissions by zone per policy, GPUs in use by zone over time per
 policy, and, with load levels, emissions against GPU-hours and waiting per level.
@@ -43,58 +45,93 @@ SHIFT_COLUMNS = (
     ("batch shift %", "shift_saved_batch_pct", "{:.1f}"),
 )
 SCALED = {"jct_p95_s": 1 / 3600.0}
+# the default table's columns: emissions, saving, fragmentation, waiting, unplaced (+ shift saving)
+NARROW = frozenset(
+    {"tco2e", "saved_pct", "unallocated_gpu_pct_mean", "wait_p95_s", "unplaced", "shift_saved_pct"}
+)
+SHORT = {"unallocated_gpu_pct_mean": "free %", "wait_p95_s": "wait s", "shift_saved_pct": "shift %"}
 
 
 def _cell(m: Mapping[str, float], key: str, fmt: str) -> str:
     return fmt.format(m[key] * SCALED.get(key, 1.0)) if key in m else "-"
 
 
-def _table(title: str, runs: Mapping[str, PolicyRun], bound: Bound) -> Table:
+def _columns(runs: Mapping[str, PolicyRun], wide: bool) -> tuple[tuple[str, str, str], ...]:
     shift = any("pods_held" in run.metrics for run in runs.values())
     columns = COLUMNS + (SHIFT_COLUMNS if shift else ())
+    if wide:
+        return columns
+    return tuple((SHORT.get(key, head), key, fmt) for head, key, fmt in columns if key in NARROW)
+
+
+def _bound_cells(runs: Mapping[str, PolicyRun], bound: Bound) -> dict[str, float]:
+    k8s = runs[REFERENCE].metrics["tco2e"]
+    saved = 100 * (1 - bound.tco2e / k8s) if k8s > 0 else 0.0
+    return {"tco2e": bound.tco2e, "saved_pct": saved, "bound_share": 1.0}
+
+
+def _table(title: str, runs: Mapping[str, PolicyRun], bound: Bound, wide: bool = True) -> Table:
+    columns = _columns(runs, wide)
     t = Table(title=title)
-    t.add_column("policy")
+    t.add_column("policy", no_wrap=True)
     for head, _, _ in columns:
         t.add_column(head, justify="right")
     for name, run in runs.items():
         t.add_row(name, *(_cell(run.metrics, key, fmt) for _, key, fmt in columns))
-    k8s = runs[REFERENCE].metrics["tco2e"]
-    saved = 100 * (1 - bound.tco2e / k8s) if k8s > 0 else 0.0
-    t.add_row(
-        "bound (LP)", f"{bound.tco2e:.3f}", f"{saved:.1f}", "1.000", *["-"] * (len(columns) - 3)
-    )
+    b = _bound_cells(runs, bound)
+    t.add_row("bound (LP)", *(_cell(b, key, fmt) for _, key, fmt in columns))
     return t
 
 
-def table(c: Comparison) -> Table:
+def rows(c: Comparison) -> list[dict[str, object]]:
+    """Every column of every table as flat rows (``level`` is '' for the run itself)."""
+    out: list[dict[str, object]] = []
+    tables = [("", c.runs, c.bound)] + [
+        (str(lv.load), lv.runs, lv.bound) for lv in c.levels if lv.runs is not c.runs
+    ]
+    for level, runs, bound in tables:
+        columns = _columns(runs, True)
+        for name, metrics in [
+            *((n, r.metrics) for n, r in runs.items()),
+            ("bound (LP)", _bound_cells(runs, bound)),
+        ]:
+            row: dict[str, object] = {"level": level, "policy": name}
+            row.update({key: metrics.get(key) for _, key, _ in columns})
+            out.append(row)
+    return out
+
+
+def table(c: Comparison, wide: bool = True) -> Table:
     o = c.options
     title = (
         f"placement: {len(c.pods)} pods of '{o.trace}', {len(c.nodes)} nodes, zones "
         f"{', '.join(c.zones)}, {'LWA 2020' if o.lwa else o.year}, load x{o.load_scale:g}"
         + (f", slack {o.slack_h:g} h" if o.slack_h else "")
     )
-    return _table(title, c.runs, c.bound)
+    return _table(title, c.runs, c.bound, wide)
 
 
-def level_table(c: Comparison, level: Level) -> Table:
+def level_table(c: Comparison, level: Level, wide: bool = True) -> Table:
     what = "real arrival times" if level.load == "real" else f"target peak {level.load} % allocated"
     title = (
         f"load level {level.load}: {what}, arrivals x{level.load_scale:,.0f}, "
         f"{REFERENCE} peak allocated {level.peak_allocated_gpu_pct:.1f} % of GPUs"
     )
-    return _table(title, level.runs, level.bound)
+    return _table(title, level.runs, level.bound, wide)
 
 
-def print_results(c: Comparison, console: Console | None = None) -> None:
-    """The table (one per load level too), a note on the bound, then the JSON line last."""
+def print_results(c: Comparison, console: Console | None = None, *, wide: bool = True) -> None:
+    """The table (one per load level too), a note on the bound, then the JSON line last.
+
+    ``wide``: every column; else the :data:`NARROW` ones, which fit 80 characters."""
     console = console or Console()
-    console.print(table(c))
+    console.print(table(c, wide))
     console.print(f"bound: {c.bound.status}", style="dim")
     for level in c.levels:
         if level.runs is c.runs:
             console.print(f"load level {level.load}: the table above", style="dim")
             continue
-        console.print(level_table(c, level))
+        console.print(level_table(c, level, wide))
         steps = ", ".join(f"x{s:,.0f} -> {v:.1f} %" for s, v in level.search)
         console.print(f"bound: {level.bound.status}; search: {steps}", style="dim")
     print(json.dumps(c.summary()), flush=True)

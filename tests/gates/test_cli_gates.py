@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import subprocess
@@ -120,3 +122,56 @@ def test_gates_run_dry_run_stops_cleanly_on_sigterm(api: FakeApiServer, tmp_path
         log.close()
     assert api.seen("PATCH") == []  # dry run
     assert store.gates("gated-train") == [GATE, "other.example/gate"]
+
+
+def _serve_gated_pod(api: FakeApiServer, tmp_path: Path) -> Path:
+    """The fake API server with one gated pod and the fixture nodes; returns the kubeconfig."""
+    store = PodStore(api).install()
+    ann = {"lowcarb.dev/deadline": "12h", "lowcarb.dev/expected-duration": "2h"}
+    store.add_pod("gated-train-with-a-long-name", annotations=ann)
+
+    def assigned(req: Recorded) -> bool:
+        return req.param("fieldSelector") == kube.ASSIGNED_NONTERMINAL
+
+    api.add("GET", "/api/v1/nodes", Reply(200, fixture("nodes-list.json")), watch=False)
+    api.add("GET", "/api/v1/nodes", WatchReply([]), watch=True)
+    pods = fixture("pods-list-assigned-nonterminal.json")
+    api.add("GET", "/api/v1/pods", Reply(200, pods), watch=False, match=assigned)
+    api.add("GET", "/api/v1/pods", WatchReply([]), watch=True, match=assigned)
+    return write_kubeconfig(tmp_path / "kubeconfig", api.url)
+
+
+@pytest.mark.slow
+def test_gates_plan_table_fits_80_columns_wide_and_csv_have_every_column(
+    api: FakeApiServer, tmp_path: Path
+) -> None:
+    kubeconfig = _serve_gated_pod(api, tmp_path)
+    env = {**as_of(timedelta(minutes=1)), "COLUMNS": "80"}
+
+    def plan(*extra: str) -> str:
+        out = subprocess.run(
+            [str(LOWCARB), "gates", "plan", "--kubeconfig", str(kubeconfig), *extra],
+            capture_output=True,
+            timeout=60,
+            check=False,
+            env=env,
+        )
+        assert out.returncode == 0, out.stderr.decode()[-2000:]
+        return out.stdout.decode()
+
+    narrow = plan()
+    assert "gated-train" in narrow
+    assert max(len(line) for line in narrow.splitlines()) <= 80, narrow
+    assert "fail-open" in narrow and "now g/kWh" not in narrow  # fewer columns by default
+    wide = plan("--wide")
+    for head in ("pod", "group", "zone", "decision", "release", "now g/kWh", "then g/kWh", "why"):
+        assert head in wide, (head, wide)
+    text = plan("--output", "csv")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert rows, text
+    assert [r["pod"] for r in rows] == ["e2e/gated-train-with-a-long-name"], text
+    assert set(rows[0]) >= {"group", "zone", "decision", "release", "mean_now", "mean_at", "why"}
+    assert rows[0]["decision"] == "release"
+    assert [json.loads(line)["pod"] for line in plan("-o", "json").splitlines()] == [
+        "e2e/gated-train-with-a-long-name"
+    ]
