@@ -134,6 +134,10 @@ class KubeApi:
             "ServiceAccount": f"/api/v1/namespaces/{meta.get('namespace')}/serviceaccounts",
             "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
             "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+            "Role": f"/apis/rbac.authorization.k8s.io/v1/namespaces/{meta.get('namespace')}/roles",
+            "RoleBinding": (
+                f"/apis/rbac.authorization.k8s.io/v1/namespaces/{meta.get('namespace')}/rolebindings"
+            ),
         }
         if kind not in paths:
             raise ValueError(f"apply_manifest: unsupported kind {kind}")
