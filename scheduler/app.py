@@ -13,14 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from fastapi import APIRouter, FastAPI
 
 from carbon.accounting.emissions import Accountant, ChainHistory
-from carbon.accounting.ledger import LedgerError
-from carbon.accounting.report_query import ReportError, report_http_async
 from carbon.cache import CarbonCache
 from carbon.config import load_carbon_section
 from carbon.types import CarbonView
@@ -28,11 +23,13 @@ from carbon.zones import ZoneMapper
 from scheduler import wire
 from scheduler.cluster.state import ClusterState
 from scheduler.engine import EngineStore
-from scheduler.explain import explain_routes
+from scheduler.explain import explain_router
+from scheduler.extender.http import create_app
 from scheduler.extender.records import LedgerSink
-from scheduler.extender.routes import DEFAULT_MAX_BODY, create_app
+from scheduler.extender.report import report_router
+from scheduler.extender.routes import DEFAULT_MAX_BODY
 from scheduler.extender.service import Extender
-from scheduler.gates.webhook import routes as admission_routes
+from scheduler.gates.webhook import router as admission_router
 from scheduler.policy.model import Policy
 
 if TYPE_CHECKING:
@@ -70,7 +67,7 @@ class Runtime:
     extender: Extender
     sync: Any = None
     ledger: LedgerSink | None = None
-    app: Starlette = field(init=False)
+    app: FastAPI = field(init=False)
 
     def ready(self) -> tuple[bool, str]:
         if self.options.cluster_mode and not self.state.synced:
@@ -79,22 +76,6 @@ class Runtime:
 
     def carbon_view(self) -> CarbonView:
         return self.cache.view()
-
-    async def report(self, request: Request) -> Response:
-        """``GET /report``: the same exports as ``lowcarb report``, from the serving ledger."""
-        if self.options.ledger is None:
-            return JSONResponse(
-                {"error": "no ledger: start lowcarb serve with --ledger PATH"}, status_code=404
-            )
-        try:
-            content_type, body = await report_http_async(
-                self.options.ledger, dict(request.query_params)
-            )
-        except ReportError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        except LedgerError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=503)
-        return Response(body, media_type=content_type)
 
 
 class ObservedState:
@@ -130,7 +111,7 @@ class ObservedState:
         self.state.mark_synced()
 
 
-def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None = None) -> Runtime:
+def build_runtime(options: ServeOptions, *, routers: list[APIRouter] | None = None) -> Runtime:
     store = EngineStore(options.policy)
     carbon_config = load_carbon_section(store.policy.carbon)
     cache = CarbonCache(carbon_config)
@@ -186,7 +167,7 @@ def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None
     runtime: Runtime
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await cache.start()
         store.start(options.policy_poll_s)
         if sync is not None:
@@ -219,19 +200,19 @@ def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None
                 ledger.close()
 
     runtime = Runtime(options, store, cache, state, extender, sync=sync, ledger=ledger)
-    routes: list[BaseRoute] = [
-        *(extra_routes or []),
+    service_routers = [
+        *(routers or []),
+        explain_router(runtime),
+        report_router(options.ledger),
         # the webhook that gives opted-in classes the carbon-window gate at pod creation
-        *admission_routes(lambda: store.policy),
-        *explain_routes(runtime),
-        Route("/report", runtime.report, methods=["GET"]),
+        admission_router(lambda: store.policy),
     ]
     runtime.app = create_app(
         extender,
         url_prefix=options.url_prefix,
         max_body=options.max_body,
         ready=runtime.ready,
-        extra_routes=routes,
+        routers=service_routers,
         lifespan=lifespan,
     )
     return runtime
