@@ -261,6 +261,7 @@ def explain_router(
 
     @router.get(
         "/explain",
+        name="explain",
         summary="Explain a pod's placement, reading the pod from the API server (cluster mode)",
         responses=error_responses(400, 404, 409, 422, 502),
         **answers,
@@ -290,6 +291,7 @@ def explain_router(
 
     @router.post(
         "/explain",
+        name="explain_manifest",
         summary="Explain the placement of the Pod manifest in the body (any mode)",
         responses=error_responses(400, 422),
         openapi_extra={

@@ -37,6 +37,7 @@ def report_router(ledger: Path | None) -> APIRouter:
 
     @router.get(
         "/report",
+        name="report",
         summary="Emissions, energy and avoided emissions from the ledger, grouped (lowcarb report)",
         response_class=Response,
         responses={

@@ -179,6 +179,7 @@ def verb_routes(
             endpoint,
             methods=["POST"],
             name=name,
+            operation_id=name,
             summary=VERBS[name][2],
             tags=["extender"],
             responses=error_responses(400, 413, 500),
@@ -199,12 +200,15 @@ def health_router(ready: Callable[[], tuple[bool, str]]) -> APIRouter:
     router = APIRouter(tags=["operations"])
     text = {"content": {"text/plain": {"schema": {"type": "string"}}}}
 
-    @router.get("/healthz", response_class=PlainTextResponse, summary="Liveness: always ok")
+    @router.get(
+        "/healthz", name="healthz", response_class=PlainTextResponse, summary="Liveness: always ok"
+    )
     async def healthz() -> Response:
         return PlainTextResponse("ok")
 
     @router.get(
         "/readyz",
+        name="readyz",
         response_class=PlainTextResponse,
         summary="Readiness: ok once the policy is loaded and (cluster mode) the cache is synced",
         responses={503: {"description": "Not ready yet: the reason", **text}},
@@ -215,6 +219,7 @@ def health_router(ready: Callable[[], tuple[bool, str]]) -> APIRouter:
 
     @router.get(
         "/metrics",
+        name="metrics",
         response_class=PlainTextResponse,
         summary="Prometheus metrics (text exposition format)",
     )

@@ -130,6 +130,7 @@ def router(policy: Callable[[], Any]) -> APIRouter:
 
     @routes.post(
         PATH,
+        name="mutate_carbon_window",
         summary="Mutating admission webhook: gate pods of classes that opt into temporal shifting",
         response_model=AdmissionReviewResponse,
         response_model_exclude_none=True,
