@@ -19,11 +19,17 @@ that can produce that answer with msgspec and the wire types, with no state and 
 decodes ``ExtenderArgs`` with items kept raw to echo them and reads each item's name, while
 prioritize decodes in one pass reading only each item's name). Each row shows wall-clock p50/p99
 and the p50 of this thread's CPU time, which stays meaningful when other processes share the
-cores. ``--http`` adds rows measured through uvicorn on loopback (not in the JSON line).
+cores.
+
+``--http`` also measures every verb through the real uvicorn server on 127.0.0.1: the service's
+FastAPI app (:func:`scheduler.extender.http.create_app`) against the bare Starlette app lowcarb
+served before (:func:`starlette_app`, kept here as the baseline), both served at once and called
+alternately in the same run, with the p50 ratio per verb (the target: within 5 %).
 
 Prints a table, then one JSON line last:
 ``{"benchmark": "latency", "results": [{"verb", "mode", "nodes", "p50_ms", "p99_ms",
-"floor_p50_ms"}, ...]}``.
+"floor_p50_ms"}, ...], "http": [{"verb", "mode", "nodes", "fastapi_p50_ms", "starlette_p50_ms",
+"p50_ratio", ...}, ...]}`` (``http`` with ``--http`` only).
 """
 
 from __future__ import annotations
@@ -52,6 +58,9 @@ FIXTURE = (
     / "tests/fixtures/kube-scheduler/v1.35.4/prioritize.args.nodeCacheCapable-true.json"
 )
 SIZES = (100, 1000, 5000)
+MODES = ("names", "nodes")
+PREFIX = "/scheduler"
+APPS = ("fastapi", "starlette")
 JSON_HEADERS = {"Content-Type": "application/json"}
 REGIONS = (
     ("us-east-1", "us-east-1a"),
@@ -400,7 +409,10 @@ def reps_for(n: int, mode: str, scale: float) -> int:
     return max(5, int(base * scale))
 
 
-def run(sizes: tuple[int, ...], scale: float, http: bool) -> list[dict[str, Any]]:
+def run(
+    sizes: tuple[int, ...], scale: float, http: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """In-process rows; with ``http`` (a list), the rows through uvicorn are added to it."""
     pod = json.loads(FIXTURE.read_bytes())["Pod"]
     rng = random.Random(42)
     all_nodes = [make_node(i, rng) for i in range(max(sizes))]
@@ -411,7 +423,7 @@ def run(sizes: tuple[int, ...], scale: float, http: bool) -> list[dict[str, Any]
         nodes = all_nodes[:n]
         ext = build_extender(nodes, random.Random(n))
         reqs = bodies(pod, nodes)
-        for mode in ("names", "nodes"):
+        for mode in MODES:
             body = reqs[mode]
             reps = reps_for(n, mode, scale)
             for verb in ("filter", "prioritize"):
@@ -435,24 +447,66 @@ def run(sizes: tuple[int, ...], scale: float, http: bool) -> list[dict[str, Any]
                     }
                 )
                 gc.collect()
-        if http:
-            rows.extend(http_rows(ext, reqs, n, scale))
+        if http is not None:
+            http.extend(http_rows(ext, reqs, n, scale))
     return rows
 
 
-def _serve(ext: Extender, port: int) -> None:
-    """Child process: serve ``ext`` (inherited by fork, cache and all) as ``lowcarb serve`` does."""
+def starlette_app(ext: Extender, url_prefix: str) -> Any:
+    """The extender's HTTP app as lowcarb served it before FastAPI (a bare Starlette app, verbs
+    first, the same endpoint code): the baseline the FastAPI app is measured against. Kept here,
+    for this benchmark only."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, PlainTextResponse, Response
+    from starlette.routing import Route
+
+    from scheduler import metrics
+    from scheduler.extender.routes import DEFAULT_MAX_BODY, BodyTooLarge, read_body
+
+    def verb(name: str, handler: Callable[[bytes], Any]) -> Route:
+        async def endpoint(request: Request) -> Response:
+            started = time.perf_counter()
+            try:
+                body = await read_body(request, DEFAULT_MAX_BODY)
+                out = handler(body)
+                if not isinstance(out, bytes):
+                    out = await out
+                return Response(out, media_type="application/json")
+            except BodyTooLarge:
+                metrics.ERRORS.labels("too_large").inc()
+                return JSONResponse({"error": "too large"}, status_code=413)
+            except wire.WireError as exc:
+                metrics.ERRORS.labels("bad_request").inc()
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            except Exception as exc:
+                metrics.ERRORS.labels("internal").inc()
+                return JSONResponse({"error": f"internal error in {name}: {exc}"}, status_code=500)
+            finally:
+                metrics.REQUEST_SECONDS.labels(name).observe(time.perf_counter() - started)
+
+        return Route(f"{url_prefix}/{name}", endpoint, methods=["POST"], name=name)
+
+    async def healthz(_: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    verbs = [verb(v, getattr(ext, v)) for v in ("filter", "prioritize", "bind", "preempt")]
+    return Starlette(routes=[*verbs, Route("/healthz", healthz)])
+
+
+def _serve(ext: Extender, port: int, kind: str) -> None:
+    """Child process: serve ``ext`` (inherited by fork, cache and all) under uvicorn as
+    ``lowcarb serve`` does: ``fastapi`` is the service's app (:func:`scheduler.extender.http.
+    create_app`), ``starlette`` the baseline (:func:`starlette_app`)."""
     import uvicorn
 
-    from scheduler.extender.routes import create_app
+    from scheduler.extender.http import create_app
 
-    app = create_app(ext, url_prefix="/scheduler")
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="error")
+    app = create_app(ext, url_prefix=PREFIX) if kind == "fastapi" else starlette_app(ext, PREFIX)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="error", access_log=False)
 
 
-def http_rows(ext: Extender, reqs: dict[str, bytes], n: int, scale: float) -> list[dict[str, Any]]:
-    """The same calls through uvicorn on 127.0.0.1, one keep-alive connection (as kube-scheduler
-    holds), the server in a forked process so the client does not share its interpreter."""
+def _start(ext: Extender, kind: str) -> tuple[Any, str]:
     import multiprocessing
     import socket
 
@@ -461,48 +515,126 @@ def http_rows(ext: Extender, reqs: dict[str, bytes], n: int, scale: float) -> li
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = multiprocessing.get_context("fork").Process(target=_serve, args=(ext, port))
+    server = multiprocessing.get_context("fork").Process(target=_serve, args=(ext, port, kind))
     server.start()
     base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(f"{base}/healthz", timeout=1.0).raise_for_status()
+            return server, base
+        except httpx.TransportError:
+            if time.monotonic() > deadline or not server.is_alive():
+                server.terminate()
+                raise RuntimeError(f"the {kind} benchmark server did not start") from None
+            time.sleep(0.05)
+
+
+def server_cpu_ns(pid: int | None) -> int | None:
+    """CPU time the server process has run so far, in ns (Linux ``/proc/PID/schedstat``), or None.
+
+    Unlike wall time it does not grow while the server waits for a core that other processes hold,
+    so the per-request mean stays comparable on a busy machine."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _fixture(verb: str) -> bytes:
+    return (FIXTURE.parent / f"{verb}.args.nodeCacheCapable-true.json").read_bytes()
+
+
+def http_rows(ext: Extender, reqs: dict[str, bytes], n: int, scale: float) -> list[dict[str, Any]]:
+    """Every verb through uvicorn on 127.0.0.1, against the FastAPI app and the Starlette
+    baseline in the same run: both served at once (forked processes, so the client does not share
+    their interpreter), one keep-alive connection each (as kube-scheduler holds), and the calls
+    interleaved (the order flipped each round), so both see the same load on shared cores."""
+    import httpx
+
+    calls = [
+        (v, m, reqs[m], reps_for(n, m, scale)) for m in MODES for v in ("filter", "prioritize")
+    ]
+    small = max(20, int(300 * scale))  # bind/preempt bodies are the captured ones, a few KB
+    calls += [(v, "captured", _fixture(v), small) for v in ("bind", "preempt")]
+    servers = [_start(ext, kind) for kind in APPS]
+    clients = {
+        kind: httpx.Client(base_url=f"{base}{PREFIX}", timeout=120)
+        for kind, (_, base) in zip(APPS, servers, strict=True)
+    }
+    pids = {kind: server.pid for kind, (server, _) in zip(APPS, servers, strict=True)}
     out = []
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{base}/healthz", timeout=1.0).raise_for_status()
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or not server.is_alive():
-                    raise RuntimeError("the benchmark server did not start") from None
-                time.sleep(0.05)
-        with httpx.Client(base_url=f"{base}/scheduler", timeout=120) as client:
-            for mode in ("names", "nodes"):
-                body = reqs[mode]
-                reps = reps_for(n, mode, scale)
-                for verb in ("filter", "prioritize"):
-
-                    def call(verb: str = verb, body: bytes = body) -> None:
-                        client.post(
-                            f"/{verb}", content=body, headers=JSON_HEADERS
-                        ).raise_for_status()
-
-                    took = timed(call, reps)
-                    out.append(
-                        {
-                            "verb": verb,
-                            "mode": f"{mode}+http",
-                            "nodes": n,
-                            "p50_ms": round(statistics.median(took), 3),
-                            "p99_ms": round(percentile(took, 0.99), 3),
-                            "floor_p50_ms": None,
-                            "body_mb": round(len(body) / 2**20, 2),
-                            "reps": reps,
-                        }
-                    )
+        for verb, mode, body, reps in calls:
+            took: dict[str, list[float]] = {kind: [] for kind in APPS}
+            cpu: dict[str, list[float]] = {kind: [] for kind in APPS}
+            for kind in APPS:  # two warm-up calls each
+                for _ in range(2):
+                    clients[kind].post(f"/{verb}", content=body, headers=JSON_HEADERS)
+            last = {kind: server_cpu_ns(pids[kind]) for kind in APPS}
+            for i in range(reps):
+                for kind in APPS if i % 2 == 0 else APPS[::-1]:
+                    t0 = time.perf_counter_ns()
+                    clients[kind].post(f"/{verb}", content=body, headers=JSON_HEADERS)
+                    took[kind].append((time.perf_counter_ns() - t0) / 1e6)
+                    # the server's CPU from this call's start to its next one: the whole call,
+                    # the work after the answer was sent included (the other app runs meanwhile)
+                    now, before = server_cpu_ns(pids[kind]), last[kind]
+                    if now is not None and before is not None and i > 0:
+                        cpu[kind].append((now - before) / 1e6)
+                    last[kind] = now
+            row: dict[str, Any] = {
+                "verb": verb,
+                "mode": mode,
+                "nodes": n if mode != "captured" else None,
+                "body_mb": round(len(body) / 2**20, 3),
+                "reps": reps,
+            }
+            for kind in APPS:
+                row[f"{kind}_p50_ms"] = round(statistics.median(took[kind]), 3)
+                row[f"{kind}_p99_ms"] = round(percentile(took[kind], 0.99), 3)
+                used = statistics.median(cpu[kind]) if cpu[kind] else None
+                row[f"{kind}_server_cpu_p50_ms"] = None if used is None else round(used, 3)
+            row["p50_ratio"] = round(row["fastapi_p50_ms"] / row["starlette_p50_ms"], 3)
+            out.append(row)
     finally:
-        server.terminate()
-        server.join(timeout=10)
+        for client in clients.values():
+            client.close()
+        for server, _ in servers:
+            server.terminate()
+            server.join(timeout=10)
     return out
+
+
+def print_http_table(rows: list[dict[str, Any]]) -> None:
+    """FastAPI app vs Starlette baseline through uvicorn, per verb, and the 5 % target."""
+    head = (
+        f"{'verb':<11}{'mode':<10}{'nodes':>6}{'body MB':>9}{'reps':>6}"
+        f"{'fastapi p50':>13}{'starlette p50':>15}{'ratio':>7}"
+        f"{'fastapi p99':>13}{'starlette p99':>15}{'cpu p50 F':>11}{'cpu p50 S':>11}{'ratio':>7}"
+    )
+    print(
+        "\nthrough uvicorn on 127.0.0.1 (ms): the FastAPI app (F) vs the Starlette baseline (S); "
+        "cpu: the server process's CPU time per call"
+    )
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        nodes = "-" if r["nodes"] is None else str(r["nodes"])
+        fast_cpu, star_cpu = r["fastapi_server_cpu_p50_ms"], r["starlette_server_cpu_p50_ms"]
+        cpu_ratio = f"{fast_cpu / star_cpu:.3f}" if fast_cpu and star_cpu else "-"
+        print(
+            f"{r['verb']:<11}{r['mode']:<10}{nodes:>6}{r['body_mb']:>9.3f}{r['reps']:>6}"
+            f"{r['fastapi_p50_ms']:>13.3f}{r['starlette_p50_ms']:>15.3f}{r['p50_ratio']:>7.3f}"
+            f"{r['fastapi_p99_ms']:>13.3f}{r['starlette_p99_ms']:>15.3f}"
+            f"{_fmt(fast_cpu, 11)}{_fmt(star_cpu, 11)}{cpu_ratio:>7}"
+        )
+    worst = max(rows, key=lambda r: r["p50_ratio"])
+    verdict = "met" if worst["p50_ratio"] <= 1.05 else "MISSED"
+    print(
+        f"target http p50 within 5 % of Starlette: worst {worst['p50_ratio']:.3f} "
+        f"({worst['verb']}/{worst['mode']}): {verdict}"
+    )
 
 
 def _fmt(value: float | None, width: int) -> str:
@@ -561,19 +693,29 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="node counts")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply repetitions")
-    parser.add_argument("--http", action="store_true", help="also measure through uvicorn")
+    parser.add_argument(
+        "--http",
+        action="store_true",
+        help="also measure every verb through uvicorn: the FastAPI app vs the Starlette baseline",
+    )
     opts = parser.parse_args(argv)
     sizes = tuple(int(s) for s in opts.sizes.split(","))
     load_before = load_average()
-    rows = run(sizes, opts.scale, opts.http)
+    http: list[dict[str, Any]] | None = [] if opts.http else None
+    rows = run(sizes, opts.scale, http)
     print_table(rows)
+    if http:
+        print_http_table(http)
     print(f"load average before/after: {load_before} / {load_average()} ({os.cpu_count()} CPUs)")
     if 5000 in sizes:
         for line in check_targets(rows):
             print(line)
     keys = ("verb", "mode", "nodes", "p50_ms", "p99_ms", "floor_p50_ms")
-    results = [{k: r[k] for k in keys} for r in rows if r["mode"] in ("names", "nodes")]
-    print(json.dumps({"benchmark": "latency", "results": results}))
+    results = [{k: r[k] for k in keys} for r in rows]
+    summary: dict[str, Any] = {"benchmark": "latency", "results": results}
+    if http:
+        summary["http"] = http
+    print(json.dumps(summary))
     return 0
 
 
