@@ -22,6 +22,7 @@ from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
+from starlette.routing import request_response
 
 from scheduler import metrics, wire
 from scheduler.api.errors import ApiError, error_responses
@@ -54,7 +55,13 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 class RawRoute(APIRoute):
     """A route FastAPI documents but does not wrap: the endpoint gets the raw ``Request`` and
-    returns the ``Response`` as is (what a Starlette ``Route`` does)."""
+    returns the ``Response`` as is, through Starlette's own ``request_response`` (what a
+    Starlette ``Route`` runs; FastAPI's adds the exit stacks of dependencies, which these routes
+    have none of)."""
+
+    def __init__(self, path: str, endpoint: Callable[[Request], Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        self.app = request_response(endpoint)
 
     def get_route_handler(self) -> Callable[[Request], Any]:
         return self.endpoint
