@@ -27,11 +27,14 @@ served before (:func:`starlette_app`, kept here as the baseline) and a second co
 baseline (an A/A control: how far two identical servers drift apart in this run), all served at
 once and called in rotation in the same run, with the p50 ratios per verb (the target: within
 5 %) and each server's CPU time per call (``/proc/PID/schedstat``; steadier on a busy machine).
+Then the three apps alone, called in-process as ASGI apps, with this thread's CPU per call: what
+the framework itself adds to each verb, unmoved by other processes on the cores.
 
 Prints a table, then one JSON line last:
 ``{"benchmark": "latency", "results": [{"verb", "mode", "nodes", "p50_ms", "p99_ms",
 "floor_p50_ms"}, ...], "http": [{"verb", "mode", "nodes", "fastapi_p50_ms", "starlette_p50_ms",
-"p50_ratio", ...}, ...]}`` (``http`` with ``--http`` only).
+"p50_ratio", ...}, ...], "asgi": [{"verb", "fastapi_cpu_p50_us", ...}]}`` (``http``, ``asgi``:
+with ``--http`` only).
 """
 
 from __future__ import annotations
@@ -414,9 +417,13 @@ def reps_for(n: int, mode: str, scale: float) -> int:
 
 
 def run(
-    sizes: tuple[int, ...], scale: float, http: list[dict[str, Any]] | None = None
+    sizes: tuple[int, ...],
+    scale: float,
+    http: list[dict[str, Any]] | None = None,
+    asgi: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """In-process rows; with ``http`` (a list), the rows through uvicorn are added to it."""
+    """In-process rows; with ``http`` (a list), the rows through uvicorn are added to it, and
+    with ``asgi`` too, the apps' own CPU per call."""
     pod = json.loads(FIXTURE.read_bytes())["Pod"]
     rng = random.Random(42)
     all_nodes = [make_node(i, rng) for i in range(max(sizes))]
@@ -453,6 +460,8 @@ def run(
                 gc.collect()
         if http is not None:
             http.extend(http_rows(ext, reqs, n, scale))
+            if asgi is not None:
+                asgi.extend(asgi_rows(ext, reqs, n, scale))
     return rows
 
 
@@ -617,6 +626,78 @@ def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.3f}" if a and b else "-"
 
 
+def asgi_rows(ext: Extender, reqs: dict[str, bytes], n: int, scale: float) -> list[dict[str, Any]]:
+    """The apps alone, called in this process as ASGI apps (no uvicorn, no socket): this thread's
+    CPU per call, interleaved, for each verb. What the framework itself adds to a call, measured
+    with a clock that other processes on the cores do not move."""
+    import asyncio
+
+    from scheduler.extender.http import create_app
+
+    apps = {
+        "starlette": starlette_app(ext, PREFIX),
+        "fastapi": create_app(ext, url_prefix=PREFIX),
+        "control": starlette_app(ext, PREFIX),
+    }
+    bodies = {"filter": reqs["names"], "prioritize": reqs["names"]}
+    bodies |= {v: _fixture(v) for v in ("bind", "preempt")}
+
+    async def sent(_: Any) -> None:
+        return None
+
+    async def measure() -> list[dict[str, Any]]:
+        out = []
+        for verb, body in bodies.items():
+            scope = {
+                "type": "http",
+                "http_version": "1.1",
+                "method": "POST",
+                "scheme": "http",
+                "path": f"{PREFIX}/{verb}",
+                "raw_path": f"{PREFIX}/{verb}".encode(),
+                "root_path": "",
+                "query_string": b"",
+                "headers": [(b"content-type", b"application/json")],
+                "client": ("127.0.0.1", 40000),
+                "server": ("127.0.0.1", 8888),
+            }
+
+            async def receive(body: bytes = body) -> dict[str, Any]:
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            reps = max(50, int((2000 if verb in ("bind", "preempt") else 20000 // n) * scale))
+            cpu: dict[str, list[float]] = {kind: [] for kind in APPS}
+            for i in range(reps + 20):
+                for kind in APPS[i % len(APPS) :] + APPS[: i % len(APPS)]:
+                    c0 = time.thread_time_ns()
+                    await apps[kind](dict(scope), receive, sent)
+                    if i >= 20:
+                        cpu[kind].append((time.thread_time_ns() - c0) / 1e3)
+            row: dict[str, Any] = {"verb": verb, "nodes": n, "reps": reps}
+            for kind in APPS:
+                row[f"{kind}_cpu_p50_us"] = round(statistics.median(cpu[kind]), 2)
+            out.append(row)
+        return out
+
+    return asyncio.run(measure())
+
+
+def print_asgi_table(rows: list[dict[str, Any]]) -> None:
+    print(
+        "\nthe apps alone, in-process ASGI calls (this thread's CPU per call, p50, microseconds): "
+        "what FastAPI adds to a verb"
+    )
+    head = f"{'verb':<11}{'nodes':>6}{'reps':>7}{'F':>10}{'S':>10}{'A/A':>10}{'F - S':>9}{'F/S':>7}"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        f, s, c = (r[f"{k}_cpu_p50_us"] for k in ("fastapi", "starlette", "control"))
+        print(
+            f"{r['verb']:<11}{r['nodes']:>6}{r['reps']:>7}{f:>10.2f}{s:>10.2f}{c:>10.2f}"
+            f"{f - s:>9.2f}{f / s:>7.3f}"
+        )
+
+
 def print_http_table(rows: list[dict[str, Any]]) -> None:
     """FastAPI app vs Starlette baseline through uvicorn, per verb, with the A/A control."""
     print(
@@ -717,10 +798,13 @@ def main(argv: list[str] | None = None) -> int:
     sizes = tuple(int(s) for s in opts.sizes.split(","))
     load_before = load_average()
     http: list[dict[str, Any]] | None = [] if opts.http else None
-    rows = run(sizes, opts.scale, http)
+    asgi: list[dict[str, Any]] | None = [] if opts.http else None
+    rows = run(sizes, opts.scale, http, asgi)
     print_table(rows)
     if http:
         print_http_table(http)
+    if asgi:
+        print_asgi_table(asgi)
     print(f"load average before/after: {load_before} / {load_average()} ({os.cpu_count()} CPUs)")
     if 5000 in sizes:
         for line in check_targets(rows):
@@ -730,6 +814,8 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict[str, Any] = {"benchmark": "latency", "results": results}
     if http:
         summary["http"] = http
+    if asgi:
+        summary["asgi"] = asgi
     print(json.dumps(summary))
     return 0
 
