@@ -1,9 +1,9 @@
 """The FastAPI application of ``lowcarb serve``, and the plain-HTTP health app of --health-port.
 
 :func:`create_app` mounts the extender verbs first (the hot path: raw routes, see
-:mod:`scheduler.extender.routes`), then health, readiness and metrics, then the routers the service
-adds (explain, report, the admission webhook), all answering errors through the one handler of
-:mod:`scheduler.api.errors`. The contract is served at ``/openapi.json`` (:func:`openapi_document`:
+:mod:`scheduler.extender.routes`, dispatched directly by :class:`ServiceAPI`), then health,
+readiness and metrics, then the routers the service adds (explain, report, the admission webhook),
+all answering errors through the one handler of :mod:`scheduler.api.errors`. The contract is served at ``/openapi.json`` (:func:`openapi_document`:
 FastAPI's document plus the msgspec wire types of the verbs' bodies) and browsed at ``/docs``,
 whose swagger-ui files lowcarb serves itself from ``/docs/assets``: clusters are often air-gapped,
 and FastAPI's default page loads them from a CDN. The files come from the ``fastapi-offline``
@@ -22,13 +22,21 @@ from fastapi import APIRouter, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from scheduler import __version__
 from scheduler.api import errors, schema
-from scheduler.extender.routes import DEFAULT_MAX_BODY, health_router, verb_components, verb_routes
+from scheduler.extender.routes import (
+    DEFAULT_MAX_BODY,
+    RawRoute,
+    health_router,
+    verb_components,
+    verb_routes,
+)
 from scheduler.extender.service import Extender
 
 TITLE = "lowcarb"
@@ -62,9 +70,9 @@ def create_app(
     ready: Callable[[], tuple[bool, str]] = lambda: (True, "ok"),
     routers: Sequence[APIRouter] = (),
     lifespan: Lifespan | None = None,
-) -> FastAPI:
+) -> ServiceAPI:
     """The service's app: verbs under ``url_prefix``, probes, metrics, ``routers``, docs."""
-    app = FastAPI(
+    app = ServiceAPI(
         title=TITLE,
         version=__version__,
         description=DESCRIPTION,
@@ -77,7 +85,9 @@ def create_app(
         generate_unique_id_function=operation_id,
     )
     # the verbs first: kube-scheduler's calls match on the first routes tried
-    app.router.routes[0:0] = verb_routes(extender, url_prefix=url_prefix, max_body=max_body)
+    verbs = verb_routes(extender, url_prefix=url_prefix, max_body=max_body)
+    app.router.routes[0:0] = verbs
+    app.verbs = {route.path: route for route in verbs}
     app.include_router(health_router(ready))
     for router in routers:
         app.include_router(router)
@@ -85,6 +95,40 @@ def create_app(
     errors.install(app)
     app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
     return app
+
+
+class ServiceAPI(FastAPI):
+    """FastAPI, with the extender verbs dispatched ahead of its per-request layers.
+
+    The verbs are raw routes (:class:`~scheduler.extender.routes.RawRoute`): no dependencies,
+    validation, response model, upload files or telemetry. FastAPI's layers around every route
+    (its OpenTelemetry hook, body-limit middleware, exit stack for uploaded files, router
+    bookkeeping) do nothing for them but cost each call a few microseconds (``benchmarks/
+    latency.py --http``, the in-process table). So a POST to a verb's path goes straight to its
+    route, inside Starlette's ``ExceptionMiddleware`` with this app's handlers: its errors are
+    still the one error model. Everything else takes FastAPI's way, and so do the verbs as soon
+    as the app gets a middleware of its own (which they must not skip).
+    """
+
+    verbs: dict[str, RawRoute]
+    _direct: dict[str, ASGIApp] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not self.user_middleware:
+            if self._direct is None:
+                handlers = {
+                    k: v for k, v in self.exception_handlers.items() if k not in (500, Exception)
+                }
+                self._direct = {
+                    path: ExceptionMiddleware(route.app, handlers=handlers)
+                    for path, route in getattr(self, "verbs", {}).items()
+                }
+            direct = self._direct.get(scope["path"])
+            if direct is not None and not scope.get("root_path"):
+                scope["app"] = self
+                await direct(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def operation_id(route: APIRoute) -> str:
