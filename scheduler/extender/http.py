@@ -3,10 +3,11 @@
 :func:`create_app` mounts the extender verbs first (the hot path: raw routes, see
 :mod:`scheduler.extender.routes`, dispatched directly by :class:`ServiceAPI`), then health,
 readiness and metrics, then the routers the service adds (explain, report, the admission webhook),
-all answering errors through the one handler of :mod:`scheduler.api.errors`. The contract is served at ``/openapi.json`` (:func:`openapi_document`:
-FastAPI's document plus the msgspec wire types of the verbs' bodies) and browsed at ``/docs``,
-whose swagger-ui files lowcarb serves itself from ``/docs/assets``: clusters are often air-gapped,
-and FastAPI's default page loads them from a CDN. The files come from the ``fastapi-offline``
+all answering errors through the one handler of :mod:`scheduler.api.errors`. The contract is
+served at ``/openapi.json`` (:func:`openapi_document`: FastAPI's document plus the msgspec wire
+types of the verbs' bodies) and browsed at ``/docs``, whose swagger-ui files lowcarb serves itself
+from ``/docs/assets``: clusters are often air-gapped, and FastAPI's default page loads them from a
+CDN. The files come from the ``fastapi-offline``
 package (swagger-ui's dist bundle, pinned with hashes in requirements.lock).
 """
 
