@@ -19,11 +19,22 @@ that can produce that answer with msgspec and the wire types, with no state and 
 decodes ``ExtenderArgs`` with items kept raw to echo them and reads each item's name, while
 prioritize decodes in one pass reading only each item's name). Each row shows wall-clock p50/p99
 and the p50 of this thread's CPU time, which stays meaningful when other processes share the
-cores. ``--http`` adds rows measured through uvicorn on loopback (not in the JSON line).
+cores.
+
+``--http`` also measures every verb through the real uvicorn server on 127.0.0.1: the service's
+FastAPI app (:func:`scheduler.extender.http.create_app`) against the bare Starlette app lowcarb
+served before (:func:`starlette_app`, kept here as the baseline) and a second copy of that
+baseline (an A/A control: how far two identical servers drift apart in this run), all served at
+once and called in rotation in the same run, with the p50 ratios per verb (the target: within
+5 %) and each server's CPU time per call (``/proc/PID/schedstat``; steadier on a busy machine).
+Then the three apps alone, called in-process as ASGI apps, with this thread's CPU per call: what
+the framework itself adds to each verb, unmoved by other processes on the cores.
 
 Prints a table, then one JSON line last:
 ``{"benchmark": "latency", "results": [{"verb", "mode", "nodes", "p50_ms", "p99_ms",
-"floor_p50_ms"}, ...]}``.
+"floor_p50_ms"}, ...], "http": [{"verb", "mode", "nodes", "fastapi_p50_ms", "starlette_p50_ms",
+"p50_ratio", ...}, ...], "asgi": [{"verb", "fastapi_cpu_p50_us", ...}]}`` (``http``, ``asgi``:
+with ``--http`` only).
 """
 
 from __future__ import annotations
@@ -52,6 +63,11 @@ FIXTURE = (
     / "tests/fixtures/kube-scheduler/v1.35.4/prioritize.args.nodeCacheCapable-true.json"
 )
 SIZES = (100, 1000, 5000)
+MODES = ("names", "nodes")
+PREFIX = "/scheduler"
+# the FastAPI app, the Starlette baseline, and the baseline again: an A/A control whose ratio to
+# the baseline shows how far two identical servers drift apart on this machine in this run
+APPS = ("starlette", "fastapi", "control")
 JSON_HEADERS = {"Content-Type": "application/json"}
 REGIONS = (
     ("us-east-1", "us-east-1a"),
@@ -400,7 +416,14 @@ def reps_for(n: int, mode: str, scale: float) -> int:
     return max(5, int(base * scale))
 
 
-def run(sizes: tuple[int, ...], scale: float, http: bool) -> list[dict[str, Any]]:
+def run(
+    sizes: tuple[int, ...],
+    scale: float,
+    http: list[dict[str, Any]] | None = None,
+    asgi: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """In-process rows; with ``http`` (a list), the rows through uvicorn are added to it, and
+    with ``asgi`` too, the apps' own CPU per call."""
     pod = json.loads(FIXTURE.read_bytes())["Pod"]
     rng = random.Random(42)
     all_nodes = [make_node(i, rng) for i in range(max(sizes))]
@@ -411,7 +434,7 @@ def run(sizes: tuple[int, ...], scale: float, http: bool) -> list[dict[str, Any]
         nodes = all_nodes[:n]
         ext = build_extender(nodes, random.Random(n))
         reqs = bodies(pod, nodes)
-        for mode in ("names", "nodes"):
+        for mode in MODES:
             body = reqs[mode]
             reps = reps_for(n, mode, scale)
             for verb in ("filter", "prioritize"):
@@ -435,24 +458,69 @@ def run(sizes: tuple[int, ...], scale: float, http: bool) -> list[dict[str, Any]
                     }
                 )
                 gc.collect()
-        if http:
-            rows.extend(http_rows(ext, reqs, n, scale))
+        if http is not None:
+            http.extend(http_rows(ext, reqs, n, scale))
+            if asgi is not None:
+                asgi.extend(asgi_rows(ext, reqs, n, scale))
     return rows
 
 
-def _serve(ext: Extender, port: int) -> None:
-    """Child process: serve ``ext`` (inherited by fork, cache and all) as ``lowcarb serve`` does."""
+def starlette_app(ext: Extender, url_prefix: str) -> Any:
+    """The extender's HTTP app as lowcarb served it before FastAPI (a bare Starlette app, verbs
+    first, the same endpoint code): the baseline the FastAPI app is measured against. Kept here,
+    for this benchmark only."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, PlainTextResponse, Response
+    from starlette.routing import Route
+
+    from scheduler import metrics
+    from scheduler.extender.routes import DEFAULT_MAX_BODY, BodyTooLarge, read_body
+
+    def verb(name: str, handler: Callable[[bytes], Any]) -> Route:
+        async def endpoint(request: Request) -> Response:
+            started = time.perf_counter()
+            try:
+                body = await read_body(request, DEFAULT_MAX_BODY)
+                out = handler(body)
+                if not isinstance(out, bytes):
+                    out = await out
+                return Response(out, media_type="application/json")
+            except BodyTooLarge:
+                metrics.ERRORS.labels("too_large").inc()
+                return JSONResponse({"error": "too large"}, status_code=413)
+            except wire.WireError as exc:
+                metrics.ERRORS.labels("bad_request").inc()
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            except Exception as exc:
+                metrics.ERRORS.labels("internal").inc()
+                return JSONResponse({"error": f"internal error in {name}: {exc}"}, status_code=500)
+            finally:
+                metrics.REQUEST_SECONDS.labels(name).observe(time.perf_counter() - started)
+
+        return Route(f"{url_prefix}/{name}", endpoint, methods=["POST"], name=name)
+
+    async def healthz(_: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    verbs = [verb(v, getattr(ext, v)) for v in ("filter", "prioritize", "bind", "preempt")]
+    return Starlette(routes=[*verbs, Route("/healthz", healthz)])
+
+
+def _serve(ext: Extender, port: int, kind: str) -> None:
+    """Child process: serve ``ext`` (inherited by fork, cache and all) under uvicorn as
+    ``lowcarb serve`` does: ``fastapi`` is the service's app (:func:`scheduler.extender.http.
+    create_app`), ``starlette`` the baseline (:func:`starlette_app`)."""
     import uvicorn
 
-    from scheduler.extender.routes import create_app
+    from scheduler.extender.http import create_app
 
-    app = create_app(ext, url_prefix="/scheduler")
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="error")
+    app = create_app(ext, url_prefix=PREFIX) if kind == "fastapi" else starlette_app(ext, PREFIX)
+    gc.freeze()  # as lowcarb serve's lifespan does: the start-up state stays out of full passes
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="error", access_log=False)
 
 
-def http_rows(ext: Extender, reqs: dict[str, bytes], n: int, scale: float) -> list[dict[str, Any]]:
-    """The same calls through uvicorn on 127.0.0.1, one keep-alive connection (as kube-scheduler
-    holds), the server in a forked process so the client does not share its interpreter."""
+def _start(ext: Extender, kind: str) -> tuple[Any, str]:
     import multiprocessing
     import socket
 
@@ -461,48 +529,215 @@ def http_rows(ext: Extender, reqs: dict[str, bytes], n: int, scale: float) -> li
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = multiprocessing.get_context("fork").Process(target=_serve, args=(ext, port))
+    server = multiprocessing.get_context("fork").Process(target=_serve, args=(ext, port, kind))
     server.start()
     base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(f"{base}/healthz", timeout=1.0).raise_for_status()
+            return server, base
+        except httpx.TransportError:
+            if time.monotonic() > deadline or not server.is_alive():
+                server.terminate()
+                raise RuntimeError(f"the {kind} benchmark server did not start") from None
+            time.sleep(0.05)
+
+
+def server_cpu_ns(pid: int | None) -> int | None:
+    """CPU time the server process has run so far, in ns (Linux ``/proc/PID/schedstat``), or None.
+
+    Unlike wall time it does not grow while the server waits for a core that other processes hold,
+    so the per-request mean stays comparable on a busy machine."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _fixture(verb: str) -> bytes:
+    return (FIXTURE.parent / f"{verb}.args.nodeCacheCapable-true.json").read_bytes()
+
+
+def http_rows(ext: Extender, reqs: dict[str, bytes], n: int, scale: float) -> list[dict[str, Any]]:
+    """Every verb through uvicorn on 127.0.0.1, against the FastAPI app, the Starlette baseline
+    and a second copy of the baseline (the A/A control) in the same run: all served at once
+    (forked processes, so the client does not share their interpreter), one keep-alive connection
+    each (as kube-scheduler holds), and the calls interleaved (the order rotated each round), so
+    all see the same load on shared cores."""
+    import httpx
+
+    # at least 25 calls per app even for 5,000 full nodes: a p50 of fewer moves with every hiccup
+    calls = [
+        (v, m, reqs[m], max(reps_for(n, m, scale), int(25 * scale)))
+        for m in MODES
+        for v in ("filter", "prioritize")
+    ]
+    small = max(20, int(1000 * scale))  # bind/preempt: the captured bodies, a few KB at most
+    calls += [(v, "captured", _fixture(v), small) for v in ("bind", "preempt")]
+    servers = [_start(ext, "fastapi" if kind == "fastapi" else "starlette") for kind in APPS]
+    clients = {
+        kind: httpx.Client(base_url=f"{base}{PREFIX}", timeout=120)
+        for kind, (_, base) in zip(APPS, servers, strict=True)
+    }
+    pids = {kind: server.pid for kind, (server, _) in zip(APPS, servers, strict=True)}
     out = []
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{base}/healthz", timeout=1.0).raise_for_status()
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or not server.is_alive():
-                    raise RuntimeError("the benchmark server did not start") from None
-                time.sleep(0.05)
-        with httpx.Client(base_url=f"{base}/scheduler", timeout=120) as client:
-            for mode in ("names", "nodes"):
-                body = reqs[mode]
-                reps = reps_for(n, mode, scale)
-                for verb in ("filter", "prioritize"):
-
-                    def call(verb: str = verb, body: bytes = body) -> None:
-                        client.post(
-                            f"/{verb}", content=body, headers=JSON_HEADERS
-                        ).raise_for_status()
-
-                    took = timed(call, reps)
-                    out.append(
-                        {
-                            "verb": verb,
-                            "mode": f"{mode}+http",
-                            "nodes": n,
-                            "p50_ms": round(statistics.median(took), 3),
-                            "p99_ms": round(percentile(took, 0.99), 3),
-                            "floor_p50_ms": None,
-                            "body_mb": round(len(body) / 2**20, 2),
-                            "reps": reps,
-                        }
-                    )
+        for verb, mode, body, reps in calls:
+            took: dict[str, list[float]] = {kind: [] for kind in APPS}
+            cpu: dict[str, list[float]] = {kind: [] for kind in APPS}
+            for kind in APPS:  # two warm-up calls each
+                for _ in range(2):
+                    clients[kind].post(f"/{verb}", content=body, headers=JSON_HEADERS)
+            last = {kind: server_cpu_ns(pids[kind]) for kind in APPS}
+            for i in range(reps):
+                for kind in APPS[i % len(APPS) :] + APPS[: i % len(APPS)]:
+                    t0 = time.perf_counter_ns()
+                    clients[kind].post(f"/{verb}", content=body, headers=JSON_HEADERS)
+                    took[kind].append((time.perf_counter_ns() - t0) / 1e6)
+                    # the server's CPU from this call's end to its next one's: the whole call,
+                    # the work after the answer was sent included (the others run meanwhile)
+                    now, before = server_cpu_ns(pids[kind]), last[kind]
+                    if now is not None and before is not None and i > 0:
+                        cpu[kind].append((now - before) / 1e6)
+                    last[kind] = now
+            row: dict[str, Any] = {
+                "verb": verb,
+                "mode": mode,
+                "nodes": n if mode != "captured" else None,
+                "body_mb": round(len(body) / 2**20, 3),
+                "reps": reps,
+            }
+            for kind in APPS:
+                row[f"{kind}_p50_ms"] = round(statistics.median(took[kind]), 3)
+                row[f"{kind}_p99_ms"] = round(percentile(took[kind], 0.99), 3)
+                used = statistics.median(cpu[kind]) if cpu[kind] else None
+                row[f"{kind}_server_cpu_p50_ms"] = None if used is None else round(used, 3)
+            for name, kind in (("p50_ratio", "fastapi"), ("control_p50_ratio", "control")):
+                row[name] = round(row[f"{kind}_p50_ms"] / row["starlette_p50_ms"], 3)
+            out.append(row)
     finally:
-        server.terminate()
-        server.join(timeout=10)
+        for client in clients.values():
+            client.close()
+        for server, _ in servers:
+            server.terminate()
+            server.join(timeout=10)
     return out
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.3f}" if a and b else "-"
+
+
+def asgi_rows(ext: Extender, reqs: dict[str, bytes], n: int, scale: float) -> list[dict[str, Any]]:
+    """The apps alone, called in this process as ASGI apps (no uvicorn, no socket): this thread's
+    CPU per call, interleaved, for each verb. What the framework itself adds to a call, measured
+    with a clock that other processes on the cores do not move."""
+    import asyncio
+
+    from scheduler.extender.http import create_app
+
+    apps = {
+        "starlette": starlette_app(ext, PREFIX),
+        "fastapi": create_app(ext, url_prefix=PREFIX),
+        "control": starlette_app(ext, PREFIX),
+    }
+    bodies = {"filter": reqs["names"], "prioritize": reqs["names"]}
+    bodies |= {v: _fixture(v) for v in ("bind", "preempt")}
+
+    async def sent(_: Any) -> None:
+        return None
+
+    async def measure() -> list[dict[str, Any]]:
+        out = []
+        for verb, body in bodies.items():
+            scope = {
+                "type": "http",
+                "http_version": "1.1",
+                "method": "POST",
+                "scheme": "http",
+                "path": f"{PREFIX}/{verb}",
+                "raw_path": f"{PREFIX}/{verb}".encode(),
+                "root_path": "",
+                "query_string": b"",
+                "headers": [(b"content-type", b"application/json")],
+                "client": ("127.0.0.1", 40000),
+                "server": ("127.0.0.1", 8888),
+            }
+
+            async def receive(body: bytes = body) -> dict[str, Any]:
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            reps = max(50, int((2000 if verb in ("bind", "preempt") else 20000 // n) * scale))
+            cpu: dict[str, list[float]] = {kind: [] for kind in APPS}
+            for i in range(reps + 20):
+                for kind in APPS[i % len(APPS) :] + APPS[: i % len(APPS)]:
+                    c0 = time.thread_time_ns()
+                    await apps[kind](dict(scope), receive, sent)
+                    if i >= 20:
+                        cpu[kind].append((time.thread_time_ns() - c0) / 1e3)
+            row: dict[str, Any] = {"verb": verb, "nodes": n, "reps": reps}
+            for kind in APPS:
+                row[f"{kind}_cpu_p50_us"] = round(statistics.median(cpu[kind]), 2)
+            out.append(row)
+        return out
+
+    return asyncio.run(measure())
+
+
+def print_asgi_table(rows: list[dict[str, Any]]) -> None:
+    print(
+        "\nthe apps alone, in-process ASGI calls (this thread's CPU per call, p50, microseconds): "
+        "the service's app against the Starlette baseline, with no other process in the clock"
+    )
+    head = f"{'verb':<11}{'nodes':>6}{'reps':>7}{'F':>10}{'S':>10}{'A/A':>10}{'F - S':>9}{'F/S':>7}"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        f, s, c = (r[f"{k}_cpu_p50_us"] for k in ("fastapi", "starlette", "control"))
+        print(
+            f"{r['verb']:<11}{r['nodes']:>6}{r['reps']:>7}{f:>10.2f}{s:>10.2f}{c:>10.2f}"
+            f"{f - s:>9.2f}{f / s:>7.3f}"
+        )
+
+
+def print_http_table(rows: list[dict[str, Any]]) -> None:
+    """FastAPI app vs Starlette baseline through uvicorn, per verb, with the A/A control."""
+    print(
+        "\nthrough uvicorn on 127.0.0.1 (ms): F = the FastAPI app, S = the Starlette baseline, "
+        "A/A = a second copy of S against S (this run's noise); cpu = the server's CPU per call"
+    )
+    head = (
+        f"{'verb':<11}{'mode':<10}{'nodes':>6}{'body MB':>9}{'reps':>6}"
+        f"{'F p50':>9}{'S p50':>9}{'F/S':>7}{'A/A':>7}{'F p99':>9}{'S p99':>9}"
+        f"{'F cpu':>8}{'S cpu':>8}{'F/S':>7}{'A/A':>7}"
+    )
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        nodes = "-" if r["nodes"] is None else str(r["nodes"])
+        cpu = {k: r[f"{k}_server_cpu_p50_ms"] for k in APPS}
+        print(
+            f"{r['verb']:<11}{r['mode']:<10}{nodes:>6}{r['body_mb']:>9.3f}{r['reps']:>6}"
+            f"{r['fastapi_p50_ms']:>9.3f}{r['starlette_p50_ms']:>9.3f}"
+            f"{r['p50_ratio']:>7.3f}{r['control_p50_ratio']:>7.3f}"
+            f"{r['fastapi_p99_ms']:>9.3f}{r['starlette_p99_ms']:>9.3f}"
+            f"{_fmt(cpu['fastapi'], 8)}{_fmt(cpu['starlette'], 8)}"
+            f"{_ratio(cpu['fastapi'], cpu['starlette']):>7}"
+            f"{_ratio(cpu['control'], cpu['starlette']):>7}"
+        )
+    above = [r for r in rows if r["p50_ratio"] > 1.05]
+    noise = max(abs(r["control_p50_ratio"] - 1.0) for r in rows)
+    print(
+        f"target http p50 within 5 % of Starlette: {len(rows) - len(above)} of {len(rows)} rows: "
+        f"{'met' if not above else 'MISSED'}; the A/A control drifted up to {noise:.1%} in this run"
+    )
+    for r in above:
+        cpu_ratio = _ratio(r["fastapi_server_cpu_p50_ms"], r["starlette_server_cpu_p50_ms"])
+        print(
+            f"  above: {r['verb']}/{r['mode']}/{r['nodes'] or '-'} F/S {r['p50_ratio']:.3f} "
+            f"(its A/A {r['control_p50_ratio']:.3f}; server CPU F/S {cpu_ratio})"
+        )
 
 
 def _fmt(value: float | None, width: int) -> str:
@@ -561,19 +796,34 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="node counts")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply repetitions")
-    parser.add_argument("--http", action="store_true", help="also measure through uvicorn")
+    parser.add_argument(
+        "--http",
+        action="store_true",
+        help="also measure every verb through uvicorn: the FastAPI app vs the Starlette baseline",
+    )
     opts = parser.parse_args(argv)
     sizes = tuple(int(s) for s in opts.sizes.split(","))
     load_before = load_average()
-    rows = run(sizes, opts.scale, opts.http)
+    http: list[dict[str, Any]] | None = [] if opts.http else None
+    asgi: list[dict[str, Any]] | None = [] if opts.http else None
+    rows = run(sizes, opts.scale, http, asgi)
     print_table(rows)
+    if http:
+        print_http_table(http)
+    if asgi:
+        print_asgi_table(asgi)
     print(f"load average before/after: {load_before} / {load_average()} ({os.cpu_count()} CPUs)")
     if 5000 in sizes:
         for line in check_targets(rows):
             print(line)
     keys = ("verb", "mode", "nodes", "p50_ms", "p99_ms", "floor_p50_ms")
-    results = [{k: r[k] for k in keys} for r in rows if r["mode"] in ("names", "nodes")]
-    print(json.dumps({"benchmark": "latency", "results": results}))
+    results = [{k: r[k] for k in keys} for r in rows]
+    summary: dict[str, Any] = {"benchmark": "latency", "results": results}
+    if http:
+        summary["http"] = http
+    if asgi:
+        summary["asgi"] = asgi
+    print(json.dumps(summary))
     return 0
 
 

@@ -19,14 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from fastapi import APIRouter, FastAPI
 
 from carbon.accounting.accountant import Accountant, ChainHistory
-from carbon.accounting.ledger import LedgerError
-from carbon.accounting.report_query import ReportError, answer_async
 from carbon.aio import cancel_all
 from carbon.cache import CarbonCache
 from carbon.config import CarbonConfig
@@ -35,11 +30,13 @@ from carbon.zones import ZoneMapper
 from scheduler import wire
 from scheduler.cluster.state import ClusterState
 from scheduler.engine import EngineStore
-from scheduler.explain import explain_routes
+from scheduler.explain import explain_router
+from scheduler.extender.http import create_app
 from scheduler.extender.records import LedgerSink
-from scheduler.extender.routes import DEFAULT_MAX_BODY, create_app
+from scheduler.extender.report import report_router
+from scheduler.extender.routes import DEFAULT_MAX_BODY
 from scheduler.extender.service import Extender
-from scheduler.gates.webhook import routes as admission_routes
+from scheduler.gates.webhook import router as admission_router
 from scheduler.policy.model import Policy
 
 if TYPE_CHECKING:
@@ -79,7 +76,7 @@ class Runtime:
     extender: Extender
     sync: Any = None
     ledger: LedgerSink | None = None
-    app: Starlette = field(init=False)
+    app: FastAPI = field(init=False)
 
     def ready(self) -> tuple[bool, str]:
         if self.options.cluster_mode and not self.state.synced:
@@ -88,29 +85,6 @@ class Runtime:
 
     def carbon_view(self) -> CarbonView:
         return self.cache.view()
-
-    async def report(self, request: Request) -> Response:
-        """``GET /report``: the same exports as ``lowcarb report``, from the serving ledger."""
-        if self.options.ledger is None:
-            return JSONResponse(
-                {"error": "no ledger: start lowcarb serve with --ledger PATH"}, status_code=404
-            )
-        policy = self.store.policy
-        try:
-            report = await answer_async(
-                self.options.ledger,
-                dict(request.query_params),
-                accounting=policy.accounting,
-                power=policy.power,
-            )
-        except ReportError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        except LedgerError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=503)
-        # X-Lowcarb-Awaiting-Accounting etc.: pods of the period the accountant has not settled
-        return Response(
-            report.body, media_type=report.content_type, headers=report.backlog.headers()
-        )
 
 
 class ObservedState:
@@ -242,7 +216,7 @@ def compose(
     return parts
 
 
-def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None = None) -> Runtime:
+def build_runtime(options: ServeOptions, *, routers: list[APIRouter] | None = None) -> Runtime:
     parts = compose(options.policy, ledger=options.ledger)
     store, cache, state, ledger = parts.store, parts.cache, parts.state, parts.ledger
 
@@ -290,7 +264,7 @@ def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None
     runtime: Runtime
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await parts.start(policy_poll_s=options.policy_poll_s)
         if gate_ctl is not None:
             await gate_ctl.start()
@@ -320,19 +294,19 @@ def build_runtime(options: ServeOptions, *, extra_routes: list[BaseRoute] | None
             await parts.stop()  # the sync, the policy watch, the carbon cache, the ledger
 
     runtime = Runtime(options, store, cache, state, extender, sync=sync, ledger=ledger)
-    routes: list[BaseRoute] = [
-        *(extra_routes or []),
+    service_routers = [
+        *(routers or []),
+        explain_router(runtime),
+        report_router(options.ledger, lambda: store.policy),
         # the webhook that gives opted-in classes the carbon-window gate at pod creation
-        *admission_routes(lambda: store.policy),
-        *explain_routes(runtime),
-        Route("/report", runtime.report, methods=["GET"]),
+        admission_router(lambda: store.policy),
     ]
     runtime.app = create_app(
         extender,
         url_prefix=options.url_prefix,
         max_body=options.max_body,
         ready=runtime.ready,
-        extra_routes=routes,
+        routers=service_routers,
         lifespan=lifespan,
     )
     return runtime

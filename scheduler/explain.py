@@ -12,7 +12,7 @@ and quantiser) and returns the JSON shape of issue 5::
 plus ``class_reason``, ``expected_duration_s`` and ``notes`` (annotations that were ignored, zones
 without data). A zone no carbon source knows is listed in ``carbon_data`` with null values and
 ``"reason": "unknown_zone"``. Nodes are listed best first, infeasible ones last.
-:func:`explain_routes` serves it over HTTP: ``GET /explain?pod=ns/name`` (cluster mode: the pod
+:func:`explain_router` serves it over HTTP: ``GET /explain?pod=ns/name`` (cluster mode: the pod
 is read from the API server, since the node/pod cache keeps only bound pods' demands) and
 ``POST /explain`` with a Pod manifest (any mode); both score against every node the service knows.
 """
@@ -25,16 +25,17 @@ from typing import Any, Protocol
 
 import msgspec
 import numpy as np
+from fastapi import APIRouter, Query
 from rich.console import Console
 from rich.table import Table
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from carbon.clock import wall
 from carbon.gaps import UNKNOWN_ZONE
 from carbon.types import CarbonView
 from scheduler import wire
+from scheduler.api.errors import ApiError, error_responses
+from scheduler.api.explain import Explanation
 from scheduler.cluster.state import ClusterState
 from scheduler.cluster.table import NodeTable
 from scheduler.demand import DemandError, parse_demand
@@ -45,6 +46,7 @@ from scheduler.terms.base import TermScore
 
 UNKNOWN_NODE = "node not in lowcarb's cache (not synced yet, or deleted)"
 PodGetter = Callable[[str, str], Awaitable[wire.Pod]]
+POD_SCHEMA = "#/components/schemas/Pod"  # the msgspec wire type, as the verbs' bodies use it
 
 
 class ExplainError(ValueError):
@@ -293,18 +295,24 @@ class ExplainRuntime(Protocol):
     def carbon_view(self) -> CarbonView: ...
 
 
-def explain_routes(
+def explain_router(
     runtime: ExplainRuntime,
     *,
     get_pod: PodGetter | None = None,
     clock: Callable[[], float] | None = None,
-) -> list[Route]:
+) -> APIRouter:
     """``GET /explain?pod=ns/name`` and ``POST /explain`` (body: a Pod) for ``runtime``.
 
     ``get_pod`` reads a pod by namespace and name; by default the cluster client of
-    ``runtime.sync`` (cluster mode). Without one, GET answers 409 and points to POST.
+    ``runtime.sync`` (cluster mode). Without one, GET answers 409 and points to POST. Both answer
+    :class:`scheduler.api.explain.Explanation`; errors are :class:`scheduler.api.errors.ApiError`.
     """
     now = clock or wall
+    router = APIRouter(tags=["operations"])
+    answers: dict[str, Any] = {
+        "response_model": Explanation,
+        "response_model_exclude_unset": True,  # keys as explain() gives them, none added
+    }
 
     def getter() -> PodGetter | None:
         if get_pod is not None:
@@ -313,60 +321,72 @@ def explain_routes(
         fn = getattr(client, "get_pod", None)
         return fn if callable(fn) else None
 
-    def run(pod: wire.Pod) -> Response:
+    def run(pod: wire.Pod) -> dict[str, Any]:
         engine: Engine = runtime.store.engine()
         table = runtime.state.full_table()
         try:
             result = explain(engine, pod, table, runtime.carbon_view(), now())
         except ExplainError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=422)
+            raise ApiError(422, str(exc), field="pod") from None
         node = pod.spec.nodeName
         if node and runtime.state.pod(pod.metadata.uid) is not None:
             result["notes"].append(
                 f"the pod is bound to {node}; its own requests are counted there, as they are "
                 "for every other pod"
             )
-        return JSONResponse(result)
+        return result
 
-    async def get(request: Request) -> Response:
-        key = request.query_params.get("pod", "")
-        namespace, _, name = key.partition("/")
+    @router.get(
+        "/explain",
+        name="explain",
+        summary="Explain a pod's placement, reading the pod from the API server (cluster mode)",
+        responses=error_responses(400, 404, 409, 422, 502),
+        **answers,
+    )
+    async def get(
+        pod: str = Query(description="namespace/name of the pod", examples=["ml/train-0"]),
+    ) -> dict[str, Any]:
+        namespace, _, name = pod.partition("/")
         if not namespace or not name or "/" in name:
-            return JSONResponse(
-                {"error": f"query parameter pod={key!r}: give namespace/name, e.g. ?pod=ml/job-0"},
-                status_code=400,
-            )
+            message = f"query parameter pod={pod!r}: give namespace/name, e.g. ?pod=ml/job-0"
+            raise ApiError(400, message, field="pod")
         fetch = getter()
         if fetch is None:
-            return JSONResponse(
-                {
-                    "error": "GET /explain?pod=ns/name needs cluster mode (lowcarb serve "
-                    "--kubeconfig FILE or --in-cluster); POST the Pod manifest to /explain instead"
-                },
-                status_code=409,
+            message = (
+                "GET /explain?pod=ns/name needs cluster mode (lowcarb serve --kubeconfig FILE or "
+                "--in-cluster); POST the Pod manifest to /explain instead"
             )
+            raise ApiError(409, message)
         try:
-            pod = await fetch(namespace, name)
+            found = await fetch(namespace, name)
         except Exception as exc:
-            status = int(getattr(exc, "code", 0) or 0)
-            if status == 404:
-                return JSONResponse({"error": f"pod {key} not found"}, status_code=404)
-            return JSONResponse(
-                {"error": f"cannot read pod {key} from the API server: {exc}"}, status_code=502
-            )
-        return run(pod)
+            if int(getattr(exc, "code", 0) or 0) == 404:
+                raise ApiError(404, f"pod {pod} not found", field="pod") from None
+            message = f"cannot read pod {pod} from the API server: {exc}"
+            raise ApiError(502, message, field="pod") from None
+        return run(found)
 
-    async def post(request: Request) -> Response:
+    @router.post(
+        "/explain",
+        name="explain_manifest",
+        summary="Explain the placement of the Pod manifest in the body (any mode)",
+        responses=error_responses(400, 422),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "description": "A v1.Pod manifest in JSON (the fields lowcarb reads are listed)",
+                "content": {"application/json": {"schema": {"$ref": POD_SCHEMA}}},
+            }
+        },
+        **answers,
+    )
+    async def post(request: Request) -> dict[str, Any]:
         body = await request.body()
         try:
             pod = msgspec.json.decode(body, type=wire.Pod)
         except msgspec.DecodeError as exc:
-            return JSONResponse(
-                {"error": f"body is not a Pod manifest in JSON: {exc}"}, status_code=400
-            )
+            message = f"body is not a Pod manifest in JSON: {exc}"
+            raise ApiError(400, message, field="body") from None
         return run(pod)
 
-    return [
-        Route("/explain", get, methods=["GET"], name="explain"),
-        Route("/explain", post, methods=["POST"], name="explain-post"),
-    ]
+    return router

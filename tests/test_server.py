@@ -300,7 +300,9 @@ def test_bad_bodies_get_400_naming_the_problem(
 ) -> None:
     resp = post(server, verb, body)
     assert resp.status_code == 400
-    assert resp.json()["error"].startswith(message)  # lowcarb's words, not the decoder's
+    error = resp.json()["error"]
+    assert error["message"].startswith(message)  # lowcarb's words, not the decoder's
+    assert error["code"] == "bad_request" and error["field"] == "body"
 
 
 def test_missing_pod_is_a_filter_error(server: httpx.Client) -> None:
@@ -347,7 +349,8 @@ def test_bodies_above_the_limit_get_413(server: httpx.Client) -> None:
 
     resp = server.post(f"{PREFIX}/prioritize", content=chunks())
     assert resp.status_code == 413
-    assert "--max-body" in resp.json()["error"]
+    assert resp.json()["error"]["code"] == "too_large"
+    assert "--max-body" in resp.json()["error"]["message"]
 
 
 def test_garbage_never_takes_the_worker_down(server: httpx.Client) -> None:

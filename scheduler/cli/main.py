@@ -47,7 +47,7 @@ def version() -> None:
 def _register_subcommands() -> None:
     """Every command group and command, each from its own module (imported here, after ``app``
     exists, because some of them reuse this module's helpers)."""
-    from scheduler.cli import carbon, explain, gates, policy, report, serve, simulate
+    from scheduler.cli import carbon, explain, gates, openapi, policy, report, serve, simulate
 
     app.command(name="serve")(serve.serve)
     app.add_typer(carbon.app, name="carbon")
@@ -56,6 +56,7 @@ def _register_subcommands() -> None:
     app.command(name="report")(report.report)
     app.command(name="explain")(explain.explain)
     app.command(name="simulate")(simulate.simulate)
+    app.command(name="openapi")(openapi.openapi)
 
 
 _register_subcommands()

@@ -6,16 +6,22 @@ validator's file:line:column lines), the kubeconfig and the TLS files it names, 
 ``--tls-cert``/``--tls-key``/``--client-ca`` (loaded once here), and the listen address: the
 socket is bound here, so a port in use or an address not on this machine is reported before the
 app starts, and uvicorn serves on that very socket (no window for another process to take it).
+With ``--health-port`` a second, plain-HTTP listener serves ``/healthz``, ``/readyz`` and
+``/metrics`` in the same process and event loop, so kubelet probes work while the main listener
+requires client certificates.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 import socket
 import ssl
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -30,6 +36,9 @@ from scheduler.cli.lease import (
     LeaseNamespaceOpt,
     lease_settings,
 )
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 class LogLevel(StrEnum):
@@ -86,7 +95,7 @@ def tls_files(cert: Path | None, key: Path | None, client_ca: Path | None) -> No
             ) from None
 
 
-def listen(host: str, port: int) -> list[socket.socket]:
+def listen(host: str, port: int, option: str = "--port") -> list[socket.socket]:
     """Bound (not yet listening) sockets for ``host:port``; uvicorn listens on them."""
     try:
         infos = socket.getaddrinfo(
@@ -110,21 +119,21 @@ def listen(host: str, port: int) -> list[socket.socket]:
     except OSError as exc:
         for sock in sockets:
             sock.close()
-        raise _listen_error(host, port, exc) from None
+        raise _listen_error(host, port, exc, option) from None
     return sockets
 
 
-def _listen_error(host: str, port: int, exc: OSError) -> UsageError:
+def _listen_error(host: str, port: int, exc: OSError, option: str = "--port") -> UsageError:
     where = f"{host}:{port}"
     if exc.errno == errno.EADDRINUSE:
         return UsageError(
-            "--port",
+            option,
             f"{where} is already in use",
-            "stop the process that listens there or choose another --port",
+            f"stop the process that listens there or choose another {option}",
         )
     if exc.errno == errno.EACCES:
         return UsageError(
-            "--port", f"not allowed to listen on {where}", "choose a --port of 1024 or above"
+            option, f"not allowed to listen on {where}", f"choose a {option} of 1024 or above"
         )
     if exc.errno == errno.EADDRNOTAVAIL:
         return UsageError(
@@ -132,7 +141,46 @@ def _listen_error(host: str, port: int, exc: OSError) -> UsageError:
             f"{host!r} is not an address of this machine",
             "give e.g. 127.0.0.1 or 0.0.0.0",
         )
-    return UsageError("--host/--port", f"cannot listen on {where}: {exc.strerror or exc}")
+    return UsageError(f"--host/{option}", f"cannot listen on {where}: {exc.strerror or exc}")
+
+
+async def _serve(
+    main: uvicorn.Server,
+    sockets: list[socket.socket],
+    health: uvicorn.Server | None,
+    health_sockets: list[socket.socket],
+) -> None:
+    """The main server, and the health server for as long as the main one runs."""
+    if health is None:
+        await main.serve(sockets=sockets)
+        return
+    probes = asyncio.create_task(health.serve(sockets=health_sockets), name="health-port")
+    try:
+        await main.serve(sockets=sockets)
+    finally:
+        health.should_exit = True
+        await probes
+
+
+def run(
+    config: uvicorn.Config,
+    sockets: list[socket.socket],
+    health_config: uvicorn.Config | None = None,
+    health_sockets: list[socket.socket] | None = None,
+) -> None:
+    """What ``uvicorn.Server.run`` does, with the --health-port server beside the main one
+    (same event loop; the main server owns the signals and the lifespan)."""
+    import uvicorn
+
+    class HealthServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    main = uvicorn.Server(config)
+    health = HealthServer(health_config) if health_config is not None else None
+    with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+        runner.run(_serve(main, sockets, health, health_sockets or []))
 
 
 def serve(
@@ -180,6 +228,15 @@ def serve(
             help="Require client certificates signed by this CA (mutual TLS)",
         ),
     ] = None,
+    health_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Also serve /healthz, /readyz and /metrics over plain HTTP on this port "
+            "(probes without a client certificate when --client-ca is set)",
+        ),
+    ] = None,
     log_level: Annotated[
         LogLevel, typer.Option(case_sensitive=False, help="Log level")
     ] = LogLevel.info,
@@ -194,8 +251,15 @@ def serve(
 
     from scheduler.app import ServeOptions, build_runtime
     from scheduler.cli.logs import configure_logging
+    from scheduler.extender.http import health_app
 
     check_cluster_options(kubeconfig, in_cluster)
+    require(
+        health_port != port,
+        "--health-port",
+        f"{health_port} is --port too",
+        "give the probes a port of their own, e.g. 8081",
+    )
     tls_files(tls_cert, tls_key, client_ca)
     lease = lease_settings(leader_elect, lease_name, lease_namespace, lease_duration)
     require(
@@ -219,6 +283,7 @@ def serve(
     with policy_errors("--policy"), blame("--ledger", LedgerError):
         runtime = build_runtime(options)
     sockets = listen(host, port)
+    health_sockets = listen(host, health_port, "--health-port") if health_port else []
     ssl_kwargs: dict[str, object] = {}
     if tls_cert is not None:
         ssl_kwargs = {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)}
@@ -233,8 +298,21 @@ def serve(
         access_log=False,
         **ssl_kwargs,  # type: ignore[arg-type]
     )
+    health = None
+    if health_port:
+        health = uvicorn.Config(
+            health_app(runtime.ready),
+            host=host,
+            port=health_port,
+            log_level=log_level.value,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
     scheme = "https" if tls_cert is not None else "http"
     structlog.get_logger("lowcarb.serve").info(
-        "starting", url=f"{scheme}://{host}:{port}{runtime.options.url_prefix}"
+        "starting",
+        url=f"{scheme}://{host}:{port}{runtime.options.url_prefix}",
+        probes=f"http://{host}:{health_port}" if health_port else None,
     )
-    uvicorn.Server(config).run(sockets=sockets)
+    run(config, sockets, health, health_sockets)

@@ -1,31 +1,38 @@
-"""HTTP layer: the extender verbs under a URL prefix, health, readiness and Prometheus metrics.
+"""HTTP routes of the extender: the four verbs under a URL prefix, health, readiness, metrics.
 
-A thin Starlette app over :class:`scheduler.extender.service.Extender`: it reads the body (413
-above the
-size limit), times the call, maps bad input to HTTP 400 with a message naming the problem, and
-never lets an exception take the worker down (500 with the error kind, counted).
+The verbs stay bytes in, bytes out over msgspec: each is a raw ``Request -> Response`` route
+(:class:`RawRoute`: listed in the OpenAPI document like any FastAPI route, but its handler is the
+endpoint itself: no parameter parsing, no pydantic, no response model). The endpoint reads the
+body (413 above the size limit), times the call, turns bad input into 400 with a message naming
+the problem, and never lets an exception take the worker down (500 with the error kind, counted);
+errors are raised as :class:`scheduler.api.errors.ApiError` and written by the app's one handler.
+The Go-shaped bodies are documented from the msgspec wire types (:func:`verb_components`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 import structlog
+from fastapi import APIRouter
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import request_response
 
 from scheduler import metrics, wire
+from scheduler.api.errors import ApiError, error_responses
 from scheduler.extender.service import Extender
 
 log = structlog.get_logger("lowcarb.api")
 DEFAULT_MAX_BODY = 256 * 2**20  # 5,000 full nodes are ~50 MiB; leave room
 JSON = "application/json"
+COMPONENTS = "#/components/schemas/{name}"
+Handler = Callable[[bytes], bytes] | Callable[[bytes], Awaitable[bytes]]
 
 
 class BodyTooLarge(Exception):
@@ -46,20 +53,110 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(
-    extender: Extender,
-    *,
-    url_prefix: str = "",
-    max_body: int = DEFAULT_MAX_BODY,
-    ready: Callable[[], tuple[bool, str]] = lambda: (True, "ok"),
-    extra_routes: Sequence[BaseRoute] = (),
-    lifespan: Callable[[Starlette], AbstractAsyncContextManager[Any]] | None = None,
-) -> Starlette:
-    prefix = "/" + url_prefix.strip("/") if url_prefix.strip("/") else ""
+class RawRoute(APIRoute):
+    """A route FastAPI documents but does not wrap: the endpoint gets the raw ``Request`` and
+    returns the ``Response`` as is, through Starlette's own ``request_response`` (what a
+    Starlette ``Route`` runs; FastAPI's adds the exit stacks of dependencies, which these routes
+    have none of)."""
 
-    def verb(
-        name: str, handler: Callable[[bytes], bytes] | Callable[[bytes], Awaitable[bytes]]
-    ) -> Route:
+    def __init__(self, path: str, endpoint: Callable[[Request], Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        self.app = request_response(endpoint)
+
+    def get_route_handler(self) -> Callable[[Request], Any]:
+        return self.endpoint
+
+
+# --- the Go-shaped bodies, for the OpenAPI document ------------------------------------------
+# Preemption is answered from a loose decode (see Extender.preempt); these structs only describe
+# kube-scheduler's ExtenderPreemptionArgs/Result in the contract.
+
+
+class MetaPod(msgspec.Struct):
+    UID: str = ""
+
+
+class MetaVictims(msgspec.Struct):
+    Pods: list[MetaPod] | None = None
+    NumPDBViolations: int = 0
+
+
+class Victims(msgspec.Struct):
+    Pods: list[wire.Pod] | None = None
+    NumPDBViolations: int = 0
+
+
+class ExtenderPreemptionArgs(msgspec.Struct):
+    """kube-scheduler's preemption candidates: victims as pods, or as UIDs (nodeCacheCapable)."""
+
+    Pod: wire.Pod | None = None
+    NodeNameToVictims: dict[str, Victims] | None = None
+    NodeNameToMetaVictims: dict[str, MetaVictims] | None = None
+
+
+class ExtenderPreemptionResult(msgspec.Struct):
+    """The candidates lowcarb accepts (all of them: it adds no preemption policy)."""
+
+    NodeNameToMetaVictims: dict[str, MetaVictims] | None = None
+
+
+# verb -> (request type, answer type, summary)
+VERBS: dict[str, tuple[Any, Any, str]] = {
+    "filter": (
+        wire.ExtenderArgs,
+        wire.ExtenderFilterResult,
+        "Nodes that can take the pod, and why the others cannot",
+    ),
+    "prioritize": (
+        wire.ExtenderArgs,
+        list[wire.HostPriority],
+        "A 0..10 score per node (GPU fit, carbon, policy terms)",
+    ),
+    "bind": (
+        wire.ExtenderBindingArgs,
+        wire.ExtenderBindingResult,
+        "Bind the pod to the chosen node (cluster mode) and record the decision",
+    ),
+    "preempt": (
+        ExtenderPreemptionArgs,
+        ExtenderPreemptionResult,
+        "Accept kube-scheduler's preemption victims as proposed",
+    ),
+}
+
+
+def verb_components() -> tuple[dict[str, tuple[dict[str, Any], dict[str, Any]]], dict[str, Any]]:
+    """Per verb (request schema, answer schema) as ``$ref``s, and the components they name."""
+    types = [t for req, out, _ in VERBS.values() for t in (req, out)]
+    schemas, components = msgspec.json.schema_components(types, ref_template=COMPONENTS)
+    refs = iter(schemas)
+    return {verb: (next(refs), next(refs)) for verb in VERBS}, components
+
+
+def _openapi(verb: str, request: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "description": "The body kube-scheduler's HTTP extender sends (JSON, Go field names)",
+            "content": {JSON: {"schema": request}},
+        },
+        "responses": {
+            "200": {
+                "description": f"The answer kube-scheduler decodes for {verb}",
+                "content": {JSON: {"schema": answer}},
+            }
+        },
+    }
+
+
+def verb_routes(
+    extender: Extender, *, url_prefix: str = "", max_body: int = DEFAULT_MAX_BODY
+) -> list[RawRoute]:
+    """``POST {prefix}/filter|prioritize|bind|preempt`` over ``extender``."""
+    prefix = "/" + url_prefix.strip("/") if url_prefix.strip("/") else ""
+    shapes, _ = verb_components()
+
+    def route(name: str, handler: Handler) -> RawRoute:
         async def endpoint(request: Request) -> Response:
             started = time.perf_counter()
             try:
@@ -70,41 +167,70 @@ def create_app(
                 return Response(out, media_type=JSON)
             except BodyTooLarge:
                 metrics.ERRORS.labels("too_large").inc()
-                return _error(413, f"request body above the {max_body}-byte limit (--max-body)")
+                message = f"request body above the {max_body}-byte limit (--max-body)"
+                raise ApiError(413, message, field="body") from None
             except wire.WireError as exc:
                 metrics.ERRORS.labels("bad_request").inc()
-                return _error(400, str(exc))
+                raise ApiError(400, str(exc), field="body") from None
             except Exception as exc:
                 metrics.ERRORS.labels("internal").inc()
                 log.exception("extender call failed", verb=name)
-                return _error(500, f"internal error in {name}: {type(exc).__name__}: {exc}")
+                message = f"internal error in {name}: {type(exc).__name__}: {exc}"
+                raise ApiError(500, message) from None
             finally:
                 metrics.REQUEST_SECONDS.labels(name).observe(time.perf_counter() - started)
 
-        return Route(f"{prefix}/{name}", endpoint, methods=["POST"], name=name)
+        request_schema, answer_schema = shapes[name]
+        return RawRoute(
+            f"{prefix}/{name}",
+            endpoint,
+            methods=["POST"],
+            name=name,
+            operation_id=name,
+            summary=VERBS[name][2],
+            tags=["extender"],
+            responses=error_responses(400, 413, 500),
+            openapi_extra=_openapi(name, request_schema, answer_schema),
+        )
 
-    async def healthz(_: Request) -> Response:
+    return [
+        route("filter", extender.filter),
+        route("prioritize", extender.prioritize),
+        route("bind", extender.bind),
+        route("preempt", extender.preempt),
+    ]
+
+
+def health_router(ready: Callable[[], tuple[bool, str]]) -> APIRouter:
+    """``/healthz`` (alive), ``/readyz`` (503 until ready: cache synced in cluster mode) and
+    ``/metrics`` (Prometheus text format)."""
+    router = APIRouter(tags=["operations"])
+    text = {"content": {"text/plain": {"schema": {"type": "string"}}}}
+
+    @router.get(
+        "/healthz", name="healthz", response_class=PlainTextResponse, summary="Liveness: always ok"
+    )
+    async def healthz() -> Response:
         return PlainTextResponse("ok")
 
-    async def readyz(_: Request) -> Response:
+    @router.get(
+        "/readyz",
+        name="readyz",
+        response_class=PlainTextResponse,
+        summary="Readiness: ok once the policy is loaded and (cluster mode) the cache is synced",
+        responses={503: {"description": "Not ready yet: the reason", **text}},
+    )
+    async def readyz() -> Response:
         ok, why = ready()
         return PlainTextResponse(why, status_code=200 if ok else 503)
 
-    async def metrics_endpoint(_: Request) -> Response:
+    @router.get(
+        "/metrics",
+        name="metrics",
+        response_class=PlainTextResponse,
+        summary="Prometheus metrics (text exposition format)",
+    )
+    async def metrics_endpoint() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    routes: list[BaseRoute] = [
-        verb("filter", extender.filter),
-        verb("prioritize", extender.prioritize),
-        verb("bind", extender.bind),
-        verb("preempt", extender.preempt),
-        Route("/healthz", healthz),
-        Route("/readyz", readyz),
-        Route("/metrics", metrics_endpoint),
-        *extra_routes,
-    ]
-    return Starlette(routes=routes, lifespan=lifespan)
-
-
-def _error(status: int, message: str) -> Response:
-    return JSONResponse({"error": message}, status_code=status)
+    return router

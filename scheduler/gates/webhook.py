@@ -20,11 +20,13 @@ from typing import Any
 
 import msgspec
 import structlog
+from fastapi import APIRouter
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from scheduler import wire
+from scheduler.api.admission import AdmissionReviewRequest, AdmissionReviewResponse
+from scheduler.api.errors import ApiError, error_responses
+from scheduler.api.schema import ref
 from scheduler.decode_errors import describe
 from scheduler.gates.request import GATE
 
@@ -120,18 +122,35 @@ def review(body: bytes, policy: Any) -> dict[str, Any]:
     return out
 
 
-def routes(policy: Callable[[], Any]) -> list[Route]:
-    """The webhook route for the service's app (``build_runtime(extra_routes=...)``)."""
+def router(policy: Callable[[], Any]) -> APIRouter:
+    """``POST /mutate/carbon-window`` for the service's app: the raw body (at most
+    :data:`MAX_BODY`) goes to :func:`review`; the answer is checked against the
+    AdmissionReview response model, errors go through :class:`scheduler.api.errors.ApiError`."""
+    routes = APIRouter(tags=["admission"])
 
-    async def mutate(request: Request) -> Response:
+    @routes.post(
+        PATH,
+        name="mutate_carbon_window",
+        summary="Mutating admission webhook: gate pods of classes that opt into temporal shifting",
+        response_model=AdmissionReviewResponse,
+        response_model_exclude_none=True,
+        responses=error_responses(400, 413),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": ref(AdmissionReviewRequest)}},
+            }
+        },
+    )
+    async def mutate(request: Request) -> dict[str, Any]:
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > MAX_BODY:
-                return JSONResponse({"error": f"body above {MAX_BODY} bytes"}, status_code=413)
+                raise ApiError(413, f"body above {MAX_BODY} bytes", field="body")
         try:
-            return JSONResponse(review(bytes(body), policy()))
+            return review(bytes(body), policy())
         except AdmissionError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
+            raise ApiError(400, str(exc), field="body") from None
 
-    return [Route(PATH, mutate, methods=["POST"])]
+    return routes

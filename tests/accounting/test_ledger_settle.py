@@ -271,7 +271,9 @@ def test_http_report_says_what_awaits_accounting(target: LedgerTarget, tmp_path:
         assert pod0["energy_kwh"] == pytest.approx(POD0_KWH)
         bad = httpx.get(f"{base}/report", params={"include-provisional": "maybe"}, timeout=60)
         assert bad.status_code == 400
-        assert "include-provisional: 'maybe' is not true or false" in bad.json()["error"]
+        error = bad.json()["error"]
+        assert "include-provisional: 'maybe' is not true or false" in error["message"]
+        assert error["field"] == "include-provisional"
 
 
 def test_estimates_use_the_power_model_given(tmp_path: Path) -> None:

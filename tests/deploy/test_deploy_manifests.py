@@ -231,8 +231,7 @@ def test_extender_only_serves_mutual_tls_on_its_service() -> None:
     assert secrets == {"lowcarb-tls", "lowcarb-client-ca"}
     assert not [v for v in volumes.values() if "configMap" in v and "scheduler" in v["name"]]
 
-    (port,) = lowcarb["ports"]
-    assert str(port["containerPort"]) == flag_value(args, "--port")
+    (port,) = [p for p in lowcarb["ports"] if str(p["containerPort"]) == flag_value(args, "--port")]
     service = find(objects, "Service", "lowcarb")
     (service_port,) = service["spec"]["ports"]
     assert service_port["targetPort"] == port["name"]

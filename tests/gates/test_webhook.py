@@ -12,8 +12,9 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from starlette.applications import Starlette
+from fastapi import FastAPI
 
+from scheduler.api import errors
 from scheduler.gates import webhook as admission
 from scheduler.gates.request import GATE
 from scheduler.policy.model import Policy
@@ -61,7 +62,9 @@ async def url() -> AsyncIterator[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = Starlette(routes=admission.routes(lambda: POLICY))
+    app = FastAPI()
+    app.include_router(admission.router(lambda: POLICY))
+    errors.install(app)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -136,15 +139,19 @@ async def test_pods_that_pass_unchanged(url: str, change: str) -> None:
 async def test_bad_bodies(url: str) -> None:
     r = await post(url, b"{not json")
     assert r.status_code == 400
-    assert r.json()["error"] == "body is not valid JSON: unexpected 'not json' at line 1, column 2"
+    assert r.json()["error"] == {
+        "code": "bad_request",
+        "message": "body is not valid JSON: unexpected 'not json' at line 1, column 2",
+        "field": "body",
+    }
     r = await post(url, {"apiVersion": "admission.k8s.io/v1", "request": {"kind": {}}})
     assert r.status_code == 400
-    assert r.json()["error"] == (
+    assert r.json()["error"]["message"] == (
         "body is not an admission.k8s.io/v1 AdmissionReview: "
         "request.uid: expected a string, got nothing (missing)"
     )
     r = await post(url, {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"})
-    assert r.status_code == 400 and "request" in r.json()["error"]
+    assert r.status_code == 400 and "request" in r.json()["error"]["message"]
     # an unreadable pod is allowed unchanged, with a warning: the webhook never blocks pods
     bad = review({"metadata": "not-an-object"})
     answer = (await post(url, bad)).json()
@@ -155,3 +162,4 @@ async def test_bad_bodies(url: str) -> None:
     ]
     r = await post(url, b" " * (admission.MAX_BODY + 1))
     assert r.status_code == 413
+    assert r.json()["error"]["code"] == "too_large"

@@ -18,7 +18,6 @@ from typer.testing import CliRunner
 from scheduler import kube, wire
 from scheduler.app import Runtime, ServeOptions, build_runtime
 from scheduler.cli.main import app as lowcarb
-from scheduler.explain import explain_routes
 from tests.support.fakeapi import FakeApiServer, Reply, free_port
 from tests.support.policy import FIXTURES
 
@@ -171,9 +170,8 @@ def api() -> Iterator[FakeApiServer]:
 
 @pytest.fixture
 async def served(files: dict[str, Path]) -> AsyncIterator[tuple[Runtime, str]]:
-    """``build_runtime`` + the explain routes, served by uvicorn on 127.0.0.1."""
+    """``build_runtime`` (the explain routes included), served by uvicorn on 127.0.0.1."""
     runtime = build_runtime(ServeOptions(policy=files["policy"]))
-    runtime.app.router.routes.extend(explain_routes(runtime))
     nodes = json.loads((FIXTURES / "nodes-list.json").read_text())["items"]
     for node in nodes:
         runtime.state.upsert_node(wire.decode_node(json.dumps(node).encode()))
@@ -211,10 +209,17 @@ async def test_server_get_in_cluster_mode(served: tuple[Runtime, str], api: Fake
             ]
             r = await http.get("/explain", params={"pod": "e2e/does-not-exist"})
             assert r.status_code == 404
-            assert r.json() == {"error": "pod e2e/does-not-exist not found"}
+            assert r.json() == {
+                "error": {
+                    "code": "not_found",
+                    "message": "pod e2e/does-not-exist not found",
+                    "field": "pod",
+                }
+            }
             r = await http.get("/explain", params={"pod": "train-h100"})
             assert r.status_code == 400
-            assert "give namespace/name" in r.json()["error"]
+            assert "give namespace/name" in r.json()["error"]["message"]
+            assert r.json()["error"]["field"] == "pod"
     finally:
         await client.aclose()
 
@@ -224,7 +229,7 @@ async def test_server_post_and_request_fed_mode(served: tuple[Runtime, str]) -> 
     async with httpx.AsyncClient(base_url=url) as http:
         r = await http.get("/explain", params={"pod": "e2e/train-h100"})
         assert r.status_code == 409
-        assert "POST the Pod manifest to /explain" in r.json()["error"]
+        assert "POST the Pod manifest to /explain" in r.json()["error"]["message"]
         r = await http.post("/explain", content=(FIXTURES / "pods-get.json").read_bytes())
         assert r.status_code == 200, r.text
         check_shape(r.json())
@@ -234,7 +239,7 @@ async def test_server_post_and_request_fed_mode(served: tuple[Runtime, str]) -> 
         bad["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "lots"
         r = await http.post("/explain", content=json.dumps(bad).encode())
         assert r.status_code == 422
-        assert "resources.requests['cpu']" in r.json()["error"]
+        assert "resources.requests['cpu']" in r.json()["error"]["message"]
 
 
 def test_cli_counts_running_pods_but_not_the_explained_one(files: dict[str, Path]) -> None:

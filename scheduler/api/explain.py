@@ -1,0 +1,81 @@
+"""The answer of ``/explain`` (issue 5's shape), as pydantic models for the OpenAPI contract.
+
+:func:`scheduler.explain.explain` builds the answer as a plain dict; the route declares
+:class:`Explanation` as its response model, so what it serves is checked against this shape.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TermDetail(BaseModel):
+    """One term's contribution on a feasible node."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    raw: float | None = Field(description="The term's value in its unit; null when not finite")
+    unit: str = Field(description="Unit of raw, e.g. gCO2e (empty when unitless)")
+    normalized: float | None = Field(description="raw mapped to 0..1, 1 best")
+    weight: float = Field(description="The term's weight in the class's policy")
+
+
+class NodeCost(BaseModel):
+    """The cost arithmetic of one node (policies with a ``prices:`` section), in USD."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    zone: str | None
+    g_per_kwh: float | None = Field(description="Intensity used over the run, gCO2e/kWh")
+    run_h: float | None = Field(description="Expected run time on this node's GPU model, hours")
+    kwh: float | None = Field(description="Energy over the run at the site's PUE")
+    g_co2e: float | None = Field(description="Expected emissions over the run")
+    gpu_hours: float | None
+    stranded_gpus: float | None = Field(description="GPUs the placement strands (FGD delta)")
+    scarcity: float | None = Field(description="0 on an idle fleet, 1 when full")
+    gpu_hour_usd: float | None
+    stranded_gpu_hour_usd: float | None
+    carbon_usd: float | None
+    gpu_usd: float | None
+    stranded_usd: float | None
+    cost_usd: float | None
+
+
+class NodeExplanation(BaseModel):
+    """One candidate node: feasible or why not, each term, and the final score."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    node: str
+    feasible: bool
+    reason: str | None = Field(description="Why the node cannot take the pod; null if it can")
+    terms: dict[str, TermDetail] = Field(
+        description="Per term (carbon, gpu_fit, ...); feasible only"
+    )
+    score: int = Field(ge=0, le=10, description="The extender score kube-scheduler gets, 0..10")
+    cost: NodeCost | None = Field(default=None, description="Present when the policy has prices")
+
+
+class CarbonDataUsed(BaseModel):
+    """The carbon intensity used for one zone, where it came from and how old it was."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str | None = Field(description="The provider that answered; null for an unknown zone")
+    age_s: int | float | None = Field(description="Age of the reading in seconds")
+    g_per_kwh: float | None = Field(description="Intensity used, gCO2e/kWh")
+    reason: str | None = Field(default=None, description="Present when no source knows the zone")
+
+
+class Explanation(BaseModel):
+    """Why the pod would go where: every node best first, infeasible ones last."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    pod: str = Field(description="namespace/name", examples=["ml/train-0"])
+    klass: str = Field(alias="class", description="The workload class chosen for the pod")
+    nodes: list[NodeExplanation]
+    carbon_data: dict[str, CarbonDataUsed] = Field(description="Per zone of the candidate nodes")
+    class_reason: str = Field(description="Why that class (label, owner kind, default, ...)")
+    expected_duration_s: float = Field(description="The pod's expected run time, seconds")
+    notes: list[str] = Field(description="Annotations ignored, zones without data, ...")
