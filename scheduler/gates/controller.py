@@ -72,6 +72,7 @@ class GateSettings:
     """Timing of the controller loop (tick, margins, grace periods) and its API concurrency."""
 
     tick_s: float = 30.0
+    data_wait_s: float = 2.0  # re-plan this soon while a pod waits for a zone's first fetch
     safety_margin_s: float = 300.0  # release this long before the latest start
     min_hold_s: float = 60.0  # a plan starting sooner than this is "now"
     forecast_grace_s: float = 180.0  # after start, wait this long for forecasts before fail-open
@@ -125,6 +126,7 @@ class GateController:
     _done: dict[str, float] = field(default_factory=dict)
     reflector: Any = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _awaiting_data: bool = False  # set by a pass that held a pod back for a first fetch
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     events: EventPoster = field(init=False)
 
@@ -215,6 +217,7 @@ class GateController:
                     [self.started_at, *(self.zones_since.get(z, -math.inf) for z in rules.zones)]
                 )
                 if now - since < self.settings.forecast_grace_s:
+                    self._awaiting_data = True  # re-plan soon: the fetch is under way
                     continue  # just started, or a zone new to the cache: not fetched yet
                 zones = ", ".join(rules.zones) or "none known"
                 due.append(
@@ -272,6 +275,7 @@ class GateController:
         now = self.clock() if now is None else now
         if not self.ready():
             return 0
+        self._awaiting_data = False
         due = self.plan(now)
         export_held(self.held.values(), now)
         if not due:
@@ -391,8 +395,11 @@ class GateController:
                 raise
             except Exception as exc:  # a bug in one pass must not stop the controller
                 log.exception("gate_pass_failed", error=str(exc))
+            wait_s = self.settings.tick_s
+            if self._awaiting_data:
+                wait_s = min(wait_s, self.settings.data_wait_s)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.tick_s)
+                await asyncio.wait_for(self._wake.wait(), wait_s)
             self._wake.clear()
 
     async def stop(self) -> None:
