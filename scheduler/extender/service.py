@@ -20,6 +20,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import msgspec
 import numpy as np
 import structlog
 
@@ -177,12 +178,11 @@ class Extender:
         gpu_index: tuple[int, ...] = ()
         record: PlacementRecord | None = None
         checked = self._check_at_bind(args.PodUID, args.Node, decision)
-        if isinstance(checked, str):  # the node no longer fits: kube-scheduler retries the pod
-            metrics.PODS_BOUND.labels("refused").inc()
-            return wire.encode(wire.ExtenderBindingResult(Error=checked))
         if checked is not None:
-            decision, row, gpu_index = checked
+            decision, row, gpu_index, late = checked
             record = placement_record(decision, row, self.clock())
+            if late:
+                record = msgspec.structs.replace(record, note=_join(record.note, late))
             annotations[ANN_DECISION] = record.to_annotation()
             if gpu_index:
                 annotations[ANN_GPU_INDEX] = ",".join(map(str, gpu_index))
@@ -211,15 +211,20 @@ class Extender:
 
     def _check_at_bind(
         self, uid: str, node: str, decision: Decision | None
-    ) -> tuple[Decision, int, tuple[int, ...]] | str | None:
+    ) -> tuple[Decision, int, tuple[int, ...], str] | None:
         """The pod on its node again, against the GPUs as they are now (pods bound since its
-        prioritize are counted): the decision to record, its row and the GPU slot(s); an error
-        text when the node no longer fits; None when lowcarb never saw the pod.
+        prioritize are counted): the decision to record, its row, the GPU slot(s), and a note
+        when the node no longer fits; None when lowcarb never saw the pod.
 
         kube-scheduler binds in the background while it schedules the next pod, so a GPU slot
         chosen at prioritize may be taken by the time the bind arrives; and with one feasible
-        node it skips prioritize and binds at once. Re-checking the one node here costs one
-        single-row evaluation and makes both safe: no shared GPU is ever over-committed.
+        node it skips prioritize and binds at once. Re-checking the one node here (one
+        single-row evaluation) picks a GPU slot that still has room and records a decision in
+        both cases. When no slot on the node has room any more, the bind is not refused: with
+        ``ignorable: true`` (what deploy/ ships) kube-scheduler then binds the pod itself, with
+        no annotation and no ledger row ("Skipping extender in bind as it returned error and
+        has ignorable flag set"); lowcarb binds with its prioritize choice and says so in the
+        decision's note and the ``lowcarb_errors_total{kind="overcommit_at_bind"}`` metric.
         """
         seen = self._filtered.get(uid)
         if decision is not None:
@@ -231,17 +236,24 @@ class Extender:
             return None
         engine, now = self.engine(), self.clock()
         ev = engine.evaluate(seen.demand, table, self.carbon(), now, klass=seen.klass)
-        if not ev.feasible[0]:
-            why = ev.reasons.get(0, "infeasible")
-            return f"node {node} no longer fits pod {seen.demand.key}: {why}; retry scheduling"
-        gpu_index = engine.gpu_index(ev, 0)
         row = decision.row(node) if decision is not None else None
+        late = ""
+        if ev.feasible[0]:
+            gpu_index = engine.gpu_index(ev, 0)
+        else:
+            why = ev.reasons.get(0, "infeasible")
+            late = f"overcommit at bind: {node} no longer fits ({why})"
+            metrics.ERRORS.labels("overcommit_at_bind").inc()
+            log.warning("bind_overcommits", pod=seen.demand.key, node=node, reason=why)
+            gpu_index = ()
+            if decision is not None and row is not None:
+                gpu_index = engine.gpu_index(decision.evaluation, row)
         if decision is None or row is None:
             decision = Decision(
                 seen.demand, seen.klass, table.names, ev, table, now, seen.owner, seen.duration_s
             )
             row = 0
-        return decision, row, gpu_index
+        return decision, row, gpu_index, late
 
     async def _intend(self, record: PlacementRecord) -> None:
         """Wait (bounded) for the bind intent to be durable; a ledger fault never fails a bind."""
@@ -390,3 +402,7 @@ def _log_failure(future: Future[bool]) -> None:
     """Done callback of a placement append (runs on the ledger's writer thread)."""
     if not future.cancelled() and future.exception() is not None:
         _ledger_failed(future.exception())  # type: ignore[arg-type]
+
+
+def _join(note: str | None, extra: str) -> str:
+    return f"{note}; {extra}" if note else extra

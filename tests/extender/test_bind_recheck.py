@@ -66,18 +66,29 @@ def binding(name: str, node: str) -> bytes:
     return json.dumps({**body, "PodUID": f"uid-{name}", "Node": node}).encode()
 
 
-async def test_a_node_filled_since_prioritize_is_refused_at_bind() -> None:
+def shared_pod_args(name: str, milli: int) -> dict[str, Any]:
+    """The recorded pod, asking for ``milli`` thousandths of one shared GPU."""
+    args = pod_args(name)
+    container = args["Pod"]["spec"]["containers"][0]
+    for key in ("requests", "limits"):
+        container["resources"][key]["nvidia.com/gpu"] = "1"
+    args["Pod"]["metadata"]["annotations"] = {"lowcarb.dev/gpu-milli": str(milli)}
+    return args
+
+
+async def test_a_gpu_slot_taken_since_prioritize_is_not_given_twice() -> None:
     ext, binder = extender()
     for name in ("first", "second"):  # both scored before either binds, as kube-scheduler does
-        body = json.dumps(pod_args(name)).encode()
+        body = json.dumps(shared_pod_args(name, 600)).encode()
         ext.filter(body)
         ext.prioritize(body)
-    assert error_of(await ext.bind(binding("first", "usw2-b-gpu"))) == ""
-    refused = error_of(await ext.bind(binding("second", "usw2-b-gpu")))
-    assert "no longer fits" in refused and "usw2-b-gpu" in refused
-    assert [name for name, _, _ in binder.calls] == ["first"]  # no Binding sent for the second
-    again = error_of(await ext.bind(binding("second", "use1-a-gpu")))
-    assert again == ""  # retried elsewhere by kube-scheduler: the 8-GPU node still fits
+    # both were scored against the same free GPUs: each got the same best slot at prioritize
+    assert error_of(await ext.bind(binding("first", "use1-a-gpu"))) == ""
+    assert error_of(await ext.bind(binding("second", "use1-a-gpu"))) == ""
+    slots = [annotations[ANN_GPU_INDEX] for _, _, annotations in binder.calls]
+    assert len(slots) == 2 and slots[0] != slots[1]  # 600 + 600 milli never share one GPU
+    notes = [json.loads(a[ANN_DECISION]).get("note") or "" for _, _, a in binder.calls]
+    assert not any("overcommit" in note for note in notes)
 
 
 async def test_a_bind_without_prioritize_still_records_its_decision() -> None:
@@ -89,11 +100,17 @@ async def test_a_bind_without_prioritize_still_records_its_decision() -> None:
     decision = json.loads(annotations[ANN_DECISION])
     assert decision["node"] == "use1-a-gpu" and decision["gpus"] == 4
     assert ANN_GPU_INDEX not in annotations  # whole GPUs: no shared slot to name
-    # the pod now holds 4 of the node's 8 GPUs: two more such pods cannot both fit
-    for name in ("b", "c"):
+
+
+async def test_a_node_with_no_room_left_is_bound_with_a_note_not_refused() -> None:
+    """With ignorable: true kube-scheduler would bind a refused pod itself, unrecorded: so the
+    bind goes through and the decision says the node was over-committed."""
+    ext, binder = extender()
+    for name in ("a", "b", "c"):  # 3 x 4 GPUs on an 8-GPU node, no prioritize in between
         ext.filter(json.dumps(pod_args(name)).encode())
-    assert error_of(await ext.bind(binding("b", "use1-a-gpu"))) == ""
-    assert "no longer fits" in error_of(await ext.bind(binding("c", "use1-a-gpu")))
+        assert error_of(await ext.bind(binding(name, "use1-a-gpu"))) == ""
+    notes = [json.loads(a[ANN_DECISION]).get("note") or "" for _, _, a in binder.calls]
+    assert ["overcommit at bind" in note for note in notes] == [False, False, True]
 
 
 async def test_a_pod_lowcarb_never_saw_is_bound_as_before() -> None:
