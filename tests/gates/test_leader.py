@@ -13,7 +13,7 @@ import pytest
 from scheduler.gates.leader import Attempt, LeaderElector, LeaderOnly, LeaseSettings, leader_only
 from scheduler.gates.lease import LEASE_PERMISSIONS, Lease, LeaseLock
 from scheduler.kube import client as kube
-from tests.support.fakeapi import FakeApiServer, LeaseStore, fixture, permission_of
+from tests.support.fakeapi import FakeApiServer, LeaseStore, fixture, rbac_checked
 
 NS = "lowcarb-system"
 NAME = "lowcarb-gates"
@@ -21,12 +21,8 @@ NAME = "lowcarb-gates"
 
 @pytest.fixture
 def api() -> Iterator[FakeApiServer]:
-    server = FakeApiServer().start()
-    yield server
-    server.stop()
-    used = {permission_of(r) for r in server.requests}
-    allowed = set(kube.REQUIRED_PERMISSIONS) | set(LEASE_PERMISSIONS)
-    assert used <= allowed, used - allowed
+    with rbac_checked(LEASE_PERMISSIONS) as server:
+        yield server
 
 
 @pytest.fixture

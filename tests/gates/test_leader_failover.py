@@ -22,7 +22,6 @@ import pytest
 
 from scheduler.gates.leader import JITTER
 from scheduler.gates.lease import LEASE_PERMISSIONS
-from scheduler.kube import client as kube
 from tests.support.deploy import running_lowcarb
 from tests.support.fakeapi import (
     FakeApiServer,
@@ -32,7 +31,7 @@ from tests.support.fakeapi import (
     WatchReply,
     fixture,
     lowcarb_command,
-    permission_of,
+    rbac_checked,
     recorded_pod,
     write_kubeconfig,
 )
@@ -47,12 +46,8 @@ OTHER = ["other.example/gate"]  # what a released pod keeps (the fixture pod has
 
 @pytest.fixture
 def api() -> Iterator[FakeApiServer]:
-    server = FakeApiServer().start()
-    yield server
-    server.stop()
-    used = {permission_of(r) for r in server.requests}
-    allowed = set(kube.REQUIRED_PERMISSIONS) | set(LEASE_PERMISSIONS)
-    assert used <= allowed, used - allowed
+    with rbac_checked(LEASE_PERMISSIONS) as server:
+        yield server
 
 
 def wait_for(what: str, cond: Callable[[], bool], procs: list[Replica], timeout: float) -> None:

@@ -19,7 +19,7 @@ from tests.support.fakeapi import (
     assigned_nonterminal,
     filter_watch,
     fixture,
-    permission_of,
+    rbac_checked,
     watch_lines,
     write_kubeconfig,
 )
@@ -31,12 +31,8 @@ CONTINUE_1 = "eyJ2IjoibWV0YS5rOHMuaW8vdjEiLCJydiI6MTAzLCJzdGFydCI6ImZhaWxlZC1qb2
 
 @pytest.fixture
 def api() -> Iterator[FakeApiServer]:
-    server = FakeApiServer().start()
-    yield server
-    server.stop()
-    # every call the client made is covered by the RBAC list scheduler.kube.client declares
-    used = {permission_of(r) for r in server.requests}
-    assert used <= set(kube.REQUIRED_PERMISSIONS), used - set(kube.REQUIRED_PERMISSIONS)
+    with rbac_checked() as server:  # every call covered by the RBAC deploy/ ships
+        yield server
 
 
 def fast_backoff() -> kube.Backoff:

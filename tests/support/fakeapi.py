@@ -357,6 +357,23 @@ def _status(code: int, reason: str, message: str, details: dict[str, Any] | None
     return json.dumps(status, separators=(",", ":")).encode() + b"\n"
 
 
+@contextlib.contextmanager
+def rbac_checked(extra: Iterable[tuple[str, str, str]] = ()) -> Iterator[FakeApiServer]:
+    """A started :class:`FakeApiServer`; on exit, asserts that every call it served is covered
+    by the RBAC lowcarb declares (``scheduler.kube.client.REQUIRED_PERMISSIONS``, which
+    ``deploy/`` ships, plus ``extra``, e.g. the Lease permissions)."""
+    from scheduler.kube.client import REQUIRED_PERMISSIONS
+
+    server = FakeApiServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+    used = {permission_of(r) for r in server.requests}
+    allowed = set(REQUIRED_PERMISSIONS) | set(extra)
+    assert used <= allowed, used - allowed
+
+
 def compact(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
