@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,8 @@ import httpx
 import msgspec
 import pytest
 
-from tests.support.fakeapi import free_port, lowcarb_command
+from tests.support.fakeapi import free_port
+from tests.support.serve import serve_processes, wait_ready
 
 FIXTURES = Path(__file__).parent / "fixtures" / "kube-scheduler"
 VERSIONS = sorted(p.name for p in FIXTURES.iterdir() if p.is_dir())
@@ -26,7 +25,6 @@ INDEX = [
 ]
 PREFIX = "/scheduler"
 MAX_BODY = 1_000_000
-STARTUP_SECONDS = 60.0
 FILTER_KEYS = {"Nodes", "NodeNames", "FailedNodes", "FailedAndUnresolvableNodes", "Error"}
 NODE_NAMES = ["use1-a-gpu", "usw2-a-gpu", "usw2-b-gpu", "euc1-a-gpu"]
 GPUS = {"use1-a-gpu": 8, "usw2-a-gpu": 8, "usw2-b-gpu": 4, "euc1-a-gpu": 4}
@@ -45,49 +43,22 @@ def fixture_json(version: str, verb: str, cache: bool) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], str]]:
     """Start `lowcarb serve --url-prefix /scheduler` on a free loopback port; yields its URL."""
-    processes: list[subprocess.Popen[bytes]] = []
-    logs = tmp_path_factory.mktemp("serve-logs")
+    with serve_processes(tmp_path_factory.mktemp("serve-logs")) as procs:
 
-    def start() -> str:
-        port = free_port()
-        log_path = logs / f"serve-{port}.log"
-        command = [
-            *lowcarb_command(),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--url-prefix",
-            PREFIX,
-            "--max-body",
-            str(MAX_BODY),
-        ]
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        processes.append(process)
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                output = log_path.read_text(errors="replace")
-                pytest.fail(f"lowcarb serve exited with {process.returncode}:\n{output}")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1.0).status_code == 200:
-                    return base
-            except httpx.TransportError:
-                time.sleep(0.1)
-        pytest.fail(f"lowcarb serve did not answer on {port} within {STARTUP_SECONDS:.0f} s")
+        def start() -> str:
+            port = free_port()
+            flags = ["--port", str(port), "--url-prefix", PREFIX, "--max-body", str(MAX_BODY)]
+            process, log = procs.start(*flags)
+            base = f"http://127.0.0.1:{port}"
+            wait_ready(
+                process,
+                log,
+                lambda: httpx.get(f"{base}/healthz", timeout=1.0).status_code == 200,
+                f"/healthz on {port}",
+            )
+            return base
 
-    yield start
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        yield start
 
 
 @pytest.fixture(scope="module")

@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import json
-import socket
 import ssl
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import httpx
 import pytest
 import trustme
 
-from tests.support.fakeapi import free_port, lowcarb_command
+from tests.support.fakeapi import free_port
+from tests.support.serve import listening, serve_processes, wait_ready
 
 FIXTURE = (
     Path(__file__).parent / "fixtures" / "deploy" / "prioritize.args.nodeCacheCapable-false.json"
 )
-STARTUP_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -65,40 +61,15 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 @pytest.fixture(scope="module")
 def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """Start `lowcarb serve` with extra flags on a free loopback port; returns its port."""
-    processes: list[subprocess.Popen[bytes]] = []
-    log_files: list[BinaryIO] = []
-    logs = tmp_path_factory.mktemp("logs")
+    with serve_processes(tmp_path_factory.mktemp("logs")) as procs:
 
-    def start(*flags: str) -> int:
-        port = free_port()
-        log = (logs / f"serve-{port}.log").open("wb")
-        log_files.append(log)
-        command = [*lowcarb_command(), "serve", "--host", "127.0.0.1", "--port", str(port), *flags]
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        processes.append(process)
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                output = (logs / f"serve-{port}.log").read_text(errors="replace")
-                pytest.fail(f"lowcarb serve exited with {process.returncode}:\n{output}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    return port
-            except OSError:
-                time.sleep(0.1)
-        pytest.fail(f"lowcarb serve did not listen on {port} within {STARTUP_SECONDS:.0f} s")
+        def start(*flags: str) -> int:
+            port = free_port()
+            process, log = procs.start("--port", str(port), *flags)
+            wait_ready(process, log, listening(port), f"listening on {port}")
+            return port
 
-    yield start
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    for log in log_files:
-        log.close()
+        yield start
 
 
 def root_cause(exc: BaseException) -> BaseException:

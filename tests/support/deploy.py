@@ -6,9 +6,7 @@ import contextlib
 import functools
 import re
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.support.fakeapi import free_port, lowcarb_command
+from tests.support.fakeapi import free_port
+from tests.support.serve import listening, serve_processes, wait_ready
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -137,9 +136,6 @@ def selects(selector: Manifest, labels: dict[str, str]) -> bool:
     return True
 
 
-STARTUP_SECONDS = 60.0
-
-
 @contextlib.contextmanager
 def running_lowcarb(args: Sequence[str], log: Path) -> Iterator[int]:
     """`lowcarb serve ARGS --host 127.0.0.1 --port <free>` until the block ends; yields the port.
@@ -148,27 +144,7 @@ def running_lowcarb(args: Sequence[str], log: Path) -> Iterator[int]:
     process exits first or does not listen within a minute.
     """
     port = free_port()
-    command = [*lowcarb_command(), "serve", *args, "--host", "127.0.0.1", "--port", str(port)]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + STARTUP_SECONDS
-            while True:
-                if process.poll() is not None:
-                    text = log.read_text(errors="replace")
-                    pytest.fail(f"lowcarb serve exited with {process.returncode}:\n{text}")
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                        break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        pytest.fail(f"lowcarb serve did not listen on {port} within a minute")
-                    time.sleep(0.1)
-            yield port
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with serve_processes(log.parent) as procs:
+        process, out = procs.start(*args, "--port", str(port), log_name=log.name)
+        wait_ready(process, out, listening(port), f"listening on {port}")
+        yield port

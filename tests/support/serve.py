@@ -1,0 +1,85 @@
+"""``lowcarb serve`` as real processes for the HTTP tests: start with flags, wait until ready,
+stop them all at the end (terminate, then kill after 10 s), each with its own log file."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.fakeapi import lowcarb_command
+
+STARTUP_SECONDS = 60.0
+
+
+class ServeProcesses:
+    """The ``lowcarb serve`` processes one test (or module) started; logs under ``logs``."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *flags: str, log_name: str = "") -> tuple[subprocess.Popen[bytes], Path]:
+        """``lowcarb serve --host 127.0.0.1 *flags``; returns the process and its log file
+        (``log_name`` under ``logs``, appended to; by default one file per process)."""
+        log_path = self.logs / (log_name or f"serve-{len(self.processes)}.log")
+        command = [*lowcarb_command(), "serve", "--host", "127.0.0.1", *flags]
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        self.processes.append(process)
+        return process, log_path
+
+    def close(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@contextlib.contextmanager
+def serve_processes(logs: Path) -> Iterator[ServeProcesses]:
+    """A :class:`ServeProcesses` whose processes are all stopped on exit."""
+    procs = ServeProcesses(logs)
+    try:
+        yield procs
+    finally:
+        procs.close()
+
+
+def wait_ready(
+    process: subprocess.Popen[bytes], log: Path, ready: Callable[[], bool], what: str
+) -> None:
+    """Poll ``ready()`` (exceptions count as not ready) until it is true, or fail the test with
+    the process's output if it exits or ``STARTUP_SECONDS`` pass."""
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = log.read_text(errors="replace")
+            pytest.fail(f"lowcarb serve exited with {process.returncode}:\n{output}")
+        try:
+            if ready():
+                return
+        except Exception:
+            pass
+        time.sleep(0.05)
+    output = log.read_text(errors="replace")
+    pytest.fail(f"lowcarb serve: {what} not within {STARTUP_SECONDS:.0f} s:\n{output}")
+
+
+def listening(port: int) -> Callable[[], bool]:
+    """A readiness probe: the loopback ``port`` accepts connections."""
+
+    def probe() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+
+    return probe
