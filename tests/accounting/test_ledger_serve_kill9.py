@@ -18,7 +18,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,10 +33,10 @@ from tests.support.fakeapi import (
     WatchReply,
     fixture,
     free_port,
+    lowcarb_command,
     write_kubeconfig,
 )
 
-LOWCARB = Path(sys.executable).parent / "lowcarb"
 NODES = ["euc1-a-gpu", "euc1-b-cpu", "use1-a-gpu", "use1-b-cpu", "usw2-a-gpu", "usw2-b-gpu"]
 
 
@@ -67,7 +66,7 @@ def _serve(
     port = free_port()
     log = (tmp_path / f"serve-{port}.log").open("wb")
     proc = subprocess.Popen(
-        [str(LOWCARB), "serve", "--port", str(port), "--kubeconfig", str(kubeconfig),
+        [*lowcarb_command(), "serve", "--port", str(port), "--kubeconfig", str(kubeconfig),
          "--ledger", str(ledger), "--log-level", "warning"],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
@@ -171,8 +170,6 @@ def _starts(path: LedgerTarget) -> list[tuple[str, float]]:
 async def test_kill9_of_serve_loses_no_acknowledged_bind(
     api: FakeApiServer, tmp_path: Path, target: LedgerTarget
 ) -> None:
-    if not LOWCARB.exists():
-        pytest.skip("lowcarb console script not installed in this environment")
     ledger = target  # a SQLite file, or a database of the tests' PostgreSQL server
     proc, base = _serve(tmp_path, api, ledger)
     try:

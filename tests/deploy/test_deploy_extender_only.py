@@ -24,11 +24,8 @@ from tests.support.deploy import (
 )
 from tests.support.fakeapi import (
     FakeApiServer,
-    Recorded,
-    Reply,
-    WatchReply,
-    fixture,
     free_port,
+    hold_first_pod_list,
     write_kubeconfig,
 )
 
@@ -60,16 +57,7 @@ def test_probes_are_http_on_the_health_port_not_on_the_service(lowcarb: Manifest
 @pytest.fixture
 def api() -> Iterator[tuple[FakeApiServer, threading.Event]]:
     server = FakeApiServer().start()
-    release = threading.Event()
-
-    def slow_pod_list(req: Recorded) -> Reply:
-        release.wait(30)
-        return Reply(200, fixture("pods-list-assigned-nonterminal.json"))
-
-    server.add("GET", "/api/v1/nodes", Reply(200, fixture("nodes-list.json")), watch=False)
-    server.add("GET", "/api/v1/pods", slow_pod_list, watch=False)
-    server.add("GET", "/api/v1/nodes", WatchReply([]), watch=True)
-    server.add("GET", "/api/v1/pods", WatchReply([]), watch=True)
+    release = hold_first_pod_list(server)
     yield server, release
     release.set()
     server.stop()

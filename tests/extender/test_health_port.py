@@ -20,11 +20,9 @@ import trustme
 
 from tests.support.fakeapi import (
     FakeApiServer,
-    Recorded,
-    Reply,
-    WatchReply,
     fixture,
     free_port,
+    hold_first_pod_list,
     lowcarb_command,
     write_kubeconfig,
 )
@@ -61,16 +59,7 @@ def api() -> Iterator[tuple[FakeApiServer, threading.Event]]:
     """A fake API server whose first pod list waits for the event: the cache is not synced
     until the test says so."""
     server = FakeApiServer().start()
-    release = threading.Event()
-
-    def slow_pod_list(req: Recorded) -> Reply:
-        release.wait(30)
-        return Reply(200, fixture("pods-list-assigned-nonterminal.json"))
-
-    server.add("GET", "/api/v1/nodes", Reply(200, fixture("nodes-list.json")), watch=False)
-    server.add("GET", "/api/v1/pods", slow_pod_list, watch=False)
-    server.add("GET", "/api/v1/nodes", WatchReply([]), watch=True)
-    server.add("GET", "/api/v1/pods", WatchReply([]), watch=True)
+    release = hold_first_pod_list(server)
     yield server, release
     release.set()
     server.stop()

@@ -7,7 +7,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,12 +22,12 @@ from tests.support.fakeapi import (
     Reply,
     WatchReply,
     fixture,
+    lowcarb_command,
     rbac_checked,
     recorded_pod,
     write_kubeconfig,
 )
 
-LOWCARB = Path(sys.executable).parent / "lowcarb"
 CREATED = datetime.fromisoformat(recorded_pod()["metadata"]["creationTimestamp"])
 
 
@@ -72,7 +71,7 @@ def test_gates_plan_lists_gated_pods_and_changes_nothing(
     api.add("GET", "/api/v1/pods", WatchReply([]), watch=True, match=assigned)
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", api.url)
     out = subprocess.run(
-        [str(LOWCARB), "gates", "plan", "--kubeconfig", str(kubeconfig), "--json"],
+        [*lowcarb_command(), "gates", "plan", "--kubeconfig", str(kubeconfig), "--json"],
         capture_output=True,
         timeout=60,
         check=False,
@@ -99,7 +98,7 @@ def test_gates_run_dry_run_stops_cleanly_on_sigterm(api: FakeApiServer, tmp_path
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", api.url)
     log = (tmp_path / "run.log").open("wb")
     proc = subprocess.Popen(
-        [str(LOWCARB), "gates", "run", "--kubeconfig", str(kubeconfig), "--dry-run"],
+        [*lowcarb_command(), "gates", "run", "--kubeconfig", str(kubeconfig), "--dry-run"],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=as_of(timedelta(minutes=1)),
@@ -147,7 +146,7 @@ def test_gates_plan_table_fits_80_columns_wide_and_csv_have_every_column(
 
     def plan(*extra: str) -> str:
         out = subprocess.run(
-            [str(LOWCARB), "gates", "plan", "--kubeconfig", str(kubeconfig), *extra],
+            [*lowcarb_command(), "gates", "plan", "--kubeconfig", str(kubeconfig), *extra],
             capture_output=True,
             timeout=60,
             check=False,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,11 +20,10 @@ from tests.support.fakeapi import (
     WatchReply,
     fixture,
     free_port,
+    lowcarb_command,
     rbac_checked,
     write_kubeconfig,
 )
-
-LOWCARB = Path(sys.executable).parent / "lowcarb"
 
 
 @pytest.fixture
@@ -69,7 +67,7 @@ def test_serve_is_ready_only_after_cache_sync(api: FakeApiServer, tmp_path: Path
     log_path = tmp_path / "serve.log"
     log = log_path.open("wb")
     proc = subprocess.Popen(
-        [str(LOWCARB), "serve", "--port", str(port), "--kubeconfig", str(kubeconfig)],
+        [*lowcarb_command(), "serve", "--port", str(port), "--kubeconfig", str(kubeconfig)],
         stdout=log,
         stderr=subprocess.STDOUT,
     )

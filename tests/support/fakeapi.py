@@ -374,6 +374,22 @@ def rbac_checked(extra: Iterable[tuple[str, str, str]] = ()) -> Iterator[FakeApi
     assert used <= allowed, used - allowed
 
 
+def hold_first_pod_list(server: FakeApiServer) -> threading.Event:
+    """Script ``server`` as a cluster whose pod list waits (30 s at most) for the returned event:
+    lowcarb's cache is not synced until the test sets it. Nodes list and watches answer at once."""
+    release = threading.Event()
+
+    def slow_pod_list(req: Recorded) -> Reply:
+        release.wait(30)
+        return Reply(200, fixture("pods-list-assigned-nonterminal.json"))
+
+    server.add("GET", "/api/v1/nodes", Reply(200, fixture("nodes-list.json")), watch=False)
+    server.add("GET", "/api/v1/pods", slow_pod_list, watch=False)
+    server.add("GET", "/api/v1/nodes", WatchReply([]), watch=True)
+    server.add("GET", "/api/v1/pods", WatchReply([]), watch=True)
+    return release
+
+
 def compact(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
