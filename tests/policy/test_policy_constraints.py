@@ -10,7 +10,7 @@ from tests.support.policy import node_table
 
 POLICY = policy_from_text(
     """\
-apiVersion: lowcarb.dev/v1
+apiVersion: lowcarb.dev/v2
 kind: Policy
 classes:
   eu:

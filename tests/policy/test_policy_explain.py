@@ -22,7 +22,7 @@ from tests.support.fakeapi import FakeApiServer, Reply, free_port
 from tests.support.policy import FIXTURES
 
 POLICY = """\
-apiVersion: lowcarb.dev/v1
+apiVersion: lowcarb.dev/v2
 kind: Policy
 carbon:
   zones: {eu-central: DE, us-east: US-MIDA-PJM, us-west: US-NW-BPAT}
@@ -141,7 +141,7 @@ def test_cli_bad_inputs(files: dict[str, Path], tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "expected a Pod manifest (kind: Pod), got 'NodeList'" in result.stderr
     bad_policy = tmp_path / "bad.yaml"
-    bad_policy.write_text("apiVersion: lowcarb.dev/v1\nkind: Policy\nclasses: {a: {gpuMode: x}}\n")
+    bad_policy.write_text("apiVersion: lowcarb.dev/v2\nkind: Policy\nclasses: {a: {gpuMode: x}}\n")
     args = ["explain", "--pod", str(files["pod_json"]), "--nodes", str(files["nodes_json"])]
     result = runner.invoke(lowcarb, [*args, "--policy", str(bad_policy)])
     assert result.exit_code == 2

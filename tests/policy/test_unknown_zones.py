@@ -35,7 +35,7 @@ REGION = "topology.kubernetes.io/region"
 
 def policy_text(eu_zone: str) -> str:
     return f"""\
-apiVersion: lowcarb.dev/v1
+apiVersion: lowcarb.dev/v2
 kind: Policy
 carbon:
   zones: {{eu-central: {eu_zone}, us-east: US-MIDA-PJM, us-west: US-NW-BPAT}}
@@ -131,7 +131,7 @@ def test_decision_record_names_the_unknown_zone() -> None:
 
 NEUTRAL_POLICY = policy_from_text(
     """\
-apiVersion: lowcarb.dev/v1
+apiVersion: lowcarb.dev/v2
 kind: Policy
 classes:
   carbon-only:
@@ -181,7 +181,7 @@ def test_other_terms_still_decide_for_a_node_in_an_unknown_zone() -> None:
 
 
 MARGINAL = """\
-apiVersion: lowcarb.dev/v1
+apiVersion: lowcarb.dev/v2
 kind: Policy
 carbon:
 {carbon}
