@@ -20,7 +20,6 @@ classes:
   spot:
     selector: {{namespaces: [spot]}}
     signal: marginal
-    weights: {{carbon: 1}}
 """
 
 WARNED = """\

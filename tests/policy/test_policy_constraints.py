@@ -14,15 +14,14 @@ apiVersion: lowcarb.dev/v2
 kind: Policy
 classes:
   eu:
-    weights: {gpu_fit: 0.5, carbon: 0.5}
     constraints:
       allowedRegions: ["eu-*"]
   zones:
-    weights: {carbon: 1}
+    prices: {gpuHourIdle: 0}
     constraints:
       allowedZones: ["SE*", "FR"]
   ceiling:
-    weights: {carbon: 1}
+    prices: {gpuHourIdle: 0}
     constraints:
       maxIntensity: 300
 """

@@ -102,7 +102,7 @@ def test_bad_policy_file_is_reported(tmp_path: Path) -> None:
     bad = tmp_path / "p.yaml"
     bad.write_text(
         "apiVersion: lowcarb.dev/v2\nkind: Policy\nclasses:\n  default:\n"
-        "    weights: {gpu_fit: 0.5, carbonn: 0.5}\n"
+        "    prices: {carbonn: 0.5}\n"
     )
     result = CliRunner().invoke(app, ["simulate", "--pods", "5", "--policy", str(bad)])
     assert result.exit_code == 2
