@@ -29,7 +29,9 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
@@ -161,13 +163,25 @@ class Schedule(_Strict):
 
 
 Price = Annotated[float, Field(ge=0.0)]
+#: union tags of a zone's price (validation-error steps the policy messages leave out)
+UNION_TAGS = ("flat-price", "tou-schedule")
+
+
+def _zone_kind(value: object) -> str:
+    return UNION_TAGS[1] if isinstance(value, dict | Schedule) else UNION_TAGS[0]
+
+
+ZonePrice = Annotated[
+    Annotated[Price, Tag(UNION_TAGS[0])] | Annotated[Schedule, Tag(UNION_TAGS[1])],
+    Discriminator(_zone_kind),
+]
 
 
 class EnergyPrices(_Strict):
     """Electricity prices per grid zone, USD per kWh (flat, or a time-of-use schedule)."""
 
     default: Price = Field(default=0.0, description="USD per kWh for zones not listed")
-    zones: dict[str, Price | Schedule] = Field(
+    zones: dict[str, ZonePrice] = Field(
         default_factory=dict,
         description="Grid zone -> USD per kWh, or {schedule: [{from, to, price}], timezone}",
     )
@@ -193,7 +207,13 @@ class _Tou:
 
     bounds: np.ndarray  # [k + 1] seconds of the local day, 0 .. 86400
     cum: np.ndarray  # [k + 1] integral of the price from 0 to each bound
+    prices: np.ndarray  # [k] price of each segment
     tz: ZoneInfo
+
+    def price_at(self, local_s: float) -> float:
+        second = local_s - np.floor(local_s / DAY_S) * DAY_S
+        k = int(np.searchsorted(self.bounds, second, side="right")) - 1
+        return float(self.prices[min(max(k, 0), len(self.prices) - 1)])
 
     def integral(self, local_s: np.ndarray) -> np.ndarray:
         days = np.floor(local_s / DAY_S)
@@ -230,7 +250,7 @@ class EnergyTable:
             r = np.maximum(run[rows], 0.0)
             ends = tou.integral(local0 + r)
             begin = float(tou.integral(np.array([local0]))[0])
-            now_price = float(tou.integral(np.array([local0 + 1.0]))[0]) - begin
+            now_price = tou.price_at(local0)
             with np.errstate(invalid="ignore", divide="ignore"):
                 mean = (ends - begin) / r
             out[rows] = np.where(r > 0, mean, now_price)
@@ -250,7 +270,8 @@ def _tou(s: Schedule) -> _Tou:
     pieces.sort()
     bounds = [0.0] + [b for _, b, _ in pieces]
     cum = np.concatenate(([0.0], np.cumsum([(b - a) * p for a, b, p in pieces])))
-    return _Tou(np.asarray(bounds), cum, ZoneInfo(s.timezone))
+    prices = np.array([p for _, _, p in pieces], dtype=np.float64)
+    return _Tou(np.asarray(bounds), cum, prices, ZoneInfo(s.timezone))
 
 
 def compile_energy(prices: EnergyPrices | None) -> EnergyTable | None:

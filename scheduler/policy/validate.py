@@ -30,6 +30,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from carbon.checks import SEPARATE_CHECKS
+from scheduler.costs.energy import UNION_TAGS
 from scheduler.policy.checks import policy_problems
 from scheduler.policy.lint import policy_warnings
 from scheduler.policy.messages import issue_for
@@ -148,7 +149,7 @@ def check_document(text: str, source: str = "<policy>", *, warnings: bool = True
 
 
 def _plain(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
-    return tuple(s for s in loc if not (isinstance(s, str) and "[" in s))
+    return tuple(s for s in loc if not (isinstance(s, str) and ("[" in s or s in UNION_TAGS)))
 
 
 def _ordered(issues: list[Issue]) -> list[Issue]:
