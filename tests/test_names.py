@@ -17,6 +17,7 @@ ALLOWED = {
     ("scheduler/names.py", None),
     ("carbon/accounting/records.py", records.DECISION_ANNOTATION),
     ("scheduler/policy/model.py", "lowcarb.dev/v2"),  # apiVersion of the policy document
+    ("scheduler/policy/migrate.py", "lowcarb.dev/v1"),  # the removed one, which it migrates
 }
 
 

@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 import yaml
 
 from carbon.checks import Loc
+from scheduler.policy.model import API_VERSION
 from scheduler.policy.positions import Document, Issue
 
 V1 = "lowcarb.dev/v1"
-V2 = "lowcarb.dev/v2"
+V2 = API_VERSION
 REMOVED = ("weights", "carbonNormalization")
 
 
