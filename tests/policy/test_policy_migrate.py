@@ -117,9 +117,9 @@ def test_what_the_rewrite_cannot_do_is_a_one_line_usage_error(tmp_path: Path) ->
 def test_serve_refuses_a_v1_policy_before_listening(tmp_path: Path) -> None:
     path = tmp_path / "policy.yaml"
     path.write_text(V1)
+    serve = ["serve", "--host", "127.0.0.1", "--port", str(free_port()), "--policy", str(path)]
     out = subprocess.run(
-        [*lowcarb_command(), "serve", "--host", "127.0.0.1", "--port", str(free_port())]
-        + ["--policy", str(path)],
+        [*lowcarb_command(), *serve],
         capture_output=True,
         text=True,
         timeout=60,
