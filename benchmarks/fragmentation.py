@@ -58,6 +58,7 @@ from scheduler.gpu import supply as gpu
 from scheduler.gpu.fragmentation import TaskShape, Workload
 from scheduler.gpu.workload import typical_workload
 from scheduler.scoring import Step, evaluate
+from scheduler.sim.baselines import rank_by
 from scheduler.sim.carbon import Integrals, load_series, year_start
 from scheduler.sim.replay import MemoView, make_engine, node_speeds
 from scheduler.sim.run import DEFAULT_ZONES, build_policies, lowcarb_policy, power_model
@@ -382,7 +383,7 @@ def make_chooser(
             now_s=0.0,
             duration_s=3600.0,
         )
-        ev = evaluate(ctx, [Step(term, 1.0, FGD)])
+        ev = rank_by(evaluate(ctx, [Step(term, FGD)]), "gpu_fit")  # FGD alone, 0..10 levels
         ok = np.flatnonzero(ev.feasible)
         # linear: what a plain round(10 * score) would answer instead of the rank-aware levels
         levels = np.rint(10.0 * ev.combined[ok]) if linear else ev.levels[ok].astype(np.float64)

@@ -2,10 +2,12 @@
 
 Built once per (re)loaded policy and swapped atomically; the extender service, ``/explain`` and the
 trace simulator all call :meth:`Engine.evaluate`, so what is benchmarked is what is served. The
-terms come from :data:`scheduler.terms.REGISTRY`; each class gets its plan of
-:class:`~scheduler.scoring.Step` s once, from its weights and the terms' ``always_filter`` /
-``filter_only`` attributes, with the class itself as every term's ``Args`` (a
-:class:`~scheduler.policy.model.WorkloadClass` is built from them). :meth:`Engine.classify` picks
+terms come from :data:`scheduler.terms.REGISTRY`; which run is derived, the same for every class
+(:data:`COST_TERMS`, the quantities the cost model prices, then the ``always_filter`` /
+``filter_only`` terms), with the class itself as every term's ``Args`` (a
+:class:`~scheduler.policy.model.WorkloadClass` is built from them); each class gets its plan of
+:class:`~scheduler.scoring.Step` s and its :class:`~scheduler.scoring.Pricing` (the class's
+``prices`` over the policy's) once per load. :meth:`Engine.classify` picks
 the pod's workload class (:mod:`scheduler.policy.classes`) and remembers the pod's expected duration
 and any annotation it had to ignore, so the following ``evaluate`` of the same pod (same uid, or
 namespace/name) uses them and records the reasons in the decision notes.
@@ -21,15 +23,19 @@ from typing import Any
 from carbon.types import CarbonView
 from scheduler import wire
 from scheduler.cluster.table import NodeTable
+from scheduler.costs.energy import compile_energy
 from scheduler.demand import PodDemand
 from scheduler.policy.classes import ClassChoice, classify
-from scheduler.policy.model import Policy, WorkloadClass
+from scheduler.policy.model import Policy, Prices, WorkloadClass
 from scheduler.policy.store import PolicyStore
 from scheduler.scoring import Evaluation, Pricing, Step, evaluate
 from scheduler.terms import REGISTRY, Context, Term, TermArgs, get_term
 from scheduler.terms.gpu_fit import GpuFit
 
 _REMEMBER = 4096
+#: the scored terms whose quantities the cost model prices: the GPU term (stranded GPUs and the
+#: FGD order among equal levels; nothing for a CPU pod) and the carbon term (gCO2e, run hours, kWh)
+COST_TERMS = ("gpu_fit", "carbon")
 
 
 def term_args(cls: WorkloadClass, kind: type[Term[Any]]) -> TermArgs:
@@ -43,19 +49,35 @@ def term_args(cls: WorkloadClass, kind: type[Term[Any]]) -> TermArgs:
     return cls
 
 
-def plan(cls: WorkloadClass, terms: dict[str, Term[Any]]) -> tuple[Step, ...]:
-    """The steps of ``cls``: its weighted terms in its order, then the always-filter terms it does
-    not weight (filter only, in registry order), then the filter-only terms, which see what every
-    other filter left. Feasibility never depends on the weights."""
-    steps = [Step(terms[n], w, term_args(cls, type(terms[n]))) for n, w in cls.weights.items()]
-    unweighted = [n for n, k in REGISTRY.items() if k.always_filter and n not in cls.weights]
-    unweighted.sort(key=lambda n: REGISTRY[n].filter_only)  # stable: registry order otherwise
-    steps += [Step(terms[n], 0.0, term_args(cls, REGISTRY[n]), scored=False) for n in unweighted]
+def plan(
+    cls: WorkloadClass, terms: dict[str, Term[Any]], scored: tuple[str, ...] = COST_TERMS
+) -> tuple[Step, ...]:
+    """The steps of ``cls``: the ``scored`` terms in that order, then the always-filter terms not
+    among them (filter only, in registry order), then the filter-only terms, which see what every
+    other filter left."""
+    steps = [Step(terms[n], term_args(cls, type(terms[n]))) for n in scored]
+    rest = [n for n, k in REGISTRY.items() if k.always_filter and n not in scored]
+    rest.sort(key=lambda n: REGISTRY[n].filter_only)  # stable: registry order otherwise
+    steps += [Step(terms[n], term_args(cls, REGISTRY[n]), scored=False) for n in rest]
     return tuple(steps)
 
 
+def pricing(prices: Prices) -> Pricing:
+    """The policy model's prices as the plain floats and tables scoring reads per cycle."""
+    return Pricing(
+        prices.carbonPerTonne,
+        prices.gpuHourIdle,
+        prices.gpuHourBusy,
+        prices.strandedGpuHour,
+        prices.scarcityExponent,
+        prices.indifference,
+        prices.fullScale,
+        compile_energy(prices.energy),
+    )
+
+
 class Engine:
-    """Terms and weights of one policy, ready to score pods."""
+    """Terms and prices of one policy, ready to score pods."""
 
     def __init__(
         self,
@@ -63,14 +85,17 @@ class Engine:
         *,
         previous: Engine | None = None,
         terms: Mapping[str, Term[Any]] | None = None,
+        scored: tuple[str, ...] = COST_TERMS,
     ) -> None:
         """Terms of ``policy``; with ``previous`` (a hot reload), term instances of the same type
         are kept, so what they learned (the GPU term's workload model) survives a policy edit.
         ``terms``: instances to use for those names instead (e.g. the simulator's LeastAllocated
-        with each node's allocatable); only for terms the policy uses."""
+        with each node's allocatable); only for terms the policy uses. ``scored``: the terms to
+        score (a simulator baseline adds the one it ranks by, see :mod:`scheduler.sim.baselines`).
+        """
         self.policy = policy
         always = [n for n, k in REGISTRY.items() if k.always_filter]
-        names = dict.fromkeys([*policy.term_names(), *always])
+        names = dict.fromkeys([*scored, *always])
         old = {**(previous.terms if previous is not None else {}), **(terms or {})}
         self.terms: dict[str, Term[Any]] = {}
         for name in names:
@@ -82,22 +107,11 @@ class Engine:
             learn = policy.gpu
             gpu_fit.configure(learn.windowPods, learn.window_s, learn.popularity)
         self._choices: OrderedDict[str, ClassChoice] = OrderedDict()
-        p = policy.prices
-        self.pricing: Pricing | None = (
-            None
-            if p is None
-            else Pricing(
-                p.carbonPerTonne,
-                p.gpuHourIdle,
-                p.gpuHourBusy,
-                p.strandedGpuHour,
-                p.scarcityExponent,
-                p.indifference,
-                p.fullScale,
-            )
-        )
+        self.pricing: dict[str, Pricing] = {
+            name: pricing(policy.class_prices(name)) for name in policy.classes
+        }
         self.plans: dict[str, tuple[Step, ...]] = {
-            name: plan(cls, self.terms) for name, cls in policy.classes.items()
+            name: plan(cls, self.terms, scored) for name, cls in policy.classes.items()
         }
 
     # --- classes ---------------------------------------------------------------------------
@@ -197,7 +211,7 @@ class Engine:
             if duration_s is not None
             else (choice.duration_s if choice is not None else None),
         )
-        ev = evaluate(ctx, self.plans[klass], score=score, pricing=self.pricing)
+        ev = evaluate(ctx, self.plans[klass], score=score, pricing=self.pricing[klass])
         ev.notes = list(demand.notes)
         return ev
 

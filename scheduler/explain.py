@@ -1,26 +1,35 @@
-"""Explain a placement: per node, feasible or why not, each term's raw and normalised value, weight
-and final 0..10 score, and which carbon data was used (source and age).
+"""Explain a placement: per node, feasible or why not, the cost arithmetic, and the 0..10 score.
 
-:func:`explain` runs the very engine the extender serves from (same class choice, filters, terms
-and quantiser) and returns the JSON shape of issue 5::
+:func:`explain` runs the very engine the extender serves from (same class choice, filters, terms,
+prices and quantiser) and returns a JSON-ready dict (:class:`scheduler.api.explain.Explanation`)::
 
     {"pod": "ns/name", "class": "training", "nodes": [{"node": "n1", "feasible": true,
-     "reason": null, "terms": {"carbon": {"raw": 1830.5, "unit": "gCO2e", "normalized": 0.92,
-     "weight": 0.6}, "gpu_fit": {...}}, "score": 10}, ...],
+     "reason": null, "terms": {"carbon": {"raw": 1830.5, "unit": "gCO2e", "normalized": 0.92},
+     "gpu_fit": {...}}, "score": 10, "cost": {"zone": "SE", "g_per_kwh": 23.4, "forecast":
+     false, "window_start": "...", "window_end": "...", "gpu_watts": 560.0, "pue": 1.2,
+     "run_h": 4.0, "kwh": 2.9, "g_co2e": 67.9, "gpu_hours": 4.0, "stranded_gpus": 0.0,
+     "scarcity": 0.0, "carbon_per_tonne_usd": 190.0, "gpu_hour_usd": 0.01, ...,
+     "carbon_usd": 0.0129, "gpu_usd": 0.04, "stranded_usd": 0.0, "energy_usd": null,
+     "cost_usd": 0.0529}}, ...],
      "carbon_data": {"SE": {"source": "static", "age_s": 0}}}
 
 plus ``class_reason``, ``expected_duration_s`` and ``notes`` (annotations that were ignored, zones
-without data). A zone no carbon source knows is listed in ``carbon_data`` with null values and
-``"reason": "unknown_zone"``. Nodes are listed best first, infeasible ones last.
-:func:`explain_router` serves it over HTTP: ``GET /explain?pod=ns/name`` (cluster mode: the pod
-is read from the API server, since the node/pod cache keeps only bound pods' demands) and
-``POST /explain`` with a Pod manifest (any mode); both score against every node the service knows.
+without data). A term's ``normalized`` is its 0..1 preference over the feasible nodes; only the GPU
+term's is used, to order nodes of equal score. A zone no carbon source knows is listed in
+``carbon_data`` with null values and ``"reason": "unknown_zone"``. Nodes are listed best first,
+infeasible ones last. :func:`render` prints it as a table that fits 80 columns (node, zone,
+gCO2e, run hours, cost, score; every column with ``wide``); :func:`node_rows` flattens it for
+CSV. :func:`explain_router` serves it over HTTP: ``GET /explain?pod=ns/name`` (cluster mode: the
+pod is read from the API server, since the node/pod cache keeps only bound pods' demands) and
+``POST /explain`` with a Pod manifest (any mode); both score against every node the service
+knows, as ``lowcarb explain`` does with the nodes and pods it is given.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import msgspec
@@ -41,7 +50,7 @@ from scheduler.cluster.table import NodeTable
 from scheduler.demand import DemandError, parse_demand
 from scheduler.engine import Engine, EngineStore
 from scheduler.policy.classes import ClassChoice
-from scheduler.scoring import Evaluation
+from scheduler.scoring import Evaluation, Pricing
 from scheduler.terms.base import TermScore
 
 UNKNOWN_NODE = "node not in lowcarb's cache (not synced yet, or deleted)"
@@ -69,6 +78,7 @@ def explain(
         raise ExplainError(str(exc)) from exc
     choice = engine.choose(pod)
     ev = engine.evaluate(demand, table, carbon, now_s, klass=choice.name)
+    prices = engine.pricing.get(choice.name) or engine.pricing["default"]
     order = sorted(
         range(len(table)),
         key=lambda i: (
@@ -88,7 +98,6 @@ def explain(
                     "raw": _num(ts.raw[i]),
                     "unit": ts.unit,
                     "normalized": _num(ts.normalized[i], 4),
-                    "weight": ev.weights.get(name, 0.0),
                 }
         entry: dict[str, Any] = {
             "node": table.names[i],
@@ -98,7 +107,8 @@ def explain(
             "score": int(ev.levels[i]),
         }
         if feasible and ev.cost is not None:
-            entry["cost"] = _cost_row(ev, table, i)
+            entry["cost"] = _cost_row(ev, table, i, prices, now_s)
+            entry["cost"]["forecast"] = _forecast(carbon, entry["cost"], choice, now_s)
         nodes.append(entry)
     for name in unknown:
         nodes.append(
@@ -115,35 +125,64 @@ def explain(
     }
 
 
-def _cost_row(ev: Evaluation, table: NodeTable, i: int) -> dict[str, Any]:
-    """The cost arithmetic of row ``i``: quantities, the prices they met, the sum (USD)."""
+def _cost_row(
+    ev: Evaluation, table: NodeTable, i: int, prices: Pricing, now_s: float
+) -> dict[str, Any]:
+    """The cost arithmetic of row ``i``: quantities, the prices they met, each component, the
+    sum (USD)."""
     c = ev.cost
     if c is None:
         return {}
     carbon = ev.terms.get("carbon")
-    grams = float(carbon.raw[i]) if carbon is not None else math.nan
-    intensity = math.nan
-    run_h = math.nan
-    if carbon is not None:
-        intensity = float(carbon.detail.get("intensity", np.full(len(table), np.nan))[i])
-        run_h = float(carbon.detail.get("run_h", np.full(len(table), np.nan))[i])
-    kwh = grams / intensity if intensity > 0 else math.nan  # at the site's PUE
+
+    def detail(key: str) -> float:
+        if carbon is None or key not in carbon.detail:
+            return math.nan
+        return float(carbon.detail[key][i])
+
+    run_h = detail("run_h")
+    window = run_h * 3600.0 if math.isfinite(run_h) else 0.0
+    energy = c.energy_price is not None and c.energy_usd is not None
     return {
         "zone": table.zones[int(table.zone[i])] if int(table.zone[i]) >= 0 else None,
-        "g_per_kwh": _num(intensity, 1),
+        "g_per_kwh": _num(detail("intensity"), 1),
+        "forecast": False,
+        "window_start": _iso(now_s),
+        "window_end": _iso(now_s + window),
+        "gpu_watts": _num(detail("gpu_watts"), 1),
+        "pue": _num(detail("pue"), 3),
         "run_h": _num(run_h),
-        "kwh": _num(kwh),
-        "g_co2e": _num(grams, 1),
+        "kwh": _num(detail("kwh")),
+        "g_co2e": _num(float(carbon.raw[i]) if carbon is not None else math.nan, 1),
         "gpu_hours": _num(c.gpu_hours[i]),
         "stranded_gpus": _num(c.stranded_gpus[i]),
         "scarcity": _num(c.scarcity, 4),
+        "carbon_per_tonne_usd": _num(prices.carbon_per_tonne, 4),
         "gpu_hour_usd": _num(c.gpu_hour_price, 4),
         "stranded_gpu_hour_usd": _num(c.stranded_hour_price, 4),
+        "energy_usd_per_kwh": _num(c.energy_price[i], 4) if c.energy_price is not None else None,
         "carbon_usd": _num(c.carbon_usd[i], 6),
         "gpu_usd": _num(c.gpu_usd[i], 6),
         "stranded_usd": _num(c.stranded_usd[i], 6),
+        "energy_usd": _num(c.energy_usd[i], 6) if energy and c.energy_usd is not None else None,
         "cost_usd": _num(c.cost[i], 6),
     }
+
+
+def _forecast(carbon: CarbonView, cost: dict[str, Any], choice: ClassChoice, now_s: float) -> bool:
+    """True when the serving source holds a forecast overlapping the run window (the intensity
+    is then its mean over the window; else the latest value)."""
+    zone, run_h = cost.get("zone"), cost.get("run_h")
+    if zone is None or run_h is None:
+        return False
+    series = carbon.forecast(zone, choice.workload_class.signal)
+    if series is None or not series.starts:
+        return False
+    return series.starts[0] < now_s + run_h * 3600.0 and series.ends[-1] > now_s
+
+
+def _iso(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _carbon_data(
@@ -190,80 +229,98 @@ def _num(x: Any, digits: int = 3) -> float | None:
 
 # --- rendering -------------------------------------------------------------------------------
 
+#: every column of a feasible node, flattened: (key, heading, in the 80-column table)
+COLUMNS: tuple[tuple[str, str, bool], ...] = (
+    ("node", "node", True),
+    ("zone", "zone", True),
+    ("g_per_kwh", "g/kWh", False),
+    ("forecast", "fcst", False),
+    ("gpu_watts", "GPU W", False),
+    ("pue", "PUE", False),
+    ("run_h", "run h", True),
+    ("kwh", "kWh", False),
+    ("g_co2e", "gCO2e", True),
+    ("gpu_hours", "GPU-h", False),
+    ("stranded_gpus", "strand", False),
+    ("scarcity", "scarc", False),
+    ("carbon_per_tonne_usd", "$/t", False),
+    ("gpu_hour_usd", "$/GPU-h", False),
+    ("stranded_gpu_hour_usd", "$/str-h", False),
+    ("energy_usd_per_kwh", "$/kWh", False),
+    ("carbon_usd", "carbon $", False),
+    ("gpu_usd", "GPU $", False),
+    ("stranded_usd", "strand $", False),
+    ("energy_usd", "energy $", False),
+    ("cost_usd", "cost $", True),
+    ("score", "score", True),
+)
 
-def render(result: dict[str, Any], console: Console) -> None:
-    """Print ``result`` as rich tables: feasible nodes best first, then why the others failed,
-    then the carbon data used."""
+
+def node_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every node of an explanation as one flat row: the cost fields, then ``<term>_raw`` /
+    ``<term>_norm`` per term (CSV and the table read these)."""
+    terms = sorted({t for n in result["nodes"] for t in n.get("terms") or {}})
+    keys = [k for k, _, _ in COLUMNS if k not in ("node", "score")]
+    rows = []
+    for node in result["nodes"]:
+        cost = node.get("cost") or {}
+        row: dict[str, Any] = {
+            "node": node["node"],
+            "feasible": node["feasible"],
+            "score": node.get("score"),
+            "reason": node.get("reason"),
+        }
+        for key in (*keys, "window_start", "window_end"):
+            row[key] = cost.get(key)
+        for name in terms:
+            term = (node.get("terms") or {}).get(name) or {}
+            row[f"{name}_raw"] = term.get("raw")
+            row[f"{name}_norm"] = term.get("normalized")
+        rows.append(row)
+    return rows
+
+
+def _cell(key: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str):
+        return value
+    if key == "score":
+        return str(value)
+    if key.endswith("_usd") and key != "carbon_per_tonne_usd":
+        return f"{value:.4g}"
+    return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+
+
+def render(result: dict[str, Any], console: Console, *, wide: bool = False) -> None:
+    """Print ``result``: a header (class, run, prices), the feasible nodes best first (node,
+    zone, gCO2e, run hours, cost, score; every column with ``wide``), why the others failed,
+    then the carbon data used and the notes."""
     head = f"[bold]{result['pod']}[/] class [bold]{result['class']}[/] ({result['class_reason']})"
     hours = result["expected_duration_s"] / 3600.0
     console.print(f"{head}, expected run {hours:g} h")
     feasible = [n for n in result["nodes"] if n["feasible"]]
-    term_names = sorted({t for n in feasible for t in n["terms"]})
-    table = Table()
-    table.add_column("node")
-    table.add_column("score", justify="right")
-    for name in term_names:
-        first = next(n["terms"][name] for n in feasible if name in n["terms"])
-        unit = f" ({first['unit']})" if first["unit"] else ""
-        table.add_column(f"{name}{unit} x{first['weight']:g}", justify="right")
-        table.add_column("norm", justify="right")
-    for node in feasible:
-        cells = [node["node"], str(node["score"])]
-        for name in term_names:
-            t = node["terms"].get(name) or {"raw": None, "normalized": None}
-            cells.append("n/a" if t["raw"] is None else f"{t['raw']:,.1f}")
-            cells.append("n/a" if t["normalized"] is None else f"{t['normalized']:.2f}")
-        table.add_row(*cells)
-    if feasible:
-        console.print(table)
-    costed = [n for n in feasible if "cost" in n]
+    costed = [n for n in feasible if n.get("cost")]
     if costed:
-        arithmetic = Table(
-            title="cost (USD) = gCO2e x carbon price + GPU-h x GPU-hour price "
-            "+ stranded GPUs x run h x stranded price"
+        c = costed[0]["cost"]
+        energy = "" if c["energy_usd_per_kwh"] is None else ", energy by zone"
+        console.print(
+            f"prices: ${c['carbon_per_tonne_usd']:g}/tCO2e, ${c['gpu_hour_usd']:g}/GPU-h, "
+            f"${c['stranded_gpu_hour_usd']:g}/stranded GPU-h (scarcity {c['scarcity']:g})"
+            f"{energy}"
         )
-        cols = (
-            "node",
-            "zone",
-            "g/kWh",
-            "run h",
-            "kWh",
-            "gCO2e",
-            "GPU-h",
-            "stranded",
-            "scarcity",
-            "$/GPU-h",
-            "carbon $",
-            "GPU $",
-            "stranded $",
-            "cost $",
-            "score",
-        )
-        keys = (
-            "zone",
-            "g_per_kwh",
-            "run_h",
-            "kwh",
-            "g_co2e",
-            "gpu_hours",
-            "stranded_gpus",
-            "scarcity",
-            "gpu_hour_usd",
-            "carbon_usd",
-            "gpu_usd",
-            "stranded_usd",
-            "cost_usd",
-        )
-        for col in cols:
-            arithmetic.add_column(col, justify="left" if col in ("node", "zone") else "right")
+        shown = [(k, h) for k, h, narrow in COLUMNS if wide or narrow]
+        rows = {r["node"]: r for r in node_rows(result)}
+        table = Table(title="cost $ = carbon + GPU time + stranded GPUs + energy")
+        for key, heading in shown:
+            table.add_column(heading, justify="left" if key in ("node", "zone") else "right")
         for node in costed:
-            c = node["cost"]
-            cells = [
-                "-" if c[k] is None else f"{c[k]:g}" if k != "zone" else str(c[k]) for k in keys
-            ]
-            arithmetic.add_row(node["node"], *cells, str(node["score"]))
-        console.print(arithmetic)
-    else:
+            row = rows[node["node"]]
+            table.add_row(*(_cell(k, row.get(k)) for k, _ in shown))
+        console.print(table)
+    elif not feasible:
         console.print("[red]no feasible node[/]")
     for node in result["nodes"]:
         if not node["feasible"]:

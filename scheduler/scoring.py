@@ -1,12 +1,14 @@
-"""Combine the terms into one decision per pod: feasibility, weighted score, extender level 0..10.
+"""Combine the terms into one decision per pod: feasibility, cost in one currency, level 0..10.
 
-A class's evaluation is a list of :class:`Step` s (a term, its per-class ``args``, its weight, and
-whether it is scored at all); the engine builds one per class. Every step's filter runs in order
-(each sees the rows the earlier ones left in ``Context.feasible``); then each scored term's
-normalised score (higher better, over the feasible candidates) is weighted and summed; the sum is
-mapped to kube-scheduler's integer 0..10 by :func:`scheduler.quantize.quantize` (the best node
-always gets 10; distinct values stay distinct as far as 11 levels allow). The :class:`Evaluation`
-keeps every term's raw and normalised values: ``/explain``, the ledger and the simulator read the
+A class's evaluation is a list of :class:`Step` s (a term, its per-class ``args``, and whether it
+is scored at all); the engine builds one per class. Every step's filter runs in order (each sees
+the rows the earlier ones left in ``Context.feasible``); then each scored term scores the feasible
+rows, and :func:`price` turns their physical quantities into each node's cost (USD: emissions,
+GPU time, stranded GPUs, and energy where the policy prices it, see
+:mod:`scheduler.costs.energy`); :func:`scheduler.quantize.quantize_cost` maps cost differences
+that matter to kube-scheduler's integer 0..10. This is the one scoring model (policy
+``lowcarb.dev/v2``; the class-weights sum of ``v1`` is gone). The :class:`Evaluation` keeps every
+term's raw values and the cost arithmetic: ``/explain``, the ledger and the simulator read the
 same object the extender answers from.
 """
 
@@ -19,17 +21,17 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from scheduler.cluster.table import LazyReasons
-from scheduler.quantize import quantize, quantize_cost
+from scheduler.costs.energy import EnergyTable
+from scheduler.quantize import quantize_cost
 from scheduler.terms.base import Context, Term, TermArgs, TermScore
 from scheduler.terms.carbon import gpu_share
 
 
 class Step(NamedTuple):
     """One term's part in evaluating a class: its filter always runs; when ``scored``, its score
-    is computed and weighted by ``weight`` (a weight of 0 is scored but adds nothing)."""
+    is computed (the cost model reads it)."""
 
     term: Term[Any]
-    weight: float
     args: TermArgs  # the term's ``Args`` for this class
     scored: bool = True
 
@@ -45,6 +47,7 @@ class Pricing:
     scarcity_exponent: float = 2.0
     indifference: float = 0.02
     full_scale: float = 1.0
+    energy: EnergyTable | None = None  # ``prices.energy``; None: energy is not priced
 
 
 @dataclass(slots=True)
@@ -61,6 +64,9 @@ class CostBreakdown:
     gpu_usd: np.ndarray
     stranded_usd: np.ndarray
     cost: np.ndarray
+    # USD per kWh over the run and kWh x that (zeros, price NaN, when energy is not priced)
+    energy_price: np.ndarray | None = None
+    energy_usd: np.ndarray | None = None
 
 
 def allocated_share(ctx: Context) -> float:
@@ -101,6 +107,13 @@ def price(
     gpu_usd = gpu_hours * gpu_price
     stranded_usd = stranded * run_h * stranded_price
     cost = carbon_usd + gpu_usd + stranded_usd
+    energy_price = energy_usd = None
+    if pricing.energy is not None and carbon is not None and "kwh" in carbon.detail:
+        kwh = np.nan_to_num(np.asarray(carbon.detail["kwh"], dtype=np.float64), nan=0.0)
+        t = ctx.table
+        energy_price = pricing.energy.mean_price(t.zones, t.zone, ctx.now_s, run_h * 3600.0)
+        energy_usd = kwh * energy_price
+        cost = cost + energy_usd
     return CostBreakdown(
         share,
         scarcity,
@@ -112,6 +125,8 @@ def price(
         gpu_usd,
         stranded_usd,
         cost,
+        energy_price,
+        energy_usd,
     )
 
 
@@ -123,11 +138,10 @@ class Evaluation:
     # (rows still feasible before the term, the term's reasons), in filter order
     reason_parts: list[tuple[np.ndarray, Mapping[int, str]]]
     terms: dict[str, TermScore]
-    weights: dict[str, float]
-    combined: np.ndarray  # float [N], NaN where infeasible
+    combined: np.ndarray  # float [N], NaN where infeasible: level + gpu_fit order / 10
     levels: np.ndarray  # int64 [N], 0 where infeasible
     notes: list[str] = field(default_factory=list)
-    cost: CostBreakdown | None = None  # with a policy's ``prices``: the cost arithmetic
+    cost: CostBreakdown | None = None  # the cost arithmetic (None when not scored)
     _reasons: dict[int, str] | None = None
 
     @property
@@ -153,13 +167,14 @@ class Evaluation:
 def evaluate(
     ctx: Context, steps: Sequence[Step], *, score: bool = True, pricing: Pricing | None = None
 ) -> Evaluation:
-    """Run every step's filter, then (if ``score``) score and combine over the feasible rows.
+    """Run every step's filter, then (if ``score``) score the feasible rows and price them.
 
-    With ``pricing``: the levels follow each node's cost (:func:`price`,
-    :func:`~scheduler.quantize.quantize_cost`) and ``combined`` is the level plus the gpu_fit
-    preference / 10 (the stable order among equal levels), instead of the weighted sum."""
+    The levels follow each node's cost (:func:`price`, with ``pricing`` or the default prices;
+    :func:`~scheduler.quantize.quantize_cost`); ``combined`` is the level plus the gpu_fit
+    preference / 10, the stable order among equal levels."""
+    pricing = pricing if pricing is not None else Pricing()
     n = len(ctx.table)
-    share = allocated_share(ctx) if pricing is not None else 0.0
+    share = allocated_share(ctx)
     feasible = np.ones(n, dtype=bool)
     parts: list[tuple[np.ndarray, Mapping[int, str]]] = []
     for step in steps:
@@ -171,49 +186,27 @@ def evaluate(
             parts.append((feasible.copy(), why))
         feasible &= mask
     scores: dict[str, TermScore] = {}
-    weights = {s.term.name: s.weight for s in steps if s.scored}
     combined = np.full(n, np.nan, dtype=np.float64)
     levels = np.zeros(n, dtype=np.int64)
-    if score and feasible.any():
-        rows = None if feasible.all() else np.flatnonzero(feasible)
-        sub = ctx if rows is None else _restrict(ctx, rows)
-        total = np.zeros(len(sub.table), dtype=np.float64)  # over the feasible rows only
-        weight_sum = 0.0
-        for t, w, args, scored in steps:
-            if not scored:
-                continue  # a filter the class does not weight: its score is never read
-            ts = t.score(sub, args)
-            scores[t.name] = ts if rows is None else _expand(ts, rows, n)
-            if w > 0:
-                norm = np.asarray(ts.normalized)
-                if not np.isfinite(norm).all():  # (nan_to_num is slow; most terms have none)
-                    norm = np.nan_to_num(norm, nan=0.0)
-                total += w * norm
-                weight_sum += w
-        if pricing is not None:
-            sub_scores = {
-                name: ts if rows is None else _restricted(ts, rows) for name, ts in scores.items()
-            }
-            breakdown = price(sub, sub_scores, pricing, share)
-            lv = quantize_cost(breakdown.cost, pricing.indifference, pricing.full_scale)
-            fit = sub_scores.get("gpu_fit")
-            order = np.zeros(len(lv)) if fit is None else np.nan_to_num(fit.normalized, nan=0.0)
-            combined[feasible] = lv + 0.1 * order
-            levels[feasible] = lv
-            cost = _expand_cost(breakdown, rows, n)
-            return Evaluation(
-                feasible, parts, scores, weights, combined, levels, list(ctx.pod.notes), cost
-            )
-        total = total / weight_sum if weight_sum > 0 else np.ones(len(total))
-        combined[feasible] = total
-        levels[feasible] = quantize(total)
-    return Evaluation(feasible, parts, scores, weights, combined, levels, list(ctx.pod.notes))
-
-
-def _restricted(ts: TermScore, rows: np.ndarray) -> TermScore:
-    """``ts`` (over all rows) back on the feasible ``rows`` only."""
-    detail = {k: v[rows] if v.shape[:1] == (ts.raw.shape[0],) else v for k, v in ts.detail.items()}
-    return TermScore(ts.raw[rows], ts.normalized[rows], ts.unit, detail, ts.carbon_data)
+    if not (score and feasible.any()):
+        return Evaluation(feasible, parts, scores, combined, levels, list(ctx.pod.notes))
+    rows = None if feasible.all() else np.flatnonzero(feasible)
+    sub = ctx if rows is None else _restrict(ctx, rows)
+    sub_scores: dict[str, TermScore] = {}
+    for t, args, scored in steps:
+        if not scored:
+            continue  # a filter only: its score is never read
+        ts = t.score(sub, args)
+        sub_scores[t.name] = ts
+        scores[t.name] = ts if rows is None else _expand(ts, rows, n)
+    breakdown = price(sub, sub_scores, pricing, share)
+    lv = quantize_cost(breakdown.cost, pricing.indifference, pricing.full_scale)
+    fit = sub_scores.get("gpu_fit")
+    order = np.zeros(len(lv)) if fit is None else np.nan_to_num(fit.normalized, nan=0.0)
+    combined[feasible] = lv + 0.1 * order
+    levels[feasible] = lv
+    cost = _expand_cost(breakdown, rows, n)
+    return Evaluation(feasible, parts, scores, combined, levels, list(ctx.pod.notes), cost)
 
 
 def _expand_cost(b: CostBreakdown, rows: np.ndarray | None, n: int) -> CostBreakdown:
@@ -237,6 +230,8 @@ def _expand_cost(b: CostBreakdown, rows: np.ndarray | None, n: int) -> CostBreak
         spread(b.gpu_usd),
         spread(b.stranded_usd),
         spread(b.cost),
+        None if b.energy_price is None else spread(b.energy_price),
+        None if b.energy_usd is None else spread(b.energy_usd),
     )
 
 

@@ -16,7 +16,7 @@ from scheduler.app import compose
 from scheduler.policy.validate import PolicyError
 
 POLICY = """\
-apiVersion: lowcarb.dev/v1
+apiVersion: lowcarb.dev/v2
 kind: Policy
 carbon:
   static: {{{zone}: {g}}}
@@ -24,7 +24,7 @@ carbon:
 classes:
   batch:
     selector: {{namespaces: [batch]}}
-    weights: {{carbon: 1}}
+    prices: {{carbonPerTonne: 500}}
 """
 
 
@@ -47,7 +47,7 @@ async def test_the_pieces_follow_the_policy_and_its_reload(tmp_path: Path) -> No
     path.write_text(POLICY.format(zone="SE-SE3", g=20))
     ledger = tmp_path / "ledger.sqlite"
     parts = compose(path, ledger=ledger, zones=["SE-SE3"])
-    assert parts.policy.classes["batch"].weights == {"carbon": 1.0}
+    assert parts.policy.class_prices("batch").carbonPerTonne == 500.0
     assert parts.store.engine().policy is parts.policy
     assert parts.mapper.zone_for_region("dc-1") == "SE-SE3"
     parts.state.upsert_node(node("n1", "dc-1"))
@@ -88,11 +88,11 @@ async def test_the_carbon_adjustment_applies_at_start_and_on_reload(tmp_path: Pa
 
 def test_a_bad_policy_is_every_issue_and_builds_nothing(tmp_path: Path) -> None:
     path = tmp_path / "policy.yaml"
-    path.write_text("classes: {a: {gpuMode: x, weights: {carbn: 1}}}\n")
+    path.write_text("classes: {a: {gpuMode: x, prices: {carbonPerTone: 1}}}\n")
     ledger = tmp_path / "ledger.sqlite"
     with pytest.raises(PolicyError) as caught:
         compose(path, ledger=ledger)
-    assert [i.path for i in caught.value.issues] == ["classes.a.gpuMode", "classes.a.weights.carbn"]
+    assert [i.path for i in caught.value.issues] == ["classes.a.gpuMode", "classes.a.prices"]
     assert not ledger.exists()  # the policy is read first: nothing was opened
 
 
@@ -101,7 +101,7 @@ def test_policy_warnings_are_logged_only_when_asked(tmp_path: Path, warn: bool) 
     """Serving logs what policy validate warns about; one-shot commands keep their output clean
     (explain --json, carbon show --json, gates plan --json print to stdout)."""
     path = tmp_path / "policy.yaml"
-    path.write_text("classes: {lonely: {weights: {carbon: 1}}}\n")  # no selector: a warning
+    path.write_text("classes: {lonely: {gpuMode: fgd}}\n")  # no selector: a warning
     with capture_logs() as logs:
         compose(path, policy_warnings=warn)
     warned = [e for e in logs if e["event"] == "policy warnings"]

@@ -23,7 +23,7 @@ from scheduler.cli.main import app as lowcarb
 from scheduler.policy.validate import validate_text
 from tests.support.fakeapi import lowcarb_command
 
-BAD_POLICY = "apiVersion: lowcarb.dev/v1\nkind: Policy\nclasses: {a: {gpuMode: x}, b: 1}\n"
+BAD_POLICY = "apiVersion: lowcarb.dev/v2\nkind: Policy\nclasses: {a: {gpuMode: x}, b: 1}\n"
 
 
 def assert_usage_line(exit_code: int, stderr: str, option: str) -> str:

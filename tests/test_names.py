@@ -16,7 +16,8 @@ NAME = re.compile(r"^lowcarb\.dev/[a-z0-9-]+$")
 ALLOWED = {
     ("scheduler/names.py", None),
     ("carbon/accounting/records.py", records.DECISION_ANNOTATION),
-    ("scheduler/policy/model.py", "lowcarb.dev/v1"),  # apiVersion of the policy document
+    ("scheduler/policy/model.py", "lowcarb.dev/v2"),  # apiVersion of the policy document
+    ("scheduler/policy/migrate.py", "lowcarb.dev/v1"),  # the removed one, which it migrates
 }
 
 

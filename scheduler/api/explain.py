@@ -10,39 +10,53 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class TermDetail(BaseModel):
-    """One term's contribution on a feasible node."""
+    """One term's value on a feasible node."""
 
     model_config = ConfigDict(extra="forbid")
 
     raw: float | None = Field(description="The term's value in its unit; null when not finite")
     unit: str = Field(description="Unit of raw, e.g. gCO2e (empty when unitless)")
-    normalized: float | None = Field(description="raw mapped to 0..1, 1 best")
-    weight: float = Field(description="The term's weight in the class's policy")
+    normalized: float | None = Field(
+        description="The term's 0..1 preference over the feasible nodes, 1 best; only the GPU "
+        "term's is used, to order nodes of equal score"
+    )
 
 
 class NodeCost(BaseModel):
-    """The cost arithmetic of one node (policies with a ``prices:`` section), in USD."""
+    """The cost arithmetic of one node: quantities, prices, components and their sum (USD)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    zone: str | None
-    g_per_kwh: float | None = Field(description="Intensity used over the run, gCO2e/kWh")
+    zone: str | None = Field(description="The node's grid zone; null when it has none")
+    g_per_kwh: float | None = Field(
+        description="Intensity used, gCO2e/kWh: the forecast mean over the window, else the latest"
+    )
+    forecast: bool = Field(description="True when a forecast covered the window")
+    window_start: str = Field(description="Start of the run window (now), UTC ISO 8601")
+    window_end: str = Field(description="End of the run window (now + run_h), UTC ISO 8601")
+    gpu_watts: float | None = Field(description="Power of one GPU of this node's model, W")
+    pue: float | None = Field(description="Power usage effectiveness of the node's site")
     run_h: float | None = Field(description="Expected run time on this node's GPU model, hours")
     kwh: float | None = Field(description="Energy over the run at the site's PUE")
     g_co2e: float | None = Field(description="Expected emissions over the run")
-    gpu_hours: float | None
+    gpu_hours: float | None = Field(description="GPUs x run hours")
     stranded_gpus: float | None = Field(description="GPUs the placement strands (FGD delta)")
     scarcity: float | None = Field(description="0 on an idle fleet, 1 when full")
-    gpu_hour_usd: float | None
-    stranded_gpu_hour_usd: float | None
-    carbon_usd: float | None
-    gpu_usd: float | None
-    stranded_usd: float | None
-    cost_usd: float | None
+    carbon_per_tonne_usd: float | None = Field(description="Carbon price, USD per tCO2e")
+    gpu_hour_usd: float | None = Field(description="Price of a GPU-hour at this scarcity")
+    stranded_gpu_hour_usd: float | None = Field(description="Price of a stranded GPU-hour")
+    energy_usd_per_kwh: float | None = Field(
+        description="Electricity price averaged over the window; null when energy is not priced"
+    )
+    carbon_usd: float | None = Field(description="gCO2e / 1e6 x carbon price")
+    gpu_usd: float | None = Field(description="GPU-hours x GPU-hour price")
+    stranded_usd: float | None = Field(description="Stranded GPUs x run h x stranded price")
+    energy_usd: float | None = Field(description="kWh x energy price; null when not priced")
+    cost_usd: float | None = Field(description="The sum of the components")
 
 
 class NodeExplanation(BaseModel):
-    """One candidate node: feasible or why not, each term, and the final score."""
+    """One candidate node: feasible or why not, each term, its cost and the final score."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -53,7 +67,7 @@ class NodeExplanation(BaseModel):
         description="Per term (carbon, gpu_fit, ...); feasible only"
     )
     score: int = Field(ge=0, le=10, description="The extender score kube-scheduler gets, 0..10")
-    cost: NodeCost | None = Field(default=None, description="Present when the policy has prices")
+    cost: NodeCost | None = Field(default=None, description="The cost arithmetic; feasible only")
 
 
 class CarbonDataUsed(BaseModel):

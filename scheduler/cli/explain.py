@@ -16,15 +16,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import msgspec
 import typer
 import yaml
-from rich.console import Console
 
 from carbon.clock import wall
 from carbon.types import CarbonView
 from scheduler import wire
 from scheduler.cli.errors import blame, input_file
 from scheduler.cli.inputs import policy_errors
-from scheduler.cli.output import Column, Output, OutputOpt, csv_text, resolve
-from scheduler.explain import ExplainError, render
+from scheduler.cli.output import Column, Output, OutputOpt, WideOpt, console, csv_text, resolve
+from scheduler.explain import ExplainError, node_rows, render
 from scheduler.explain import explain as explain_pod
 
 if TYPE_CHECKING:
@@ -177,11 +176,14 @@ def explain(
         bool, typer.Option("--offline", help="Use static carbon values; no provider calls")
     ] = False,
     output: OutputOpt = None,
+    wide: WideOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Same as --output json")] = False,
 ) -> None:
-    """Explain how lowcarb scores a pod on each node: feasibility, terms, weights, 0..10 score.
+    """Explain how lowcarb prices a pod on each node: feasibility, cost arithmetic, 0..10 score.
 
-    --output csv: one row per node (feasible, score, reason, each term's raw and normalized value).
+    The table shows node, zone, gCO2e, run hours, cost and score; --wide adds intensity, GPU
+    watts, PUE, kWh, GPU-hours, stranded GPUs, scarcity, prices and each cost component.
+    --output csv: one row per node with every field; --output json: the answer of POST /explain.
     """
     fmt = resolve(output, as_json)
     result = run_explain(pod, nodes, policy, pods, offline=offline)
@@ -192,23 +194,4 @@ def explain(
         columns = [Column(key, key) for key in dict.fromkeys(k for r in rows for k in r)]
         typer.echo(csv_text(columns, rows), nl=False)
     else:
-        render(result, Console())
-
-
-def node_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every node of an explanation as a flat row: ``<term>_raw`` / ``<term>_norm`` per term."""
-    terms = sorted({t for n in result["nodes"] for t in n.get("terms") or {}})
-    rows = []
-    for node in result["nodes"]:
-        row: dict[str, Any] = {
-            "node": node["node"],
-            "feasible": node["feasible"],
-            "score": node.get("score"),
-            "reason": node.get("reason"),
-        }
-        for name in terms:
-            term = (node.get("terms") or {}).get(name) or {}
-            row[f"{name}_raw"] = term.get("raw")
-            row[f"{name}_norm"] = term.get("normalized")
-        rows.append(row)
-    return rows
+        render(result, console(wide), wide=wide)

@@ -1,8 +1,10 @@
-"""``lowcarb policy``: validate policy files (each error with file:line:column), print the schema.
+"""``lowcarb policy``: validate policy files (each error with file:line:column), migrate a v1 file,
+print the schema.
 
 ``validate`` exits 0 when every file is valid and 1 otherwise (text, JSON, or GitHub Actions
-annotations for CI); ``schema`` prints the JSON Schema that ``policies/schema.json`` holds (a test
-fails when the two drift).
+annotations for CI); ``migrate`` rewrites a ``lowcarb.dev/v1`` file (class weights) to v2, keeping
+its comments, and validates the result (:mod:`scheduler.policy.migrate`); ``schema`` prints the
+JSON Schema that ``policies/schema.json`` holds (a test fails when the two drift).
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from typing import Annotated, Any
 
 import typer
 
-from scheduler.cli.errors import blame, is_stdout, new_app, output_file
+from scheduler.cli.errors import UsageError, blame, input_file, is_stdout, new_app, output_file
+from scheduler.policy.migrate import MigrateError, migrate_text
 from scheduler.policy.model import Policy
 from scheduler.policy.validate import Issue, check_document
 
 app = new_app(help="Check and describe lowcarb policy files.")
 
-SCHEMA_ID = "https://lowcarb.dev/schemas/policy-v1.json"
+SCHEMA_ID = "https://lowcarb.dev/schemas/policy-v2.json"
 
 
 def policy_schema() -> dict[str, Any]:
@@ -113,6 +116,53 @@ def validate(
     if output is Format.json:
         typer.echo(json.dumps({"valid": bad == 0, "files": report}, indent=2))
     raise typer.Exit(code=1 if bad else 0)
+
+
+@app.command()
+def migrate(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            callback=input_file, help="Policy file to rewrite to lowcarb.dev/v2", show_default=False
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            callback=output_file,
+            help="Write here instead of rewriting FILE in place ('-': stdout)",
+        ),
+    ] = None,
+) -> None:
+    """Rewrite a lowcarb.dev/v1 policy (class weights) as lowcarb.dev/v2, keeping its comments.
+
+    Sets apiVersion, removes each class's weights and carbonNormalization (a class whose weights
+    left carbon out gets prices: {carbonPerTonne: 0}), validates the result and writes it only
+    when it is valid.
+    """
+    with blame("FILE", OSError, UnicodeDecodeError, fix="give a readable UTF-8 policy file"):
+        text = file.read_text(encoding="utf-8")
+    with blame("FILE", MigrateError):
+        result = migrate_text(text, str(file))
+    checked = check_document(result.text, str(out if out and not is_stdout(out) else file))
+    if checked.errors:
+        raise UsageError(
+            "FILE",
+            f"the migrated policy is still invalid ({len(checked.errors)} errors)",
+            "fix these and run lowcarb policy validate",
+            details=[str(i) for i in checked.errors],
+        )
+    target = file if out is None else out
+    if is_stdout(target):
+        typer.echo(result.text, nl=False)
+    elif result.changed or target != file:
+        with blame("--out" if out is not None else "FILE", OSError):
+            target.write_text(result.text, encoding="utf-8")
+    for note in result.notes:
+        typer.echo(f"{file}: {note}" if not note.startswith(str(file)) else note, err=True)
+    if result.changed and not is_stdout(target):
+        typer.echo(f"{target}: written (lowcarb.dev/v2, valid)", err=True)
 
 
 def _escape(text: str) -> str:

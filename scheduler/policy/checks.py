@@ -9,8 +9,9 @@ values of the wrong type (field validation reports those) and returns every prob
 
 from __future__ import annotations
 
-from carbon.checks import Problem, number
+from carbon.checks import Problem
 from carbon.config import carbon_problems
+from scheduler.costs.energy import energy_problems
 
 DEFAULT_CLASS = "default"
 
@@ -24,18 +25,6 @@ def requirement_problems(req: object) -> list[Problem]:
         return [((), f"operator {op} needs a non-empty 'values' list")]
     if op in ("Exists", "DoesNotExist") and values:
         return [((), f"operator {op} takes no 'values'; remove them")]
-    return []
-
-
-def weights_problems(weights: object) -> list[Problem]:
-    """A class scores with at least one term, and at least one weight is above zero."""
-    if not isinstance(weights, dict):
-        return []
-    if not weights:
-        return [((), "no terms; give e.g. {gpu_fit: 0.5, carbon: 0.5}")]
-    values = [number(w) for w in weights.values()]
-    if all(v is not None for v in values) and not any(v is not None and v > 0 for v in values):
-        return [((), "at least one weight must be > 0")]
     return []
 
 
@@ -67,13 +56,13 @@ def policy_problems(doc: object) -> list[Problem]:
         if not isinstance(name, str) or not isinstance(cls, dict):
             continue
         base = ("classes", name)
-        if "weights" in cls:
-            weights = weights_problems(cls["weights"])
-            out += [((*base, "weights", *loc), msg) for loc, msg in weights]
         selector = cls.get("selector")
         exprs = selector.get("matchExpressions") if isinstance(selector, dict) else None
         for i, req in enumerate(exprs if isinstance(exprs, list) else []):
             where = (*base, "selector", "matchExpressions", i)
             out += [((*where, *loc), msg) for loc, msg in requirement_problems(req)]
     out += default_class_problems(classes)
+    prices = doc.get("prices")
+    if isinstance(prices, dict):
+        out += energy_problems(prices.get("energy"), ("prices", "energy"))
     return out

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
 from carbon.checks import Loc, did_you_mean
+from scheduler.costs.energy import UNION_TAGS
 from scheduler.policy.model import Policy
 from scheduler.policy.positions import Document, Issue, yaml11_hint
 
@@ -43,7 +44,8 @@ def issue_for(err: ErrorDetails, doc: Document) -> Issue:
 
 def _is_internal(step: str) -> bool:
     # pydantic adds steps such as 'function-after[...]', '[key]' or union tags to some locations
-    return "[" in step or step in ("function-after", "function-before", "function-plain")
+    internal = ("function-after", "function-before", "function-plain", *UNION_TAGS)
+    return "[" in step or step in internal
 
 
 def _message(err: ErrorDetails, loc: Loc) -> str:

@@ -1,15 +1,20 @@
 """Policy: the one place platform teams tune lowcarb (pydantic v2, unknown keys rejected).
 
-A policy holds the carbon data section (providers, fallback chain, zone mapping; validated by
-:mod:`carbon.config`), the power model (:mod:`carbon.energy`) and the workload classes: how pods
-are recognised (selectors), how their candidate nodes are scored (terms and weights, GPU score
-mode, signal kind, expected duration) and constrained (data residency, maximum intensity), and
-whether they may wait for a cleaner hour (``temporalShift``). A class's per-term settings are the
-terms' own ``Args`` models (:mod:`scheduler.terms`), which :class:`WorkloadClass` is built from;
-weights name terms of :data:`scheduler.terms.REGISTRY`. Every duration field is
-:data:`carbon.duration.Duration`; cross-field checks live in :mod:`scheduler.policy.checks`.
-:mod:`scheduler.policy.validate` is the loader (``load_policy``): every error at once with
-file:line:column; ``policies/schema.json`` is generated from these models.
+A policy (``apiVersion: lowcarb.dev/v2``) holds the carbon data section (providers, fallback
+chain, zone mapping; validated by :mod:`carbon.config`), the power model (:mod:`carbon.energy`),
+the prices of the one-currency cost model (:class:`Prices`, with documented defaults, and the
+energy prices of :mod:`scheduler.costs.energy`) and the workload classes: how pods are
+recognised (selectors), how their candidate nodes are scored (GPU score mode, signal kind,
+expected duration, a class's own ``prices`` over the policy's) and constrained (data residency,
+maximum intensity), and whether they may wait for a cleaner hour (``temporalShift``). Which terms
+run is derived, not configured: the GPU term (its filter and FGD delta, for GPU pods), the carbon
+term (every pod) and the constraints filter. A class's per-term settings are the terms' own
+``Args`` models (:mod:`scheduler.terms`), which :class:`WorkloadClass` is built from. The
+class-weights model of ``lowcarb.dev/v1`` is gone (:mod:`scheduler.policy.migrate` says how to
+move and rewrites a file). Every duration field is :data:`carbon.duration.Duration`; cross-field
+checks live in :mod:`scheduler.policy.checks`. :mod:`scheduler.policy.validate` is the loader
+(``load_policy``): every error at once with file:line:column; ``policies/schema.json`` is
+generated from these models.
 """
 
 from __future__ import annotations
@@ -33,22 +38,17 @@ from pydantic import (
 )
 
 from carbon.accounting.settings import AccountingPolicy
-from carbon.checks import did_you_mean, raise_problems, separate
+from carbon.checks import raise_problems, separate
 from carbon.config import CarbonConfig
 from carbon.duration import Duration
 from carbon.duration import parse_duration as parse_duration  # the one grammar, re-exported
 from carbon.energy import PowerModel
-from scheduler.policy.checks import (
-    DEFAULT_CLASS,
-    default_class_problems,
-    requirement_problems,
-    weights_problems,
-)
-from scheduler.terms import REGISTRY
-from scheduler.terms.carbon import CarbonArgs
+from scheduler.costs.energy import EnergyPrices
+from scheduler.policy.checks import DEFAULT_CLASS, default_class_problems, requirement_problems
 from scheduler.terms.constraints import ConstraintsArgs
 from scheduler.terms.gpu_fit import GpuFitArgs
 
+API_VERSION = "lowcarb.dev/v2"
 DEFAULT_POLICY = Path(__file__).resolve().parents[1] / "data" / "default.yaml"
 BUILTIN_CLASSES = ("training", "batch", "inference", DEFAULT_CLASS)
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -68,18 +68,6 @@ def _class_name(name: str) -> str:
 ClassName = Annotated[
     str, AfterValidator(_class_name), WithJsonSchema({"type": "string", "pattern": NAME_PATTERN})
 ]
-
-
-def _term_name(name: str) -> str:
-    known = sorted(n for n, kind in REGISTRY.items() if not kind.filter_only)
-    if name not in known:
-        raise ValueError(
-            f"unknown term{did_you_mean(name, known)} (known terms: {', '.join(known)})"
-        )
-    return name
-
-
-TermName = Annotated[str, AfterValidator(_term_name)]
 
 
 def _fraction(value: object) -> object:
@@ -229,6 +217,7 @@ class Prices(_Strict):
     cost = gCO2e / 1e6 x carbonPerTonne
          + GPUs x run hours on the node's model x gpuHour(s)          (occupied GPU time)
          + stranded GPUs (FGD delta) x run hours x strandedGpuHour x s
+         + kWh x the zone's electricity price over the run              (with ``energy``)
     with s = allocated GPU share ** scarcityExponent (0 on an idle fleet, 1 when full) and
     gpuHour(s) = gpuHourIdle + (gpuHourBusy - gpuHourIdle) x s.
     """
@@ -272,18 +261,36 @@ class Prices(_Strict):
         gt=0.0,
         description="Relative extra cost ((cost - best) / best) that maps to score 0",
     )
+    energy: EnergyPrices | None = Field(
+        default=None,
+        description="Electricity price per grid zone, USD/kWh, flat or a time-of-use schedule; "
+        "without it energy is not priced",
+    )
 
 
-Weight = Annotated[float, Field(ge=0.0, le=1000.0)]
+class ClassPrices(_Strict):
+    """A class's own prices, merged over the policy's ``prices`` (unset keys: the policy's)."""
+
+    carbonPerTonne: float | None = Field(
+        default=None, ge=0.0, description="USD per tCO2e for this class (0: carbon-blind)"
+    )
+    gpuHourIdle: float | None = Field(default=None, ge=0.0)
+    gpuHourBusy: float | None = Field(
+        default=None, ge=0.0, description="e.g. higher for inference, whose GPU time is worth more"
+    )
+    strandedGpuHour: float | None = Field(default=None, ge=0.0)
+    indifference: Fraction | None = None
+    fullScale: float | None = Field(default=None, gt=0.0)
+
+    def over(self, base: Prices) -> Prices:
+        """``base`` with this class's prices in place of its own."""
+        set_ = {k: v for k, v in self.model_dump().items() if v is not None}
+        return base.model_copy(update=set_) if set_ else base
 
 
-def _default_weights() -> dict[str, float]:
-    return {"gpu_fit": 0.5, "carbon": 0.5}
-
-
-# A class is built from every term's ``Args`` (``gpuMode``, ``carbonNormalization``,
-# ``constraints``): validated and documented here, it is handed to each term as its settings.
-class WorkloadClass(GpuFitArgs, CarbonArgs, ConstraintsArgs, _Strict):
+# A class is built from every term's ``Args`` (``gpuMode``, ``constraints``): validated and
+# documented here, it is handed to each term as its settings.
+class WorkloadClass(GpuFitArgs, ConstraintsArgs, _Strict):
     """How the pods of one class are recognised, scored and constrained."""
 
     description: str = ""
@@ -292,9 +299,10 @@ class WorkloadClass(GpuFitArgs, CarbonArgs, ConstraintsArgs, _Strict):
         description="Pods matching this selector get the class (the lowcarb.dev/class "
         "annotation wins; classes are tried in file order; 'default' catches the rest)",
     )
-    weights: dict[TermName, Weight] = Field(
-        default_factory=_default_weights,
-        description="Scoring terms and their weights (>= 0; normalised by their sum)",
+    prices: ClassPrices | None = Field(
+        default=None,
+        description="This class's prices over the policy's prices (e.g. carbonPerTonne: 0 for a "
+        "carbon-blind class, a higher gpuHourBusy for inference)",
     )
     expectedDuration: Duration = Field(
         default="1h",
@@ -306,21 +314,15 @@ class WorkloadClass(GpuFitArgs, CarbonArgs, ConstraintsArgs, _Strict):
     )
     temporalShift: TemporalShift | None = None
 
-    @model_validator(mode="after")
-    def _weights(self, info: ValidationInfo) -> WorkloadClass:
-        if not separate(info):
-            raise_problems(weights_problems(self.weights), ("weights",))
-        return self
-
     @property
     def duration_s(self) -> float:
         return self.expectedDuration
 
 
 class Policy(_Strict):
-    """A lowcarb policy document (``apiVersion: lowcarb.dev/v1``, ``kind: Policy``)."""
+    """A lowcarb policy document (``apiVersion: lowcarb.dev/v2``, ``kind: Policy``)."""
 
-    apiVersion: Literal["lowcarb.dev/v1"] = "lowcarb.dev/v1"
+    apiVersion: Literal["lowcarb.dev/v2"] = "lowcarb.dev/v2"
     kind: Literal["Policy"] = "Policy"
     carbon: CarbonConfig = Field(
         default_factory=CarbonConfig,
@@ -337,10 +339,10 @@ class Policy(_Strict):
         default_factory=AccountingPolicy,
         description="Ledger accounting: market-based factors, residual mix, measured energy",
     )
-    prices: Prices | None = Field(
-        default=None,
-        description="Price the terms' physical quantities in one currency (USD) and score "
-        "nodes by cost; without it, the weighted sum of normalised terms",
+    prices: Prices = Field(
+        default_factory=Prices,
+        description="Prices of the one-currency cost model (USD): carbon, GPU time, stranded "
+        "GPUs, energy; every key has a documented default",
     )
     classes: dict[ClassName, WorkloadClass] = Field(
         default_factory=lambda: {DEFAULT_CLASS: WorkloadClass()},
@@ -365,8 +367,10 @@ class Policy(_Strict):
         """The class called ``name``, else ``default``."""
         return self.classes.get(name) or self.classes[DEFAULT_CLASS]
 
-    def term_names(self) -> list[str]:
-        return sorted({t for c in self.classes.values() for t in c.weights})
+    def class_prices(self, name: str) -> Prices:
+        """The prices ``name``'s pods are scored with: the class's over the policy's."""
+        cls = self.workload_class(name)
+        return cls.prices.over(self.prices) if cls.prices is not None else self.prices
 
 
 def dump_yaml(policy: Policy) -> str:

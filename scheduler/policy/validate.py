@@ -9,8 +9,12 @@ over the document, whose errors are reported together:
   validators standing aside (:data:`carbon.checks.SEPARATE_CHECKS`), so one pass reports every
   wrong field;
 * the cross-field checks of :mod:`scheduler.policy.checks` (fallback chain, zone-mapping loops,
-  selector requirements, weights), over the validated policy when every field is valid, else over
-  the raw data, so they run even when some field is wrong.
+  selector requirements, time-of-use schedules), over the validated policy when every field is
+  valid, else over the raw data, so they run even when some field is wrong.
+
+A ``lowcarb.dev/v1`` file (the class-weights model) gets one error at ``apiVersion`` naming the
+lines to delete and ``lowcarb policy migrate``; a v2 file that keeps a class's ``weights`` gets one
+error per key (:mod:`scheduler.policy.migrate`); pydantic's own errors for those keys are dropped.
 
 Each problem is mapped back to the YAML node at its path and said in lowcarb's words with a hint
 where one helps (``did you mean 'matchLabels'?``, ``quote it as "NO"``; see
@@ -26,9 +30,11 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from carbon.checks import SEPARATE_CHECKS
+from scheduler.costs.energy import UNION_TAGS
 from scheduler.policy.checks import policy_problems
 from scheduler.policy.lint import policy_warnings
 from scheduler.policy.messages import issue_for
+from scheduler.policy.migrate import migration_issues, superseded
 from scheduler.policy.model import DEFAULT_POLICY, Policy
 from scheduler.policy.positions import Document, Issue, duplicates
 
@@ -118,11 +124,16 @@ def check_document(text: str, source: str = "<policy>", *, warnings: bool = True
             Issue(source, 1, 1, "", f"expected a mapping with apiVersion, kind, ... (got {kind})")
         )
         return Checked(None, errors)
+    errors += migration_issues(doc)
     policy: Policy | None = None
     try:
         policy = Policy.model_validate(doc.data, context={SEPARATE_CHECKS: True})
     except ValidationError as exc:
-        errors += [issue_for(err, doc) for err in exc.errors(include_url=False)]
+        errors += [
+            issue_for(err, doc)
+            for err in exc.errors(include_url=False)
+            if not superseded(_plain(err["loc"]), doc.data)
+        ]
     # cross-field checks see the validated values when there are any, else the raw data
     checked = policy.model_dump(by_alias=True) if policy is not None else doc.data
     errors += [doc.issue(loc, message) for loc, message in policy_problems(checked)]
@@ -135,6 +146,10 @@ def check_document(text: str, source: str = "<policy>", *, warnings: bool = True
 
     found = policy_warnings(policy) + carbon_warnings(policy)
     return Checked(policy, [], _ordered([doc.issue(loc, message) for loc, message in found]))
+
+
+def _plain(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    return tuple(s for s in loc if not (isinstance(s, str) and ("[" in s or s in UNION_TAGS)))
 
 
 def _ordered(issues: list[Issue]) -> list[Issue]:

@@ -28,6 +28,7 @@ import numpy as np
 from carbon.accounting.accountant import Accountant
 from carbon.accounting.ledger import Ledger, LifecycleRecord, PlacementRecord, Record
 from carbon.accounting.settings import AccountingPolicy
+from scheduler.sim.baselines import Baseline
 from scheduler.sim.carbon import Integrals, SeriesHistory
 from scheduler.sim.run import REFERENCE, Comparison
 
@@ -88,7 +89,8 @@ def records(c: Comparison, name: str) -> list[Record]:
 
 def accounting_policy(c: Comparison) -> AccountingPolicy:
     """The lowcarb policy's ``accounting`` section, without its energy meter."""
-    policy = c.policies.get("lowcarb")
+    found = c.policies.get("lowcarb")
+    policy = found.policy if isinstance(found, Baseline) else found
     section = policy.accounting if policy is not None else AccountingPolicy()
     return section.model_copy(update={"prometheus": None})
 

@@ -40,6 +40,7 @@ from scheduler.demand import PodDemand
 from scheduler.engine import Engine
 from scheduler.gpu import supply as gpu
 from scheduler.policy.model import Policy
+from scheduler.sim.baselines import Baseline, BaselineEngine
 from scheduler.sim.carbon import Integrals
 from scheduler.sim.trace import SimNodes, SimPods
 from scheduler.terms.gpu_fit import feasibility
@@ -86,15 +87,18 @@ def fits(table: NodeTable, pod: PodDemand) -> npt.NDArray[np.bool_]:
     return np.asarray(ok)
 
 
-def make_engine(policy: Policy, nodes: SimNodes) -> Engine:
-    """The policy's engine; the LeastAllocated term gets each node's allocatable."""
-    if "least_allocated" not in policy.term_names():
+def make_engine(policy: Policy | Baseline, nodes: SimNodes) -> Engine:
+    """The policy's engine (a baseline's ranks by its one term); the LeastAllocated term gets
+    each node's allocatable."""
+    if isinstance(policy, Policy):
         return Engine(policy)
+    if policy.rank_by != "least_allocated":
+        return BaselineEngine(policy)
     cap = {
         name: (int(c), int(m))
         for name, c, m in zip(nodes.names, nodes.cpu_milli, nodes.mem_bytes, strict=True)
     }
-    return Engine(policy, terms={"least_allocated": LeastAllocated(capacity=cap)})
+    return BaselineEngine(policy, terms={"least_allocated": LeastAllocated(capacity=cap)})
 
 
 class MemoView:
@@ -175,7 +179,7 @@ def fastest_speed(pods: SimPods, nodes: SimNodes, power: PowerModel) -> FloatArr
 def simulate(
     pods: SimPods,
     nodes: SimNodes,
-    policy: Policy,
+    policy: Policy | Baseline,
     series: Mapping[str, HourlySeries],
     *,
     ready: FloatArray | None = None,
@@ -196,7 +200,7 @@ def simulate(
     node_of = np.full(n, -1, dtype=np.int64)
     start = np.full(n, np.nan)
     runtime = np.zeros(n)
-    speed = node_speeds(nodes, policy.power)
+    speed = node_speeds(nodes, (policy if isinstance(policy, Policy) else policy.policy).power)
     chosen: list[tuple[int, ...]] = [()] * n
     order = np.argsort(ready_t, kind="stable").tolist()
     departures: list[tuple[float, int]] = []

@@ -14,6 +14,7 @@ import numpy.typing as npt
 from carbon.energy import PowerModel
 from carbon.series import HourlySeries
 from scheduler.policy.model import Policy
+from scheduler.sim.baselines import Baseline
 from scheduler.sim.bound import Bound
 from scheduler.sim.replay import Accounting, Placements
 from scheduler.sim.trace import SimNodes, SimPods
@@ -141,7 +142,7 @@ class Comparison:
     runs: dict[str, PolicyRun]
     bound: Bound
     power: PowerModel
-    policies: dict[str, Policy]
+    policies: dict[str, Policy | Baseline]
     levels: list[Level] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:

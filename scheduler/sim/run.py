@@ -34,6 +34,7 @@ from carbon.energy import PowerModel
 from carbon.series import HourlySeries
 from scheduler.policy.model import DEFAULT_POLICY, Policy, WorkloadClass
 from scheduler.policy.validate import load_policy
+from scheduler.sim.baselines import Baseline
 from scheduler.sim.bound import Bound, spatial_bound
 from scheduler.sim.carbon import Integrals, load_series, parse_start, year_start
 from scheduler.sim.levels import demand_peak_pct, find_load_scale, parse_load_levels
@@ -113,22 +114,21 @@ def lowcarb_policy(path: Path | None = None) -> Policy:
     return load_policy(LOWCARB_POLICY if LOWCARB_POLICY.is_file() else DEFAULT_POLICY)
 
 
-def _one(power: PowerModel, weights: dict[str, float], mode: str, duration: str = "1h") -> Policy:
-    cls = WorkloadClass.model_validate(
-        {"weights": weights, "gpuMode": mode, "expectedDuration": duration}
-    )
-    return Policy(power=power, classes={"default": cls})
+def _one(power: PowerModel, rank: str, mode: str, duration: str = "1h") -> Baseline:
+    cls = WorkloadClass.model_validate({"gpuMode": mode, "expectedDuration": duration})
+    return Baseline(Policy(power=power, classes={"default": cls}), rank)
 
 
-def build_policies(power: PowerModel, lowcarb: Policy) -> dict[str, Policy]:
-    """The compared policies, all over the same terms and power model."""
-    # gpu_fit with weight 0 still filters GPUs and names the GPU a shared pod takes (best fit,
-    # as GPU-sharing device plugins do); it does not score.
+def build_policies(power: PowerModel, lowcarb: Policy) -> dict[str, Policy | Baseline]:
+    """The compared policies, all over the same terms and power model: the baselines rank by one
+    term (:mod:`scheduler.sim.baselines`), lowcarb by its cost model."""
+    # every baseline's gpu_fit filters GPUs and names the GPU a shared pod takes (best fit, as
+    # GPU-sharing device plugins do, for k8s-default and carbon-greedy)
     return {
-        "k8s-default": _one(power, {"least_allocated": 1.0, "gpu_fit": 0.0}, "bestfit"),
-        "bestfit": _one(power, {"gpu_fit": 1.0}, "bestfit"),
-        "fgd": _one(power, {"gpu_fit": 1.0}, "fgd"),
-        "carbon-greedy": _one(power, {"carbon": 1.0, "gpu_fit": 0.0}, "bestfit", "1s"),
+        "k8s-default": _one(power, "least_allocated", "bestfit"),
+        "bestfit": _one(power, "gpu_fit", "bestfit"),
+        "fgd": _one(power, "gpu_fit", "fgd"),
+        "carbon-greedy": _one(power, "carbon", "bestfit", "1s"),
         "lowcarb": lowcarb.model_copy(update={"power": power}),
     }
 
@@ -275,7 +275,7 @@ class _Setup:
     series: dict[str, HourlySeries]
     integrals: Integrals
     power: PowerModel
-    policies: dict[str, Policy]
+    policies: dict[str, Policy | Baseline]
     names: list[str]
     fastest: FloatArray
     speed: FloatArray
@@ -410,7 +410,7 @@ def compare_on(
     series: Mapping[str, HourlySeries],
     power: PowerModel,
     *,
-    policies: dict[str, Policy] | None = None,
+    policies: dict[str, Policy | Baseline] | None = None,
     progress: Callable[[str], None] | None = None,
     real: SimPods | None = None,
 ) -> Comparison:

@@ -9,10 +9,12 @@ For a node with GPU model ``m`` in grid zone ``z`` and region ``r``::
 
 GPUs count fractionally: a shared-GPU pod asking 300 milli counts 0.3 GPU, a MIG slice its share of
 the 7 compute slices (``1g.10gb`` = 1/7). The forecast mean falls back to the latest value where no
-forecast covers the run (the carbon cache decides; scoring never waits on it). Lower is better:
-normalised over the candidates by range (least emissions 1, most 0; the default) or, with the
-class's ``carbonNormalization: ratio`` (:class:`CarbonArgs`), as least / this node's emissions. A
-node whose zone no carbon source knows (``unknown_zone``) or that has no zone (``no_zone``) keeps
+forecast covers the run (the carbon cache decides; scoring never waits on it). The cost model
+(:func:`scheduler.scoring.price`) prices ``raw``; the detail carries the arithmetic per row
+(intensity, run hours, GPU watts, PUE, kWh at that PUE) for
+``/explain`` and the energy price. ``normalized`` (least emissions 1, most 0 over the candidates)
+is only read by the simulator's carbon-greedy baseline. No per-class settings. A node whose
+zone no carbon source knows (``unknown_zone``) or that has no zone (``no_zone``) keeps
 raw NaN and is scored neutral: as the mean emissions of the candidates with data, so it is neither
 the best nor the worst carbon choice and the other terms decide; the decision notes name the reason.
 A class asking for the ``marginal`` signal that is served average intensity gets an
@@ -23,10 +25,8 @@ not per node.
 from __future__ import annotations
 
 import re
-from typing import Literal
 
 import numpy as np
-from pydantic import Field
 
 from carbon.energy import PowerModel, energy_kwh
 from carbon.gaps import NEUTRAL, average_for_marginal_note, no_zone_note, unknown_zones_note
@@ -60,19 +60,6 @@ def site_pue(t: NodeTable, power: PowerModel) -> np.ndarray:
     return pue
 
 
-def ratio_to_best(raw: np.ndarray) -> np.ndarray:
-    """``least / raw``: 1 for the least emissions, 0.5 for twice as much (range when least <= 0)."""
-    out = np.zeros_like(raw, dtype=np.float64)
-    finite = np.isfinite(raw)
-    if not finite.any():
-        return out
-    least = float(raw[finite].min())
-    if least <= 0.0:
-        return lower_is_better(raw)
-    out[finite] = least / raw[finite]
-    return out
-
-
 def _distinct(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``np.unique(codes, return_inverse=True)`` for small non-negative codes, by counting."""
     if codes.size == 0 or int(codes.min()) < 0:
@@ -84,23 +71,11 @@ def _distinct(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return uniq, lookup[codes]
 
 
-class CarbonArgs(TermArgs):
-    """The carbon term's settings in a workload class."""
-
-    carbonNormalization: Literal["range", "ratio"] = Field(
-        default="range",
-        description="How gCO2e becomes the carbon term's 0..1: 'range' (least 1, most 0, "
-        "any difference spans the scale) or 'ratio' (least / this node: twice the emissions "
-        "scores 0.5, small differences stay small)",
-    )
-
-
-class Carbon(Term[CarbonArgs]):
+class Carbon(Term[TermArgs]):
     """Expected emissions per node; the power model's per-GPU constants are read once per
     policy (the instance outlives a reload, so they are keyed by the power model itself)."""
 
     name = "carbon"
-    Args = CarbonArgs
 
     # (the power model, product -> (relativeSpeed, watts)): one object, swapped atomically
     _gpu_consts: tuple[PowerModel | None, dict[str, tuple[float, float]]] = (None, {})
@@ -117,7 +92,7 @@ class Carbon(Term[CarbonArgs]):
             hit = consts[product] = (entry.relativeSpeed, entry.watts)
         return hit
 
-    def score(self, ctx: Context, args: CarbonArgs) -> TermScore:
+    def score(self, ctx: Context, args: TermArgs) -> TermScore:
         t, pod, power = ctx.table, ctx.pod, ctx.power
         n = len(t)
         sources: dict[str, ZoneData] = {}
@@ -135,6 +110,8 @@ class Carbon(Term[CarbonArgs]):
         grams = np.full(len(uniq), np.nan, dtype=np.float64)
         g_kwh = np.full(len(uniq), np.nan, dtype=np.float64)
         run_h = np.full(len(uniq), ctx.duration_s / 3600.0, dtype=np.float64)
+        kwh = np.full(len(uniq), np.nan, dtype=np.float64)  # at PUE 1
+        watts_gpu = np.zeros(len(uniq), dtype=np.float64)
         missing: list[str] = []
         averaged: dict[str, str] = {}  # zone -> source, where marginal was asked, average served
         # it_watts = GPU watts x GPUs + CPU watts + memory watts, summed in that order
@@ -143,15 +120,18 @@ class Carbon(Term[CarbonArgs]):
         wants_gpu = pod.wants_gpu
         for k, code in enumerate(uniq.tolist()):
             zone_idx, model_idx = divmod(code, n_models)
-            if zone_idx == 0:
-                continue  # node without a grid zone
-            zone = t.zones[zone_idx - 1]
             product = t.models[model_idx] if t.models else ""
             speed, gpu_watts = self._consts(power, product)
             if not wants_gpu:
                 speed = 1.0
             duration = ctx.duration_s / speed
             run_h[k] = duration / 3600.0
+            watts = gpu_watts * gpus + cpu_w + mem_w
+            kwh[k] = energy_kwh(watts, 1.0, duration)
+            watts_gpu[k] = gpu_watts if wants_gpu else 0.0
+            if zone_idx == 0:
+                continue  # node without a grid zone: energy known, emissions not
+            zone = t.zones[zone_idx - 1]
             reading = ctx.carbon.mean_intensity(zone, ctx.now_s, ctx.now_s + duration, kind)
             if reading is None:
                 missing.append(zone)
@@ -165,11 +145,11 @@ class Carbon(Term[CarbonArgs]):
                     stale=reading.stale,
                     g_per_kwh=round(reading.g_per_kwh, 1),
                 )
-            watts = gpu_watts * gpus + cpu_w + mem_w
-            grams[k] = energy_kwh(watts, 1.0, duration) * reading.g_per_kwh
+            grams[k] = kwh[k] * reading.g_per_kwh
             g_kwh[k] = reading.g_per_kwh
         # PUE per row: by region label, else by zone, else the default
-        raw = grams[inverse] * site_pue(t, power)
+        pue = site_pue(t, power)
+        raw = grams[inverse] * pue
         intensity = g_kwh[inverse]
         known = np.isfinite(raw)
         if not known.all():
@@ -188,14 +168,16 @@ class Carbon(Term[CarbonArgs]):
         if known.any() and not known.all():
             filled = raw.copy()
             filled[~known] = float(np.mean(raw[known]))
-        if args.carbonNormalization == "ratio":
-            normalized = ratio_to_best(filled)
-        else:
-            normalized = lower_is_better(filled)
         return TermScore(
             raw=raw,
-            normalized=normalized,
+            normalized=lower_is_better(filled),
             unit="gCO2e",
-            detail={"intensity": intensity, "run_h": run_h[inverse]},
+            detail={
+                "intensity": intensity,
+                "run_h": run_h[inverse],
+                "gpu_watts": watts_gpu[inverse],
+                "pue": pue,
+                "kwh": kwh[inverse] * pue,
+            },
             carbon_data=sources,
         )

@@ -69,7 +69,7 @@ POD0_KG = POD0_KWH * 350 / 1000
 def test_settle_after_is_a_policy_duration() -> None:
     assert AccountingPolicy().settle_after == 300.0  # default 5m
     policy = policy_from_text(
-        "apiVersion: lowcarb.dev/v1\nkind: Policy\naccounting:\n  settleAfter: 90s\n"
+        "apiVersion: lowcarb.dev/v2\nkind: Policy\naccounting:\n  settleAfter: 90s\n"
     )
     assert policy.accounting.settle_after == 90.0
     dumped = policy.accounting.model_dump(mode="json", by_alias=True)
@@ -206,7 +206,7 @@ def test_cli_prints_the_backlog_on_stderr_and_provisional_rows(
     _fill(target, NOW)
     pin_clock(datetime.fromtimestamp(NOW, UTC))
     policy = tmp_path / "policy.yaml"
-    policy.write_text("apiVersion: lowcarb.dev/v1\nkind: Policy\naccounting:\n  settleAfter: 10m\n")
+    policy.write_text("apiVersion: lowcarb.dev/v2\nkind: Policy\naccounting:\n  settleAfter: 10m\n")
     cli = command_app(report)
     result = CliRunner().invoke(
         cli, ["--ledger", str(target), "--policy", str(policy), "--group-by", "zone"]
@@ -247,7 +247,7 @@ def test_http_report_says_what_awaits_accounting(target: LedgerTarget, tmp_path:
     now = wall()
     _fill(target, now)
     policy = tmp_path / "policy.yaml"
-    policy.write_text("apiVersion: lowcarb.dev/v1\nkind: Policy\naccounting:\n  settleAfter: 1h\n")
+    policy.write_text("apiVersion: lowcarb.dev/v2\nkind: Policy\naccounting:\n  settleAfter: 1h\n")
     args = ["--ledger", str(target), "--policy", str(policy), "--log-level", "warning"]
     with running_lowcarb(args, tmp_path / "serve.log") as port:
         base = f"http://127.0.0.1:{port}"

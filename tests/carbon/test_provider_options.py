@@ -22,7 +22,7 @@ from scheduler.cli.main import app as lowcarb
 from scheduler.policy.validate import check_text, validate_text
 
 BAD = """\
-apiVersion: lowcarb.dev/v1
+apiVersion: lowcarb.dev/v2
 kind: Policy
 carbon:
   providers:
@@ -71,7 +71,7 @@ def test_unknown_type_is_the_one_error_not_its_options() -> None:
 
 def test_valid_options_reach_the_provider() -> None:
     policy = check_text(
-        "apiVersion: lowcarb.dev/v1\nkind: Policy\ncarbon:\n  providers:\n"
+        "apiVersion: lowcarb.dev/v2\nkind: Policy\ncarbon:\n  providers:\n"
         "    - name: replay\n      options: {factor: direct, shift: false, year: '2022'}\n"
         "  fallback: [replay, static]\n"
     )

@@ -73,7 +73,7 @@ def test_configmap_update_by_symlink_swap_is_picked_up(tmp_path: Path) -> None:
 
     # A broken edit keeps the last good policy and reports why.
     good = store.policy
-    volume.publish(b"apiVersion: lowcarb.dev/v1\nkind: Policy\nclasses: 7\n")
+    volume.publish(b"apiVersion: lowcarb.dev/v2\nkind: Policy\nclasses: 7\n")
     assert store.reload() is False
     assert store.policy is good
     assert store.last_error is not None and "classes" in store.last_error

@@ -17,7 +17,8 @@ from scheduler.cluster.state import ClusterState
 from scheduler.cluster.table import NodeTable
 from scheduler.demand import PodDemand, parse_demand
 from scheduler.gpu.fragmentation import TaskShape, Workload
-from scheduler.scoring import Step, evaluate
+from scheduler.scoring import Evaluation, Step, evaluate
+from scheduler.sim.baselines import rank_by
 from scheduler.terms.base import Context
 from scheduler.terms.gpu_fit import (
     ORDER_STEPS,
@@ -74,8 +75,13 @@ def ctx(table: NodeTable, pod: PodDemand) -> Context:
 
 
 def steps(term: GpuFit, mode: Mode = "fgd") -> list[Step]:
-    """The GPU term alone, weight 1, in ``mode`` (a class's ``gpuMode``)."""
-    return [Step(term, 1.0, GpuFitArgs(gpuMode=mode))]
+    """The GPU term alone in ``mode`` (a class's ``gpuMode``)."""
+    return [Step(term, GpuFitArgs(gpuMode=mode))]
+
+
+def ranked(c: Context, plan: list[Step]) -> Evaluation:
+    """Evaluated and ranked by the GPU term alone: the fgd-extender baseline of the benchmarks."""
+    return rank_by(evaluate(c, plan), "gpu_fit")
 
 
 def reasons_by_name(table: NodeTable, term: GpuFit, pod: PodDemand) -> dict[str, str]:
@@ -126,7 +132,7 @@ def test_fgd_names_the_shared_gpu_and_prefers_the_started_sliver(
     workload = Workload((TaskShape(0, 1, 1000), TaskShape(0, 1, 250)), (0.5, 0.5))
     term = GpuFit(workload=workload)
     share = PodDemand(uid="s", namespace="ns", name="s", gpus=1, gpu_milli=250, cpu_milli=1000)
-    ev = evaluate(ctx(table, share), steps(term))
+    ev = ranked(ctx(table, share), steps(term))
     best = int(np.nanargmax(ev.combined))
     # the 250 that is left on usw2-b-gpu's GPU 0 is exactly this pod's size: no new sliver
     assert table.names[best] == "usw2-b-gpu"

@@ -12,7 +12,7 @@ from scheduler.cli.main import app as lowcarb
 from scheduler.policy.validate import lint_text
 
 MARGINAL = """\
-apiVersion: lowcarb.dev/v1
+apiVersion: lowcarb.dev/v2
 kind: Policy
 carbon:
 {carbon}
@@ -20,11 +20,10 @@ classes:
   spot:
     selector: {{namespaces: [spot]}}
     signal: marginal
-    weights: {{carbon: 1}}
 """
 
 WARNED = """\
-apiVersion: lowcarb.dev/v1
+apiVersion: lowcarb.dev/v2
 kind: Policy
 carbon:
   zones: {eu-central: DE-LU, lab: eu-west-3, dc-us: US, dc-x: DE-L}

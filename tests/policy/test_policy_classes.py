@@ -19,7 +19,7 @@ from tests.support.policy import POLICIES, fixture_json, recorded_pod
 
 POLICY = policy_from_text(
     """\
-apiVersion: lowcarb.dev/v1
+apiVersion: lowcarb.dev/v2
 kind: Policy
 classes:
   gold:

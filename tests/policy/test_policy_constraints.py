@@ -10,19 +10,18 @@ from tests.support.policy import node_table
 
 POLICY = policy_from_text(
     """\
-apiVersion: lowcarb.dev/v1
+apiVersion: lowcarb.dev/v2
 kind: Policy
 classes:
   eu:
-    weights: {gpu_fit: 0.5, carbon: 0.5}
     constraints:
       allowedRegions: ["eu-*"]
   zones:
-    weights: {carbon: 1}
+    prices: {gpuHourIdle: 0}
     constraints:
       allowedZones: ["SE*", "FR"]
   ceiling:
-    weights: {carbon: 1}
+    prices: {gpuHourIdle: 0}
     constraints:
       maxIntensity: 300
 """

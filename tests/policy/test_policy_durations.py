@@ -17,7 +17,7 @@ from scheduler.policy.validate import policy_from_text, validate_text
 # A valid policy in which every duration field is present (the class and provider names are the
 # ones the paths below use).
 BASE: dict[str, Any] = {
-    "apiVersion": "lowcarb.dev/v1",
+    "apiVersion": "lowcarb.dev/v2",
     "kind": "Policy",
     "carbon": {
         "providers": [

@@ -11,9 +11,9 @@ from carbon.energy import PowerModel
 from carbon.testing import FixedView
 from scheduler.demand import PodDemand
 from scheduler.engine import Engine
-from scheduler.policy.validate import policy_from_text
-from scheduler.terms.base import Context, TermScore, ZoneData
-from scheduler.terms.carbon import Carbon, CarbonArgs, gpu_share
+from scheduler.policy.validate import policy_from_text, validate_text
+from scheduler.terms.base import Context, TermArgs, TermScore, ZoneData
+from scheduler.terms.carbon import Carbon, gpu_share
 from tests.support.policy import Row, node_table
 
 GIB = 2**30
@@ -40,7 +40,7 @@ def ctx(
 
 def emissions(c: Context) -> TermScore:
     """The carbon term's scores with a class's default settings (range normalisation)."""
-    return Carbon().score(c, CarbonArgs())
+    return Carbon().score(c, TermArgs())
 
 
 def one_gpu_pod() -> PodDemand:
@@ -140,19 +140,19 @@ def test_cpu_pod_is_not_slowed_by_the_gpu_model() -> None:
 
 
 POLICY = """\
-apiVersion: lowcarb.dev/v1
+apiVersion: lowcarb.dev/v2
 kind: Policy
 power: {pue: 1.2}
 classes:
   carbon-only:
-    weights: {carbon: 1}
-  mixed:
-    weights: {gpu_fit: 0.5, carbon: 0.5}
+    prices: {gpuHourIdle: 0}       # idle fleet: GPU time free, emissions are the whole cost
+  carbon-blind:
+    prices: {carbonPerTonne: 0}    # GPU time is the whole cost
     gpuMode: packing
 """
 
 
-def test_engine_combines_and_maps_to_levels() -> None:
+def test_engine_prices_each_class_and_maps_cost_differences_to_levels() -> None:
     engine = Engine(policy_from_text(POLICY))
     rows = [
         ("h100", "DIRTY", "r1", "NVIDIA-H100-80GB-HBM3", 8),
@@ -164,28 +164,40 @@ def test_engine_combines_and_maps_to_levels() -> None:
     ev = engine.evaluate(one_gpu_pod(), table, view, 0.0, klass="carbon-only")
     # A100: (320 + 44) x 1.2 x 1 h = 0.4368 kWh x 250 = 109.2 g, a whisker worse than the H100
     assert ev.terms["carbon"].raw.tolist() == pytest.approx([108.72, 124.80, 109.2])
-    assert ev.levels.tolist() == [10, 0, 9]
-    assert ev.weights == {"carbon": 1.0}
-    assert "constraints" not in ev.terms
-    ev = engine.evaluate(one_gpu_pod(), table, view, 0.0, klass="mixed")
-    assert set(ev.terms) == {"gpu_fit", "carbon"}
+    assert ev.cost is not None
+    assert ev.cost.cost.tolist() == pytest.approx([g / 1e6 * 190 for g in (108.72, 124.8, 109.2)])
+    # the A100 is 0.44 % dearer (within the 2 % indifference): 10 too; the T4 14.8 % dearer:
+    # round(10 x (1 - 0.148)) = 9. A small difference stays a small difference.
+    assert ev.levels.tolist() == [10, 9, 10]
+    assert set(ev.terms) == {"gpu_fit", "carbon"}  # the same terms for every class
+    ev = engine.evaluate(one_gpu_pod(), table, view, 0.0, klass="carbon-blind")
+    assert ev.cost is not None and ev.cost.carbon_usd.tolist() == [0.0, 0.0, 0.0]
+    # GPU-hours at $0.01: H100 0.5 h, T4 5 h, A100 1 h -> the A100 is 100 % dearer: level 0
+    assert ev.cost.cost.tolist() == pytest.approx([0.005, 0.05, 0.01])
+    assert ev.levels.tolist() == [10, 0, 0]
     assert int(np.argmax(ev.levels)) == int(np.nanargmax(ev.combined))
-    assert ev.levels.max() == 10
 
 
-def test_ratio_normalization_keeps_small_differences_small() -> None:
+def test_carbon_normalization_is_gone_and_the_cost_keeps_ratios() -> None:
+    """v1's ``carbonNormalization: ratio`` kept small differences small; in v2 the cost does."""
     rows = [
         ("h100", "DIRTY", "r1", "NVIDIA-H100-80GB-HBM3", 8),
         ("t4", "CLEAN", "r2", "Tesla-T4", 4),
     ]
     view = FixedView({"DIRTY": 300.0, "CLEAN": 200.0})
     c = ctx(one_gpu_pod(), rows, view)
-    ts = Carbon().score(c, CarbonArgs(carbonNormalization="ratio"))
-    assert ts.normalized.tolist() == pytest.approx([1.0, 108.72 / 124.80])
+    ts = Carbon().score(c, TermArgs())
+    assert ts.normalized.tolist() == pytest.approx([1.0, 0.0])  # range: only for carbon-greedy
+    _, issues = validate_text(
+        "apiVersion: lowcarb.dev/v2\nkind: Policy\nclasses: {a: {carbonNormalization: ratio}}\n",
+        "p.yaml",
+    )
+    assert [i.path for i in issues] == ["classes.a.carbonNormalization"]
+    assert "removed in lowcarb.dev/v2" in issues[0].message
     policy = policy_from_text(
-        "apiVersion: lowcarb.dev/v1\nkind: Policy\n"
-        "classes: {a: {weights: {carbon: 1}, carbonNormalization: ratio}}\n"
+        "apiVersion: lowcarb.dev/v2\nkind: Policy\nclasses: {a: {prices: {gpuHourIdle: 0}}}\n"
     )
     ev = Engine(policy).evaluate(one_gpu_pod(), node_table(rows), view, 0.0, klass="a")
-    assert ev.terms["carbon"].normalized.tolist() == pytest.approx([1.0, 108.72 / 124.80])
-    assert ev.levels.tolist() == [10, 0]  # the 0..10 mapping still spans the candidates
+    assert ev.cost is not None
+    assert ev.cost.cost[1] / ev.cost.cost[0] == pytest.approx(124.80 / 108.72)
+    assert ev.levels.tolist() == [10, 9]  # 14.8 % dearer is one level, not the whole range

@@ -16,13 +16,14 @@ import yaml
 from typer.testing import CliRunner
 
 from scheduler import kube, wire
+from scheduler.api.explain import NodeCost
 from scheduler.app import Runtime, ServeOptions, build_runtime
 from scheduler.cli.main import app as lowcarb
 from tests.support.fakeapi import FakeApiServer, Reply, free_port
 from tests.support.policy import FIXTURES
 
 POLICY = """\
-apiVersion: lowcarb.dev/v1
+apiVersion: lowcarb.dev/v2
 kind: Policy
 carbon:
   zones: {eu-central: DE, us-east: US-MIDA-PJM, us-west: US-NW-BPAT}
@@ -30,7 +31,7 @@ carbon:
 classes:
   training:
     selector: {matchLabels: {app: train}}
-    weights: {gpu_fit: 0.4, carbon: 0.6}
+    prices: {gpuHourIdle: 0}   # an idle fleet's GPU time free: emissions decide
     expectedDuration: 4h
 """
 # The recorded pod e2e/train-h100 asks for 4 GPUs, 8 CPUs and 64 GiB and says
@@ -42,7 +43,8 @@ EXPECTED_G = {
     "euc1-a-gpu": (4 * 320 + 56) * 1.2 * 6 / 1000 * 400,  # A100, 6 h: 3847.68 g
 }
 NODE_KEYS = {"node", "feasible", "reason", "terms", "score"}
-TERM_KEYS = {"raw", "unit", "normalized", "weight"}
+TERM_KEYS = {"raw", "unit", "normalized"}
+COST_KEYS = set(NodeCost.model_fields)
 
 
 @pytest.fixture
@@ -85,24 +87,28 @@ def check_shape(result: dict[str, Any]) -> None:
         "usw2-b-gpu",
     }
     for node in result["nodes"]:
-        assert set(node) == NODE_KEYS
         if node["feasible"]:
+            assert set(node) == NODE_KEYS | {"cost"}
+            assert set(node["cost"]) == COST_KEYS
             assert node["reason"] is None
             assert set(node["terms"]) == {"carbon", "gpu_fit"}
             for term in node["terms"].values():
                 assert set(term) == TERM_KEYS
             assert node["terms"]["carbon"]["unit"] == "gCO2e"
-            assert node["terms"]["carbon"]["weight"] == 0.6
-            assert node["terms"]["gpu_fit"]["weight"] == 0.4
+            assert node["cost"]["carbon_per_tonne_usd"] == 190.0
+            assert node["cost"]["gpu_usd"] == 0.0  # the class prices idle GPU time at 0
         else:
+            assert set(node) == NODE_KEYS
             assert node["terms"] == {} and node["score"] == 0
     for name, grams in EXPECTED_G.items():
         assert by_name[name]["terms"]["carbon"]["raw"] == pytest.approx(grams, abs=1e-3)
     for cpu in ("euc1-b-cpu", "use1-b-cpu"):
         assert by_name[cpu]["feasible"] is False
         assert by_name[cpu]["reason"] == "needs 4 GPUs, node has no GPUs"
-    # best first: the L4 (least gCO2e) gets 10 and leads; the dirtiest feasible node scores 0
+    # best first: the L4 (least gCO2e) gets 10 and leads; the H100, 16 % more gCO2e, one level
+    # less (round(10 x (1 - 0.164)) = 8); the dirtiest feasible node scores 0
     assert result["nodes"][0]["node"] == "usw2-b-gpu" and result["nodes"][0]["score"] == 10
+    assert by_name["usw2-a-gpu"]["score"] == 8
     assert by_name["usw2-b-gpu"]["terms"]["carbon"]["normalized"] == 1.0
     assert by_name["euc1-a-gpu"]["terms"]["carbon"]["normalized"] == 0.0
     assert by_name["euc1-a-gpu"]["score"] == 0
@@ -129,6 +135,22 @@ def test_cli_table(files: dict[str, Path]) -> None:
     out = result.stdout
     assert "e2e/train-h100 class training" in out
     assert out.index("usw2-b-gpu") < out.index("euc1-a-gpu")
+    assert "prices: $190/tCO2e, $0/GPU-h" in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    for heading in ("node", "zone", "run h", "gCO2e", "cost $", "score"):
+        assert heading in out
+    assert "GPU W" not in out and "weight" not in out
+    wide = CliRunner().invoke(lowcarb, [*args, "--policy", str(files["policy"]), "--wide"])
+    assert wide.exit_code == 0, wide.output
+    for heading in ("g/kWh", "GPU W", "PUE", "kWh", "GPU-h", "scarc", "$/t", "energy $"):
+        assert heading in wide.stdout
+    rows = CliRunner().invoke(lowcarb, [*args, "--policy", str(files["policy"]), "-o", "csv"])
+    assert rows.exit_code == 0, rows.output
+    header = rows.stdout.splitlines()[0].split(",")
+    assert {"node", "score", "reason", "kwh", "pue", "gpu_watts", "energy_usd", "cost_usd"} <= set(
+        header
+    )
+    assert "window_start" in header and "carbon_raw" in header
     assert "needs 4 GPUs, node has no GPUs" in out
     assert "carbon data" in out and "US-NW-BPAT" in out
 
@@ -141,7 +163,7 @@ def test_cli_bad_inputs(files: dict[str, Path], tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "expected a Pod manifest (kind: Pod), got 'NodeList'" in result.stderr
     bad_policy = tmp_path / "bad.yaml"
-    bad_policy.write_text("apiVersion: lowcarb.dev/v1\nkind: Policy\nclasses: {a: {gpuMode: x}}\n")
+    bad_policy.write_text("apiVersion: lowcarb.dev/v2\nkind: Policy\nclasses: {a: {gpuMode: x}}\n")
     args = ["explain", "--pod", str(files["pod_json"]), "--nodes", str(files["nodes_json"])]
     result = runner.invoke(lowcarb, [*args, "--policy", str(bad_policy)])
     assert result.exit_code == 2
@@ -258,11 +280,16 @@ def test_cli_counts_running_pods_but_not_the_explained_one(files: dict[str, Path
 
 
 def test_cli_json_shows_the_cost_arithmetic(files: dict[str, Path], tmp_path: Path) -> None:
-    """With ``prices``, each feasible node carries its cost arithmetic and the levels follow
-    cost: the H100 (3 h x 4 GPUs = 12 GPU-h) beats the L4 (80 GPU-h) despite the L4's fewer
-    gCO2e, which the weights model ranked first (check_shape)."""
+    """Each feasible node carries its cost arithmetic and the levels follow cost: with GPU time
+    priced, the H100 (3 h x 4 GPUs = 12 GPU-h) beats the L4 (80 GPU-h) despite the L4's fewer
+    gCO2e, which the carbon-only class ranks first (check_shape)."""
     policy = tmp_path / "priced.yaml"
-    policy.write_text(POLICY + "prices: {carbonPerTonne: 190, gpuHourIdle: 0.01}\n")
+    policy.write_text(
+        POLICY.replace(
+            "    prices: {gpuHourIdle: 0}   # an idle fleet's GPU time free: emissions decide\n", ""
+        )
+        + "prices: {carbonPerTonne: 190, gpuHourIdle: 0.01}\n"
+    )
     args = ["explain", "--pod", str(files["pod_json"]), "--nodes", str(files["nodes_json"])]
     result = CliRunner().invoke(lowcarb, [*args, "--policy", str(policy), "--json"])
     assert result.exit_code == 0, result.output
@@ -277,6 +304,8 @@ def test_cli_json_shows_the_cost_arithmetic(files: dict[str, Path], tmp_path: Pa
         assert c["carbon_usd"] == pytest.approx(grams * 190e-6, rel=1e-3)
         assert c["cost_usd"] == pytest.approx(grams * 190e-6 + gpu_h[name] * 0.01, rel=1e-3)
         assert c["kwh"] * c["g_per_kwh"] == pytest.approx(grams, rel=1e-3)
+        assert c["pue"] == 1.2 and c["energy_usd"] is None and c["energy_usd_per_kwh"] is None
+        assert c["forecast"] is False  # static values: no forecast over the window
     assert out["nodes"][0]["node"] == "usw2-a-gpu" and out["nodes"][0]["score"] == 10
     # the next cheapest (the US-East A100, 0.79 $ against 0.28 $) is far dearer: level 0
     assert [by_name[n]["score"] for n in ("usw2-b-gpu", "use1-a-gpu", "euc1-a-gpu")] == [0, 0, 0]
@@ -295,4 +324,13 @@ async def test_cli_and_post_give_the_same_answer(
     args = ["explain", "--pod", str(files["pod_json"]), "--nodes", str(files["nodes_json"])]
     cli = CliRunner().invoke(lowcarb, [*args, "--policy", str(files["policy"]), "--json"])
     assert cli.exit_code == 0, cli.output
-    assert json.loads(cli.stdout)["nodes"] == r.json()["nodes"]
+    assert _timeless(json.loads(cli.stdout)["nodes"]) == _timeless(r.json()["nodes"])
+
+
+def _timeless(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The nodes without their run windows' timestamps (the wall clock ticks between calls; see
+    test_explain_parity.py for the pinned-clock comparison)."""
+    for node in nodes:
+        for key in ("window_start", "window_end"):
+            (node.get("cost") or {}).pop(key, None)
+    return nodes

@@ -1,5 +1,5 @@
 """Every error of a policy in one pass: cross-field problems (fallback chain, zone-mapping loop,
-class names, selector requirements, weights, the default class) are reported beside wrong fields,
+class names, selector requirements, the default class) are reported beside wrong fields,
 and a YAML 1.1 surprise (``NO`` read as false) says to quote the value."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from scheduler.policy.validate import validate_text
 # Field errors and cross-field problems in the same models: each cross-field problem used to
 # appear only once the field errors around it were fixed.
 TOGETHER = """\
-apiVersion: lowcarb.dev/v1
+apiVersion: lowcarb.dev/v2
 kind: Policy
 carbon:
   providers:
@@ -34,10 +34,10 @@ classes:
       matchLabel: {app: train}
       matchExpressions:
         - {key: "", operator: In}
-    weights: {gpu_fit: 0.5, carbon: -0.2}
+    prices: {gpuHourIdle: 0.5, carbonPerTonne: -0.2}
     expectedDuration: four hours
   batch:
-    weights: {carbon: 0, gpu_fit: 0}
+    prices: {fullScale: 0}
     gpuMode: bestFit
   default:
     selector: {namespaces: [x]}
@@ -57,9 +57,9 @@ EXPECTED = [
     (17, 7, "classes.Training.selector", "did you mean 'matchLabels'"),
     (19, 11, "classes.Training.selector.matchExpressions[0]", "needs a non-empty 'values'"),
     (19, 17, "classes.Training.selector.matchExpressions[0].key", "must not be empty"),
-    (20, 37, "classes.Training.weights.carbon", "must be >= 0"),
+    (20, 48, "classes.Training.prices.carbonPerTonne", "must be >= 0"),
     (21, 23, "classes.Training.expectedDuration", "not a duration"),
-    (23, 14, "classes.batch.weights", "at least one weight must be > 0"),
+    (23, 25, "classes.batch.prices.fullScale", "must be > 0"),
     (24, 14, "classes.batch.gpuMode", "did you mean 'bestfit'"),
     (26, 15, "classes.default.selector", "remove its selector"),
     (27, 13, "classes.default.signal", "did you mean 'marginal'"),
@@ -88,9 +88,9 @@ def test_fixing_the_reported_errors_leaves_nothing_hidden() -> None:
         .replace("  Training:", "  training:")
         .replace("matchLabel:", "matchLabels:")
         .replace('{key: "", operator: In}', "{key: tier, operator: In, values: [gold]}")
-        .replace("carbon: -0.2", "carbon: 0.2")
+        .replace("carbonPerTonne: -0.2", "carbonPerTonne: 0.2")
         .replace("four hours", "4h")
-        .replace("{carbon: 0, gpu_fit: 0}", "{carbon: 1, gpu_fit: 0}")
+        .replace("{fullScale: 0}", "{fullScale: 2}")
         .replace("bestFit", "bestfit")
         .replace("    selector: {namespaces: [x]}\n    signal: marginl", "    signal: marginal")
     )
@@ -112,7 +112,7 @@ def test_cli_prints_every_error_in_one_run(tmp_path: Path) -> None:
 
 
 NORWAY = """\
-apiVersion: lowcarb.dev/v1
+apiVersion: lowcarb.dev/v2
 kind: Policy
 carbon:
   zones: {eu-north-1: NO}
@@ -169,7 +169,7 @@ def test_quoted_yaml_11_words_are_strings() -> None:
     ],
 )
 def test_a_bad_value_in_a_mapping_does_not_hide_the_next(snippet: str, path: str) -> None:
-    policy, issues = validate_text("apiVersion: lowcarb.dev/v1\nkind: Policy\n" + snippet)
+    policy, issues = validate_text("apiVersion: lowcarb.dev/v2\nkind: Policy\n" + snippet)
     assert policy is None
     assert len(issues) == 2
     assert issues[0].path == path and "out" in issues[0].message

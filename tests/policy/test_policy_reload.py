@@ -16,7 +16,12 @@ from tests.support.policy import POLICIES
 
 GOOD = (POLICIES / "default.yaml").read_text()
 BROKEN = GOOD.replace(
-    "weights: {gpu_fit: 0.4, carbon: 0.6}", "weights: {gpu_fit: 0.4, carbon: -1}", 1
+    "    gpuMode: fgd\n    expectedDuration: 8h",
+    "    prices: {carbonPerTonne: -1}\n    gpuMode: fgd\n    expectedDuration: 8h",
+    1,
+)
+V1 = GOOD.replace("apiVersion: lowcarb.dev/v2", "apiVersion: lowcarb.dev/v1", 1).replace(
+    "    expectedDuration: 8h", "    weights: {gpu_fit: 0.4, carbon: 0.6}\n    expectedDuration: 8h"
 )
 
 
@@ -43,11 +48,11 @@ def test_broken_edit_keeps_last_good_and_sets_the_metric(tmp_path: Path) -> None
     assert failed_gauge() == 1.0
     assert reloads("invalid") == invalid_before + 1
     (event,) = [e for e in logs if e["log_level"] == "error"]
-    line = 1 + BROKEN.splitlines().index("    weights: {gpu_fit: 0.4, carbon: -1}")
+    line = 1 + BROKEN.splitlines().index("    prices: {carbonPerTonne: -1}")
     assert event["errors"] == [
-        f"{path}:{line}:37: classes.training.weights.carbon: must be >= 0.0 (got -1)"
+        f"{path}:{line}:30: classes.training.prices.carbonPerTonne: must be >= 0.0 (got -1)"
     ]
-    assert store.last_error is not None and f"{path}:{line}:37" in store.last_error
+    assert store.last_error is not None and f"{path}:{line}:30" in store.last_error
 
     # the same broken bytes are not re-reported on every poll
     with capture_logs() as logs:
@@ -82,7 +87,32 @@ def test_invalid_file_at_start_is_refused_with_every_error(tmp_path: Path) -> No
     path.write_text(BROKEN)
     with pytest.raises(PolicyError) as info:
         EngineStore(path)
-    assert [i.path for i in info.value.issues] == ["classes.training.weights.carbon"]
+    assert [i.path for i in info.value.issues] == ["classes.training.prices.carbonPerTonne"]
+
+
+def test_a_v1_file_never_replaces_the_good_policy(tmp_path: Path) -> None:
+    """A class-weights (v1) file on reload: one error naming the migration, the v2 policy stays."""
+    path = tmp_path / "policy.yaml"
+    path.write_text(GOOD)
+    store = EngineStore(path)
+    good_engine = store.engine()
+    path.write_text(V1)
+    with capture_logs() as logs:
+        assert store.reload() is False
+    assert store.engine() is good_engine
+    (event,) = [e for e in logs if e["log_level"] == "error"]
+    (error,) = event["errors"]
+    version_line = 1 + V1.splitlines().index(
+        "apiVersion: lowcarb.dev/v1"
+        + GOOD.split("apiVersion: lowcarb.dev/v2", 1)[1].split("\n", 1)[0]
+    )
+    weights_line = 1 + V1.splitlines().index("    weights: {gpu_fit: 0.4, carbon: 0.6}")
+    assert error == (
+        f"{path}:{version_line}:13: apiVersion: lowcarb.dev/v1 is the class-weights model, "
+        f"removed in v2; run 'lowcarb policy migrate {path}' (writes the v2 file) or set "
+        f"apiVersion: lowcarb.dev/v2 and delete each class's weights (line {weights_line})"
+    )
+    assert failed_gauge() == 1.0
 
 
 async def test_watch_task_picks_up_edits(tmp_path: Path) -> None:

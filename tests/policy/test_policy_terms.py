@@ -1,4 +1,5 @@
-"""Weights name the terms of the one registry, the same in every process, whatever was imported."""
+"""The terms of the one registry, the same in every process whatever was imported; which of them
+run is derived (v2 has no class weights)."""
 
 from __future__ import annotations
 
@@ -11,23 +12,25 @@ from pydantic import ValidationError
 
 from carbon.testing import FixedView
 from scheduler.demand import PodDemand
-from scheduler.engine import Engine
+from scheduler.engine import COST_TERMS, Engine
 from scheduler.policy.model import Policy, WorkloadClass
+from scheduler.policy.validate import load_policy
+from scheduler.sim.baselines import Baseline, BaselineEngine
 from scheduler.terms import REGISTRY
 from scheduler.terms.least_allocated import LeastAllocated
 from tests.support.policy import node_table
 
 
 def test_a_fresh_process_accepts_least_allocated_without_importing_the_simulator() -> None:
-    """It used to be registered only when the simulator was imported: the same policy was
+    """It used to be registered only when the simulator was imported: the same name was
     rejected by ``lowcarb policy validate`` and accepted by ``lowcarb simulate``."""
     code = textwrap.dedent(
         """
         import sys
-        from scheduler.policy.validate import validate_text
-        text = "classes: {default: {weights: {least_allocated: 1, gpu_fit: 0}}}"
-        policy, issues = validate_text(text, "p.yaml")
-        assert policy is not None, [str(i) for i in issues]
+        from scheduler.engine import COST_TERMS, Engine
+        from scheduler.policy.model import Policy
+        engine = Engine(Policy(), scored=(*COST_TERMS, "least_allocated"))
+        assert "least_allocated" in engine.terms
         assert not [m for m in sys.modules if m.startswith("scheduler.sim")], "sim imported"
         print("ok")
         """
@@ -39,14 +42,21 @@ def test_a_fresh_process_accepts_least_allocated_without_importing_the_simulator
     assert out.stdout.strip() == "ok"
 
 
-def test_every_registered_term_but_the_filter_only_ones_can_be_weighted() -> None:
-    for name, kind in REGISTRY.items():
-        if kind.filter_only:
-            with pytest.raises(ValidationError, match="unknown term"):
-                WorkloadClass.model_validate({"weights": {name: 1.0, "gpu_fit": 1.0}})
-        else:
-            cls = WorkloadClass.model_validate({"weights": {name: 1.0}})
-            assert cls.weights == {name: 1.0}
+def test_which_terms_run_is_derived_the_same_for_every_class() -> None:
+    """The cost terms are scored, the always-filter ones filter, whatever the class says; the
+    filter-only terms run last; a class can no longer name terms."""
+    policy = load_policy(None)
+    engine = Engine(policy)
+    for name in policy.classes:
+        steps = engine.plans[name]
+        assert [s.term.name for s in steps if s.scored] == list(COST_TERMS)
+        filters = [s.term.name for s in steps if not s.scored]
+        assert filters == [
+            n for n, k in REGISTRY.items() if k.always_filter and n not in COST_TERMS
+        ]
+        assert all(REGISTRY[n].filter_only for n in filters[-1:])
+    with pytest.raises(ValidationError, match="weights"):
+        WorkloadClass.model_validate({"weights": {"carbon": 1.0}})
 
 
 def test_every_terms_args_is_part_of_a_workload_class() -> None:
@@ -59,9 +69,7 @@ def test_every_terms_args_is_part_of_a_workload_class() -> None:
 
 def test_the_simulators_least_allocated_gets_the_allocatable_it_is_given() -> None:
     """An instance passed to the engine is the one its plans run (a later swap would not be)."""
-    policy = Policy.model_validate(
-        {"classes": {"default": {"weights": {"least_allocated": 1, "gpu_fit": 0}}}}
-    )
+    policy = Policy()
     table = node_table(
         [
             ("big", "SE", "r", "NVIDIA-A100-SXM4-80GB", 8),
@@ -71,7 +79,8 @@ def test_the_simulators_least_allocated_gets_the_allocatable_it_is_given() -> No
     # the same free CPU and memory on both; "big" has twice the allocatable: half of it is in use
     free_cpu, free_mem = int(table.cpu_free[0]), int(table.mem_free[0])
     capacity = {"big": (2 * free_cpu, 2 * free_mem), "small": (free_cpu, free_mem)}
-    engine = Engine(policy, terms={"least_allocated": LeastAllocated(capacity=capacity)})
+    baseline = Baseline(policy, "least_allocated")
+    engine = BaselineEngine(baseline, terms={"least_allocated": LeastAllocated(capacity=capacity)})
     pod = PodDemand(uid="u", namespace="n", name="p", cpu_milli=8000, mem_bytes=2**34)
     ev = engine.evaluate(pod, table, FixedView({"SE": 20.0}), 0.0)
     raw = ev.terms["least_allocated"].raw

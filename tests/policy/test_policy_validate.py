@@ -19,7 +19,7 @@ from tests.support.policy import POLICIES, ROOT
 SHIPPED = ["default.yaml", "training.yaml", "inference.yaml"]
 
 BROKEN = """\
-apiVersion: lowcarb.dev/v1
+apiVersion: lowcarb.dev/v2
 kind: Policy
 carbon:
   providers:
@@ -33,13 +33,13 @@ classes:
   training:
     selector:
       matchLabel: {app: train}
-    weights: {gpu_fit: 0.5, carbon: -0.2}
+    prices: {gpuHourIdle: 0.5, carbonPerTonne: -0.2}
     expectedDuration: four hours
   batch:
-    weights: {carbon: 1}
+    prices: {carbonPerTonne: 0}
     gpuMode: bestFit
   batch:
-    weights: {carbon: 1}
+    prices: {carbonPerTonne: 0}
 """
 
 
@@ -57,7 +57,7 @@ def test_every_error_is_reported_with_line_column_and_path() -> None:
         "p.yaml:10:8: power.pue: must be a number (got 'high')",
         "p.yaml:14:7: classes.training.selector: unknown key 'matchLabel', did you mean "
         "'matchLabels'?",
-        "p.yaml:15:37: classes.training.weights.carbon: must be >= 0.0 (got -0.2)",
+        "p.yaml:15:48: classes.training.prices.carbonPerTonne: must be >= 0.0 (got -0.2)",
         "p.yaml:16:23: classes.training.expectedDuration: 'four hours' is not a duration",
         "p.yaml:20:3: classes.batch: duplicate class name 'batch' (first defined on line 17)",
     ]
@@ -68,27 +68,29 @@ def test_every_error_is_reported_with_line_column_and_path() -> None:
 
 
 def test_literal_choice_gets_a_hint() -> None:
-    text = "apiVersion: lowcarb.dev/v1\nkind: Policy\nclasses:\n  batch:\n    gpuMode: bestFit\n"
+    text = "apiVersion: lowcarb.dev/v2\nkind: Policy\nclasses:\n  batch:\n    gpuMode: bestFit\n"
     (issue,) = issues_of(text)
     assert issue.startswith("p.yaml:5:14: classes.batch.gpuMode: must be one of")
     assert "did you mean 'bestfit'?" in issue
 
 
-def test_unknown_term_and_all_zero_weights() -> None:
+def test_weights_in_a_v2_file_and_a_misspelt_class_price() -> None:
     text = (
-        "apiVersion: lowcarb.dev/v1\nkind: Policy\nclasses:\n"
+        "apiVersion: lowcarb.dev/v2\nkind: Policy\nclasses:\n"
         "  a:\n    weights: {carbn: 1}\n"
-        "  b:\n    weights: {carbon: 0, gpu_fit: 0}\n"
+        "  b:\n    prices: {carbonPerTone: 0}\n"
     )
     found = issues_of(text)
-    # a misspelt term is a key: the error points at it
-    assert found[0].startswith("p.yaml:5:15: classes.a.weights.carbn: unknown term, did you mean")
-    assert found[1] == "p.yaml:7:14: classes.b.weights: at least one weight must be > 0"
+    # one message per removed key, at the key, naming the fix; nothing about the term inside
+    assert found[0].startswith("p.yaml:5:5: classes.a.weights: class weights were removed in ")
+    assert "delete this key" in found[0] and "lowcarb policy migrate p.yaml" in found[0]
+    assert found[1].startswith("p.yaml:7:14: classes.b.prices: unknown key 'carbonPerTone', did")
+    assert len(found) == 2
 
 
 def test_selector_operators_and_residency_values() -> None:
     text = """\
-apiVersion: lowcarb.dev/v1
+apiVersion: lowcarb.dev/v2
 kind: Policy
 classes:
   a:
@@ -109,7 +111,7 @@ classes:
 
 
 def test_yaml_syntax_error_and_wrong_document() -> None:
-    (issue,) = issues_of("apiVersion: lowcarb.dev/v1\nclasses: {a: [1, 2}\n")
+    (issue,) = issues_of("apiVersion: lowcarb.dev/v2\nclasses: {a: [1, 2}\n")
     assert issue.startswith("p.yaml:2:")
     assert "not valid YAML" in issue
     (issue,) = issues_of("")
@@ -117,7 +119,7 @@ def test_yaml_syntax_error_and_wrong_document() -> None:
     (issue,) = issues_of("- 1\n- 2\n")
     assert "expected a mapping" in issue
     found = issues_of("apiVersion: v1\nkind: Deployment\n")
-    assert found[0].startswith("p.yaml:1:13: apiVersion: must be one of 'lowcarb.dev/v1'")
+    assert found[0].startswith("p.yaml:1:13: apiVersion: must be one of 'lowcarb.dev/v2'")
     assert found[1].startswith("p.yaml:2:7: kind: must be one of 'Policy'")
 
 
@@ -125,12 +127,12 @@ def test_default_class_is_added_and_may_not_have_a_selector() -> None:
     policy = load_policy(None)
     assert list(policy.classes)[-1] == "default"
     text = (
-        "apiVersion: lowcarb.dev/v1\nkind: Policy\nclasses:\n  default:\n"
+        "apiVersion: lowcarb.dev/v2\nkind: Policy\nclasses:\n  default:\n"
         "    selector: {namespaces: [x]}\n"
     )
     (issue,) = issues_of(text)
     assert "classes.default.selector: the default class catches every pod" in issue
-    ok, _ = validate_text("apiVersion: lowcarb.dev/v1\nkind: Policy\nclasses: {a: {}}\n")
+    ok, _ = validate_text("apiVersion: lowcarb.dev/v2\nkind: Policy\nclasses: {a: {}}\n")
     assert ok is not None and list(ok.classes) == ["a", "default"]
 
 
@@ -140,7 +142,7 @@ def test_load_policy_raises_with_every_issue(tmp_path: Path) -> None:
     with pytest.raises(PolicyError) as info:
         load_policy(path)
     assert len(info.value.issues) == 7
-    assert f"{path}:15:37: classes.training.weights.carbon: must be >= 0" in str(info.value)
+    assert f"{path}:15:48: classes.training.prices.carbonPerTonne: must be >= 0" in str(info.value)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -210,8 +212,8 @@ def test_cli_validate_json_github_and_stdin() -> None:
     assert issues[4] == {
         "file": "<stdin>",
         "line": 15,
-        "column": 37,
-        "path": "classes.training.weights.carbon",
+        "column": 48,
+        "path": "classes.training.prices.carbonPerTonne",
         "message": "must be >= 0.0 (got -0.2)",
     }
     result = runner.invoke(lowcarb, ["policy", "validate", "--format", "github", "-"], input=BROKEN)
@@ -219,8 +221,8 @@ def test_cli_validate_json_github_and_stdin() -> None:
     lines = result.stdout.splitlines()
     assert len(lines) == 7
     assert lines[4] == (
-        "::error file=<stdin>,line=15,col=37,title=lowcarb policy::"
-        "classes.training.weights.carbon: must be >= 0.0 (got -0.2)"
+        "::error file=<stdin>,line=15,col=48,title=lowcarb policy::"
+        "classes.training.prices.carbonPerTonne: must be >= 0.0 (got -0.2)"
     )
     good = (POLICIES / "default.yaml").read_text()
     result = runner.invoke(lowcarb, ["policy", "validate", "-"], input=good)
@@ -229,7 +231,7 @@ def test_cli_validate_json_github_and_stdin() -> None:
 
 
 WARNED = """\
-apiVersion: lowcarb.dev/v1
+apiVersion: lowcarb.dev/v2
 kind: Policy
 classes:
   training:

@@ -35,14 +35,13 @@ REGION = "topology.kubernetes.io/region"
 
 def policy_text(eu_zone: str) -> str:
     return f"""\
-apiVersion: lowcarb.dev/v1
+apiVersion: lowcarb.dev/v2
 kind: Policy
 carbon:
   zones: {{eu-central: {eu_zone}, us-east: US-MIDA-PJM, us-west: US-NW-BPAT}}
 classes:
   training:
     selector: {{matchLabels: {{app: train}}}}
-    weights: {{gpu_fit: 0.4, carbon: 0.6}}
     expectedDuration: 4h
 """
 
@@ -119,9 +118,16 @@ def test_decision_record_names_the_unknown_zone() -> None:
     ext = Extender(state=state, engine=lambda: engine, carbon=lambda: view, clock=lambda: 0.0)
     out = json.loads(ext.prioritize(json.dumps(args).encode()))
     scores = {h["Host"]: h["Score"] for h in out}
-    assert 0 < scores["euc1-a-gpu"] < 10  # neither preferred nor rejected
     decision = ext._memo[args["Pod"]["metadata"]["uid"]]
     row = decision.table.names.index("euc1-a-gpu")
+    # neither preferred nor rejected on carbon: priced as the mean emissions of the nodes with
+    # data (the other terms of its cost are its own)
+    cost = decision.evaluation.cost
+    assert cost is not None and set(scores) == set(decision.table.names)
+    known = [i for i, z in enumerate(decision.table.zone_names()) if z != "ATLANTIS"]
+    grams = decision.evaluation.terms["carbon"].raw
+    carbon_price = policy.prices.carbonPerTonne / 1e6
+    assert cost.carbon_usd[row] == pytest.approx(float(np.mean(grams[known])) * carbon_price)
     record = placement_record(decision, row, 0.0)
     assert record.zone == "ATLANTIS" and record.intensity_g_per_kwh is None
     assert record.note is not None and "unknown_zone ATLANTIS: no carbon source has a value" in (
@@ -131,16 +137,16 @@ def test_decision_record_names_the_unknown_zone() -> None:
 
 NEUTRAL_POLICY = policy_from_text(
     """\
-apiVersion: lowcarb.dev/v1
+apiVersion: lowcarb.dev/v2
 kind: Policy
 classes:
   carbon-only:
-    weights: {carbon: 1}
+    prices: {gpuHourIdle: 0}
   ceiling:
-    weights: {carbon: 1}
+    prices: {gpuHourIdle: 0}
     constraints: {maxIntensity: 150}
   packing:
-    weights: {gpu_fit: 0.5, carbon: 0.5}
+    prices: {carbonPerTonne: 0}
     gpuMode: bestfit
 """
 )
@@ -162,7 +168,10 @@ def test_unknown_zone_is_neither_best_nor_worst_on_carbon() -> None:
     )
     norm = ev.terms["carbon"].normalized
     assert norm.tolist() == pytest.approx([1.0, 0.0, 0.5])  # mean of 100 and 300 g/kWh nodes
-    assert ev.levels.tolist()[0] == 10 and 0 < ev.levels.tolist()[2] < 10
+    assert ev.cost is not None
+    cost = ev.cost.cost.tolist()  # priced as the mean emissions of the nodes with data
+    assert cost[2] == pytest.approx((cost[0] + cost[1]) / 2) and cost[0] < cost[2] < cost[1]
+    assert ev.levels.tolist()[0] == 10
     assert ev.best() == 0
 
 
@@ -177,11 +186,12 @@ def test_other_terms_still_decide_for_a_node_in_an_unknown_zone() -> None:
     table.gpu_free[2, 1:] = 0  # one GPU left on the node without data: the tightest fit
     ev = Engine(NEUTRAL_POLICY).evaluate(one_gpu(), table, VIEW, 0.0, klass="packing")
     assert ev.terms["gpu_fit"].normalized.tolist()[2] == 1.0
-    assert ev.best() == 2  # gpu_fit 1.0 and carbon 0.5 beat the clean node's 0.0 and 1.0
+    assert ev.levels.tolist() == [10, 10, 10]  # carbon-blind: the same GPU time everywhere
+    assert ev.best() == 2  # among equal costs the GPU term's order decides: the tightest fit
 
 
 MARGINAL = """\
-apiVersion: lowcarb.dev/v1
+apiVersion: lowcarb.dev/v2
 kind: Policy
 carbon:
 {carbon}
@@ -189,10 +199,8 @@ classes:
   spot:
     selector: {{namespaces: [spot]}}
     signal: marginal
-    weights: {{carbon: 1}}
   steady:
     selector: {{namespaces: [steady]}}
-    weights: {{carbon: 1}}
 """
 # a static provider declared with signal: marginal stands in for a MOER source for DE only
 MOER_DE = """\

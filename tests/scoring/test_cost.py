@@ -11,8 +11,8 @@ from scheduler.cluster.table import NodeTable
 from scheduler.demand import PodDemand
 from scheduler.quantize import quantize, quantize_cost
 from scheduler.scoring import Pricing, Step, evaluate
-from scheduler.terms.base import Context
-from scheduler.terms.carbon import Carbon, CarbonArgs
+from scheduler.terms.base import Context, TermArgs
+from scheduler.terms.carbon import Carbon
 
 MODELS = ["NVIDIA-A100-SXM4-80GB", "Tesla-T4"]
 
@@ -49,7 +49,7 @@ def ctx(t: NodeTable) -> Context:
 
 
 def test_cost_is_quantities_times_prices_computed_by_hand() -> None:
-    ev = evaluate(ctx(table()), [Step(Carbon(), 1.0, CarbonArgs())], pricing=Pricing())
+    ev = evaluate(ctx(table()), [Step(Carbon(), TermArgs())], pricing=Pricing())
     assert ev.cost is not None
     # idle fleet: scarcity 0, GPU time at the idle price 0.01 $/h
     assert ev.cost.scarcity == 0.0 and ev.cost.gpu_hour_price == pytest.approx(0.01)
@@ -67,7 +67,7 @@ def test_cost_is_quantities_times_prices_computed_by_hand() -> None:
 def test_scarcity_raises_the_gpu_hour_price_with_allocation() -> None:
     t = table()
     t.gpu_free[:, :4] = 0  # half of every node's GPUs allocated
-    ev = evaluate(ctx(t), [Step(Carbon(), 1.0, CarbonArgs())], pricing=Pricing())
+    ev = evaluate(ctx(t), [Step(Carbon(), TermArgs())], pricing=Pricing())
     assert ev.cost is not None
     assert ev.cost.allocated_share == pytest.approx(0.5)
     assert ev.cost.scarcity == pytest.approx(0.25)

@@ -1,4 +1,4 @@
-"""Combining terms and mapping to kube-scheduler's 0..10 levels."""
+"""Filtering, pricing the feasible rows, and mapping to kube-scheduler's 0..10 levels."""
 
 from __future__ import annotations
 
@@ -54,8 +54,10 @@ class Values(Term[TermArgs]):
         return TermScore(raw=raw, normalized=higher_is_better(raw), unit="x")
 
 
-class Other(Values):
-    name = "other"
+class Grams(Values):
+    """Stands in for the carbon term: its raw values are what the cost model prices as gCO2e."""
+
+    name = "carbon"
 
 
 def ctx(n: int) -> Context:
@@ -98,22 +100,28 @@ def test_degenerate_inputs(values: list[float]) -> None:
     assert set(levels.tolist()) <= {0, 10}
 
 
-def test_evaluate_combines_weights_and_reports_reasons() -> None:
+def test_evaluate_filters_then_prices_and_reports_reasons() -> None:
+    """The filter's reasons are kept; the feasible rows are priced (the cost model reads the
+    term called carbon as gCO2e) and the levels follow cost, whatever a term normalises to."""
     a = Values([1.0, 0.0, 0.5, 0.9], bad=(2,))
-    b = Other([0.0, 1.0, 0.5, 0.5])
-    ev = evaluate(ctx(4), [Step(a, 3.0, TermArgs()), Step(b, 1.0, TermArgs())])
+    grams = Grams([10_000.0, 30_000.0, 1.0, 10_100.0])
+    ev = evaluate(ctx(4), [Step(a, TermArgs(), scored=False), Step(grams, TermArgs())])
     assert ev.feasible.tolist() == [True, True, False, True]
     assert ev.reasons == {2: "row 2 is bad"}
-    # row 3: 0.75*0.9 + 0.25*0.5 = 0.8 beats row 0: 0.75*1 + 0 = 0.75 and row 1: 0.25
-    assert ev.best() == 3
-    assert ev.levels[3] == 10 and ev.levels[2] == 0
-    assert ev.levels[0] > ev.levels[1]
+    assert "values" not in ev.terms  # a filter only: never scored
+    assert ev.cost is not None
+    # 1 GPU-hour at the idle price 0.01 $ + grams x 190 $/t: 1.91, 5.71, -, 1.929 $
+    np.testing.assert_allclose(ev.cost.cost[[0, 1, 3]], [1.91, 5.71, 1.929])
+    assert np.isnan(ev.cost.cost[2])
+    # row 3 is 1 % dearer than row 0 (within the 2 % indifference): both 10; row 1 199 %: 0
+    assert ev.levels.tolist() == [10, 0, 0, 10]
+    assert ev.best() in (0, 3)
     assert np.isnan(ev.combined[2])
 
 
 def test_evaluate_without_feasible_nodes() -> None:
     a = Values([1.0, 0.0], bad=(0, 1))
-    ev = evaluate(ctx(2), [Step(a, 1.0, TermArgs())])
+    ev = evaluate(ctx(2), [Step(a, TermArgs())])
     assert not ev.feasible.any()
     assert ev.best() is None
     assert ev.levels.tolist() == [0, 0]

@@ -101,8 +101,8 @@ def test_unknown_zone_and_trace_are_named() -> None:
 def test_bad_policy_file_is_reported(tmp_path: Path) -> None:
     bad = tmp_path / "p.yaml"
     bad.write_text(
-        "apiVersion: lowcarb.dev/v1\nkind: Policy\nclasses:\n  default:\n"
-        "    weights: {gpu_fit: 0.5, carbonn: 0.5}\n"
+        "apiVersion: lowcarb.dev/v2\nkind: Policy\nclasses:\n  default:\n"
+        "    prices: {carbonn: 0.5}\n"
     )
     result = CliRunner().invoke(app, ["simulate", "--pods", "5", "--policy", str(bad)])
     assert result.exit_code == 2

@@ -29,7 +29,7 @@ FLEET = SimNodes(  # the dirty node is the bigger one: k8s-default's LeastAlloca
 
 def lowcarb_with_accounting() -> Policy:
     carbon_only = WorkloadClass.model_validate(
-        {"weights": {"carbon": 1.0}, "expectedDuration": "1h"}
+        {"prices": {"gpuHourIdle": 0.0}, "expectedDuration": "1h"}
     )
     return Policy.model_validate(
         {

@@ -110,7 +110,7 @@ def test_a_pod_one_policy_strands_and_another_places_is_counted() -> None:
     )
     trace = pods([0.0, 0.0], [1.0, 1.0], gpus=2)
     confined = WorkloadClass.model_validate(
-        {"weights": {"carbon": 1.0}, "constraints": {"allowedZones": ["clean"]}}
+        {"prices": {"gpuHourIdle": 0.0}, "constraints": {"allowedZones": ["clean"]}}
     )
     policies = dict(POLICIES)
     policies["lowcarb"] = Policy(power=POWER, classes={"default": confined})

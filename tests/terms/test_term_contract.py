@@ -34,7 +34,7 @@ TESTS = Path(__file__).resolve().parents[1]
 # name -> (its tests, settings of a class that makes it work: filter and score something)
 COVERED: dict[str, tuple[str, dict[str, Any]]] = {
     "gpu_fit": ("gpu/test_gpu_fit_term.py", {"gpuMode": "bestfit"}),
-    "carbon": ("policy/test_policy_emissions.py", {"carbonNormalization": "ratio"}),
+    "carbon": ("policy/test_policy_emissions.py", {}),
     "least_allocated": ("policy/test_policy_terms.py", {}),
     "constraints": (
         "policy/test_policy_constraints.py",
@@ -137,7 +137,7 @@ def test_name_and_attributes(name: str) -> None:
     assert issubclass(kind, Term)
     assert kind.name == name
     assert re.fullmatch(r"[a-z][a-z0-9_]*", name)
-    assert not kind.filter_only or kind.always_filter  # a filter nobody weights must always run
+    assert not kind.filter_only or kind.always_filter  # a filter nothing scores must always run
     kind()  # buildable with no arguments (the engine builds it so)
 
 
@@ -183,10 +183,10 @@ def test_score_gives_one_value_per_row_in_its_unit(name: str, pod: str) -> None:
     t = table()
     n = len(t)
     for args in settings(name):
-        ev = evaluate(context(PODS[pod], t), [Step(kind(), 1.0, args, not kind.filter_only)])
+        ev = evaluate(context(PODS[pod], t), [Step(kind(), args, not kind.filter_only)])
         assert ev.feasible.shape == (n,)
         if kind.filter_only:
-            assert name not in ev.terms and name not in ev.weights  # never scored
+            assert name not in ev.terms  # never scored
             continue
         if not ev.feasible.any():
             assert name not in ev.terms
@@ -228,7 +228,7 @@ def test_no_io_and_no_change_to_the_table(name: str) -> None:
                     ctx = context(pod, t)
                     ctx.feasible = np.ones(len(t), dtype=bool)
                     term.filter(ctx, args)
-                    evaluate(context(pod, t), [Step(term, 1.0, args, not kind.filter_only)])
+                    evaluate(context(pod, t), [Step(term, args, not kind.filter_only)])
                 assert not guarded or seen == [], f"{name} did I/O: {seen}"
             after = arrays(t)
             assert all(np.array_equal(before[k], after[k]) for k in before), "the table changed"
