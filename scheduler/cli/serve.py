@@ -212,6 +212,14 @@ def serve(
             help="Ledger of placement decisions: a SQLite file, or postgresql://USER@HOST/DB",
         ),
     ] = None,
+    accounting_interval: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="Seconds between accounting passes over the ledger (a pod is accounted at its "
+            "first pass after accounting.settleAfter)",
+        ),
+    ] = 300.0,
     max_body: Annotated[
         int, typer.Option(min=1, help="Largest request body in bytes (413 above)")
     ] = 256 * 2**20,
@@ -278,6 +286,7 @@ def serve(
         kube_config=cluster,
         ledger=parse_target(ledger) if ledger is not None else None,
         max_body=max_body,
+        accounting_interval_s=accounting_interval,
         lease=lease,
     )
     with policy_errors("--policy"), blame("--ledger", LedgerError):
