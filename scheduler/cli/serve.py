@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from carbon.accounting.ledger import LedgerError, parse_target
-from scheduler.cli.errors import UsageError, blame, input_file, require, writable_path
-from scheduler.cli.inputs import check_cluster_options, kube_config, policy_errors
+from scheduler.cli.errors import UsageError, blame, input_file, require
+from scheduler.cli.inputs import check_cluster_options, kube_config, ledger_option, policy_errors
 from scheduler.cli.lease import (
     DEFAULT_LEASE,
     LeaderElectOpt,
@@ -46,16 +46,6 @@ class LogLevel(StrEnum):
     info = "info"
     warning = "warning"
     error = "error"
-
-
-def ledger_option(param: typer.CallbackParam, value: str | None) -> str | None:
-    """Option callback: a postgresql:// URL, or a file to create or update in an existing folder."""
-    if value is not None:
-        with blame("--ledger", LedgerError):
-            target = parse_target(value)
-        if isinstance(target, Path):
-            writable_path(param, target)
-    return value
 
 
 def tls_files(cert: Path | None, key: Path | None, client_ca: Path | None) -> None:
