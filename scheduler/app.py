@@ -28,6 +28,7 @@ from carbon.config import CarbonConfig
 from carbon.types import CarbonView
 from carbon.zones import ZoneMapper
 from scheduler import wire
+from scheduler.cluster import metrics as gpu_metrics
 from scheduler.cluster.state import ClusterState
 from scheduler.engine import EngineStore
 from scheduler.explain import explain_router
@@ -250,7 +251,13 @@ def build_runtime(options: ServeOptions, *, routers: list[APIRouter] | None = No
         """Turn finished pods into usage rows (energy, emissions from history), every 5 min."""
         policy = store.policy
         history = ChainHistory(lambda: [cache.providers()[n] for n in cache.config.fallback])
-        accountant = Accountant(sink.ledger, history, power=policy.power, policy=policy.accounting)
+        accountant = Accountant(
+            sink.ledger,
+            history,
+            power=policy.power,
+            policy=policy.accounting,
+            zones=lambda: state.full_table().zones,  # their emissions series start at 0
+        )
         await accountant.run(options.accounting_interval_s, options.accounting_settle_s)
 
     extender = Extender(
@@ -266,6 +273,7 @@ def build_runtime(options: ServeOptions, *, routers: list[APIRouter] | None = No
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await parts.start(policy_poll_s=options.policy_poll_s)
+        gpu_metrics.watch(state)  # /metrics: GPUs total and free by zone, read at scrape time
         if gate_ctl is not None:
             await gate_ctl.start()
         accounting: asyncio.Task[None] | None = None
@@ -292,6 +300,7 @@ def build_runtime(options: ServeOptions, *, routers: list[APIRouter] | None = No
             if settle is not None:
                 await cancel_all([settle])
             await parts.stop()  # the sync, the policy watch, the carbon cache, the ledger
+            gpu_metrics.unwatch(state)
 
     runtime = Runtime(options, store, cache, state, extender, sync=sync, ledger=ledger)
     service_routers = [

@@ -171,6 +171,9 @@ def test_out_of_range_number_names_the_option(args: list[str], option: str) -> N
         (["carbon", "show", "--zones", "DE", "--fallback", "nosuchprovider"], "--fallback"),
         (["carbon", "show"], "--zones"),  # required
         (["serve", "--prot", "8888"], "--prot"),  # unknown option
+        (["serve", "--ledger", "mysql://u@db/ledger"], "--ledger"),  # one ledger-target parser
+        (["gates", "run", "--ledger", "mysql://u@db/ledger"], "--ledger"),
+        (["report", "--ledger", "mysql://u@db/ledger"], "--ledger"),
     ],
 )
 def test_bad_choice_or_format_names_the_option(

@@ -12,6 +12,7 @@ Accounting (finished pods -> usage rows):
   emissions    energy and emissions of one run: pure arithmetic
   prometheus   measured energy from Kepler or DCGM counters
   accountant   the periodic pass that writes usage rows
+  metrics      Prometheus counters of accounted pods and their emissions (avoided)
   provisional  pods awaiting accounting: how many, when they settle, estimates
 Reports:
   report_options  validated options; report_frames  grouped tables and SCI;

@@ -6,21 +6,21 @@ and have no usage row yet (:mod:`carbon.accounting.store`), fetches each zone's 
 once along the carbon fallback chain, reads measured energy from Prometheus when configured
 (:mod:`carbon.accounting.prometheus`), computes the row (:mod:`carbon.accounting.emissions`) and
 appends it. Rows are final once written and keyed by pod, so a re-run or a second replica never
-accounts a pod twice.
+accounts a pod twice; each row this process writes is counted in :mod:`carbon.accounting.metrics`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
 import httpx
 
-from carbon.accounting import store
+from carbon.accounting import metrics, store
 from carbon.accounting.emissions import AccountingError, compute_usage
 from carbon.accounting.ledger import Ledger, LedgerTarget, open_reader
 from carbon.accounting.prometheus import PrometheusMeter
@@ -126,8 +126,12 @@ class Accountant:
         policy: AccountingPolicy | None = None,
         meter: PrometheusMeter | None = None,
         clock: Clock = wall,
+        zones: Callable[[], Iterable[str]] | None = None,
     ) -> None:
+        """``zones``: the grid zones pods may be placed in (the serving process: its nodes'),
+        whose emissions series are created at 0 around each pass (:func:`metrics.expect`)."""
         self.ledger = ledger
+        self.zones = zones
         self.clock = clock
         self.history = history
         self.power = power or PowerModel()
@@ -145,6 +149,7 @@ class Accountant:
         Only runs that ended at least ``settle_s`` ago are taken (the service passes the policy's
         ``settleAfter``, so energy metrics have been scraped); rows are final once written.
         """
+        self._expect_zones()
         cutoff = self.clock() - settle_s
         skip = sorted(self.unaccountable)
         pending = await asyncio.to_thread(_load_pending, self.ledger.path, limit, cutoff, skip)
@@ -159,8 +164,14 @@ class Accountant:
                 if record is None:
                     self.unaccountable.add(item.placement.uid)
                 elif await self.ledger.append_async(record):
+                    metrics.count_usage(record)
                     written += 1
+        self._expect_zones()  # zones seen meanwhile (the cluster sync) exist before the next pass
         return written
+
+    def _expect_zones(self) -> None:
+        if self.zones is not None:
+            metrics.expect(self.zones())
 
     async def run(self, interval_s: float = 300.0, settle_s: float | None = None) -> None:
         """Account periodically until cancelled (a background task of ``lowcarb serve``).

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from scheduler.cli.errors import UsageError, blame, input_file, new_app, positive, writable_path
-from scheduler.cli.inputs import check_cluster_options, kube_config, policy_errors
+from carbon.accounting.target import LedgerTarget, parse_target
+from scheduler.cli.errors import UsageError, blame, input_file, new_app, positive
+from scheduler.cli.inputs import check_cluster_options, kube_config, ledger_option, policy_errors
 from scheduler.cli.lease import (
     DEFAULT_LEASE,
     LeaderElectOpt,
@@ -56,7 +57,7 @@ async def _cluster(
     kubeconfig: Path | None,
     in_cluster: bool,
     policy: Path | None,
-    ledger: Path | None = None,
+    ledger: LedgerTarget | None = None,
     *,
     policy_warnings: bool = True,
 ) -> AsyncIterator[Parts]:
@@ -81,7 +82,11 @@ def run(
     in_cluster: InClusterOpt = False,
     policy: PolicyOpt = None,
     ledger: Annotated[
-        Path | None, typer.Option(callback=writable_path, help="SQLite ledger for gate records")
+        str | None,
+        typer.Option(
+            callback=ledger_option,
+            help="Ledger for gate records: a SQLite file, or postgresql://USER@HOST/DB",
+        ),
     ] = None,
     tick: Annotated[
         float, typer.Option(callback=positive, help="Seconds between planning passes")
@@ -115,14 +120,15 @@ def run(
                 f"cannot listen on 127.0.0.1:{metrics_port} ({exc.strerror or exc})",
                 "choose a free port",
             ) from None
-    asyncio.run(_run(kubeconfig, in_cluster, policy, ledger, tick, dry_run, lease))
+    target = parse_target(ledger) if ledger is not None else None
+    asyncio.run(_run(kubeconfig, in_cluster, policy, target, tick, dry_run, lease))
 
 
 async def _run(
     kubeconfig: Path | None,
     in_cluster: bool,
     policy: Path | None,
-    ledger_path: Path | None,
+    ledger_path: LedgerTarget | None,
     tick: float,
     dry_run: bool,
     lease: LeaseSettings | None = None,

@@ -4,7 +4,8 @@
 error:``
 line followed by the validator's ``file:line:column`` lines (the same lines ``lowcarb policy
 validate`` prints); ``kube_config`` loads a kubeconfig (or the in-cluster account) and the TLS
-files it names, or says which option is wrong.
+files it names, or says which option is wrong; ``ledger_option`` checks a ledger that a command
+writes (``serve``, ``gates run``): a ``postgresql://`` URL, or a file in an existing folder.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from scheduler.cli.errors import UsageError, require
+import typer
+
+from carbon.accounting.ledger import LedgerError, parse_target
+from scheduler.cli.errors import UsageError, blame, require, writable_path
 from scheduler.policy.validate import PolicyError
 
 if TYPE_CHECKING:
@@ -65,3 +69,13 @@ def kube_config(kubeconfig: Path | None, in_cluster: bool) -> KubeConfig:
             "fix certificate-authority / client-certificate / client-key in the kubeconfig",
         ) from None
     return config
+
+
+def ledger_option(param: typer.CallbackParam, value: str | None) -> str | None:
+    """Option callback: a postgresql:// URL, or a file to create or update in an existing folder."""
+    if value is not None:
+        with blame("--ledger", LedgerError):
+            target = parse_target(value)
+        if isinstance(target, Path):
+            writable_path(param, target)
+    return value

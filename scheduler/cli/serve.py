@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from carbon.accounting.ledger import LedgerError, parse_target
-from scheduler.cli.errors import UsageError, blame, input_file, require, writable_path
-from scheduler.cli.inputs import check_cluster_options, kube_config, policy_errors
+from scheduler.cli.errors import UsageError, blame, input_file, require
+from scheduler.cli.inputs import check_cluster_options, kube_config, ledger_option, policy_errors
 from scheduler.cli.lease import (
     DEFAULT_LEASE,
     LeaderElectOpt,
@@ -46,16 +46,6 @@ class LogLevel(StrEnum):
     info = "info"
     warning = "warning"
     error = "error"
-
-
-def ledger_option(param: typer.CallbackParam, value: str | None) -> str | None:
-    """Option callback: a postgresql:// URL, or a file to create or update in an existing folder."""
-    if value is not None:
-        with blame("--ledger", LedgerError):
-            target = parse_target(value)
-        if isinstance(target, Path):
-            writable_path(param, target)
-    return value
 
 
 def tls_files(cert: Path | None, key: Path | None, client_ca: Path | None) -> None:
@@ -212,6 +202,14 @@ def serve(
             help="Ledger of placement decisions: a SQLite file, or postgresql://USER@HOST/DB",
         ),
     ] = None,
+    accounting_interval: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="Seconds between accounting passes over the ledger (a pod is accounted at its "
+            "first pass after accounting.settleAfter)",
+        ),
+    ] = 300.0,
     max_body: Annotated[
         int, typer.Option(min=1, help="Largest request body in bytes (413 above)")
     ] = 256 * 2**20,
@@ -278,6 +276,7 @@ def serve(
         kube_config=cluster,
         ledger=parse_target(ledger) if ledger is not None else None,
         max_body=max_body,
+        accounting_interval_s=accounting_interval,
         lease=lease,
     )
     with policy_errors("--policy"), blame("--ledger", LedgerError):

@@ -5,6 +5,7 @@ they should (promtool), and a real Prometheus scraping lowcarb answers every pan
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -20,6 +21,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from carbon.accounting.ledger import Ledger, LifecycleRecord, PlacementRecord
+from carbon.clock import wall
 from scheduler.gates.request import ReleaseReason
 from tests.support.deploy import (
     DEPLOY,
@@ -285,6 +288,36 @@ def wait_for(what: str, check: typing.Callable[[], bool], seconds: float = 60.0)
         time.sleep(0.2)
 
 
+def finished_pod(path: Path) -> None:
+    """A ledger holding one pod that lowcarb placed and that ran for an hour, ending two hours
+    ago: settled, not yet accounted. Its placement beat the carbon-unaware mean (300 vs 200 g)."""
+    end = wall() - 7200
+    ledger = Ledger(path)
+    try:
+        for record in (
+            PlacementRecord(
+                uid="uid-finished",
+                namespace="e2e",
+                name="finished",
+                at=end - 3600,
+                node="euc1-a-gpu",
+                zone="GB",
+                region="eu-central",
+                gpu_model="NVIDIA-A100-PCIE-40GB",
+                gpus=1,
+                cpu_milli=4000,
+                memory_bytes=16 * 2**30,
+                intensity_g_per_kwh=200.0,
+                counterfactual_g_per_kwh=300.0,
+            ),
+            LifecycleRecord(uid="uid-finished", event="start", at=end - 3600),
+            LifecycleRecord(uid="uid-finished", event="end", at=end),
+        ):
+            assert ledger.append(record).result(timeout=10)
+    finally:
+        ledger.close()
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exported]:
     """Start the real server in cluster mode against the fake API server and drive it through
@@ -302,11 +335,13 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exported]:
         api.add("POST", f"{pod}/binding", Reply(201, fixture("binding-create.json")))
         api.add("PATCH", pod, Reply(200, fixture("annotations-merge-patch.json")))
         kubeconfig = write_kubeconfig(tmp / "kubeconfig", api.url)
+        ledger = tmp / "ledger.sqlite"
+        finished_pod(ledger)  # the accountant's first pass accounts it: the emissions counters
         policy = tmp / "policy.yaml"
         # a provider on a closed loopback port: errors, open circuit, fallback to static
         policy.write_text(POLICY.format(dead_port=free_port()))
         args = ["--kubeconfig", str(kubeconfig), "--policy", str(policy)]
-        args += ["--ledger", str(tmp / "ledger.sqlite")]
+        args += ["--ledger", str(ledger)]
         with running_lowcarb(args, tmp / "serve.log") as port, httpx.Client(timeout=30) as http:
             base = f"http://127.0.0.1:{port}"
             wait_for("readiness", lambda: http.get(f"{base}/readyz").status_code == 200, 120)
@@ -323,6 +358,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exported]:
                 return any(line.startswith(prefix) for line in scrape().splitlines())
 
             wait_for("a gate release", lambda: sampled("lowcarb_gate_releases_total{"))
+            wait_for("an accounted pod", lambda: sampled("lowcarb_accounted_pods_total{"))
             wait_for("a fallback", lambda: sampled("lowcarb_carbon_fallbacks_total{"))
             wait_for(
                 "an open circuit",
@@ -400,6 +436,28 @@ def test_scrape_covered_every_lowcarb_family(exported: Exported) -> None:
     assert not empty, f"never driven, so their labels go unchecked: {empty}"
 
 
+def test_gpus_by_zone_are_the_nodes_of_the_api_server(exported: Exported) -> None:
+    """lowcarb_gpus_total is the fixture's nodes summed per policy zone and model; free <= total."""
+    zones = {"us-east": "US-MIDA-PJM", "us-west": "US-CAL-CISO", "eu-central": "GB"}
+    expected: dict[tuple[str, str], float] = {}
+    for node in json.loads(fixture("nodes-list.json"))["items"]:
+        labels = node["metadata"]["labels"]
+        count = int(node["status"]["allocatable"].get("nvidia.com/gpu", 0))
+        if count:
+            key = (zones[labels["topology.kubernetes.io/region"]], labels["nvidia.com/gpu.product"])
+            expected[key] = expected.get(key, 0) + count
+    samples = {
+        (s.name, s.labels["zone"], s.labels["model"]): s.value
+        for family in text_string_to_metric_families(exported.text)
+        if family.name in {"lowcarb_gpus_total", "lowcarb_gpus_free"}
+        for s in family.samples
+    }
+    assert {(z, m): v for (n, z, m), v in samples.items() if n == "lowcarb_gpus_total"} == expected
+    for (name, zone, model), value in samples.items():
+        if name == "lowcarb_gpus_free":
+            assert 0 <= value <= expected[zone, model]
+
+
 # --- PrometheusRule -----------------------------------------------------------------------------
 
 REQUIRED_ALERTS = {
@@ -447,10 +505,19 @@ def test_prometheus_rule_is_well_formed() -> None:
     assert {m.value for _, ms in fail_open.selectors for m in ms} == {"no-forecast"}
 
 
+def missing(what: str) -> None:
+    """Skip without Debian's prometheus package; in CI (CI=true) that is a failure."""
+    reason = f"{what} is not installed (Debian: apt-get install prometheus)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 def promtool() -> str:
     found = shutil.which("promtool")
     if found is None:
-        pytest.skip("promtool is not installed (Debian: apt-get install prometheus)")
+        missing("promtool")
+    assert found is not None
     return found
 
 
@@ -555,6 +622,8 @@ COVERAGE = {
     "fallbacks": ("lowcarb_carbon_fallbacks_total", "zone"),
     "gated pods": ("lowcarb_gate_pods_held", None),
     "gate releases": ("lowcarb_gate_releases_total", "reason"),
+    "emissions avoided": ("lowcarb_accounted_emissions_grams_total", None),
+    "GPU free by zone": ("lowcarb_gpus_free", "zone"),
 }
 
 
@@ -587,7 +656,8 @@ def test_monitoring_kustomization_builds() -> None:
 def prometheus(exported: Exported, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     binary = shutil.which("prometheus")
     if binary is None:
-        pytest.skip("prometheus is not installed (Debian: apt-get install prometheus)")
+        missing("prometheus")
+    assert binary is not None
     tmp = tmp_path_factory.mktemp("prometheus")
     config = tmp / "prometheus.yml"
     config.write_text(
