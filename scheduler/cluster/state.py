@@ -104,6 +104,8 @@ class ClusterState:
     # the last candidate list asked for, and its memo key
     _last_key: tuple[list[str], tuple[str, ...]] | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock)
+    #: called with the uid of each pod the watch reports bound (the extender's in-flight pods)
+    on_bound: Callable[[str], None] | None = None
 
     # --- feeding -----------------------------------------------------------------------------
 
@@ -153,6 +155,8 @@ class ClusterState:
         with self._lock:
             self._remove(uid)
             self._add(PodUsage(uid=uid, node=node, demand=demand, gpu_index=index))
+        if self.on_bound is not None:
+            self.on_bound(uid)
 
     def delete_pod(self, uid: str) -> None:
         with self._lock:
