@@ -255,6 +255,18 @@ class ClusterState:
             rows, unknown, like = hit
             return table.take(rows, like), list(unknown)
 
+    def table_for_node(self, name: str) -> NodeTable | None:
+        """The one row of ``name`` (None when unknown), leaving the per-list memo of
+        ``table_for`` alone: a bind looks up one node per pod, and memoising those would push
+        the candidate list of every cycle out of the memo (a 5,000-node row rebuild)."""
+        with self._lock:
+            self._expire()
+            table = self._current_table()
+            i = self._index.get(name)
+            if i is None:
+                return None
+            return table.take(np.array([i], dtype=np.intp))
+
     def full_table(self) -> NodeTable:
         with self._lock:
             self._expire()

@@ -208,7 +208,7 @@ class Extender:
         call = self._prepare(args, err)
         if call is None:
             # kube-scheduler cannot take an error body here; score nothing rather than fail
-            return wire.encode(self._zero_scores(args))
+            return b"[]"
         return call
 
     def _prioritize_end(self, call: _Call) -> bytes:
@@ -219,10 +219,14 @@ class Extender:
         klass = engine.classify(args.Pod) if args.Pod is not None else "default"
         ev = engine.evaluate(demand, table, self.carbon(), self.clock(), klass=klass)
         metrics.PODS_SCORED.inc()
+        # kube-scheduler adds an extender's score to the hosts it lists and to no other
+        # (prioritizeNodes in schedule_one.go): a 0 and no entry are the same, so the zeros (and
+        # unknown names) are left out: at 5,000 nodes most of the list, which kube-scheduler's
+        # serial cycle would decode and merge node by node
         hosts, levels = table.name_array(), ev.levels
-        if unknown:  # kube-scheduler expects a score for every name it sent
-            hosts = np.concatenate([hosts, np.array(unknown, dtype=object)])
-            levels = np.concatenate([levels, np.zeros(len(unknown), dtype=np.int64)])
+        scored = levels > 0
+        if not scored.all():
+            hosts, levels = hosts[scored], levels[scored]
         duration = engine.expected_duration_s(demand, klass)
         owner = owner_of(args.Pod)
         self._remember(
@@ -300,12 +304,15 @@ class Extender:
             seen = Seen(decision.demand, decision.klass, decision.owner, decision.duration_s)
         if seen is None:
             return None
-        table, unknown = self.state.table_for([node])
-        if unknown:
+        table = self.state.table_for_node(node)
+        if table is None:
             return None
         engine, now = self.engine(), self.clock()
-        ev = engine.evaluate(seen.demand, table, self.carbon(), now, klass=seen.klass)
+        # scored only when the answer needs it: a shared GPU's slot comes from the GPU term's
+        # score, and a bind without prioritize records this evaluation as its decision
         row = decision.row(node) if decision is not None else None
+        score = row is None or seen.demand.shares_gpu
+        ev = engine.evaluate(seen.demand, table, self.carbon(), now, klass=seen.klass, score=score)
         late = ""
         if ev.feasible[0]:
             gpu_index = engine.gpu_index(ev, 0)
@@ -436,16 +443,6 @@ class Extender:
             raws.append(raw)
             names.append(key.name)
         return raws, names
-
-    def _zero_scores(
-        self, args: wire.ExtenderArgs | wire.ExtenderArgsKeys
-    ) -> list[wire.HostPriority]:
-        names: list[str] = list(args.NodeNames or [])
-        if isinstance(args, wire.ExtenderArgsKeys) and args.Nodes is not None:
-            names.extend(k.metadata.name for k in args.Nodes.items or ())
-        elif isinstance(args, wire.ExtenderArgs) and args.Nodes is not None:
-            names.extend(filter(None, map(wire.node_name, args.Nodes.items or ())))
-        return [wire.HostPriority(Host=n, Score=0) for n in names]
 
     def _remember(self, decision: Decision) -> None:
         uid = decision.demand.uid
