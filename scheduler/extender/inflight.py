@@ -37,6 +37,8 @@ log = structlog.get_logger("lowcarb.inflight")
 
 DEFAULT_WAIT_S = 0.25
 _MAX = 4096  # pods remembered at most (oldest first out)
+for _outcome in ("bound", "timeout"):  # exported at 0 from the start
+    metrics.INFLIGHT_WAITS.labels(_outcome)
 
 
 @dataclass(slots=True)
