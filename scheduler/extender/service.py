@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
@@ -29,11 +28,11 @@ from carbon.clock import wall
 from carbon.types import CarbonView
 from scheduler import metrics, wire
 from scheduler.cluster.state import ClusterState
-from scheduler.decode_errors import json_problem
 from scheduler.demand import DemandError, PodDemand, parse_demand
 from scheduler.engine import Engine
 from scheduler.extender.crashpoint import CrashPoints
 from scheduler.extender.inflight import InFlight
+from scheduler.extender.preempt import accept_victims
 from scheduler.extender.records import Decision, Seen, owner_of, placement_record
 from scheduler.names import ANN_DECISION, ANN_GPU_INDEX
 
@@ -359,28 +358,7 @@ class Extender:
 
     def preempt(self, body: bytes) -> bytes:
         """Accept kube-scheduler's victims as proposed (lowcarb adds no preemption policy)."""
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError) as exc:
-            why = json_problem(body)
-            raise wire.WireError(f"body is not ExtenderPreemptionArgs: {why}") from exc
-        if not isinstance(data, dict):
-            raise wire.WireError("body is not ExtenderPreemptionArgs: expected a JSON object")
-        folded = {k.lower(): v for k, v in data.items()}
-        meta = folded.get("nodenametometavictims")
-        if meta is None:
-            victims = folded.get("nodenametovictims") or {}
-            meta = {
-                node: {
-                    "Pods": [
-                        {"UID": (p.get("metadata") or {}).get("uid", "")}
-                        for p in (v.get("Pods") or [])
-                    ],
-                    "NumPDBViolations": v.get("NumPDBViolations", 0),
-                }
-                for node, v in victims.items()
-            }
-        return wire.encode({"NodeNameToMetaVictims": meta})
+        return accept_victims(body)
 
     # --- helpers -------------------------------------------------------------------------------
 
