@@ -33,6 +33,7 @@ from scheduler.cluster.state import ClusterState
 from scheduler.engine import EngineStore
 from scheduler.explain import explain_router
 from scheduler.extender.http import create_app
+from scheduler.extender.inflight import DEFAULT_WAIT_S, InFlight
 from scheduler.extender.records import LedgerSink
 from scheduler.extender.report import report_router
 from scheduler.extender.routes import DEFAULT_MAX_BODY
@@ -60,6 +61,7 @@ class ServeOptions:
     accounting_interval_s: float = 300.0
     accounting_settle_s: float | None = None  # None: the policy's accounting.settleAfter
     lease: LeaseSettings | None = None  # run the gate controller only while holding this Lease
+    bind_wait_s: float = DEFAULT_WAIT_S  # a shared-GPU filter's wait for binds in flight
 
     @property
     def cluster_mode(self) -> bool:
@@ -266,6 +268,7 @@ def build_runtime(options: ServeOptions, *, routers: list[APIRouter] | None = No
         carbon=cache.view,
         binder=binder,
         synced=(lambda: state.synced) if options.cluster_mode else (lambda: True),
+        inflight=InFlight(options.bind_wait_s),
     )
     extender.ledger = ledger
     runtime: Runtime

@@ -25,3 +25,14 @@ POLICY_RELOAD_FAILED = Gauge(
     "lowcarb_policy_reload_failed", "1 while the policy file on disk is invalid (last good kept)"
 )
 POLICY_RELOADS = Counter("lowcarb_policy_reloads_total", "Policy reloads, by outcome", ["outcome"])
+INFLIGHT_WAITS = Counter(
+    "lowcarb_inflight_waits_total",
+    "Filter/prioritize calls of a shared-GPU pod that first waited for the bind of a pod in "
+    "flight, by outcome (bound: every awaited bind arrived; timeout: the bounded wait ran out)",
+    ["outcome"],
+)
+INFLIGHT_WAIT_SECONDS = Histogram(
+    "lowcarb_inflight_wait_seconds",
+    "Time a shared-GPU pod's filter/prioritize waited for the binds of pods in flight",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
+)

@@ -238,6 +238,15 @@ def serve(
     log_level: Annotated[
         LogLevel, typer.Option(case_sensitive=False, help="Log level")
     ] = LogLevel.info,
+    bind_wait_ms: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=5000,
+            help="Longest a shared-GPU pod's filter waits for the bind of a pod scheduled just "
+            "before it (kube-scheduler binds in the background); 0: never wait",
+        ),
+    ] = 250,
     leader_elect: LeaderElectOpt = False,
     lease_name: LeaseNameOpt = DEFAULT_LEASE,
     lease_namespace: LeaseNamespaceOpt = None,
@@ -278,6 +287,7 @@ def serve(
         max_body=max_body,
         accounting_interval_s=accounting_interval,
         lease=lease,
+        bind_wait_s=bind_wait_ms / 1000.0,
     )
     with policy_errors("--policy"), blame("--ledger", LedgerError):
         runtime = build_runtime(options)

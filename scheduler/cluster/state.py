@@ -104,6 +104,8 @@ class ClusterState:
     # the last candidate list asked for, and its memo key
     _last_key: tuple[list[str], tuple[str, ...]] | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock)
+    #: called with the uid of each pod the watch reports bound (the extender's in-flight pods)
+    on_bound: Callable[[str], None] | None = None
 
     # --- feeding -----------------------------------------------------------------------------
 
@@ -153,6 +155,8 @@ class ClusterState:
         with self._lock:
             self._remove(uid)
             self._add(PodUsage(uid=uid, node=node, demand=demand, gpu_index=index))
+        if self.on_bound is not None:
+            self.on_bound(uid)
 
     def delete_pod(self, uid: str) -> None:
         with self._lock:
@@ -250,6 +254,18 @@ class ClusterState:
                 return taken, list(unknown)
             rows, unknown, like = hit
             return table.take(rows, like), list(unknown)
+
+    def table_for_node(self, name: str) -> NodeTable | None:
+        """The one row of ``name`` (None when unknown), leaving the per-list memo of
+        ``table_for`` alone: a bind looks up one node per pod, and memoising those would push
+        the candidate list of every cycle out of the memo (a 5,000-node row rebuild)."""
+        with self._lock:
+            self._expire()
+            table = self._current_table()
+            i = self._index.get(name)
+            if i is None:
+                return None
+            return table.take(np.array([i], dtype=np.intp))
 
     def full_table(self) -> NodeTable:
         with self._lock:

@@ -32,7 +32,7 @@ log = structlog.get_logger("lowcarb.api")
 DEFAULT_MAX_BODY = 256 * 2**20  # 5,000 full nodes are ~50 MiB; leave room
 JSON = "application/json"
 COMPONENTS = "#/components/schemas/{name}"
-Handler = Callable[[bytes], bytes] | Callable[[bytes], Awaitable[bytes]]
+Handler = Callable[[bytes], bytes | Awaitable[bytes]]
 
 
 class BodyTooLarge(Exception):
@@ -194,8 +194,8 @@ def verb_routes(
         )
 
     return [
-        route("filter", extender.filter),
-        route("prioritize", extender.prioritize),
+        route("filter", extender.filter_call),
+        route("prioritize", extender.prioritize_call),
         route("bind", extender.bind),
         route("preempt", extender.preempt),
     ]

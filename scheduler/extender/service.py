@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -29,11 +28,11 @@ from carbon.clock import wall
 from carbon.types import CarbonView
 from scheduler import metrics, wire
 from scheduler.cluster.state import ClusterState
-from scheduler.cluster.table import NodeTable
-from scheduler.decode_errors import json_problem
 from scheduler.demand import DemandError, PodDemand, parse_demand
 from scheduler.engine import Engine
 from scheduler.extender.crashpoint import CrashPoints
+from scheduler.extender.inflight import InFlight
+from scheduler.extender.preempt import accept_victims
 from scheduler.extender.records import Decision, Seen, owner_of, placement_record
 from scheduler.names import ANN_DECISION, ANN_GPU_INDEX
 
@@ -56,6 +55,17 @@ class Binder(Protocol):
         ...
 
 
+@dataclass(slots=True)
+class _Call:
+    """A filter/prioritize request decoded, before the cluster state is read."""
+
+    args: wire.ExtenderArgs | wire.ExtenderArgsKeys
+    result: wire.ExtenderFilterResult
+    demand: PodDemand
+    names: list[str]
+    raws: list[wire.Raw] | None
+
+
 class DecisionSink(Protocol):
     async def record_intent(self, record: PlacementRecord) -> bool: ...
     def forget_intent(self, uid: str) -> None: ...
@@ -76,21 +86,72 @@ class Extender:
     #: How long a bind waits for its intent to be durable before binding anyway.
     intent_timeout_s: float = 0.5
     crash: CrashPoints = field(default_factory=CrashPoints)
+    #: GPU pods between their scheduling cycle and their bind (a shared GPU's filter waits).
+    inflight: InFlight = field(default_factory=InFlight)
     _memo: OrderedDict[str, Decision] = field(default_factory=OrderedDict)
     # what filter learned of each pod (demand, class, owner, duration), for a bind that comes
     # without a prioritize: kube-scheduler skips prioritize when one node passes the filters
     _filtered: OrderedDict[str, Seen] = field(default_factory=OrderedDict)
     _memo_rows: int = 0
 
+    def __post_init__(self) -> None:
+        # a pod kube-scheduler binds by itself (no bindVerb) lands when the watch shows it bound
+        self.state.on_bound = self.inflight.arrived
+
     # --- verbs ---------------------------------------------------------------------------------
 
     def filter(self, body: bytes) -> bytes:
+        """Answer a filter from the cluster state as it is now (no wait: see ``filter_call``)."""
+        call = self._filter_begin(body)
+        return call if isinstance(call, bytes) else self._filter_end(call)
+
+    def filter_call(self, body: bytes) -> bytes | Awaitable[bytes]:
+        """The HTTP verb: ``filter``, after the binds of pods in flight that could take the GPU
+        slots this pod would share (:mod:`scheduler.extender.inflight`); bytes when no wait."""
+        call = self._filter_begin(body)
+        if isinstance(call, bytes):
+            return call
+        wait = self.inflight.waits(call.demand, call.names)
+        return self._filter_end(call) if wait is None else self._after(wait, self._filter_end, call)
+
+    def prioritize(self, body: bytes) -> bytes:
+        """Score the nodes from the cluster state as it is now (no wait: ``prioritize_call``)."""
+        call = self._prioritize_begin(body)
+        return call if isinstance(call, bytes) else self._prioritize_end(call)
+
+    def prioritize_call(self, body: bytes) -> bytes | Awaitable[bytes]:
+        """The HTTP verb: ``prioritize``, after the binds it must see (as ``filter_call``)."""
+        call = self._prioritize_begin(body)
+        if isinstance(call, bytes):
+            return call
+        wait = self.inflight.waits(call.demand, call.names)
+        if wait is None:
+            return self._prioritize_end(call)
+        return self._after(wait, self._prioritize_end, call)
+
+    @staticmethod
+    async def _after(wait: Awaitable[None], then: Callable[[_Call], bytes], call: _Call) -> bytes:
+        await wait
+        return then(call)
+
+    def _filter_begin(self, body: bytes) -> bytes | _Call:
         args = wire.decode_args(body)
         result = wire.ExtenderFilterResult()
-        prepared = self._prepare(args, result)
-        if prepared is None:
+        call = self._prepare(args, result)
+        if call is None:
             return wire.encode(result)
-        demand, names, raws, table, unknown = prepared
+        self.inflight.begin(call.demand.uid)
+        return call
+
+    def _filter_end(self, call: _Call) -> bytes:
+        args, result, demand, names, raws = (
+            call.args,
+            call.result,
+            call.demand,
+            call.names,
+            call.raws,
+        )
+        table, unknown = self.state.table_for(names)
         metrics.NODES_PER_REQUEST.labels("filter").observe(len(table) + len(unknown))
         engine = self.engine()
         engine.observe(demand)
@@ -118,6 +179,7 @@ class Extender:
             result.FailedNodes[name] = UNKNOWN_NODE
         metrics.NODES_REJECTED.inc(len(result.FailedNodes))
         passed = all_names[ev.feasible].tolist()
+        self.inflight.expect(demand, passed)
         if raws is not None:
             # echo the very bytes kube-scheduler sent, in its order (rows follow ``names``)
             keep = set(passed)
@@ -129,7 +191,7 @@ class Extender:
             result.NodeNames = passed
         return wire.encode(result)
 
-    def prioritize(self, body: bytes) -> bytes:
+    def _prioritize_begin(self, body: bytes) -> bytes | _Call:
         # one pass that skips node objects kube-scheduler already sent at this resourceVersion;
         # only when one is new or changed is the body decoded again with the nodes kept whole
         try:
@@ -142,25 +204,34 @@ class Extender:
             fresh = False
         args = keys if fresh else wire.decode_args(body)
         err = wire.ExtenderFilterResult()
-        prepared = self._prepare(args, err)
-        if prepared is None:
+        call = self._prepare(args, err)
+        if call is None:
             # kube-scheduler cannot take an error body here; score nothing rather than fail
-            return wire.encode(self._zero_scores(args))
-        demand, _, _, table, unknown = prepared
+            return b"[]"
+        return call
+
+    def _prioritize_end(self, call: _Call) -> bytes:
+        args, demand = call.args, call.demand
+        table, unknown = self.state.table_for(call.names)
         metrics.NODES_PER_REQUEST.labels("prioritize").observe(len(table) + len(unknown))
         engine = self.engine()
         klass = engine.classify(args.Pod) if args.Pod is not None else "default"
         ev = engine.evaluate(demand, table, self.carbon(), self.clock(), klass=klass)
         metrics.PODS_SCORED.inc()
+        # kube-scheduler adds an extender's score to the hosts it lists and to no other
+        # (prioritizeNodes in schedule_one.go): a 0 and no entry are the same, so the zeros (and
+        # unknown names) are left out: at 5,000 nodes most of the list, which kube-scheduler's
+        # serial cycle would decode and merge node by node
         hosts, levels = table.name_array(), ev.levels
-        if unknown:  # kube-scheduler expects a score for every name it sent
-            hosts = np.concatenate([hosts, np.array(unknown, dtype=object)])
-            levels = np.concatenate([levels, np.zeros(len(unknown), dtype=np.int64)])
+        scored = levels > 0
+        if not scored.all():
+            hosts, levels = hosts[scored], levels[scored]
         duration = engine.expected_duration_s(demand, klass)
         owner = owner_of(args.Pod)
         self._remember(
             Decision(demand, klass, table.names, ev, table, self.clock(), owner, duration)
         )
+        self.inflight.expect(demand, table.names)
         return wire.encode_priorities(hosts, levels)
 
     async def bind(self, body: bytes) -> bytes:
@@ -187,6 +258,7 @@ class Extender:
             if gpu_index:
                 annotations[ANN_GPU_INDEX] = ",".join(map(str, gpu_index))
             self.state.assume(decision.demand, args.Node, gpu_index)
+        self.inflight.arrived(args.PodUID)  # counted now: filters waiting for it go on
         if record is not None and self.ledger is not None:
             await self._intend(record)
         self.crash.reach("before-binding")
@@ -231,12 +303,15 @@ class Extender:
             seen = Seen(decision.demand, decision.klass, decision.owner, decision.duration_s)
         if seen is None:
             return None
-        table, unknown = self.state.table_for([node])
-        if unknown:
+        table = self.state.table_for_node(node)
+        if table is None:
             return None
         engine, now = self.engine(), self.clock()
-        ev = engine.evaluate(seen.demand, table, self.carbon(), now, klass=seen.klass)
+        # scored only when the answer needs it: a shared GPU's slot comes from the GPU term's
+        # score, and a bind without prioritize records this evaluation as its decision
         row = decision.row(node) if decision is not None else None
+        score = row is None or seen.demand.shares_gpu
+        ev = engine.evaluate(seen.demand, table, self.carbon(), now, klass=seen.klass, score=score)
         late = ""
         if ev.feasible[0]:
             gpu_index = engine.gpu_index(ev, 0)
@@ -283,28 +358,7 @@ class Extender:
 
     def preempt(self, body: bytes) -> bytes:
         """Accept kube-scheduler's victims as proposed (lowcarb adds no preemption policy)."""
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError) as exc:
-            why = json_problem(body)
-            raise wire.WireError(f"body is not ExtenderPreemptionArgs: {why}") from exc
-        if not isinstance(data, dict):
-            raise wire.WireError("body is not ExtenderPreemptionArgs: expected a JSON object")
-        folded = {k.lower(): v for k, v in data.items()}
-        meta = folded.get("nodenametometavictims")
-        if meta is None:
-            victims = folded.get("nodenametovictims") or {}
-            meta = {
-                node: {
-                    "Pods": [
-                        {"UID": (p.get("metadata") or {}).get("uid", "")}
-                        for p in (v.get("Pods") or [])
-                    ],
-                    "NumPDBViolations": v.get("NumPDBViolations", 0),
-                }
-                for node, v in victims.items()
-            }
-        return wire.encode({"NodeNameToMetaVictims": meta})
+        return accept_victims(body)
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -312,7 +366,7 @@ class Extender:
         self,
         args: wire.ExtenderArgs | wire.ExtenderArgsKeys,
         result: wire.ExtenderFilterResult,
-    ) -> tuple[PodDemand, list[str], list[wire.Raw] | None, NodeTable, list[str]] | None:
+    ) -> _Call | None:
         if args.Pod is None:
             result.Error = "ExtenderArgs.Pod is missing: kube-scheduler always sends the pod"
             metrics.ERRORS.labels("missing_pod").inc()
@@ -343,8 +397,7 @@ class Extender:
             )
             metrics.ERRORS.labels("no_nodes").inc()
             return None
-        table, unknown = self.state.table_for(names)
-        return demand, names, raws, table, unknown
+        return _Call(args, result, demand, names, raws)
 
     def _ingest(
         self, items: list[wire.Raw], result: wire.ExtenderFilterResult
@@ -368,16 +421,6 @@ class Extender:
             raws.append(raw)
             names.append(key.name)
         return raws, names
-
-    def _zero_scores(
-        self, args: wire.ExtenderArgs | wire.ExtenderArgsKeys
-    ) -> list[wire.HostPriority]:
-        names: list[str] = list(args.NodeNames or [])
-        if isinstance(args, wire.ExtenderArgsKeys) and args.Nodes is not None:
-            names.extend(k.metadata.name for k in args.Nodes.items or ())
-        elif isinstance(args, wire.ExtenderArgs) and args.Nodes is not None:
-            names.extend(filter(None, map(wire.node_name, args.Nodes.items or ())))
-        return [wire.HostPriority(Host=n, Score=0) for n in names]
 
     def _remember(self, decision: Decision) -> None:
         uid = decision.demand.uid

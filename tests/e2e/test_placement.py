@@ -159,10 +159,14 @@ def test_shared_gpus_are_never_over_committed_one_after_another(
     check_shared(api, pods, names[0])
 
 
+BIND_LAG_S = 0.1  # below lowcarb's --bind-wait-ms (250 by default)
+
+
 @pytest.fixture(scope="module")
 def slow_bind_scheduler(plane: ControlPlane, lowcarb: Lowcarb) -> Iterator[str]:
-    """A kube-scheduler (profile lowcarb-slow-bind) whose extender bind arrives 300 ms late."""
-    proxy = DelayProxy(lowcarb.url, {"bind": 0.3})
+    """A kube-scheduler (profile lowcarb-slow-bind) whose extender bind arrives 100 ms late: the
+    next pod's filter certainly comes first (kube-scheduler binds in a goroutine)."""
+    proxy = DelayProxy(lowcarb.url, {"bind": BIND_LAG_S})
     plane.start_scheduler(
         "kube-scheduler-slow-bind", ["lowcarb-slow-bind"], [shipped_extender(proxy.url)]
     )
@@ -173,28 +177,24 @@ def slow_bind_scheduler(plane: ControlPlane, lowcarb: Lowcarb) -> Iterator[str]:
         proxy.close()
 
 
-BINDS_LAG = (
-    "open: kube-scheduler scores the next pod before the previous pod's bind reaches lowcarb, so "
-    "lowcarb's filter cannot see in-flight pods; bind now re-picks a GPU slot with room (no slot "
-    "is given twice: tests/extender/test_bind_recheck.py), but when the node has none left a "
-    "refusal does not help: with ignorable: true kube-scheduler then binds the pod itself, with "
-    "no annotation and no ledger row (schedule_one.go: 'Skipping extender in bind as it returned "
-    "error and has ignorable flag set'); lowcarb binds and notes 'overcommit at bind'"
-)
-
-
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=BINDS_LAG)
 def test_shared_gpus_are_never_over_committed_when_binds_lag(
-    api: KubeApi, slow_bind_scheduler: str, session_state: Session
+    api: KubeApi, lowcarb: Lowcarb, slow_bind_scheduler: str, session_state: Session
 ) -> None:
+    """Each shared-GPU pod's filter waits for the bind of the pod scheduled before it
+    (scheduler/extender/inflight.py), so no slot is given beyond its capacity."""
     pool = "share-slow-bind"
     shared_pool(api, pool)
     names = [f"{pool}-{i:02d}" for i in range(12)]
+    waited = lowcarb.metric("lowcarb_inflight_waits_total", outcome="bound")
     for name in names:  # back to back
         api.create_pod(gpu_pod(name, NS, milli=400, scheduler=slow_bind_scheduler, pool=pool))
     pods = wait_bound(api, NS, names)
     assert_accounted(api, session_state.ledgers, NS, names)
     check_shared(api, pods, names[0])
+    notes = [p["metadata"]["annotations"]["lowcarb.dev/decision"] for p in pods.values()]
+    assert not [n for n in notes if "overcommit at bind" in n]
+    # the lag was real: filters waited for binds in flight and saw them arrive
+    assert lowcarb.metric("lowcarb_inflight_waits_total", outcome="bound") > waited
 
 
 @pytest.mark.parametrize("mode", MODES)
