@@ -123,7 +123,8 @@ def test_decision_record_names_the_unknown_zone() -> None:
     # neither preferred nor rejected on carbon: priced as the mean emissions of the nodes with
     # data (the other terms of its cost are its own)
     cost = decision.evaluation.cost
-    assert cost is not None and set(scores) == set(decision.table.names)
+    # (prioritize lists only the nodes scoring above 0; kube-scheduler adds 0 for the others)
+    assert cost is not None and set(scores) <= set(decision.table.names)
     known = [i for i, z in enumerate(decision.table.zone_names()) if z != "ATLANTIS"]
     grams = decision.evaluation.terms["carbon"].raw
     carbon_price = policy.prices.carbonPerTonne / 1e6
