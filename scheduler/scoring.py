@@ -18,8 +18,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from scheduler.cluster.table import LazyReasons
-from scheduler.quantize import quantize, quantize_cost
+from scheduler.cluster.table import LazyReasons, NodeTable
+from scheduler.quantize import nudge_top, quantize, quantize_cost
 from scheduler.terms.base import Context, Term, TermArgs, TermScore
 from scheduler.terms.carbon import gpu_share
 
@@ -64,8 +64,16 @@ class CostBreakdown:
 
 
 def allocated_share(ctx: Context) -> float:
-    """Allocated share of the whole table's GPUs (0 when it has none)."""
-    t = ctx.table
+    """Allocated share of the fleet's GPUs: ``ctx.fleet_share`` when the caller knows the whole
+    fleet, else the candidate table's (which reads low under load: kube-scheduler sends the
+    nodes where the pod still fits, so the full ones are missing)."""
+    if ctx.fleet_share is not None:
+        return float(min(max(ctx.fleet_share, 0.0), 1.0))
+    return table_share(ctx.table)
+
+
+def table_share(t: NodeTable) -> float:
+    """Allocated share of ``t``'s GPUs (0 when it has none)."""
     total = float(np.asarray(t.gpu_total, dtype=np.float64).sum())
     if total <= 0.0:
         return 0.0
@@ -156,8 +164,10 @@ def evaluate(
     """Run every step's filter, then (if ``score``) score and combine over the feasible rows.
 
     With ``pricing``: the levels follow each node's cost (:func:`price`,
-    :func:`~scheduler.quantize.quantize_cost`) and ``combined`` is the level plus the gpu_fit
-    preference / 10 (the stable order among equal levels), instead of the weighted sum."""
+    :func:`~scheduler.quantize.quantize_cost`), with the one-level FGD nudge among the nodes at
+    10 (:func:`~scheduler.quantize.nudge_top`), and ``combined`` is the level plus the gpu_fit
+    preference / 10 (the stable order among equal levels), instead of the weighted sum. The
+    scarcity reads ``ctx.fleet_share`` when the caller knows the fleet."""
     n = len(ctx.table)
     share = allocated_share(ctx) if pricing is not None else 0.0
     feasible = np.ones(n, dtype=bool)
@@ -198,6 +208,7 @@ def evaluate(
             lv = quantize_cost(breakdown.cost, pricing.indifference, pricing.full_scale)
             fit = sub_scores.get("gpu_fit")
             order = np.zeros(len(lv)) if fit is None else np.nan_to_num(fit.normalized, nan=0.0)
+            lv = nudge_top(lv, order)
             combined[feasible] = lv + 0.1 * order
             levels[feasible] = lv
             cost = _expand_cost(breakdown, rows, n)
@@ -252,6 +263,7 @@ def _restrict(ctx: Context, rows: np.ndarray) -> Context:
         klass=ctx.klass,
         signal=ctx.signal,
         feasible=None,  # the filters are done; every row of the restricted table passed them
+        fleet_share=ctx.fleet_share,
     )
 
 

@@ -251,6 +251,18 @@ class ClusterState:
             rows, unknown, like = hit
             return table.take(rows, like), list(unknown)
 
+    def gpu_allocated_share(self) -> float:
+        """Allocated share of every known node's GPUs, 0..1 (0 without GPUs): the fleet-wide
+        scarcity the priced model reads, not just the candidates kube-scheduler sends."""
+        with self._lock:
+            self._expire()
+            table = self._current_table()
+            total = float(table.gpu_total.sum())
+            if total <= 0.0:
+                return 0.0
+            free = float(np.clip(table.gpu_free, 0, None).sum()) / 1000.0
+            return min(max(1.0 - free / total, 0.0), 1.0)
+
     def full_table(self) -> NodeTable:
         with self._lock:
             self._expire()

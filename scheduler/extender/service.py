@@ -150,7 +150,10 @@ class Extender:
         metrics.NODES_PER_REQUEST.labels("prioritize").observe(len(table) + len(unknown))
         engine = self.engine()
         klass = engine.classify(args.Pod) if args.Pod is not None else "default"
-        ev = engine.evaluate(demand, table, self.carbon(), self.clock(), klass=klass)
+        share = self.state.gpu_allocated_share()  # scarcity of the fleet, not the candidates
+        ev = engine.evaluate(
+            demand, table, self.carbon(), self.clock(), klass=klass, fleet_share=share
+        )
         metrics.PODS_SCORED.inc()
         hosts, levels = table.name_array(), ev.levels
         if unknown:  # kube-scheduler expects a score for every name it sent
@@ -235,7 +238,10 @@ class Extender:
         if unknown:
             return None
         engine, now = self.engine(), self.clock()
-        ev = engine.evaluate(seen.demand, table, self.carbon(), now, klass=seen.klass)
+        share = self.state.gpu_allocated_share()
+        ev = engine.evaluate(
+            seen.demand, table, self.carbon(), now, klass=seen.klass, fleet_share=share
+        )
         row = decision.row(node) if decision is not None else None
         late = ""
         if ev.feasible[0]:

@@ -9,7 +9,7 @@ from carbon.energy import PowerModel
 from carbon.testing import FixedView
 from scheduler.cluster.table import NodeTable
 from scheduler.demand import PodDemand
-from scheduler.quantize import quantize, quantize_cost
+from scheduler.quantize import nudge_top, quantize, quantize_cost
 from scheduler.scoring import Pricing, Step, evaluate
 from scheduler.terms.base import Context
 from scheduler.terms.carbon import Carbon, CarbonArgs
@@ -87,3 +87,36 @@ def test_cost_levels_fall_linearly_beyond_the_indifference() -> None:
     assert quantize_cost(cost, 0.02, 1.0).tolist() == [10, 9, 8, 5, 0, 0, 0]
     assert quantize_cost(cost, 0.3, 1.0).tolist() == [10, 10, 10, 5, 0, 0, 0]
     assert quantize_cost(cost, 0.02, 4.0).tolist() == [10, 9, 9, 9, 8, 0, 0]
+
+
+def test_scarcity_reads_the_fleet_not_the_idle_candidates() -> None:
+    """Two zones, two nodes offered: both idle, so their own share is 0; the fleet behind them is
+    3/4 allocated (e.g. 24 of 32 GPUs). The price must follow the fleet: s = 0.75^2."""
+    c = ctx(table())
+    candidates_only = evaluate(c, [Step(Carbon(), 1.0, CarbonArgs())], pricing=Pricing())
+    assert candidates_only.cost is not None and candidates_only.cost.scarcity == 0.0
+    c.fleet_share = 0.75
+    ev = evaluate(c, [Step(Carbon(), 1.0, CarbonArgs())], pricing=Pricing())
+    assert ev.cost is not None
+    assert ev.cost.allocated_share == pytest.approx(0.75)
+    assert ev.cost.scarcity == pytest.approx(0.5625)
+    assert ev.cost.gpu_hour_price == pytest.approx(0.01 + 4.09 * 0.5625)
+    # by hand: A100 Z1 1 GPU-h x 2.310625 + 38.4 g x 190e-6; T4 5 GPU-h at the same price
+    assert ev.cost.cost[0] == pytest.approx(2.310625 + 38.4 * 190e-6)
+    assert ev.cost.cost[2] == pytest.approx(5 * 2.310625 + 36.0 * 190e-6)
+
+
+def test_fleet_share_is_clipped_to_0_1() -> None:
+    c = ctx(table())
+    c.fleet_share = 1.7
+    ev = evaluate(c, [Step(Carbon(), 1.0, CarbonArgs())], pricing=Pricing())
+    assert ev.cost is not None and ev.cost.allocated_share == 1.0
+
+
+def test_nudge_orders_the_top_level_by_one_level_only() -> None:
+    levels = np.array([10, 10, 10, 9, 3])
+    order = np.array([0.2, 0.9, 0.5, 1.0, 0.0])
+    # only the best-ordered of the nodes at 10 keeps 10; the others drop one level, never more
+    assert nudge_top(levels, order).tolist() == [9, 10, 9, 9, 3]
+    assert nudge_top(np.array([10, 4]), np.array([0.0, 1.0])).tolist() == [10, 4]
+    assert nudge_top(np.array([10, 10]), np.array([0.5, 0.5])).tolist() == [10, 10]
