@@ -56,7 +56,7 @@ class CostBreakdown:
     gpu_hour_price: float
     stranded_hour_price: float
     gpu_hours: np.ndarray  # GPUs x run hours on the node's model
-    stranded_gpus: np.ndarray  # FGD fragmentation delta, GPUs (0 without the fgd term)
+    stranded_gpus: np.ndarray  # FGD fragmentation delta beyond the candidates' least, GPUs
     carbon_usd: np.ndarray
     gpu_usd: np.ndarray
     stranded_usd: np.ndarray
@@ -105,6 +105,9 @@ def price(
     stranded = np.zeros(n)
     if fit is not None and fit.unit == "fragmented GPUs added":
         stranded = np.nan_to_num(np.asarray(fit.raw, dtype=np.float64), nan=0.0)
+        if n:  # beyond the least any candidate strands: filling a fragment (a negative delta)
+            # earns no credit that grows with a slow GPU's longer run, and costs stay >= 0
+            stranded = stranded - float(stranded.min())
     carbon_usd = np.nan_to_num(grams, nan=0.0) / 1e6 * pricing.carbon_per_tonne
     gpu_usd = gpu_hours * gpu_price
     stranded_usd = stranded * run_h * stranded_price

@@ -10,8 +10,8 @@ from carbon.testing import FixedView
 from scheduler.cluster.table import NodeTable
 from scheduler.demand import PodDemand
 from scheduler.quantize import nudge_top, quantize, quantize_cost
-from scheduler.scoring import Pricing, Step, evaluate
-from scheduler.terms.base import Context
+from scheduler.scoring import Pricing, Step, evaluate, price
+from scheduler.terms.base import Context, TermScore
 from scheduler.terms.carbon import Carbon, CarbonArgs
 
 MODELS = ["NVIDIA-A100-SXM4-80GB", "Tesla-T4"]
@@ -120,3 +120,21 @@ def test_nudge_orders_the_top_level_by_one_level_only() -> None:
     assert nudge_top(levels, order).tolist() == [9, 10, 9, 9, 3]
     assert nudge_top(np.array([10, 4]), np.array([0.0, 1.0])).tolist() == [10, 4]
     assert nudge_top(np.array([10, 10]), np.array([0.5, 0.5])).tolist() == [10, 10]
+
+
+def test_stranded_gpus_count_beyond_the_least_any_candidate_strands() -> None:
+    """FGD deltas -1, -1, +0.5 GPUs (filling a fragment is negative). Priced raw, the slow T4
+    (5 h) would earn 5x the fragment-filling credit of the A100 (1 h) and costs would go
+    negative; counted beyond the least (-1): 0, 0, 1.5 stranded GPUs."""
+    c = ctx(table())
+    c.fleet_share = 1.0  # s = 1: stranded GPU-hour at 4.10, GPU-hour at 4.10
+    run_h = np.array([1.0, 1.0, 5.0])
+    scores = {
+        "carbon": TermScore(np.array([38.4, 115.2, 36.0]), np.ones(3), "gCO2e", {"run_h": run_h}),
+        "gpu_fit": TermScore(np.array([-1.0, -1.0, 0.5]), np.ones(3), "fragmented GPUs added"),
+    }
+    b = price(c, scores, Pricing(), 1.0)
+    np.testing.assert_allclose(b.stranded_gpus, [0.0, 0.0, 1.5])
+    np.testing.assert_allclose(b.stranded_usd, [0.0, 0.0, 1.5 * 5 * 4.10])
+    assert (b.cost > 0).all()
+    assert b.cost[0] == pytest.approx(4.10 + 38.4 * 190e-6)
