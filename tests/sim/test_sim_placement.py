@@ -280,15 +280,16 @@ def test_scarcity_follows_the_busy_fleet_not_the_idle_candidates() -> None:
         model=["G2", "G2", "G2", "T4", "G2"],
         zone=["clean", "clean", "clean", "clean", "dirty"],
     )
-    big = pods([0.0, 0.1, 0.2], [10.0] * 3, gpus=2)
-    small = pods([0.3], [1.0])
     trace = SimPods(
-        *(
-            list(getattr(big, f)) + list(getattr(small, f))
-            if isinstance(getattr(big, f), list)
-            else np.concatenate([getattr(big, f), getattr(small, f)])
-            for f in SimPods.__dataclass_fields__
-        )
+        names=["big-0", "big-1", "big-2", "small"],
+        cpu_milli=np.full(4, 1000, dtype=np.int64),
+        mem_bytes=np.full(4, 2**30, dtype=np.int64),
+        gpus=np.array([2, 2, 2, 1], dtype=np.int64),
+        gpu_milli=np.full(4, 1000, dtype=np.int64),
+        models=[()] * 4,
+        qos=["LS"] * 4,
+        arrival=T0 + np.array([0.0, 0.1, 0.2, 0.3]) * HOUR,
+        duration=np.array([10.0, 10.0, 10.0, 1.0]) * HOUR,
     )
     policy = Policy.model_validate(
         {
