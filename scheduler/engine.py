@@ -163,6 +163,7 @@ class Engine:
         *,
         klass: str = "default",
         duration_s: float | None = None,
+        fleet_share: float | None = None,
     ) -> Context:
         return Context(
             pod=demand,
@@ -173,6 +174,7 @@ class Engine:
             duration_s=cls.duration_s if duration_s is None else duration_s,
             klass=klass,
             signal=cls.signal,
+            fleet_share=fleet_share,
         )
 
     def evaluate(
@@ -185,11 +187,14 @@ class Engine:
         klass: str = "default",
         score: bool = True,
         duration_s: float | None = None,
+        fleet_share: float | None = None,
     ) -> Evaluation:
         """Filter and (if ``score``) score ``demand`` over ``table`` under class ``klass``.
 
         The expected duration is ``duration_s`` when given (the simulator knows it), else the one
         :meth:`classify` found for this pod (annotation or class default), else the class default.
+        ``fleet_share``: allocated share of the whole fleet's GPUs (the priced model's scarcity;
+        default: the share of ``table``, the candidates).
         """
         if klass not in self.policy.classes:
             note = f"class {klass!r} is not in the policy; used 'default'"
@@ -210,6 +215,7 @@ class Engine:
             duration_s=duration_s
             if duration_s is not None
             else (choice.duration_s if choice is not None else None),
+            fleet_share=fleet_share,
         )
         ev = evaluate(ctx, self.plans[klass], score=score, pricing=self.pricing[klass])
         ev.notes = list(demand.notes)

@@ -74,3 +74,23 @@ def quantize_cost(
     linear = np.clip(np.rint(LEVELS * (1.0 - d / full_scale)), 0, LEVELS - 1).astype(np.int64)
     out[finite] = np.where(d <= indifference, LEVELS, linear)
     return out
+
+
+def nudge_top(levels: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """The one-level nudge among equals: of the nodes at level 10, those whose ``order`` (higher
+    better, e.g. the GPU term's FGD preference) is below the best of them get 9.
+
+    Costs within the indifference band are equal as far as the policy is concerned, but packing
+    needs a stable order among them: answered as ties, kube-scheduler would pick one at random
+    (or by its own resource plugins, which spread), scattering shared GPUs and breaking up whole
+    nodes. One level (50 points at extender weight 5) is a nudge its plugins can still outvote.
+    """
+    out = np.asarray(levels, dtype=np.int64).copy()
+    o = np.asarray(order, dtype=np.float64)
+    top = (out == LEVELS) & np.isfinite(o)
+    if top.sum() < 2:
+        return out
+    best = float(o[top].max())
+    tol = 1e-9 * max(abs(best), 1.0)
+    out[top & (o < best - tol)] = LEVELS - 1
+    return out

@@ -20,9 +20,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from scheduler.cluster.table import LazyReasons
+from scheduler.cluster.table import LazyReasons, NodeTable
 from scheduler.costs.energy import EnergyTable
-from scheduler.quantize import quantize_cost
+from scheduler.quantize import nudge_top, quantize_cost
 from scheduler.terms.base import Context, Term, TermArgs, TermScore
 from scheduler.terms.carbon import gpu_share
 
@@ -41,8 +41,8 @@ class Pricing:
     """The policy's ``prices`` as plain floats (read per cycle; no pydantic in the loop)."""
 
     carbon_per_tonne: float = 190.0
-    gpu_hour_idle: float = 0.01
-    gpu_hour_busy: float = 4.10
+    gpu_hour_idle: float = 0.005
+    gpu_hour_busy: float = 0.005
     stranded_gpu_hour: float = 4.10
     scarcity_exponent: float = 2.0
     indifference: float = 0.02
@@ -59,7 +59,7 @@ class CostBreakdown:
     gpu_hour_price: float
     stranded_hour_price: float
     gpu_hours: np.ndarray  # GPUs x run hours on the node's model
-    stranded_gpus: np.ndarray  # FGD fragmentation delta, GPUs (0 without the fgd term)
+    stranded_gpus: np.ndarray  # FGD fragmentation delta beyond the candidates' least, GPUs
     carbon_usd: np.ndarray
     gpu_usd: np.ndarray
     stranded_usd: np.ndarray
@@ -70,13 +70,17 @@ class CostBreakdown:
 
 
 def allocated_share(ctx: Context) -> float:
-    """Allocated share of the whole table's GPUs (0 when it has none)."""
-    t = ctx.table
-    total = float(np.asarray(t.gpu_total, dtype=np.float64).sum())
-    if total <= 0.0:
-        return 0.0
-    free = float(np.clip(np.asarray(t.gpu_free, dtype=np.float64), 0, None).sum()) / 1000.0
-    return float(min(max(1.0 - free / total, 0.0), 1.0))
+    """Allocated share of the fleet's GPUs: ``ctx.fleet_share`` when the caller knows the whole
+    fleet, else the candidate table's (which reads low under load: kube-scheduler sends the
+    nodes where the pod still fits, so the full ones are missing)."""
+    if ctx.fleet_share is not None:
+        return float(min(max(ctx.fleet_share, 0.0), 1.0))
+    return table_share(ctx.table)
+
+
+def table_share(t: NodeTable) -> float:
+    """Allocated share of ``t``'s GPUs (0 when it has none)."""
+    return t.allocated_gpu_share()
 
 
 def price(
@@ -103,6 +107,9 @@ def price(
     stranded = np.zeros(n)
     if fit is not None and fit.unit == "fragmented GPUs added":
         stranded = np.nan_to_num(np.asarray(fit.raw, dtype=np.float64), nan=0.0)
+        if n:  # beyond the least any candidate strands: filling a fragment (a negative delta)
+            # earns no credit that grows with a slow GPU's longer run, and costs stay >= 0
+            stranded = stranded - float(stranded.min())
     carbon_usd = np.nan_to_num(grams, nan=0.0) / 1e6 * pricing.carbon_per_tonne
     gpu_usd = gpu_hours * gpu_price
     stranded_usd = stranded * run_h * stranded_price
@@ -170,8 +177,10 @@ def evaluate(
     """Run every step's filter, then (if ``score``) score the feasible rows and price them.
 
     The levels follow each node's cost (:func:`price`, with ``pricing`` or the default prices;
-    :func:`~scheduler.quantize.quantize_cost`); ``combined`` is the level plus the gpu_fit
-    preference / 10, the stable order among equal levels."""
+    :func:`~scheduler.quantize.quantize_cost`), with the one-level FGD nudge among the nodes at 10
+    (:func:`~scheduler.quantize.nudge_top`); ``combined`` is the level plus the gpu_fit preference
+    / 10, the stable order among equal levels. The scarcity reads ``ctx.fleet_share`` when the
+    caller knows the fleet."""
     pricing = pricing if pricing is not None else Pricing()
     n = len(ctx.table)
     share = allocated_share(ctx)
@@ -203,6 +212,7 @@ def evaluate(
     lv = quantize_cost(breakdown.cost, pricing.indifference, pricing.full_scale)
     fit = sub_scores.get("gpu_fit")
     order = np.zeros(len(lv)) if fit is None else np.nan_to_num(fit.normalized, nan=0.0)
+    lv = nudge_top(lv, order)
     combined[feasible] = lv + 0.1 * order
     levels[feasible] = lv
     cost = _expand_cost(breakdown, rows, n)
@@ -247,6 +257,7 @@ def _restrict(ctx: Context, rows: np.ndarray) -> Context:
         klass=ctx.klass,
         signal=ctx.signal,
         feasible=None,  # the filters are done; every row of the restricted table passed them
+        fleet_share=ctx.fleet_share,
     )
 
 

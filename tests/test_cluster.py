@@ -373,3 +373,14 @@ def test_decisions_awaiting_bind_stay_bounded(monkeypatch: pytest.MonkeyPatch) -
     assert list(ext._memo) == ["uid-4", "uid-5"]  # the newest survive
     ext.prioritize(json.dumps(payload).encode())  # the same pod again replaces its decision
     assert list(ext._memo) == ["uid-4", "uid-5"] and ext._memo_rows == 8
+
+
+def test_gpu_allocated_share_counts_the_whole_fleet(state: ClusterState) -> None:
+    assert state.gpu_allocated_share() == 0.0
+    state.upsert_pod(pod("p1", "a", gpus=3))  # 3 of the 12 GPUs (a: 8, b: 4)
+    state.upsert_pod(pod("p2", "b", gpus=3))
+    assert state.gpu_allocated_share() == pytest.approx(6 / 12)
+    # the candidates kube-scheduler might send (only a, 5 of 8 free) do not change it
+    table, _ = state.table_for(["a"])
+    assert whole_free(table) == 5
+    assert state.gpu_allocated_share() == pytest.approx(0.5)

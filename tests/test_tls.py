@@ -121,8 +121,9 @@ def assert_prioritize_answer(response: httpx.Response) -> None:
     assert response.status_code == 200, response.text
     scores = response.json()
     sent = [n["metadata"]["name"] for n in json.loads(FIXTURE.read_bytes())["Nodes"]["items"]]
-    assert sorted(item["Host"] for item in scores) == sorted(sent)
-    assert all(0 <= item["Score"] <= 10 for item in scores)
+    # the nodes scoring above 0 (kube-scheduler adds nothing for a host left out)
+    assert scores and {item["Host"] for item in scores} <= set(sent)
+    assert all(0 < item["Score"] <= 10 for item in scores)
 
 
 def test_https_serves_a_client_that_trusts_the_ca(https_port: int, pki: Pki) -> None:

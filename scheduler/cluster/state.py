@@ -267,6 +267,14 @@ class ClusterState:
                 return None
             return table.take(np.array([i], dtype=np.intp))
 
+    def gpu_allocated_share(self) -> float:
+        """Allocated share of every known node's GPUs, 0..1 (0 without GPUs): the fleet-wide
+        scarcity the priced model reads, not just the candidates kube-scheduler sends."""
+        with self._lock:
+            self._expire()
+            table = self._current_table()
+            return table.allocated_gpu_share()
+
     def full_table(self) -> NodeTable:
         with self._lock:
             self._expire()

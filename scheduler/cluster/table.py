@@ -47,6 +47,14 @@ class NodeTable:
     def __len__(self) -> int:
         return len(self.names)
 
+    def allocated_gpu_share(self) -> float:
+        """Allocated share of these nodes' GPUs, 0..1 (0 when they have none)."""
+        total = float(np.asarray(self.gpu_total, dtype=np.float64).sum())
+        if total <= 0.0:
+            return 0.0
+        free = float(np.clip(np.asarray(self.gpu_free, dtype=np.float64), 0, None).sum()) / 1000.0
+        return float(min(max(1.0 - free / total, 0.0), 1.0))
+
     def take(self, idx: np.ndarray, like: NodeTable | None = None) -> NodeTable:
         """The rows ``idx`` (numpy fancy indexing: copies, so callers may not mutate the base).
 

@@ -216,7 +216,10 @@ class Extender:
         metrics.NODES_PER_REQUEST.labels("prioritize").observe(len(table) + len(unknown))
         engine = self.engine()
         klass = engine.classify(args.Pod) if args.Pod is not None else "default"
-        ev = engine.evaluate(demand, table, self.carbon(), self.clock(), klass=klass)
+        share = self.state.gpu_allocated_share()  # scarcity of the fleet, not the candidates
+        ev = engine.evaluate(
+            demand, table, self.carbon(), self.clock(), klass=klass, fleet_share=share
+        )
         metrics.PODS_SCORED.inc()
         # kube-scheduler adds an extender's score to the hosts it lists and to no other
         # (prioritizeNodes in schedule_one.go): a 0 and no entry are the same, so the zeros (and
@@ -311,7 +314,10 @@ class Extender:
         # score, and a bind without prioritize records this evaluation as its decision
         row = decision.row(node) if decision is not None else None
         score = row is None or seen.demand.shares_gpu
-        ev = engine.evaluate(seen.demand, table, self.carbon(), now, klass=seen.klass, score=score)
+        share = self.state.gpu_allocated_share()  # scarcity of the fleet, not this one node
+        ev = engine.evaluate(
+            seen.demand, table, self.carbon(), now, klass=seen.klass, score=score, fleet_share=share
+        )
         late = ""
         if ev.feasible[0]:
             gpu_index = engine.gpu_index(ev, 0)

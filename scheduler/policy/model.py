@@ -216,9 +216,9 @@ class Prices(_Strict):
 
     cost = gCO2e / 1e6 x carbonPerTonne
          + GPUs x run hours on the node's model x gpuHour(s)          (occupied GPU time)
-         + stranded GPUs (FGD delta) x run hours x strandedGpuHour x s
+         + stranded GPUs (FGD delta beyond the candidates' least) x run h x strandedGpuHour x s
          + kWh x the zone's electricity price over the run              (with ``energy``)
-    with s = allocated GPU share ** scarcityExponent (0 on an idle fleet, 1 when full) and
+    with s = the fleet's allocated GPU share ** scarcityExponent (0 idle, 1 full) and
     gpuHour(s) = gpuHourIdle + (gpuHourBusy - gpuHourIdle) x s.
     """
 
@@ -229,28 +229,30 @@ class Prices(_Strict):
         "carbon, 2 % near-term discount rate, 2020 emissions, 2020 dollars)",
     )
     gpuHourIdle: float = Field(
-        default=0.01,
+        default=0.005,
         ge=0.0,
-        description="Opportunity price of one occupied GPU-hour on an idle fleet, USD; the same "
-        "for every model, so a 5x slower GPU costs 5x the GPU time",
+        description="Price of one occupied GPU-hour on an idle fleet, USD; the same for every "
+        "model, so a 5x slower GPU costs 5x the GPU time (default: an exchange rate, 26 gCO2e "
+        "per GPU-hour at $190/t, tuned on the 2022 series)",
     )
     gpuHourBusy: float = Field(
-        default=4.10,
+        default=0.005,
         ge=0.0,
-        description="Price of one occupied GPU-hour on a full fleet, USD (default: AWS "
-        "p4d.24xlarge on-demand, us-east-1, $32.77/h for 8 A100, approximate)",
+        description="Price of one occupied GPU-hour on a full fleet, USD (default: flat, as idle; "
+        "AWS p4d.24xlarge on-demand is $4.10 per A100-hour for a fleet that rents by the hour)",
     )
     strandedGpuHour: float = Field(
         default=4.10,
         ge=0.0,
         description="Price of one stranded GPU-hour (FGD fragmentation delta x run hours) on a "
-        "full fleet, USD, scaled by scarcity",
+        "full fleet, USD, scaled by scarcity (default: AWS p4d.24xlarge on-demand, us-east-1, "
+        "$32.77/h for 8 A100, approximate)",
     )
     scarcityExponent: float = Field(
         default=2.0,
         gt=0.0,
         le=10.0,
-        description="Scarcity s = allocated GPU share ** this (0 idle, 1 full)",
+        description="Scarcity s = the fleet's allocated GPU share ** this (0 idle, 1 full)",
     )
     indifference: Fraction = Field(
         default=0.02,

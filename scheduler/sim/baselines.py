@@ -64,8 +64,16 @@ class BaselineEngine(Engine):
         klass: str = "default",
         score: bool = True,
         duration_s: float | None = None,
+        fleet_share: float | None = None,
     ) -> Evaluation:
         ev = super().evaluate(
-            demand, table, carbon, now_s, klass=klass, score=score, duration_s=duration_s
+            demand,
+            table,
+            carbon,
+            now_s,
+            klass=klass,
+            score=score,
+            duration_s=duration_s,
+            fleet_share=fleet_share,
         )
         return rank_by(ev, self.rank_by) if score else ev

@@ -220,7 +220,10 @@ def simulate(
         if not mask.any():
             return False
         rows = np.flatnonzero(mask)
-        ev = engine.evaluate(d, table.take(rows), MemoView(base_view.at(now)), now)
+        share = fleet.running_gpus / capacity if capacity > 0 else 0.0
+        ev = engine.evaluate(
+            d, table.take(rows), MemoView(base_view.at(now)), now, fleet_share=share
+        )
         if not ev.feasible.any():
             refused.add(p)
             return False

@@ -56,6 +56,9 @@ class Context:
     # rows that passed the filters run so far: set by scoring.evaluate before each filter, None
     # outside filtering; a term reads it and never writes it
     feasible: np.ndarray | None = None
+    # allocated share of the whole fleet's GPUs (0..1), when the caller knows the fleet (the
+    # extender's cluster state, the simulator); None: the priced model uses ``table`` instead
+    fleet_share: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

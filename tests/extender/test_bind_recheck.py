@@ -12,12 +12,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from carbon.testing import FixedView
 from scheduler.cluster.state import ClusterState
 from scheduler.engine import Engine
 from scheduler.extender.service import Extender
 from scheduler.names import ANN_DECISION, ANN_GPU_INDEX
 from scheduler.policy.validate import load_policy
+from tests.test_cluster import node
+from tests.test_cluster import pod as cluster_pod
 
 FIXTURE = (
     Path(__file__).resolve().parents[1]
@@ -117,3 +121,24 @@ async def test_a_pod_lowcarb_never_saw_is_bound_as_before() -> None:
     ext, binder = extender()
     assert error_of(await ext.bind(binding("stranger", "use1-a-gpu"))) == ""
     assert binder.calls == [("stranger", "use1-a-gpu", {})]
+
+
+def test_prioritize_prices_scarcity_over_the_fleet_not_the_candidates() -> None:
+    """A fleet 3/4 allocated elsewhere: the idle candidates must not make GPU time look free."""
+    ext, _ = extender()
+    body = json.dumps(pod_args("scarce")).encode()
+    ext.filter(body)  # kube-scheduler's nodes enter the cache
+    ext.state.upsert_node(node("busy-gpu", gpus=36))  # not among the candidates
+    ext.state.upsert_pod(cluster_pod("hog", "busy-gpu", gpus=36))
+    total = 8 + 8 + 4 + 4 + 36  # the recorded payload's four nodes, and busy-gpu
+    seen: list[float | None] = []
+    engine = ext.engine()
+    evaluate = engine.evaluate
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs.get("fleet_share"))
+        return evaluate(*args, **kwargs)
+
+    engine.evaluate = spy  # type: ignore[method-assign]
+    ext.prioritize(body)
+    assert seen == [pytest.approx(36 / total)]

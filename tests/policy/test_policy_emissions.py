@@ -166,14 +166,15 @@ def test_engine_prices_each_class_and_maps_cost_differences_to_levels() -> None:
     assert ev.terms["carbon"].raw.tolist() == pytest.approx([108.72, 124.80, 109.2])
     assert ev.cost is not None
     assert ev.cost.cost.tolist() == pytest.approx([g / 1e6 * 190 for g in (108.72, 124.8, 109.2)])
-    # the A100 is 0.44 % dearer (within the 2 % indifference): 10 too; the T4 14.8 % dearer:
-    # round(10 x (1 - 0.148)) = 9. A small difference stays a small difference.
-    assert ev.levels.tolist() == [10, 9, 10]
+    # the A100 is 0.44 % dearer (within the 2 % indifference): the two are equal, and among
+    # equals the GPU term's FGD order gives the one-level nudge (the A100 keeps 10, the H100 9);
+    # the T4 14.8 % dearer: round(10 x (1 - 0.148)) = 9. A small difference stays small.
+    assert ev.levels.tolist() == [9, 9, 10]
     assert set(ev.terms) == {"gpu_fit", "carbon"}  # the same terms for every class
     ev = engine.evaluate(one_gpu_pod(), table, view, 0.0, klass="carbon-blind")
     assert ev.cost is not None and ev.cost.carbon_usd.tolist() == [0.0, 0.0, 0.0]
-    # GPU-hours at $0.01: H100 0.5 h, T4 5 h, A100 1 h -> the A100 is 100 % dearer: level 0
-    assert ev.cost.cost.tolist() == pytest.approx([0.005, 0.05, 0.01])
+    # GPU-hours at $0.005: H100 0.5 h, T4 5 h, A100 1 h -> the A100 is 100 % dearer: level 0
+    assert ev.cost.cost.tolist() == pytest.approx([0.0025, 0.025, 0.005])
     assert ev.levels.tolist() == [10, 0, 0]
     assert int(np.argmax(ev.levels)) == int(np.nanargmax(ev.combined))
 

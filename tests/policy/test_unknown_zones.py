@@ -187,7 +187,9 @@ def test_other_terms_still_decide_for_a_node_in_an_unknown_zone() -> None:
     table.gpu_free[2, 1:] = 0  # one GPU left on the node without data: the tightest fit
     ev = Engine(NEUTRAL_POLICY).evaluate(one_gpu(), table, VIEW, 0.0, klass="packing")
     assert ev.terms["gpu_fit"].normalized.tolist()[2] == 1.0
-    assert ev.levels.tolist() == [10, 10, 10]  # carbon-blind: the same GPU time everywhere
+    # carbon-blind: the same GPU time everywhere, so all are equal on cost, and the GPU term's
+    # one-level nudge among equals goes to the tightest fit, the node without data
+    assert ev.levels.tolist() == [9, 9, 10]
     assert ev.best() == 2  # among equal costs the GPU term's order decides: the tightest fit
 
 

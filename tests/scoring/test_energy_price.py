@@ -138,4 +138,4 @@ def test_energy_adds_kwh_times_price_to_the_cost_and_nothing_without_it() -> Non
     np.testing.assert_allclose(priced.cost.energy_price, [0.1, 0.5, 0.1])
     np.testing.assert_allclose(priced.cost.energy_usd, kwh * [0.1, 0.5, 0.1])
     np.testing.assert_allclose(priced.cost.cost, plain.cost.cost + kwh * [0.1, 0.5, 0.1])
-    assert priced.cost.cost[1] > plain.cost.cost[1] == pytest.approx(0.01 + 115.2 * 190e-6)
+    assert priced.cost.cost[1] > plain.cost.cost[1] == pytest.approx(0.005 + 115.2 * 190e-6)

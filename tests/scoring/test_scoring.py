@@ -110,8 +110,8 @@ def test_evaluate_filters_then_prices_and_reports_reasons() -> None:
     assert ev.reasons == {2: "row 2 is bad"}
     assert "values" not in ev.terms  # a filter only: never scored
     assert ev.cost is not None
-    # 1 GPU-hour at the idle price 0.01 $ + grams x 190 $/t: 1.91, 5.71, -, 1.929 $
-    np.testing.assert_allclose(ev.cost.cost[[0, 1, 3]], [1.91, 5.71, 1.929])
+    # 1 GPU-hour at the default 0.005 $ + grams x 190 $/t: 1.905, 5.705, -, 1.924 $
+    np.testing.assert_allclose(ev.cost.cost[[0, 1, 3]], [1.905, 5.705, 1.924])
     assert np.isnan(ev.cost.cost[2])
     # row 3 is 1 % dearer than row 0 (within the 2 % indifference): both 10; row 1 199 %: 0
     assert ev.levels.tolist() == [10, 0, 0, 10]

@@ -19,7 +19,7 @@ from scheduler.sim.run import (
     shift_holds,
     shift_saving,
 )
-from scheduler.sim.trace import SimNodes
+from scheduler.sim.trace import SimNodes, SimPods
 from tests.support.sim import HOUR, POWER, T0, nodes, pods, series
 
 POLICIES = build_policies(POWER, Policy())
@@ -264,3 +264,38 @@ def test_a_slower_gpu_runs_longer_and_the_bound_knows_it() -> None:
     assert acc.pod_kg[0] == pytest.approx(0.12 * 50 / 1000)
     bound = spatial_bound(trace, fleet, POWER, integrals, hour_edges(T0, T0 + 2 * HOUR))
     assert bound.kg == pytest.approx(0.12 * 50 / 1000)
+
+
+def test_scarcity_follows_the_busy_fleet_not_the_idle_candidates() -> None:
+    """Three 2-GPU G2 nodes in the clean zone are taken by long 2-GPU pods (6 of 8 GPUs: share
+    0.75, s = 0.5625); the 1-GPU pod that follows fits only the idle T4 (clean, 0.5x speed) and
+    the idle G2 (dirty). By hand, GPU time at 0.41 x 0.5625 = 0.2306 $/h: T4 2 GPU-h 0.4613 $ +
+    6 g, G2 1 GPU-h 0.2306 $ + 125 g (0.0238 $): the dirty G2 is cheaper. Priced on the idle
+    candidates alone (s = 0) the T4 would win on carbon (6 g against 125 g)."""
+    fleet = SimNodes(
+        names=["a", "b", "c", "t4-clean", "g2-dirty"],
+        cpu_milli=np.full(5, 8000, dtype=np.int64),
+        mem_bytes=np.full(5, 64 * 2**30, dtype=np.int64),
+        gpus=np.array([2, 2, 2, 1, 1], dtype=np.int64),
+        model=["G2", "G2", "G2", "T4", "G2"],
+        zone=["clean", "clean", "clean", "clean", "dirty"],
+    )
+    trace = SimPods(
+        names=["big-0", "big-1", "big-2", "small"],
+        cpu_milli=np.full(4, 1000, dtype=np.int64),
+        mem_bytes=np.full(4, 2**30, dtype=np.int64),
+        gpus=np.array([2, 2, 2, 1], dtype=np.int64),
+        gpu_milli=np.full(4, 1000, dtype=np.int64),
+        models=[()] * 4,
+        qos=["LS"] * 4,
+        arrival=T0 + np.array([0.0, 0.1, 0.2, 0.3]) * HOUR,
+        duration=np.array([10.0, 10.0, 10.0, 1.0]) * HOUR,
+    )
+    policy = Policy.model_validate(
+        {
+            "prices": {"gpuHourIdle": 0.0, "gpuHourBusy": 0.41, "strandedGpuHour": 4.10},
+        }
+    ).model_copy(update={"power": POWER})
+    out = simulate(trace, fleet, policy, CLEAN_DIRTY)
+    assert [fleet.names[n] for n in out.node.tolist()[:3]] == ["a", "b", "c"]
+    assert fleet.names[int(out.node[3])] == "g2-dirty"

@@ -1,0 +1,141 @@
+"""Why lowcarb's placements emit more than the least-emitting choice: a per-decision attribution.
+
+Replays the quick placement run (:mod:`scheduler.sim.run`, the shipped default policy) with the
+engine wrapped: for every pod lowcarb places, it compares the chosen node with the candidate of
+least expected gCO2e in the same cycle (the carbon term's own estimate over the class's expected
+run) and names what made lowcarb pay more carbon: ``gpu-time price`` (the cheaper GPU time of the
+chosen node outweighed the carbon), ``stranded price`` (it strands fewer GPUs), ``in band`` (both
+were within the indifference band and the FGD order chose), or ``carbon-optimal``. Excess kg are
+the 1-hour estimate's difference scaled to the pod's real duration (an estimate, not accounting).
+Also prints both policies' tCO2e, mean wait and GPU-hours. Table, then one JSON line:
+
+    .venv/bin/python benchmarks/placement_why.py --year 2022 --load-scale 1,1211
+    .venv/bin/python benchmarks/placement_why.py --year 2021 --seed 2 --load-scale 5261
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import sys
+from typing import Any
+
+import numpy as np
+
+from carbon.datadir import data_dir
+from scheduler.sim import replay
+from scheduler.sim import run as sim_run
+from scheduler.sim.carbon import Integrals, load_series
+from scheduler.sim.results import SimOptions
+
+
+def cause_of(record: tuple[Any, ...]) -> str:
+    """The component that made the chosen node emit more than the least-gCO2e candidate."""
+    excess, level_best, d_gpu, d_stranded, same_model, same_zone = record
+    if excess <= 1e-9:
+        cause = "carbon-optimal"
+    elif level_best == 10:
+        cause = "in band (FGD order)"
+    elif d_gpu < 0 and -d_gpu >= max(-d_stranded, 0.0):
+        cause = "gpu-time price"
+    elif d_stranded < 0:
+        cause = "stranded price"
+    else:
+        cause = "other"
+    model = "same model" if same_model else "other model"
+    zone = "same zone" if same_zone else "other zone"
+    return f"{cause}, {model}, {zone}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--year", type=int, default=2022)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--load-scale", default="1", help="comma-separated arrival compressions")
+    args = parser.parse_args()
+    if data_dir() is None:
+        print("placement_why: no data directory (set LOWCARB_DATA); skipped", file=sys.stderr)
+        raise SystemExit(0)
+    opts = SimOptions(quick=True, year=args.year, seed=args.seed)
+    real, nodes, _ = sim_run.load_inputs(opts, scaled=False)
+    power = sim_run.power_model(None)
+    slowest = min(power.gpu(m).relativeSpeed for m in set(nodes.model))
+    hi = float((real.arrival + real.duration / slowest).max()) + 30 * 86400
+    series = load_series(sim_run.sim_zones(opts), args.year, float(real.arrival.min()), hi)
+    policies = sim_run.build_policies(power, sim_run.lowcarb_policy(None))
+    integrals = Integrals.of(series)
+    make_engine = replay.make_engine
+    out: list[dict[str, Any]] = []
+    for scale in (float(s) for s in args.load_scale.split(",")):
+        pods = real.scaled(scale)
+        last: dict[int, tuple[Any, ...]] = {}
+
+        def wrapped(policy: Any, fleet: Any, last: dict[int, tuple[Any, ...]] = last) -> Any:
+            engine = make_engine(policy, fleet)
+            if policy is not policies["lowcarb"]:
+                return engine
+            evaluate = engine.evaluate
+
+            def spy(d: Any, table: Any, carbon: Any, now: float, **kw: Any) -> Any:
+                ev = evaluate(d, table, carbon, now, **kw)
+                if ev.cost is None or "carbon" not in ev.terms or not ev.feasible.any():
+                    return ev
+                g = ev.terms["carbon"].raw
+                chosen = int(np.nanargmax(np.where(ev.feasible, ev.combined, -np.inf)))
+                best = int(np.argmin(np.where(ev.feasible, np.nan_to_num(g, nan=np.inf), np.inf)))
+                c = ev.cost
+                last[int(d.uid.removeprefix("sim-"))] = (
+                    float(g[chosen] - g[best]),
+                    int(ev.levels[best]),
+                    float(c.gpu_usd[chosen] - c.gpu_usd[best]),
+                    float(c.stranded_usd[chosen] - c.stranded_usd[best]),
+                    bool(table.gpu_model[chosen] == table.gpu_model[best]),
+                    bool(table.zone[chosen] == table.zone[best]),
+                )
+                return ev
+
+            engine.evaluate = spy  # type: ignore[method-assign,assignment]
+            return engine
+
+        runs: dict[str, dict[str, float]] = {}
+        replay.make_engine = wrapped  # type: ignore[assignment]
+        try:
+            for name in ("carbon-greedy", "lowcarb"):
+                p = replay.simulate(pods, nodes, policies[name], series, seed=args.seed)
+                acc = replay.account(pods, nodes, p, power, integrals)
+                wait = (p.start - p.ready)[p.placed]
+                gpu_h = float((pods.gpu_fraction * p.runtime)[p.placed].sum() / 3600.0)
+                runs[name] = {
+                    "tco2e": round(acc.tco2e, 4),
+                    "wait_mean_s": round(float(wait.mean()), 2),
+                    "gpu_hours": round(gpu_h, 1),
+                }
+        finally:
+            replay.make_engine = make_engine
+        pods_by: collections.Counter[str] = collections.Counter()
+        kg_by: collections.Counter[str] = collections.Counter()
+        for p_idx, rec in last.items():
+            cause = cause_of(rec)
+            pods_by[cause] += 1
+            kg_by[cause] += max(rec[0], 0.0) * float(pods.duration[p_idx]) / 3600.0 / 1000.0
+        print(f"load x{scale:g}, {args.year}, seed {args.seed}: {runs}")
+        head = "cause (chosen node vs least-gCO2e candidate)"
+        print(f"  {head:55s} {'pods':>6s} {'excess kg':>10s}")
+        for cause in sorted(pods_by, key=lambda k: -kg_by[k]):
+            print(f"  {cause:55s} {pods_by[cause]:6d} {kg_by[cause]:10.1f}")
+        out.append(
+            {
+                "load_scale": scale,
+                "policies": runs,
+                "causes": {
+                    k: {"pods": pods_by[k], "excess_kg": round(kg_by[k], 1)} for k in pods_by
+                },
+            }
+        )
+    line = {"benchmark": "placement_why", "year": args.year, "seed": args.seed, "levels": out}
+    print(json.dumps(line))
+
+
+if __name__ == "__main__":
+    main()
