@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -81,8 +83,36 @@ class CarbonDataUsed(BaseModel):
     reason: str | None = Field(default=None, description="Present when no source knows the zone")
 
 
+class WorkloadShape(BaseModel):
+    """One typical pod shape and its share of the typical workload."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gpus: int = Field(description="GPUs the pod asks for (0: a CPU-only pod)")
+    gpu_milli: int = Field(description="Thousandths of each GPU (1000: whole GPUs; 0: none)")
+    cpu_milli: int = Field(description="CPU the pod asks for, millicores")
+    models: list[str] = Field(description="GPU models the pod allows (empty: any)")
+    weight: float = Field(description="Share of the typical workload, 0..1")
+
+
+class TypicalWorkload(BaseModel):
+    """The expected workload the GPU term's FGD scores against: FGD's "typical pods", learned
+    from the pods the service filters (``lowcarb explain``: from the ``--pods`` it is given)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: Literal["learned", "default", "fixed", "none"] = Field(
+        description="learned from recent pods; default before any pod was seen (1 whole GPU); "
+        "fixed when pinned in code (simulator); none without a GPU term"
+    )
+    pods: int = Field(description="Pods it was learned from (0 unless learned)")
+    shapes: int = Field(description="Distinct pod shapes in it")
+    top: list[WorkloadShape] = Field(description="The most popular shapes, most popular first")
+    gpu_mode: str = Field(description="The class's gpuMode; the workload is used by fgd only")
+
+
 class Explanation(BaseModel):
-    """Why the pod would go where: every node best first, infeasible ones last."""
+    """Why the pod would go where: nodes by score, then cost (cheapest first), infeasible last."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -93,3 +123,6 @@ class Explanation(BaseModel):
     class_reason: str = Field(description="Why that class (label, owner kind, default, ...)")
     expected_duration_s: float = Field(description="The pod's expected run time, seconds")
     notes: list[str] = Field(description="Annotations ignored, zones without data, ...")
+    workload: TypicalWorkload = Field(
+        description="The typical pods the GPU term used (where from, how many pods, top shapes)"
+    )

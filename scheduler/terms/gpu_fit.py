@@ -237,6 +237,16 @@ class GpuFit(Term[GpuFitArgs]):
             self._model = FragmentationModel(current)
         return self._model
 
+    def typical(self, *, fresh: bool = False) -> tuple[Workload, str, int]:
+        """The expected workload FGD scores against, where it came from (``fixed``, ``learned``
+        or ``default``: no pod seen yet) and how many pods it was learned from. ``fresh``: first
+        bring it up to date with every pod seen (scoring does so every ``refresh_every`` pods)."""
+        if self.fixed is not None:
+            return self.fixed, "fixed", 0
+        current = self.learner.refresh() if fresh else self.learner.workload()
+        basis = self.learner.basis
+        return current, "learned" if basis else "default", basis
+
     def filter(self, ctx: Context, args: GpuFitArgs) -> tuple[np.ndarray | None, dict[int, str]]:
         pod, table = ctx.pod, ctx.table
         if not pod.wants_gpu:
