@@ -13,19 +13,17 @@ prices and quantiser) and returns a JSON-ready dict (:class:`scheduler.api.expla
      "cost_usd": 0.0529}}, ...],
      "carbon_data": {"SE": {"source": "static", "age_s": 0}}}
 
-plus ``class_reason``, ``expected_duration_s``, ``notes`` (annotations that were ignored, zones
-without data) and ``workload``: the typical pods FGD scores against (``learned`` from how many pods,
-or the ``default`` before any, its shape count and top shapes; explain first brings it up to date
-with every pod the term has seen, which scoring does every 50 pods). A term's ``normalized`` is its
-0..1 preference over the feasible nodes. A zone no carbon source knows is listed in ``carbon_data``
-with null values and ``"reason": "unknown_zone"``. Nodes are listed by score, then by cost (cheapest
-first), then in the GPU term's order; infeasible ones last. :func:`render` prints it as a table that
-fits 80 columns (node, zone, gCO2e, run hours, cost, score; every column with ``wide``);
-:func:`node_rows` flattens it for CSV. :func:`explain_router` serves it over HTTP: ``GET
-/explain?pod=ns/name`` (cluster mode: the pod is read from the API server, since the node/pod cache
-keeps only bound pods' demands) and ``POST /explain`` with a Pod manifest (any mode); both score
-against every node the service knows, as ``lowcarb explain`` does with the nodes and pods it is
-given.
+plus ``class_reason``, ``expected_duration_s``, ``notes`` (annotations ignored, zones without data)
+and ``workload``: FGD's typical pods, brought up to date with every pod seen first. A term's
+``normalized`` is its 0..1 preference over the feasible nodes. A zone no carbon source knows is
+listed in ``carbon_data`` with null values and ``"reason": "unknown_zone"``. Nodes are listed by
+score, then by cost (cheapest first), then in the GPU term's order; infeasible ones last.
+:func:`render` prints it as a table that fits 80 columns (node, zone, gCO2e, run hours, cost, score;
+every column with ``wide``); :func:`node_rows` flattens it for CSV. :func:`explain_router` serves it
+over HTTP: ``GET /explain?pod=ns/name`` (cluster mode: the pod is read from the API server, since
+the node/pod cache keeps only bound pods' demands) and ``POST /explain`` with a Pod manifest (any
+mode); both score against every node the service knows, as ``lowcarb explain`` does with the nodes
+and pods it is given.
 """
 
 from __future__ import annotations
@@ -47,7 +45,7 @@ from carbon.gaps import UNKNOWN_ZONE
 from carbon.types import CarbonView
 from scheduler import wire
 from scheduler.api.errors import ApiError, error_responses
-from scheduler.api.explain import Explanation
+from scheduler.api.explain import Explanation, workload_line
 from scheduler.cluster.state import ClusterState
 from scheduler.cluster.table import NodeTable
 from scheduler.demand import DemandError, parse_demand
@@ -58,7 +56,6 @@ from scheduler.terms.base import TermScore
 from scheduler.terms.gpu_fit import GpuFit
 
 UNKNOWN_NODE = "node not in lowcarb's cache (not synced yet, or deleted)"
-TOP_SHAPES = 3  # shapes of the typical workload listed
 PodGetter = Callable[[str, str], Awaitable[wire.Pod]]
 POD_SCHEMA = "#/components/schemas/Pod"  # the msgspec wire type, as the verbs' bodies use it
 
@@ -82,9 +79,10 @@ def explain(
     except DemandError as exc:
         raise ExplainError(str(exc)) from exc
     choice = engine.choose(pod)
-    gpu_fit = engine.terms.get("gpu_fit")
+    gpu_fit, mode = engine.terms.get("gpu_fit"), str(choice.workload_class.gpuMode)
     if isinstance(gpu_fit, GpuFit):  # every pod seen so far, as lowcarb explain learns them
         gpu_fit.typical(fresh=True)
+    no_gpu_term = {"source": "none", "pods": 0, "shapes": 0, "top": [], "gpu_mode": mode}
     ev = engine.evaluate(demand, table, carbon, now_s, klass=choice.name)
     prices = engine.pricing.get(choice.name) or engine.pricing["default"]
     cost = ev.cost.cost if ev.cost is not None else np.full(len(table), np.nan)
@@ -132,64 +130,8 @@ def explain(
         "class_reason": choice.reason,
         "expected_duration_s": choice.duration_s,
         "notes": list(ev.notes),
-        "workload": typical_workload(engine, choice),
+        "workload": gpu_fit.summary(mode) if isinstance(gpu_fit, GpuFit) else no_gpu_term,
     }
-
-
-def typical_workload(engine: Engine, choice: ClassChoice) -> dict[str, Any]:
-    """The GPU term's expected workload (FGD's typical pods): where it came from, how many pods
-    it was learned from, and its most popular shapes."""
-    term = engine.terms.get("gpu_fit")
-    mode = str(getattr(choice.workload_class, "gpuMode", "fgd"))
-    if not isinstance(term, GpuFit):
-        return {"source": "none", "pods": 0, "shapes": 0, "top": [], "gpu_mode": mode}
-    workload, source, pods = term.typical()  # as evaluated (brought up to date by explain)
-    ranked = sorted(
-        zip(workload.shapes, workload.weights, strict=True),
-        key=lambda sw: (-sw[1], sw[0].gpus, sw[0].milli, sw[0].cpu_milli, sw[0].models),
-    )
-    top = [
-        {
-            "gpus": shape.gpus,
-            "gpu_milli": shape.milli,
-            "cpu_milli": shape.cpu_milli,
-            "models": list(shape.models),
-            "weight": round(float(weight), 4),
-        }
-        for shape, weight in ranked[:TOP_SHAPES]
-    ]
-    return {
-        "source": source,
-        "pods": pods,
-        "shapes": len(workload.shapes),
-        "top": top,
-        "gpu_mode": mode,
-    }
-
-
-def workload_line(workload: dict[str, Any]) -> str:
-    """``typical pods (FGD): 4 shapes learned from 120 pods; 1 GPU 42%, ...`` (table header)."""
-    count = f"{workload['shapes']} shape{'s' if workload['shapes'] != 1 else ''}"
-    if workload["source"] == "learned":
-        where = f"learned from {workload['pods']} pod{'s' if workload['pods'] != 1 else ''}"
-    elif workload["source"] == "default":
-        where = "the default (no pod seen yet)"
-    else:
-        where = workload["source"]
-    shapes = ", ".join(f"{_shape_text(s)} {s['weight']:.0%}" for s in workload["top"])
-    more = ", ..." if workload["shapes"] > len(workload["top"]) else ""
-    unused = f" (not used: gpuMode {workload['gpu_mode']})" if workload["gpu_mode"] != "fgd" else ""
-    return f"typical pods (FGD): {count}, {where}; {shapes}{more}{unused}"
-
-
-def _shape_text(shape: dict[str, Any]) -> str:
-    if not shape["gpus"] or not shape["gpu_milli"]:
-        text = "CPU only"
-    elif shape["gpu_milli"] < 1000:
-        text = f"{shape['gpu_milli'] / 1000:g} GPU"
-    else:
-        text = f"{shape['gpus']} GPU"
-    return f"{text} {'|'.join(shape['models'])}" if shape["models"] else text
 
 
 def _cost_row(

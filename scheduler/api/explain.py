@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -109,6 +109,32 @@ class TypicalWorkload(BaseModel):
     shapes: int = Field(description="Distinct pod shapes in it")
     top: list[WorkloadShape] = Field(description="The most popular shapes, most popular first")
     gpu_mode: str = Field(description="The class's gpuMode; the workload is used by fgd only")
+
+
+def workload_line(workload: dict[str, Any]) -> str:
+    """A :class:`TypicalWorkload` in one line (explain's table header), e.g. ``typical pods (FGD):
+    4 shapes, learned from 120 pods; 8 GPU 50%, 1 GPU 25%, 0.5 GPU 15%, ...``."""
+    count = f"{workload['shapes']} shape{'s' if workload['shapes'] != 1 else ''}"
+    if workload["source"] == "learned":
+        where = f"learned from {workload['pods']} pod{'s' if workload['pods'] != 1 else ''}"
+    elif workload["source"] == "default":
+        where = "the default (no pod seen yet)"
+    else:
+        where = workload["source"]
+    shapes = ", ".join(f"{_shape_text(s)} {s['weight']:.0%}" for s in workload["top"])
+    more = ", ..." if workload["shapes"] > len(workload["top"]) else ""
+    unused = f" (not used: gpuMode {workload['gpu_mode']})" if workload["gpu_mode"] != "fgd" else ""
+    return f"typical pods (FGD): {count}, {where}; {shapes}{more}{unused}"
+
+
+def _shape_text(shape: dict[str, Any]) -> str:
+    if not shape["gpus"] or not shape["gpu_milli"]:
+        text = "CPU only"
+    elif shape["gpu_milli"] < 1000:
+        text = f"{shape['gpu_milli'] / 1000:g} GPU"
+    else:
+        text = f"{shape['gpus']} GPU"
+    return f"{text} {'|'.join(shape['models'])}" if shape["models"] else text
 
 
 class Explanation(BaseModel):

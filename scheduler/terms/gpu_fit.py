@@ -12,7 +12,7 @@ service writes it to the pod (``lowcarb.dev/gpu-index``) at bind. Its filter run
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -246,6 +246,32 @@ class GpuFit(Term[GpuFitArgs]):
         current = self.learner.refresh() if fresh else self.learner.workload()
         basis = self.learner.basis
         return current, "learned" if basis else "default", basis
+
+    def summary(self, mode: str, top: int = 3) -> dict[str, Any]:
+        """The expected workload for ``/explain``: source, pods learned from, shape count, the
+        ``top`` most popular shapes and the class's ``mode`` (the workload matters in fgd)."""
+        workload, source, pods = self.typical()
+        ranked = sorted(
+            zip(workload.shapes, workload.weights, strict=True),
+            key=lambda sw: (-sw[1], sw[0].gpus, sw[0].milli, sw[0].cpu_milli, sw[0].models),
+        )
+        shapes = [
+            {
+                "gpus": shape.gpus,
+                "gpu_milli": shape.milli,
+                "cpu_milli": shape.cpu_milli,
+                "models": list(shape.models),
+                "weight": round(float(weight), 4),
+            }
+            for shape, weight in ranked[:top]
+        ]
+        return {
+            "source": source,
+            "pods": pods,
+            "shapes": len(workload.shapes),
+            "top": shapes,
+            "gpu_mode": mode,
+        }
 
     def filter(self, ctx: Context, args: GpuFitArgs) -> tuple[np.ndarray | None, dict[int, str]]:
         pod, table = ctx.pod, ctx.table
