@@ -13,16 +13,17 @@ prices and quantiser) and returns a JSON-ready dict (:class:`scheduler.api.expla
      "cost_usd": 0.0529}}, ...],
      "carbon_data": {"SE": {"source": "static", "age_s": 0}}}
 
-plus ``class_reason``, ``expected_duration_s`` and ``notes`` (annotations that were ignored, zones
-without data). A term's ``normalized`` is its 0..1 preference over the feasible nodes; only the GPU
-term's is used, to order nodes of equal score. A zone no carbon source knows is listed in
-``carbon_data`` with null values and ``"reason": "unknown_zone"``. Nodes are listed best first,
-infeasible ones last. :func:`render` prints it as a table that fits 80 columns (node, zone,
-gCO2e, run hours, cost, score; every column with ``wide``); :func:`node_rows` flattens it for
-CSV. :func:`explain_router` serves it over HTTP: ``GET /explain?pod=ns/name`` (cluster mode: the
-pod is read from the API server, since the node/pod cache keeps only bound pods' demands) and
-``POST /explain`` with a Pod manifest (any mode); both score against every node the service
-knows, as ``lowcarb explain`` does with the nodes and pods it is given.
+plus ``class_reason``, ``expected_duration_s``, ``notes`` (annotations ignored, zones without data)
+and ``workload``: FGD's typical pods, brought up to date with every pod seen first. A term's
+``normalized`` is its 0..1 preference over the feasible nodes. A zone no carbon source knows is
+listed in ``carbon_data`` with null values and ``"reason": "unknown_zone"``. Nodes are listed by
+score, then by cost (cheapest first), then in the GPU term's order; infeasible ones last.
+:func:`render` prints it as a table that fits 80 columns (node, zone, gCO2e, run hours, cost, score;
+every column with ``wide``); :func:`node_rows` flattens it for CSV. :func:`explain_router` serves it
+over HTTP: ``GET /explain?pod=ns/name`` (cluster mode: the pod is read from the API server, since
+the node/pod cache keeps only bound pods' demands) and ``POST /explain`` with a Pod manifest (any
+mode); both score against every node the service knows, as ``lowcarb explain`` does with the nodes
+and pods it is given.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from carbon.gaps import UNKNOWN_ZONE
 from carbon.types import CarbonView
 from scheduler import wire
 from scheduler.api.errors import ApiError, error_responses
-from scheduler.api.explain import Explanation
+from scheduler.api.explain import Explanation, workload_line
 from scheduler.cluster.state import ClusterState
 from scheduler.cluster.table import NodeTable
 from scheduler.demand import DemandError, parse_demand
@@ -52,6 +53,7 @@ from scheduler.engine import Engine, EngineStore
 from scheduler.policy.classes import ClassChoice
 from scheduler.scoring import Evaluation, Pricing
 from scheduler.terms.base import TermScore
+from scheduler.terms.gpu_fit import GpuFit
 
 UNKNOWN_NODE = "node not in lowcarb's cache (not synced yet, or deleted)"
 PodGetter = Callable[[str, str], Awaitable[wire.Pod]]
@@ -77,13 +79,19 @@ def explain(
     except DemandError as exc:
         raise ExplainError(str(exc)) from exc
     choice = engine.choose(pod)
+    gpu_fit, mode = engine.terms.get("gpu_fit"), str(choice.workload_class.gpuMode)
+    if isinstance(gpu_fit, GpuFit):  # every pod seen so far, as lowcarb explain learns them
+        gpu_fit.typical(fresh=True)
+    no_gpu_term = {"source": "none", "pods": 0, "shapes": 0, "top": [], "gpu_mode": mode}
     ev = engine.evaluate(demand, table, carbon, now_s, klass=choice.name)
     prices = engine.pricing.get(choice.name) or engine.pricing["default"]
+    cost = ev.cost.cost if ev.cost is not None else np.full(len(table), np.nan)
     order = sorted(
         range(len(table)),
         key=lambda i: (
             not ev.feasible[i],
             -int(ev.levels[i]),
+            -_finite(-float(cost[i])),  # cheapest first among equal scores
             -_finite(float(ev.combined[i])),
             table.names[i],
         ),
@@ -122,6 +130,7 @@ def explain(
         "class_reason": choice.reason,
         "expected_duration_s": choice.duration_s,
         "notes": list(ev.notes),
+        "workload": gpu_fit.summary(mode) if isinstance(gpu_fit, GpuFit) else no_gpu_term,
     }
 
 
@@ -301,6 +310,8 @@ def render(result: dict[str, Any], console: Console, *, wide: bool = False) -> N
     head = f"[bold]{result['pod']}[/] class [bold]{result['class']}[/] ({result['class_reason']})"
     hours = result["expected_duration_s"] / 3600.0
     console.print(f"{head}, expected run {hours:g} h")
+    if result.get("workload"):
+        console.print(workload_line(result["workload"]), style="dim")
     feasible = [n for n in result["nodes"] if n["feasible"]]
     costed = [n for n in feasible if n.get("cost")]
     if costed:

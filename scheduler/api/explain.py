@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -81,8 +83,62 @@ class CarbonDataUsed(BaseModel):
     reason: str | None = Field(default=None, description="Present when no source knows the zone")
 
 
+class WorkloadShape(BaseModel):
+    """One typical pod shape and its share of the typical workload."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gpus: int = Field(description="GPUs the pod asks for (0: a CPU-only pod)")
+    gpu_milli: int = Field(description="Thousandths of each GPU (1000: whole GPUs; 0: none)")
+    cpu_milli: int = Field(description="CPU the pod asks for, millicores")
+    models: list[str] = Field(description="GPU models the pod allows (empty: any)")
+    weight: float = Field(description="Share of the typical workload, 0..1")
+
+
+class TypicalWorkload(BaseModel):
+    """The expected workload the GPU term's FGD scores against: FGD's "typical pods", learned
+    from the pods the service filters (``lowcarb explain``: from the ``--pods`` it is given)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: Literal["learned", "default", "fixed", "none"] = Field(
+        description="learned from recent pods; default before any pod was seen (1 whole GPU); "
+        "fixed when pinned in code (simulator); none without a GPU term"
+    )
+    pods: int = Field(description="Pods it was learned from (0 unless learned)")
+    shapes: int = Field(description="Distinct pod shapes in it")
+    top: list[WorkloadShape] = Field(description="The most popular shapes, most popular first")
+    gpu_mode: str = Field(description="The class's gpuMode; the workload is used by fgd only")
+
+
+def workload_line(workload: dict[str, Any]) -> str:
+    """A :class:`TypicalWorkload` in one line (explain's table header), e.g. ``typical pods (FGD):
+    4 shapes, learned from 120 pods; 8 GPU 50%, 1 GPU 25%, 0.5 GPU 15%, ...``."""
+    count = f"{workload['shapes']} shape{'s' if workload['shapes'] != 1 else ''}"
+    if workload["source"] == "learned":
+        where = f"learned from {workload['pods']} pod{'s' if workload['pods'] != 1 else ''}"
+    elif workload["source"] == "default":
+        where = "the default (no pod seen yet)"
+    else:
+        where = workload["source"]
+    shapes = ", ".join(f"{_shape_text(s)} {s['weight']:.0%}" for s in workload["top"])
+    more = ", ..." if workload["shapes"] > len(workload["top"]) else ""
+    unused = f" (not used: gpuMode {workload['gpu_mode']})" if workload["gpu_mode"] != "fgd" else ""
+    return f"typical pods (FGD): {count}, {where}; {shapes}{more}{unused}"
+
+
+def _shape_text(shape: dict[str, Any]) -> str:
+    if not shape["gpus"] or not shape["gpu_milli"]:
+        text = "CPU only"
+    elif shape["gpu_milli"] < 1000:
+        text = f"{shape['gpu_milli'] / 1000:g} GPU"
+    else:
+        text = f"{shape['gpus']} GPU"
+    return f"{text} {'|'.join(shape['models'])}" if shape["models"] else text
+
+
 class Explanation(BaseModel):
-    """Why the pod would go where: every node best first, infeasible ones last."""
+    """Why the pod would go where: nodes by score, then cost (cheapest first), infeasible last."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -93,3 +149,6 @@ class Explanation(BaseModel):
     class_reason: str = Field(description="Why that class (label, owner kind, default, ...)")
     expected_duration_s: float = Field(description="The pod's expected run time, seconds")
     notes: list[str] = Field(description="Annotations ignored, zones without data, ...")
+    workload: TypicalWorkload = Field(
+        description="The typical pods the GPU term used (where from, how many pods, top shapes)"
+    )

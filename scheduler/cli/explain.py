@@ -1,9 +1,12 @@
 """``lowcarb explain``: how lowcarb would score a pod over a set of nodes, offline.
 
 ``--pod`` is a Pod manifest and ``--nodes`` a NodeList (``kubectl get nodes -o json``), each JSON or
-YAML; ``--pods`` optionally adds the pods already running (``kubectl get pods -A -o json``) so
-free GPUs are counted as the live service counts them. Carbon data comes from the policy's
-chain: static values at once, live providers refreshed once first unless ``--offline``.
+YAML; ``--pods`` optionally adds the cluster's pods (``kubectl get pods -A -o json``): the bound
+ones are counted against free GPUs as the live service counts them, and every one of them is
+shown to the GPU term, oldest first, as the service shows it each pod it filters, so FGD's
+typical pods are learned from them as the server learns them (:func:`learn_workload`). Carbon
+data comes from the policy's chain: static values at once, live providers refreshed once first
+unless ``--offline``.
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ from scheduler import wire
 from scheduler.cli.errors import blame, input_file
 from scheduler.cli.inputs import policy_errors
 from scheduler.cli.output import Column, Output, OutputOpt, WideOpt, console, csv_text, resolve
+from scheduler.demand import DemandError, parse_demand
 from scheduler.explain import ExplainError, node_rows, render
 from scheduler.explain import explain as explain_pod
 
 if TYPE_CHECKING:
     from scheduler.app import Parts
+    from scheduler.engine import Engine
 
 
 class InputError(ValueError):
@@ -92,6 +97,27 @@ def load_pods(path: Path) -> list[wire.Pod]:
         raise InputError(f"{path}: not a valid PodList: {exc}") from None
 
 
+def learn_workload(engine: Engine, pods: list[wire.Pod], skip_uid: str) -> int:
+    """Show ``pods`` (but the explained one) to the engine's learning terms, oldest first, as the
+    service's filter shows it each pod it is asked about; returns how many were shown. Pods whose
+    requests do not parse are skipped, as the service answers those with an error unlearned."""
+    seen = 0
+    for pod in sorted(pods, key=lambda p: (p.metadata.creationTimestamp or "", _key(p))):
+        if skip_uid and pod.metadata.uid == skip_uid:
+            continue
+        try:
+            demand = parse_demand(pod)
+        except DemandError:
+            continue
+        engine.observe(demand)
+        seen += 1
+    return seen
+
+
+def _key(pod: wire.Pod) -> str:
+    return f"{pod.metadata.namespace}/{pod.metadata.name}"
+
+
 def carbon_view(parts: Parts, zones: set[str], *, offline: bool) -> CarbonView:
     """The policy's carbon chain as a snapshot; live providers refreshed once unless offline."""
     cache = parts.cache
@@ -131,6 +157,7 @@ def run_explain(
     with blame("--nodes", InputError):
         nodes = load_nodes(nodes_path)
     state = parts.state
+    engine = parts.store.engine()
     for node in nodes:
         state.upsert_node(node)
     if pods_path is not None:
@@ -139,13 +166,12 @@ def run_explain(
         for running in running_pods:
             if running.metadata.uid != pod.metadata.uid:  # a bound pod is explained as if new
                 state.upsert_pod(running)
+        learn_workload(engine, running_pods, pod.metadata.uid)
     table, _ = state.table_for([n.metadata.name for n in nodes])
     zones = {z for z in table.zone_names() if z is not None}
     view = carbon_view(parts, zones, offline=offline)
     with blame("--pod", ExplainError):
-        return explain_pod(
-            parts.store.engine(), pod, table, view, wall() if now_s is None else now_s
-        )
+        return explain_pod(engine, pod, table, view, wall() if now_s is None else now_s)
 
 
 def explain(
@@ -169,7 +195,8 @@ def explain(
         typer.Option(
             "--pods",
             callback=input_file,
-            help="Running pods (kubectl get pods -A -o json) to count usage",
+            help="The cluster's pods (kubectl get pods -A -o json): bound ones count as used, "
+            "all teach the GPU term its typical pods",
         ),
     ] = None,
     offline: Annotated[

@@ -1,8 +1,10 @@
 """``lowcarb simulate``: replay a pod trace against policies, print the table and the JSON line.
 
 Same options as ``benchmarks/placement.py`` (which calls :func:`run`), plus ``--policy FILE`` (the
-lowcarb policy to compare) and ``--ledger FILE`` (record the lowcarb run, or ``--ledger-policy``,
-in a ledger that ``lowcarb report`` reads, with market-based and avoided emissions).
+lowcarb policy to compare) and ``--ledger FILE|URL`` (record the lowcarb run, or
+``--ledger-policy``, in a ledger that ``lowcarb report`` reads, with market-based and avoided
+emissions: a SQLite file or a ``postgresql://`` URL, read by the one parser that ``serve`` and
+``gates run`` use, :func:`carbon.accounting.target.parse_target`).
 ``--load-levels real,60,90`` adds one table per load level and a ``levels`` list to the JSON line.
 """
 
@@ -15,6 +17,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from carbon.accounting.target import LedgerTarget, describe_target, is_url, parse_target
 from carbon.series import SeriesError, find_file, portal_root
 from scheduler.cli.errors import (
     UsageError,
@@ -22,9 +25,8 @@ from scheduler.cli.errors import (
     input_file,
     positive,
     require,
-    writable_path,
 )
-from scheduler.cli.inputs import policy_errors
+from scheduler.cli.inputs import ledger_option, policy_errors
 from scheduler.cli.output import Column, Output, OutputOpt, WideOpt, csv_text, resolve
 from scheduler.cli.output import console as output_console
 from scheduler.sim.run import BASELINES, DEFAULT_ZONES, SHIFTED, SimOptions, parse_load_levels
@@ -43,7 +45,9 @@ def _names(option: str, text: str, example: str) -> tuple[str, ...]:
     return names
 
 
-def check(opts: SimOptions, *, ledger: Path | None = None, ledger_policy: str = "lowcarb") -> None:
+def check(
+    opts: SimOptions, *, ledger: LedgerTarget | None = None, ledger_policy: str = "lowcarb"
+) -> None:
     """Every input a run needs, checked before the (minutes-long) run starts."""
     from carbon.datadir import ENV_VAR
     from scheduler.sim.carbon import parse_start
@@ -81,13 +85,19 @@ def check(opts: SimOptions, *, ledger: Path | None = None, ledger_policy: str = 
         raise UsageError(
             "--ledger-policy", f"{ledger_policy!r} is not run", f"use one of {', '.join(runs)}"
         )
+    if is_url(ledger):  # a server that cannot be reached is said now, not after the run
+        from carbon.accounting.ledger import LedgerError
+        from carbon.accounting.postgres import connect
+
+        with blame("--ledger", LedgerError):
+            connect(str(ledger)).close()
 
 
 def run(
     opts: SimOptions,
     *,
     plots: Path | None = None,
-    ledger: Path | None = None,
+    ledger: LedgerTarget | None = None,
     ledger_policy: str = "lowcarb",
     output: Output = Output.table,
     wide: bool = True,
@@ -120,7 +130,8 @@ def run(
 
         with blame("--ledger", LedgerError):
             rows = write_ledger(c, ledger_policy, ledger)
-        console.print(f"ledger {ledger}: {rows} usage rows ({ledger_policy})", style="dim")
+        name = describe_target(ledger)
+        console.print(f"ledger {name}: {rows} usage rows ({ledger_policy})", style="dim")
     if output is Output.json:
         typer.echo(json.dumps(c.summary()))
     elif output is Output.csv:
@@ -225,10 +236,11 @@ def simulate(
         typer.Option(callback=_plots_dir, help="Write the PNG charts into this folder"),
     ] = None,
     ledger: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            callback=writable_path,
-            help="Record one run into this ledger (lowcarb report reads it)",
+            callback=ledger_option,
+            help="Record one run into this ledger (lowcarb report reads it): a SQLite file, "
+            "or postgresql://USER@HOST/DB",
         ),
     ] = None,
     ledger_policy: Annotated[str, typer.Option(help="Which run --ledger records")] = "lowcarb",
@@ -264,7 +276,7 @@ def simulate(
     run(
         opts,
         plots=plots,
-        ledger=ledger,
+        ledger=parse_target(ledger) if ledger is not None else None,
         ledger_policy=ledger_policy,
         output=resolve(output),
         wide=wide,

@@ -2,17 +2,22 @@
 
 The gauges describe the pods held now (count, planned delay, expected saving) and are set by
 :func:`export_held` after every planning pass; the counters grow with releases, the hours pods
-actually waited, and failed API calls. With leader election, ``lowcarb_gate_leader`` is 1 in the
-one process whose gate controller runs, and leadership changes are counted.
+actually waited, and failed API calls. Every release reason's series exists from the start at 0,
+so Prometheus's ``increase()`` counts a reason's first releases too (a series that appears with
+its first value has no earlier sample to count from). With leader election,
+``lowcarb_gate_leader`` is 1 in the one process whose gate controller runs, and leadership changes
+are counted.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Protocol, get_args
 
 import numpy as np
 from prometheus_client import Counter, Gauge
+
+from scheduler.gates.request import ReleaseReason
 
 GATE_HELD = Gauge("lowcarb_gate_pods_held", "Gated pods currently held for a cleaner hour")
 GATE_PLANNED_DELAY = Gauge(
@@ -24,6 +29,8 @@ GATE_EXPECTED_SAVING = Gauge(
 )
 GATE_DELAY = Counter("lowcarb_gate_delay_hours_total", "Hours released pods actually waited")
 GATE_RELEASES = Counter("lowcarb_gate_releases_total", "Gated pods released, by reason", ["reason"])
+for _reason in get_args(ReleaseReason):
+    GATE_RELEASES.labels(_reason)
 GATE_API_ERRORS = Counter("lowcarb_gate_api_errors_total", "Failed gate API calls", ["kind"])
 GATE_LEADER = Gauge(
     "lowcarb_gate_leader", "1 while this process holds the gate controller's Lease (runs it)"

@@ -5,7 +5,9 @@ the most popular shapes that together cover ``popularity`` (default 95 %) of the
 window, renormalised to sum to 1 (the FGD paper's protocol). The window holds the last
 ``window_pods`` pods and, when ``window_s`` is set, only pods seen in the last ``window_s``
 seconds. The typical set is recomputed lazily, at most every ``refresh_every`` observations, so
-observing stays O(1) on the hot path.
+observing stays O(1) on the hot path; ``basis`` is how many pods the set in use was computed from
+(0: the prior, before any pod was seen), which ``/explain`` reports after :meth:`refresh`
+(bringing the set up to date with every pod seen, off the hot path).
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ class WorkloadLearner:
         self._cached: Workload | None = None
         self._since = 0
         self.version = 0
+        self.basis = 0  # pods the workload in use was computed from (0: the prior)
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -127,6 +130,12 @@ class WorkloadLearner:
             self._drop()
             self._cached = None
 
+    def refresh(self) -> Workload:
+        """The typical workload recomputed now if any pod was seen since it last was."""
+        if self._since:
+            self._cached = None
+        return self.workload()
+
     def workload(self) -> Workload:
         """The current typical workload (the prior until a pod has been seen)."""
         if self.window_s is not None:
@@ -136,6 +145,7 @@ class WorkloadLearner:
                 self._cached = typical_workload(self._counts.elements(), self.popularity)
             else:
                 self._cached = self.prior
+            self.basis = len(self._seen)
             self._since = 0
             self.version += 1
         return self._cached

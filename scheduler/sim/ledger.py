@@ -21,12 +21,11 @@ records, which would count the temporal part twice.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import numpy as np
 
 from carbon.accounting.accountant import Accountant
-from carbon.accounting.ledger import Ledger, LifecycleRecord, PlacementRecord, Record
+from carbon.accounting.ledger import Ledger, LedgerTarget, LifecycleRecord, PlacementRecord, Record
 from carbon.accounting.settings import AccountingPolicy
 from scheduler.sim.baselines import Baseline
 from scheduler.sim.carbon import Integrals, SeriesHistory
@@ -95,7 +94,7 @@ def accounting_policy(c: Comparison) -> AccountingPolicy:
     return section.model_copy(update={"prometheus": None})
 
 
-def write_ledger(c: Comparison, name: str, path: Path) -> int:
+def write_ledger(c: Comparison, name: str, path: LedgerTarget) -> int:
     """Record run ``name`` into the ledger at ``path`` and account it; returns usage rows."""
     recs = records(c, name)
     with Ledger(path, synchronous="NORMAL") as ledger:

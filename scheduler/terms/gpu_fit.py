@@ -12,7 +12,7 @@ service writes it to the pod (``lowcarb.dev/gpu-index``) at bind. Its filter run
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -236,6 +236,42 @@ class GpuFit(Term[GpuFitArgs]):
         if self._model is None or self._model.workload is not current:
             self._model = FragmentationModel(current)
         return self._model
+
+    def typical(self, *, fresh: bool = False) -> tuple[Workload, str, int]:
+        """The expected workload FGD scores against, where it came from (``fixed``, ``learned``
+        or ``default``: no pod seen yet) and how many pods it was learned from. ``fresh``: first
+        bring it up to date with every pod seen (scoring does so every ``refresh_every`` pods)."""
+        if self.fixed is not None:
+            return self.fixed, "fixed", 0
+        current = self.learner.refresh() if fresh else self.learner.workload()
+        basis = self.learner.basis
+        return current, "learned" if basis else "default", basis
+
+    def summary(self, mode: str, top: int = 3) -> dict[str, Any]:
+        """The expected workload for ``/explain``: source, pods learned from, shape count, the
+        ``top`` most popular shapes and the class's ``mode`` (the workload matters in fgd)."""
+        workload, source, pods = self.typical()
+        ranked = sorted(
+            zip(workload.shapes, workload.weights, strict=True),
+            key=lambda sw: (-sw[1], sw[0].gpus, sw[0].milli, sw[0].cpu_milli, sw[0].models),
+        )
+        shapes = [
+            {
+                "gpus": shape.gpus,
+                "gpu_milli": shape.milli,
+                "cpu_milli": shape.cpu_milli,
+                "models": list(shape.models),
+                "weight": round(float(weight), 4),
+            }
+            for shape, weight in ranked[:top]
+        ]
+        return {
+            "source": source,
+            "pods": pods,
+            "shapes": len(workload.shapes),
+            "top": shapes,
+            "gpu_mode": mode,
+        }
 
     def filter(self, ctx: Context, args: GpuFitArgs) -> tuple[np.ndarray | None, dict[int, str]]:
         pod, table = ctx.pod, ctx.table

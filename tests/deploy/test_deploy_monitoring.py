@@ -357,7 +357,11 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exported]:
             def sampled(prefix: str) -> bool:
                 return any(line.startswith(prefix) for line in scrape().splitlines())
 
-            wait_for("a gate release", lambda: sampled("lowcarb_gate_releases_total{"))
+            def counted(prefix: str) -> bool:  # a sample above 0 (some series start at 0)
+                lines = scrape().splitlines()
+                return any(ln.startswith(prefix) and float(ln.split()[-1]) > 0 for ln in lines)
+
+            wait_for("a gate release", lambda: counted("lowcarb_gate_releases_total{"))
             wait_for("an accounted pod", lambda: sampled("lowcarb_accounted_pods_total{"))
             wait_for("a fallback", lambda: sampled("lowcarb_carbon_fallbacks_total{"))
             wait_for(

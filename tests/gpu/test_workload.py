@@ -75,6 +75,19 @@ def test_refresh_is_lazy() -> None:
     assert learner.workload().shapes == (B, A)
 
 
+def test_basis_counts_the_pods_the_workload_in_use_came_from_and_refresh_catches_up() -> None:
+    learner = WorkloadLearner(refresh_every=50, popularity=1.0)
+    learner.workload()
+    assert learner.basis == 0  # the prior
+    learner.observe(A)
+    assert learner.workload().shapes == (A,) and learner.basis == 1
+    for _ in range(3):
+        learner.observe(D)
+    assert learner.workload().shapes == (A,) and learner.basis == 1  # cached: 3 < 50
+    assert learner.refresh().shapes == (D, A) and learner.basis == 4  # explain's view
+    assert learner.refresh() is learner.workload()  # nothing new: kept
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [

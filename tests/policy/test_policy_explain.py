@@ -73,7 +73,18 @@ def check_shape(result: dict[str, Any]) -> None:
         "class_reason",
         "expected_duration_s",
         "notes",
+        "workload",
     }
+    workload = result["workload"]
+    assert set(workload) == {"source", "pods", "shapes", "top", "gpu_mode"}
+    assert workload["gpu_mode"] == "fgd" and workload["source"] in ("learned", "default")
+    assert workload["shapes"] >= len(workload["top"]) >= 1
+    assert sum(s["weight"] for s in workload["top"]) <= 1.0 + 1e-9
+    if workload["source"] == "default":  # no pod seen: one whole GPU, FGD's default
+        assert workload["pods"] == 0
+        assert workload["top"] == [
+            {"gpus": 1, "gpu_milli": 1000, "cpu_milli": 0, "models": [], "weight": 1.0}
+        ]
     assert result["pod"] == "e2e/train-h100"
     assert result["class"] == "training"
     assert result["expected_duration_s"] == 6 * 3600
@@ -334,3 +345,19 @@ def _timeless(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for key in ("window_start", "window_end"):
             (node.get("cost") or {}).pop(key, None)
     return nodes
+
+
+def test_nodes_of_equal_score_are_listed_by_cost_cheapest_first() -> None:
+    """examples/pod.json on examples/nodes.json: three nodes score 0; they are listed by cost,
+    not in the GPU term's order (which puts the dearest of them before the cheapest)."""
+    from scheduler.cli.explain import run_explain
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    result = run_explain(examples / "pod.json", examples / "nodes.json", offline=True)
+    feasible = [n for n in result["nodes"] if n["feasible"]]
+    keys = [(-n["score"], n["cost"]["cost_usd"]) for n in feasible]
+    assert keys == sorted(keys)
+    tied = [n for n in feasible if n["score"] == feasible[-1]["score"]]
+    assert len(tied) >= 2, "no tie to order"
+    by_gpu = sorted(tied, key=lambda n: -n["terms"]["gpu_fit"]["normalized"])
+    assert [n["node"] for n in by_gpu] != [n["node"] for n in tied]
