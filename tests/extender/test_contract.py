@@ -24,8 +24,7 @@ from scheduler.api.report import Report, SciReport
 from scheduler.app import Runtime, ServeOptions, build_runtime
 from tests.support.fakeapi import fixture
 from tests.support.ledger import ListHistory, hourly, placement, run
-
-from .conftest import uvicorn_serving
+from tests.support.serve import uvicorn_serving
 
 DAY0 = datetime(2023, 6, 13, tzinfo=UTC)
 PODS = 24

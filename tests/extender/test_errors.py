@@ -17,8 +17,7 @@ from fastapi import APIRouter
 from scheduler.api.errors import ErrorBody
 from scheduler.app import ServeOptions, build_runtime
 from scheduler.gates.webhook import MAX_BODY as WEBHOOK_MAX_BODY
-
-from .conftest import uvicorn_serving
+from tests.support.serve import uvicorn_serving
 
 REPO = Path(__file__).resolve().parents[2]
 POD = REPO / "tests" / "fixtures" / "kube-apiserver" / "pods-get.json"

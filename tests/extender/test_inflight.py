@@ -26,8 +26,7 @@ from scheduler.extender.http import create_app
 from scheduler.extender.inflight import InFlight
 from scheduler.extender.service import Extender
 from scheduler.policy.validate import load_policy
-
-from .conftest import uvicorn_serving
+from tests.support.serve import uvicorn_serving
 
 FIXTURE = (
     Path(__file__).resolve().parents[1]

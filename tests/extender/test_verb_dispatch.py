@@ -13,8 +13,7 @@ from starlette.responses import Response
 
 from scheduler.app import ServeOptions, build_runtime
 from scheduler.extender.http import ServiceAPI
-
-from .conftest import uvicorn_serving
+from tests.support.serve import uvicorn_serving
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "kube-scheduler" / "v1.35.4"
 

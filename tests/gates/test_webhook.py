@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from scheduler.api import errors
@@ -19,6 +16,7 @@ from scheduler.gates import webhook as admission
 from scheduler.gates.request import GATE
 from scheduler.policy.model import Policy
 from tests.support.fakeapi import fixture
+from tests.support.serve import uvicorn_serving
 
 POLICY = Policy.model_validate(
     {
@@ -59,19 +57,11 @@ def recorded_create(name: str) -> dict[str, Any]:
 
 @pytest.fixture
 async def url() -> AsyncIterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     app = FastAPI()
     app.include_router(admission.router(lambda: POLICY))
     errors.install(app)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
-    yield f"http://127.0.0.1:{port}{admission.PATH}"
-    server.should_exit = True
-    await task
+    async with uvicorn_serving(app) as base:
+        yield f"{base}{admission.PATH}"
 
 
 async def post(url: str, body: Any) -> httpx.Response:

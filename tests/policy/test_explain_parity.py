@@ -14,7 +14,6 @@ those pods too gives the same answer, and both say which typical workload they u
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import os
@@ -26,14 +25,14 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from carbon import clock
 from scheduler import wire
 from scheduler.app import ServeOptions, build_runtime
 from scheduler.names import ANN_GPU_MILLI
-from tests.support.fakeapi import free_port, lowcarb_command
+from tests.support.fakeapi import lowcarb_command
 from tests.support.policy import FIXTURES
+from tests.support.serve import uvicorn_serving
 
 # 02:00 in Los Angeles: every run (3 h H100, 6 h A100, 20 h L4) starts and ends in the cheap
 # window, so a few seconds between the two answers cannot move the time-of-use average
@@ -120,23 +119,12 @@ async def server(policy: Path) -> AsyncIterator[str]:
         runtime.state.upsert_node(wire.decode_node(json.dumps(node).encode()))
     for pod in running():
         runtime.state.upsert_pod(wire.decode_pod(json.dumps(pod).encode()))
-    port = free_port()
-    config = uvicorn.Config(runtime.app, host="127.0.0.1", port=port, log_level="error")
-    serving = uvicorn.Server(config)
-    task = asyncio.create_task(serving.serve())
-    for _ in range(500):
-        if serving.started:
-            break
-        await asyncio.sleep(0.01)
-    assert serving.started
     try:
-        url = f"http://127.0.0.1:{port}"
-        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-            await filter_pods(http, running())  # filtered before they were bound
-        yield url
+        async with uvicorn_serving(runtime.app) as url:
+            async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+                await filter_pods(http, running())  # filtered before they were bound
+            yield url
     finally:
-        serving.should_exit = True
-        await task
         clock.reset()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import types
 from collections.abc import AsyncIterator, Iterator
@@ -11,7 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 from typer.testing import CliRunner
 
@@ -19,8 +17,9 @@ from scheduler import kube, wire
 from scheduler.api.explain import NodeCost
 from scheduler.app import Runtime, ServeOptions, build_runtime
 from scheduler.cli.main import app as lowcarb
-from tests.support.fakeapi import FakeApiServer, Reply, free_port
+from tests.support.fakeapi import FakeApiServer, Reply
 from tests.support.policy import FIXTURES
+from tests.support.serve import uvicorn_serving
 
 POLICY = """\
 apiVersion: lowcarb.dev/v2
@@ -208,18 +207,8 @@ async def served(files: dict[str, Path]) -> AsyncIterator[tuple[Runtime, str]]:
     nodes = json.loads((FIXTURES / "nodes-list.json").read_text())["items"]
     for node in nodes:
         runtime.state.upsert_node(wire.decode_node(json.dumps(node).encode()))
-    port = free_port()
-    config = uvicorn.Config(runtime.app, host="127.0.0.1", port=port, log_level="error")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    assert server.started
-    yield runtime, f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    async with uvicorn_serving(runtime.app) as url:
+        yield runtime, url
 
 
 async def test_server_get_in_cluster_mode(served: tuple[Runtime, str], api: FakeApiServer) -> None:

@@ -1,20 +1,43 @@
-"""``lowcarb serve`` as real processes for the HTTP tests: start with flags, wait until ready,
-stop them all at the end (terminate, then kill after 10 s), each with its own log file."""
+"""Serving for the HTTP tests: an ASGI app under uvicorn on 127.0.0.1 in the test's event loop
+(:func:`uvicorn_serving`), and ``lowcarb serve`` as real processes (start with flags, wait until
+ready, stop them all at the end: terminate, then kill after 10 s), each with its own log file."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import uvicorn
 
-from tests.support.fakeapi import lowcarb_command
+from tests.support.fakeapi import free_port, lowcarb_command
 
 STARTUP_SECONDS = 60.0
+
+
+@contextlib.asynccontextmanager
+async def uvicorn_serving(app: Any) -> AsyncIterator[str]:
+    """``app`` served by uvicorn on a free loopback port in this event loop; yields its base URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    for _ in range(1000):
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.01)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
 
 
 class ServeProcesses:
