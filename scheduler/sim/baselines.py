@@ -17,9 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from carbon.types import CarbonView
-from scheduler.cluster.table import NodeTable
-from scheduler.demand import PodDemand
 from scheduler.engine import COST_TERMS, Engine
 from scheduler.policy.model import Policy
 from scheduler.quantize import quantize
@@ -54,26 +51,7 @@ class BaselineEngine(Engine):
         super().__init__(baseline.policy, terms=terms, scored=scored)
         self.rank_by = baseline.rank_by
 
-    def evaluate(
-        self,
-        demand: PodDemand,
-        table: NodeTable,
-        carbon: CarbonView,
-        now_s: float,
-        *,
-        klass: str = "default",
-        score: bool = True,
-        duration_s: float | None = None,
-        fleet_share: float | None = None,
-    ) -> Evaluation:
-        ev = super().evaluate(
-            demand,
-            table,
-            carbon,
-            now_s,
-            klass=klass,
-            score=score,
-            duration_s=duration_s,
-            fleet_share=fleet_share,
-        )
-        return rank_by(ev, self.rank_by) if score else ev
+    def evaluate(self, *args: Any, **kwargs: Any) -> Evaluation:
+        """:meth:`Engine.evaluate`, then the levels re-ranked by the baseline's one term."""
+        ev = super().evaluate(*args, **kwargs)
+        return rank_by(ev, self.rank_by) if kwargs.get("score", True) else ev
