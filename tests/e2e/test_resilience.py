@@ -100,13 +100,17 @@ def test_killed_mid_burst_scheduling_goes_on_and_a_restart_resumes(
     wait_until("6 pods of the burst bound through lowcarb B", some_bound, 30, 0.05)
     lowcarb_b.kill9()
     killed_at = wall()
-    pods = wait_bound(api, NS, burst, timeout=60)  # kube-scheduler goes on without lowcarb
+    # pods created while lowcarb is down (the burst itself may finish before the kill lands)
+    down = [f"{pool}-down-{i}" for i in range(4)]
+    for name in down:
+        api.create_pod(gpu_pod(name, NS, scheduler=SCHEDULER_B, pool=pool))
+    pods = wait_bound(api, NS, burst + down, timeout=60)  # kube-scheduler goes on without it
     per_node = {n: 0 for n in (f"{pool}-se-1", f"{pool}-se-2", f"{pool}-fr-1", f"{pool}-de-1")}
     for pod in pods.values():
         per_node[node_of(pod)] += 1
     assert max(per_node.values()) <= 8, per_node  # whole GPUs: kube-scheduler still counts them
     undecided = {n for n, p in pods.items() if decision_of(p) is None}
-    assert undecided, "every pod got lowcarb's decision although lowcarb was killed"
+    assert set(down) <= undecided, "a pod created after the kill got lowcarb's decision"
     # bound while lowcarb was down (or killed between its Binding and its annotation patch)
     session_state.unaccounted.setdefault(NS, set()).update(undecided)
 
@@ -123,7 +127,7 @@ def test_killed_mid_burst_scheduling_goes_on_and_a_restart_resumes(
     # the pods lowcarb had answered before the kill keep their rows (item 2 of issue 15 is
     # about Bindings created just before a kill, which this burst may or may not hit)
     print(
-        f"\nkill: {len(burst) - len(undecided)} decided before the kill at {killed_at:.0f}, "
+        f"\nkill: {len(pods) - len(undecided)} decided before the kill at {killed_at:.0f}, "
         f"{len(undecided)} bound without lowcarb, decided but no ledger row: {lost}"
     )
 
