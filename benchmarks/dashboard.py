@@ -427,8 +427,15 @@ def draw(
         w_px, h_px = g["w"] / 24 * WIDTH_PX, g["h"] * ROW_PX
         if panel["type"] == "row":
             left, bottom, _, height = box(x_px + 8, y_px, w_px, h_px)
-            fig.text(left, bottom + height / 2, panel["title"], color="#d8d9da", fontsize=13,
-                     fontweight="bold", va="center")  # fmt: skip
+            fig.text(
+                left,
+                bottom + height / 2,
+                panel["title"],
+                color="#d8d9da",
+                fontsize=13,
+                fontweight="bold",
+                va="center",
+            )
             continue
         unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit", "short")
         series = data[panel["id"]]
@@ -436,9 +443,13 @@ def draw(
             ax = fig.add_axes(box(x_px + 8, y_px + PAD_TOP, w_px - 16, h_px - PAD_TOP - 8))
         else:
             ax = fig.add_axes(
-                box(x_px + PAD_LEFT, y_px + PAD_TOP, w_px - PAD_LEFT - PAD_RIGHT,
-                    h_px - PAD_TOP - PAD_BOTTOM)
-            )  # fmt: skip
+                box(
+                    x_px + PAD_LEFT,
+                    y_px + PAD_TOP,
+                    w_px - PAD_LEFT - PAD_RIGHT,
+                    h_px - PAD_TOP - PAD_BOTTOM,
+                )
+            )
         ax.set_facecolor("#181b1f")
         for spine in ax.spines.values():
             spine.set_color("#2c3235")
@@ -454,10 +465,26 @@ def draw(
                 if "decimals" in own and value == value:
                     value = round(value, own["decimals"])
                 text = mapped(panel, value) or fmt_value(value, own.get("unit", unit))
-                ax.text(0.5, y + 0.08, text, color="#73bf69", fontsize=20,
-                        ha="center", va="center", transform=ax.transAxes)  # fmt: skip
-                ax.text(0.5, y - 0.1, item["legend"], color="#9fa7b3", fontsize=8, ha="center",
-                        va="center", transform=ax.transAxes)  # fmt: skip
+                ax.text(
+                    0.5,
+                    y + 0.08,
+                    text,
+                    color="#73bf69",
+                    fontsize=20,
+                    ha="center",
+                    va="center",
+                    transform=ax.transAxes,
+                )
+                ax.text(
+                    0.5,
+                    y - 0.1,
+                    item["legend"],
+                    color="#9fa7b3",
+                    fontsize=8,
+                    ha="center",
+                    va="center",
+                    transform=ax.transAxes,
+                )
             continue
         if not series:
             ax.text(0.5, 0.5, "No data", color="#9fa7b3", ha="center", transform=ax.transAxes)
@@ -477,8 +504,14 @@ def draw(
                 ax.set_ylim(bottom=0, top=max(max(values) * 1.15, 1e-9 if max(values) else 1))
             if label := unit_label(unit):
                 ax.set_ylabel(label, color="#9fa7b3", fontsize=7)
-            ax.legend(fontsize=6, loc="upper left", ncol=3 if len(series) > 4 else 1,
-                      facecolor="#181b1f", labelcolor="#d8d9da", edgecolor="#2c3235")  # fmt: skip
+            ax.legend(
+                fontsize=6,
+                loc="upper left",
+                ncol=3 if len(series) > 4 else 1,
+                facecolor="#181b1f",
+                labelcolor="#d8d9da",
+                edgecolor="#2c3235",
+            )
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, facecolor=fig.get_facecolor())
 
@@ -539,9 +572,19 @@ def main() -> None:
     counts = {p["title"]: len(data[p["id"]]) for p in panels if p["type"] != "row"}
     clock = datetime.fromtimestamp(at, UTC).isoformat()
     cleaner = datetime.fromtimestamp(boundary, UTC).isoformat()
-    print(json.dumps({"benchmark": "dashboard", "out": str(args.out), "minutes": args.minutes,
-                      "lowcarb_now": clock, "cleaner_hour": cleaner, "measured": figures,
-                      "series": counts}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "benchmark": "dashboard",
+                "out": str(args.out),
+                "minutes": args.minutes,
+                "lowcarb_now": clock,
+                "cleaner_hour": cleaner,
+                "measured": figures,
+                "series": counts,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
