@@ -20,7 +20,7 @@ import yaml
 from tests.e2e.controlplane import SHIPPED_POLICY
 from tests.e2e.kubeapi import KubeApi
 from tests.e2e.lowcarbproc import Lowcarb
-from tests.e2e.objects import node_of
+from tests.e2e.objects import gpu_pod, node_of
 from tests.e2e.procs import wait_until
 
 DECISION = "lowcarb.dev/decision"
@@ -96,27 +96,48 @@ def step_series(
 
 def placement_rows(ledger: Path) -> dict[str, dict[str, Any]]:
     """``placement`` rows of a lowcarb ledger by pod uid (read-only; the server keeps writing)."""
-    if not ledger.exists():
-        return {}
-    conn = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True, timeout=10)
-    try:
-        conn.row_factory = sqlite3.Row
-        rows = conn.execute("SELECT * FROM placement").fetchall()
-    finally:
-        conn.close()
-    return {str(r["uid"]): dict(r) for r in rows}
+    return _rows(ledger, "placement")
 
 
 def gate_rows(ledger: Path) -> dict[str, dict[str, Any]]:
+    """``gate`` rows (holds and releases) of a lowcarb ledger by pod uid (read-only)."""
+    return _rows(ledger, "gate")
+
+
+def _rows(ledger: Path, table: str) -> dict[str, dict[str, Any]]:
     if not ledger.exists():
         return {}
     conn = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True, timeout=10)
     try:
         conn.row_factory = sqlite3.Row
-        rows = conn.execute("SELECT * FROM gate").fetchall()
+        rows = conn.execute(f"SELECT * FROM {table}").fetchall()
     finally:
         conn.close()
     return {str(r["uid"]): dict(r) for r in rows}
+
+
+# --- objects as lowcarb writes them -------------------------------------------------------------
+
+
+def bind_as_lowcarb_did(
+    api: KubeApi, ns: str, name: str, node: str, milli: int, index: int
+) -> None:
+    """A sharing pod placed and annotated as lowcarb's bind does (one Binding carrying the
+    ``lowcarb.dev/gpu-index`` annotation), by a scheduler nobody runs."""
+    pod = api.create_pod(gpu_pod(name, ns, milli=milli, scheduler="nobody"))
+    api.post(
+        f"/api/v1/namespaces/{ns}/pods/{name}/binding",
+        {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {
+                "name": name,
+                "uid": pod["metadata"]["uid"],
+                "annotations": {GPU_INDEX: str(index)},
+            },
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+        },
+    )
 
 
 def decision_of(pod: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -7,30 +7,13 @@ from __future__ import annotations
 import httpx
 
 from tests.e2e.controlplane import ControlPlane
-from tests.e2e.e2e_support import Session, assert_accounted
+from tests.e2e.e2e_support import Session, assert_accounted, bind_as_lowcarb_did
 from tests.e2e.kubeapi import KubeApi
 from tests.e2e.lowcarbproc import Lowcarb
 from tests.e2e.objects import gpu_node, gpu_pod, node_of
 from tests.e2e.procs import wait_until
 
 NS = "e2e-apiserver"
-
-
-def bind_annotated(api: KubeApi, name: str, node: str, milli: int, index: int) -> None:
-    pod = api.create_pod(gpu_pod(name, NS, milli=milli, scheduler="nobody"))
-    api.post(
-        f"/api/v1/namespaces/{NS}/pods/{name}/binding",
-        {
-            "apiVersion": "v1",
-            "kind": "Binding",
-            "metadata": {
-                "name": name,
-                "uid": pod["metadata"]["uid"],
-                "annotations": {"lowcarb.dev/gpu-index": str(index)},
-            },
-            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
-        },
-    )
 
 
 def test_decisions_stay_right_across_an_apiserver_restart(
@@ -51,7 +34,7 @@ def test_decisions_stay_right_across_an_apiserver_restart(
             gpu_node(f"{pool}-fr-2", region="eu-west-3", gpus=1, replicas=4, pool=pool),
         ]
     )
-    bind_annotated(api, f"{pool}-filler", se, 700, 0)
+    bind_as_lowcarb_did(api, NS, f"{pool}-filler", se, 700, 0)
     session_state.unaccounted.setdefault(NS, set()).add(f"{pool}-filler")
 
     downtime = plane.restart_apiserver(down_s=2.0)

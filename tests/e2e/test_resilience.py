@@ -20,6 +20,7 @@ from tests.e2e.controlplane import ControlPlane, shipped_extender
 from tests.e2e.e2e_support import (
     Session,
     assert_accounted,
+    bind_as_lowcarb_did,
     decision_of,
     gpu_load,
     new_lowcarb,
@@ -58,24 +59,6 @@ def lowcarb_b(
     finally:
         plane.stop_scheduler("kube-scheduler-b")
         lc.stop()
-
-
-def bind_as_lowcarb_did(api: KubeApi, name: str, node: str, milli: int, index: int) -> None:
-    """A sharing pod placed and annotated as lowcarb's bind does (Binding with annotations)."""
-    pod = api.create_pod(gpu_pod(name, NS, milli=milli, scheduler="nobody"))
-    api.post(
-        f"/api/v1/namespaces/{NS}/pods/{name}/binding",
-        {
-            "apiVersion": "v1",
-            "kind": "Binding",
-            "metadata": {
-                "name": name,
-                "uid": pod["metadata"]["uid"],
-                "annotations": {"lowcarb.dev/gpu-index": str(index)},
-            },
-            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
-        },
-    )
 
 
 def test_killed_mid_burst_scheduling_goes_on_and_a_restart_resumes(
@@ -146,8 +129,8 @@ def test_a_restart_rebuilds_shared_gpu_state_from_the_annotations(
     )
     # 300 milli on each of se's two GPUs, recorded as lowcarb records it; a best fit that
     # ignored the annotations would see both on one GPU and the other GPU free
-    bind_as_lowcarb_did(api, f"{pool}-old-0", se, 300, 0)
-    bind_as_lowcarb_did(api, f"{pool}-old-1", se, 300, 1)
+    bind_as_lowcarb_did(api, NS, f"{pool}-old-0", se, 300, 0)
+    bind_as_lowcarb_did(api, NS, f"{pool}-old-1", se, 300, 1)
     session_state.unaccounted.setdefault(NS, set()).update({f"{pool}-old-0", f"{pool}-old-1"})
     lowcarb_b.kill9()
     lowcarb_b.start()
