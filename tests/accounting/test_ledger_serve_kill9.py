@@ -32,10 +32,9 @@ from tests.support.fakeapi import (
     Reply,
     WatchReply,
     fixture,
-    free_port,
-    lowcarb_command,
     write_kubeconfig,
 )
+from tests.support.serve import start_ready
 
 NODES = ["euc1-a-gpu", "euc1-b-cpu", "use1-a-gpu", "use1-b-cpu", "usw2-a-gpu", "usw2-b-gpu"]
 
@@ -63,26 +62,8 @@ def _serve(
     tmp_path: Path, api: FakeApiServer, ledger: LedgerTarget
 ) -> tuple[subprocess.Popen[bytes], str]:
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", api.url)
-    port = free_port()
-    log = (tmp_path / f"serve-{port}.log").open("wb")
-    proc = subprocess.Popen(
-        [*lowcarb_command(), "serve", "--port", str(port), "--kubeconfig", str(kubeconfig),
-         "--ledger", str(ledger), "--log-level", "warning"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    log.close()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, (tmp_path / f"serve-{port}.log").read_text()[-2000:]
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError("lowcarb serve never became ready")
+    flags = ["--kubeconfig", str(kubeconfig), "--ledger", str(ledger), "--log-level", "warning"]
+    return start_ready(tmp_path, *flags)
 
 
 def _pod(uid: str) -> dict[str, object]:

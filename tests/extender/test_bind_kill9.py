@@ -35,10 +35,9 @@ from tests.support.fakeapi import (
     Reply,
     WatchReply,
     fixture,
-    free_port,
-    lowcarb_command,
     write_kubeconfig,
 )
+from tests.support.serve import start_ready
 
 NODES = ["euc1-a-gpu", "euc1-b-cpu", "use1-a-gpu", "use1-b-cpu", "usw2-a-gpu", "usw2-b-gpu"]
 NS = "e2e"
@@ -65,29 +64,11 @@ def serve(
     tmp: Path, api: FakeApiServer, ledger: Path, crash_at: str = ""
 ) -> tuple[subprocess.Popen[bytes], str]:
     kubeconfig = write_kubeconfig(tmp / "kubeconfig", api.url)
-    port = free_port()
-    log_path = tmp / f"serve-{port}.log"
     env = {k: v for k, v in os.environ.items() if k != "LOWCARB_CRASH_AT"}
     if crash_at:
         env["LOWCARB_CRASH_AT"] = crash_at
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [*lowcarb_command(), "serve", "--port", str(port), "--kubeconfig", str(kubeconfig),
-             "--ledger", str(ledger), "--log-level", "warning"],
-            stdout=log, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log_path.read_text()[-2000:]
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError("lowcarb serve never became ready")
+    flags = ["--kubeconfig", str(kubeconfig), "--ledger", str(ledger), "--log-level", "warning"]
+    return start_ready(tmp, *flags, env=env)
 
 
 def place(base: str, store: PodStore, name: str) -> str:

@@ -1,6 +1,7 @@
 """Serving for the HTTP tests: an ASGI app under uvicorn on 127.0.0.1 in the test's event loop
 (:func:`uvicorn_serving`), and ``lowcarb serve`` as real processes (start with flags, wait until
-ready, stop them all at the end: terminate, then kill after 10 s), each with its own log file."""
+ready, stop them all at the end: terminate, then kill after 10 s), each with its own log file;
+:func:`start_ready` for tests that own the process (kill -9 and restart it)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import contextlib
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 
@@ -40,6 +42,37 @@ async def uvicorn_serving(app: Any) -> AsyncIterator[str]:
         await task
 
 
+def spawn(
+    log_path: Path, *flags: str, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """``lowcarb serve --host 127.0.0.1 *flags``, its output appended to ``log_path``."""
+    command = [*lowcarb_command(), "serve", "--host", "127.0.0.1", *flags]
+    with log_path.open("ab") as log:
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def start_ready(
+    logs: Path, *flags: str, env: Mapping[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``lowcarb serve --port <free> *flags`` until ``/readyz`` answers 200 (synced); returns the
+    process, which the caller owns and stops, and its base URL."""
+    port = free_port()
+    log_path = logs / f"serve-{port}.log"
+    process = spawn(log_path, "--port", str(port), *flags, env=env)
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
+
+    try:
+        wait_ready(process, log_path, ready, f"/readyz on {port}")
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    return process, base
+
+
 class ServeProcesses:
     """The ``lowcarb serve`` processes one test (or module) started; logs under ``logs``."""
 
@@ -51,9 +84,7 @@ class ServeProcesses:
         """``lowcarb serve --host 127.0.0.1 *flags``; returns the process and its log file
         (``log_name`` under ``logs``, appended to; by default one file per process)."""
         log_path = self.logs / (log_name or f"serve-{len(self.processes)}.log")
-        command = [*lowcarb_command(), "serve", "--host", "127.0.0.1", *flags]
-        with log_path.open("ab") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        process = spawn(log_path, *flags)
         self.processes.append(process)
         return process, log_path
 
