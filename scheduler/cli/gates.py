@@ -32,10 +32,8 @@ from scheduler.cli.lease import (
 from scheduler.cli.output import Column, Output, OutputOpt, WideOpt, emit, resolve
 
 if TYPE_CHECKING:
-    from scheduler.gates.leader import LeaseSettings
-
-if TYPE_CHECKING:
     from scheduler.app import Parts
+    from scheduler.gates.leader import LeaseSettings
 
 app = new_app(
     help="Temporal shifting: hold pods gated with lowcarb.dev/carbon-window until a cleaner hour.",
