@@ -57,7 +57,7 @@ from scheduler.engine import Engine
 from scheduler.gpu import supply as gpu
 from scheduler.gpu.fragmentation import TaskShape, Workload
 from scheduler.gpu.workload import typical_workload
-from scheduler.scoring import Step, evaluate, table_share
+from scheduler.scoring import Step, evaluate
 from scheduler.sim.baselines import rank_by
 from scheduler.sim.carbon import Integrals, load_series, year_start
 from scheduler.sim.replay import MemoView, make_engine, node_speeds
@@ -437,7 +437,7 @@ def carbon_chooser(
     def choose(table: NodeTable, d: PodDemand, rows: npt.NDArray[np.intp]) -> tuple[int, int]:
         view = MemoView(world.view.at(clock.now))
         # the priced model's scarcity reads the whole fleet, as the extender's cluster state does
-        share = table_share(table)
+        share = table.allocated_gpu_share()
         ev = engine.evaluate(d, table.take(rows), view, clock.now, fleet_share=share)
         ok = np.flatnonzero(ev.feasible)
         if ok.size == 0:

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from scheduler.cluster.table import LazyReasons, NodeTable
+from scheduler.cluster.table import LazyReasons
 from scheduler.costs.energy import EnergyTable
 from scheduler.quantize import nudge_top, quantize_cost
 from scheduler.terms.base import Context, Term, TermArgs, TermScore
@@ -75,12 +75,7 @@ def allocated_share(ctx: Context) -> float:
     nodes where the pod still fits, so the full ones are missing)."""
     if ctx.fleet_share is not None:
         return float(min(max(ctx.fleet_share, 0.0), 1.0))
-    return table_share(ctx.table)
-
-
-def table_share(t: NodeTable) -> float:
-    """Allocated share of ``t``'s GPUs (0 when it has none)."""
-    return t.allocated_gpu_share()
+    return ctx.table.allocated_gpu_share()
 
 
 def price(

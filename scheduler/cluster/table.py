@@ -49,10 +49,10 @@ class NodeTable:
 
     def allocated_gpu_share(self) -> float:
         """Allocated share of these nodes' GPUs, 0..1 (0 when they have none)."""
-        total = float(np.asarray(self.gpu_total, dtype=np.float64).sum())
-        if total <= 0.0:
+        total = int(self.gpu_total.sum(dtype=np.int64))  # integer sums: exact, and no float copy
+        if total <= 0:
             return 0.0
-        free = float(np.clip(np.asarray(self.gpu_free, dtype=np.float64), 0, None).sum()) / 1000.0
+        free = int(np.maximum(self.gpu_free, 0).sum(dtype=np.int64)) / 1000.0
         return float(min(max(1.0 - free / total, 0.0), 1.0))
 
     def take(self, idx: np.ndarray, like: NodeTable | None = None) -> NodeTable:
