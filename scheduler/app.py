@@ -38,6 +38,7 @@ from scheduler.extender.records import LedgerSink
 from scheduler.extender.report import report_router
 from scheduler.extender.routes import DEFAULT_MAX_BODY
 from scheduler.extender.service import Extender
+from scheduler.extender.shortlist import DEFAULT_LIMIT as SHORTLIST
 from scheduler.gates.webhook import router as admission_router
 from scheduler.policy.model import Policy
 
@@ -62,6 +63,7 @@ class ServeOptions:
     accounting_settle_s: float | None = None  # None: the policy's accounting.settleAfter
     lease: LeaseSettings | None = None  # run the gate controller only while holding this Lease
     bind_wait_s: float = DEFAULT_WAIT_S  # a shared-GPU filter's wait for binds in flight
+    shortlist: int = SHORTLIST  # filter passes at most this many nodes, the cheapest (0: all)
 
     @property
     def cluster_mode(self) -> bool:
@@ -269,6 +271,7 @@ def build_runtime(options: ServeOptions, *, routers: list[APIRouter] | None = No
         binder=binder,
         synced=(lambda: state.synced) if options.cluster_mode else (lambda: True),
         inflight=InFlight(options.bind_wait_s),
+        shortlist=options.shortlist,
     )
     extender.ledger = ledger
     runtime: Runtime

@@ -20,6 +20,10 @@ PODS_FILTERED = Counter("lowcarb_pods_filtered_total", "Pods answered by filter"
 PODS_SCORED = Counter("lowcarb_pods_scored_total", "Pods answered by prioritize")
 PODS_BOUND = Counter("lowcarb_pods_bound_total", "Bindings created, by outcome", ["outcome"])
 NODES_REJECTED = Counter("lowcarb_nodes_rejected_total", "Nodes failed by filter")
+NODES_LEFT_OFF = Counter(
+    "lowcarb_nodes_left_off_total",
+    "Feasible nodes filter left off its shortlist (kube-scheduler did not score them)",
+)
 ERRORS = Counter("lowcarb_errors_total", "Errors answered, by kind", ["kind"])
 POLICY_RELOAD_FAILED = Gauge(
     "lowcarb_policy_reload_failed", "1 while the policy file on disk is invalid (last good kept)"

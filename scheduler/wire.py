@@ -81,8 +81,21 @@ class NodeAffinity(Struct, omit_defaults=True):
     preferredDuringSchedulingIgnoredDuringExecution: list[PreferredSchedulingTerm] | None = None
 
 
+class PodAffinity(Struct, omit_defaults=True):
+    """Pod (anti-)affinity: only whether soft terms exist is read (they are kept raw)."""
+
+    preferredDuringSchedulingIgnoredDuringExecution: list[Raw] | None = None
+
+
 class Affinity(Struct, omit_defaults=True):
     nodeAffinity: NodeAffinity | None = None
+    podAffinity: PodAffinity | None = None
+    podAntiAffinity: PodAffinity | None = None
+
+
+class TopologySpreadConstraint(Struct, omit_defaults=True):
+    topologyKey: str = ""
+    whenUnsatisfiable: str = ""
 
 
 class SchedulingGate(Struct, omit_defaults=True):
@@ -95,6 +108,7 @@ class PodSpec(Struct, omit_defaults=True):
     overhead: dict[str, str] | None = None
     nodeSelector: dict[str, str] | None = None
     affinity: Affinity | None = None
+    topologySpreadConstraints: list[TopologySpreadConstraint] | None = None
     schedulingGates: list[SchedulingGate] | None = None
     nodeName: str = ""
     schedulerName: str = ""

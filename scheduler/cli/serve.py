@@ -247,6 +247,16 @@ def serve(
             "before it (kube-scheduler binds in the background); 0: never wait",
         ),
     ] = 250,
+    shortlist: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=100_000,
+            help="Filter passes kube-scheduler at most this many feasible nodes, the cheapest "
+            "(its plugins score only those; pods with soft affinity or ScheduleAnyway spread "
+            "get all); 0: every feasible node",
+        ),
+    ] = 100,
     leader_elect: LeaderElectOpt = False,
     lease_name: LeaseNameOpt = DEFAULT_LEASE,
     lease_namespace: LeaseNamespaceOpt = None,
@@ -288,6 +298,7 @@ def serve(
         accounting_interval_s=accounting_interval,
         lease=lease,
         bind_wait_s=bind_wait_ms / 1000.0,
+        shortlist=shortlist,
     )
     with policy_errors("--policy"), blame("--ledger", LedgerError):
         runtime = build_runtime(options)

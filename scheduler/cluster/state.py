@@ -104,6 +104,9 @@ class ClusterState:
     # the last candidate list asked for, and its memo key
     _last_key: tuple[list[str], tuple[str, ...]] | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock)
+    #: bumped on every change a score could read (pods counted, nodes added, changed, gone):
+    #: an answer computed at one generation still holds while it is unchanged
+    generation: int = 0
     #: called with the uid of each pod the watch reports bound (the extender's in-flight pods)
     on_bound: Callable[[str], None] | None = None
 
@@ -285,10 +288,12 @@ class ClusterState:
 
     def _invalidate(self) -> None:
         """The node set changed: rebuild the table (and forget row lookups) on next read."""
+        self.generation += 1
         self._table = None
         self._rows_memo.clear()
 
     def _add(self, usage: PodUsage) -> None:
+        self.generation += 1
         self._pods[usage.uid] = usage
         if usage.assumed_until is not None:
             self._assumed[usage.uid] = usage.assumed_until
@@ -299,6 +304,7 @@ class ClusterState:
         usage = self._pods.pop(uid, None)
         self._assumed.pop(uid, None)
         if usage is not None:
+            self.generation += 1
             on_node = self._pods_by_node.get(usage.node)
             if on_node is not None:
                 on_node.discard(uid)
@@ -349,6 +355,7 @@ class ClusterState:
                 table.region_obj[i] = info.region
             self._rows_memo.clear()  # memoised takes carry regions
         self._dirty_nodes.add(info.name)  # free GPUs, CPU and memory from the new allocatable
+        self.generation += 1
         return True
 
     def _build_static(self) -> NodeTable:

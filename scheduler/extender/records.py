@@ -49,6 +49,10 @@ class Decision:
     at: float
     owner: tuple[str | None, str | None] = (None, None)
     duration_s: float | None = None
+    #: made at filter with a shortlist: the shortlisted names -> their rows, and the cluster
+    #: state's generation it was scored at (prioritize answers from it while that holds)
+    shortlist: dict[str, int] | None = None
+    generation: int = -1
 
     def row(self, node: str) -> int | None:
         try:

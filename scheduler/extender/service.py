@@ -34,6 +34,7 @@ from scheduler.extender.crashpoint import CrashPoints
 from scheduler.extender.inflight import InFlight
 from scheduler.extender.preempt import accept_victims
 from scheduler.extender.records import Decision, Seen, owner_of, placement_record
+from scheduler.extender.shortlist import shortlist_rows, weighs_every_node
 from scheduler.names import ANN_DECISION, ANN_GPU_INDEX
 
 log = structlog.get_logger("lowcarb.service")
@@ -88,6 +89,9 @@ class Extender:
     crash: CrashPoints = field(default_factory=CrashPoints)
     #: GPU pods between their scheduling cycle and their bind (a shared GPU's filter waits).
     inflight: InFlight = field(default_factory=InFlight)
+    #: filter passes at most this many nodes, the cheapest (0: all feasible nodes; see
+    #: :mod:`scheduler.extender.shortlist`)
+    shortlist: int = 0
     _memo: OrderedDict[str, Decision] = field(default_factory=OrderedDict)
     # what filter learned of each pod (demand, class, owner, duration), for a bind that comes
     # without a prioritize: kube-scheduler skips prioritize when one node passes the filters
@@ -151,16 +155,29 @@ class Extender:
             call.names,
             call.raws,
         )
+        generation = self.state.generation  # read first: a change after it re-scores
         table, unknown = self.state.table_for(names)
         metrics.NODES_PER_REQUEST.labels("filter").observe(len(table) + len(unknown))
         engine = self.engine()
         engine.observe(demand)
         klass = engine.classify(args.Pod) if args.Pod is not None else "default"
-        ev = engine.evaluate(demand, table, self.carbon(), self.clock(), klass=klass, score=False)
+        # priced here too when a shortlist may be due: prioritize then answers from this
+        short = 0 < self.shortlist < len(table) and not weighs_every_node(args.Pod)
+        now = self.clock()
+        ev = engine.evaluate(
+            demand,
+            table,
+            self.carbon(),
+            now,
+            klass=klass,
+            score=short,
+            fleet_share=self.state.gpu_allocated_share() if short else None,
+        )
         metrics.PODS_FILTERED.inc()
+        duration = engine.expected_duration_s(demand, klass)
+        owner = owner_of(args.Pod)
         if demand.uid:
-            duration = engine.expected_duration_s(demand, klass)
-            self._filtered[demand.uid] = Seen(demand, klass, owner_of(args.Pod), duration)
+            self._filtered[demand.uid] = Seen(demand, klass, owner, duration)
             self._filtered.move_to_end(demand.uid)
             while len(self._filtered) > _MEMO:
                 self._filtered.popitem(last=False)
@@ -178,7 +195,16 @@ class Extender:
         for name in unknown:
             result.FailedNodes[name] = UNKNOWN_NODE
         metrics.NODES_REJECTED.inc(len(result.FailedNodes))
-        passed = all_names[ev.feasible].tolist()
+        rows = shortlist_rows(ev, self.shortlist) if short else None
+        if rows is None:
+            passed = all_names[ev.feasible].tolist()
+        else:
+            passed = all_names[rows].tolist()
+            metrics.NODES_LEFT_OFF.inc(int(ev.feasible.sum()) - len(passed))
+            kept = dict(zip(passed, rows.tolist(), strict=True))
+            decision = Decision(demand, klass, table.names, ev, table, now, owner, duration)
+            decision.shortlist, decision.generation = kept, generation
+            self._remember(decision)
         self.inflight.expect(demand, passed)
         if raws is not None:
             # echo the very bytes kube-scheduler sent, in its order (rows follow ``names``)
@@ -212,6 +238,11 @@ class Extender:
 
     def _prioritize_end(self, call: _Call) -> bytes:
         args, demand = call.args, call.demand
+        shortlisted = self._memo.get(demand.uid) if demand.uid else None
+        if shortlisted is not None and shortlisted.shortlist is not None:
+            kept = shortlisted.shortlist
+            if all(name in kept for name in call.names):
+                return self._prioritize_shortlist(shortlisted, call.names)
         table, unknown = self.state.table_for(call.names)
         metrics.NODES_PER_REQUEST.labels("prioritize").observe(len(table) + len(unknown))
         engine = self.engine()
@@ -236,6 +267,56 @@ class Extender:
         )
         self.inflight.expect(demand, table.names)
         return wire.encode_priorities(hosts, levels)
+
+    def _prioritize_shortlist(self, decision: Decision, names: list[str]) -> bytes:
+        """Score a shortlist from the filter's evaluation of every candidate (scored again over
+        them all when the cluster state changed since), so levels, stranded GPUs, the
+        counterfactual and the candidate count are those of the whole list, not of the few."""
+        metrics.NODES_PER_REQUEST.labels("prioritize").observe(len(names))
+        if decision.generation != self.state.generation:
+            decision = self._rescore(decision)
+        metrics.PODS_SCORED.inc()
+        kept = decision.shortlist
+        assert kept is not None
+        rows = np.fromiter((kept[n] for n in names), dtype=np.intp, count=len(names))
+        levels = np.where(rows >= 0, decision.evaluation.levels[rows], 0)
+        scored = levels > 0
+        hosts = np.asarray(names, dtype=object)
+        self.inflight.expect(decision.demand, names)
+        return wire.encode_priorities(hosts[scored], levels[scored])
+
+    def _rescore(self, old: Decision) -> Decision:
+        """``old``'s candidates scored again on the cluster state as it is now."""
+        generation = self.state.generation
+        table, _ = self.state.table_for(old.names)
+        share = self.state.gpu_allocated_share()
+        now = self.clock()
+        ev = self.engine().evaluate(
+            old.demand,
+            table,
+            self.carbon(),
+            now,
+            klass=old.klass,
+            duration_s=old.duration_s,
+            fleet_share=share,
+        )
+        kept = old.shortlist or {}
+        index = {name: i for i, name in enumerate(table.names) if name in kept}
+        decision = Decision(
+            old.demand,
+            old.klass,
+            table.names,
+            ev,
+            table,
+            now,
+            old.owner,
+            old.duration_s,
+            # a shortlisted node deleted since scores nothing (kube-scheduler sent it: answered 0)
+            {name: index.get(name, -1) for name in kept},
+            generation,
+        )
+        self._remember(decision)
+        return decision
 
     async def bind(self, body: bytes) -> bytes:
         args = wire.decode_binding(body)

@@ -27,7 +27,7 @@ import pytest
 from carbon.clock import wall
 from tests.e2e import kubebin
 from tests.e2e.controlplane import ControlPlane, shipped_extender
-from tests.e2e.e2e_support import Session, new_lowcarb, write_policy
+from tests.e2e.e2e_support import SHORTLIST, Session, new_lowcarb, write_policy
 from tests.e2e.kubeapi import KubeApi
 from tests.e2e.lowcarbproc import Lowcarb
 
@@ -175,6 +175,9 @@ def lowcarb(
     lc = new_lowcarb(
         request, workdir, lowcarb_identity["kubeconfig"], policy_file, "lowcarb-a", session_state
     )
+    # pools here have 2 to 9 nodes: a shortlist of 2 (shipped: 100) puts every test's filter
+    # answers, prioritize from the filter's pricing and binds through it (test_placement.py)
+    lc.extra_args.append(f"--shortlist={SHORTLIST}")
     try:
         session_state.timings["lowcarb_a_launched"] = wall()
         lc.start()

@@ -26,6 +26,8 @@ from tests.e2e.procs import wait_until
 DECISION = "lowcarb.dev/decision"
 GPU_INDEX = "lowcarb.dev/gpu-index"
 GATE = "lowcarb.dev/carbon-window"
+#: lowcarb A's --shortlist: filter passes at most 2 feasible nodes (pools have 2 to 9 nodes)
+SHORTLIST = 2
 SERIES_YEAR = 2020  # file name year of crafted series (replay with shift: false reads timestamps)
 
 # region label -> grid zone for the crafted series (policy carbon.zones)

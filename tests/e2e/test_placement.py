@@ -16,7 +16,14 @@ from typing import Any
 import pytest
 
 from tests.e2e.controlplane import ControlPlane, shipped_extender
-from tests.e2e.e2e_support import Session, assert_accounted, gpu_index_of, gpu_load
+from tests.e2e.e2e_support import (
+    SHORTLIST,
+    Session,
+    assert_accounted,
+    decision_of,
+    gpu_index_of,
+    gpu_load,
+)
 from tests.e2e.kubeapi import KubeApi
 from tests.e2e.lowcarbproc import DelayProxy, Lowcarb
 from tests.e2e.objects import (
@@ -83,6 +90,31 @@ def test_cleanest_region_first_then_spill_over(
     for pod in accounted.values():
         decision = pod["metadata"]["annotations"]["lowcarb.dev/decision"]
         assert '"zone":"SE-SE3"' in decision or '"zone":"FR"' in decision
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_shortlist_passes_the_cheapest_nodes_and_records_them_all(
+    api: KubeApi, lowcarb: Lowcarb, schedulers: dict[str, str], session_state: Session, mode: str
+) -> None:
+    """lowcarb's filter answers with its SHORTLIST cheapest feasible nodes (kube-scheduler
+    accepts the shorter list and scores only those); the decision still counts every candidate
+    and the pods fill the clean region first, then the next cleanest."""
+    pool = f"short-{mode}"
+    regions = (("se", "eu-north-1"), ("fr", "eu-west-3"), ("de", "eu-central-1"))
+    api.create_nodes(
+        [gpu_node(f"{pool}-{r}-{i}", region=g, pool=pool) for r, g in regions for i in (1, 2, 3)]
+    )
+    left_off = lowcarb.metric("lowcarb_nodes_left_off_total")
+    names = [f"{pool}-{i}" for i in range(8)]
+    for name in names:  # back to back: 8 x 4 GPUs, the clean region holds 6
+        api.create_pod(gpu_pod(name, NS, gpus=4, scheduler=schedulers[mode], pool=pool))
+    pods = wait_bound(api, NS, names)
+    placed = Counter(region_of(api, node_of(p)) for p in pods.values())
+    assert placed == {"eu-north-1": 6, "eu-west-3": 2}, placed
+    accounted = assert_accounted(api, session_state.ledgers, NS, names)
+    candidates = sorted(decision_of(p)["candidates"] for p in accounted.values())  # type: ignore[index]
+    assert candidates[-1] == 9, candidates  # the first pods: every node of the pool fits
+    assert lowcarb.metric("lowcarb_nodes_left_off_total") >= left_off + 8 * (5 - SHORTLIST)
 
 
 @pytest.mark.parametrize("mode", MODES)
