@@ -107,6 +107,9 @@ class ClusterState:
     #: bumped on every change a score could read (pods counted, nodes added, changed, gone):
     #: an answer computed at one generation still holds while it is unchanged
     generation: int = 0
+    # the generation each node's usage or row last changed at, and the node set's last change
+    _node_gen: dict[str, int] = field(default_factory=dict)
+    _layout_gen: int = 0
     #: called with the uid of each pod the watch reports bound (the extender's in-flight pods)
     on_bound: Callable[[str], None] | None = None
 
@@ -270,6 +273,15 @@ class ClusterState:
                 return None
             return table.take(np.array([i], dtype=np.intp))
 
+    def changed_since(self, generation: int, names: Iterable[str]) -> bool:
+        """True when the node set, or any of ``names``' rows or the pods counted on them, changed
+        after ``generation`` (a score computed then for those nodes may no longer hold)."""
+        with self._lock:
+            if self._layout_gen > generation:
+                return True
+            get = self._node_gen.get
+            return any(get(name, 0) > generation for name in names)
+
     def gpu_allocated_share(self) -> float:
         """Allocated share of every known node's GPUs, 0..1 (0 without GPUs): the fleet-wide
         scarcity the priced model reads, not just the candidates kube-scheduler sends."""
@@ -289,11 +301,14 @@ class ClusterState:
     def _invalidate(self) -> None:
         """The node set changed: rebuild the table (and forget row lookups) on next read."""
         self.generation += 1
+        self._layout_gen = self.generation  # covers every node: their own marks can go
+        self._node_gen.clear()
         self._table = None
         self._rows_memo.clear()
 
     def _add(self, usage: PodUsage) -> None:
         self.generation += 1
+        self._node_gen[usage.node] = self.generation
         self._pods[usage.uid] = usage
         if usage.assumed_until is not None:
             self._assumed[usage.uid] = usage.assumed_until
@@ -305,6 +320,7 @@ class ClusterState:
         self._assumed.pop(uid, None)
         if usage is not None:
             self.generation += 1
+            self._node_gen[usage.node] = self.generation
             on_node = self._pods_by_node.get(usage.node)
             if on_node is not None:
                 on_node.discard(uid)
@@ -356,6 +372,7 @@ class ClusterState:
             self._rows_memo.clear()  # memoised takes carry regions
         self._dirty_nodes.add(info.name)  # free GPUs, CPU and memory from the new allocatable
         self.generation += 1
+        self._node_gen[info.name] = self.generation
         return True
 
     def _build_static(self) -> NodeTable:

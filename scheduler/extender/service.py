@@ -269,11 +269,14 @@ class Extender:
         return wire.encode_priorities(hosts, levels)
 
     def _prioritize_shortlist(self, decision: Decision, names: list[str]) -> bytes:
-        """Score a shortlist from the filter's evaluation of every candidate (scored again over
-        them all when the cluster state changed since), so levels, stranded GPUs, the
-        counterfactual and the candidate count are those of the whole list, not of the few."""
+        """Score a shortlist from the filter's evaluation of every candidate, so levels,
+        stranded GPUs, the counterfactual and the candidate count are those of the whole list,
+        not of the few. Scored again over them all when a shortlisted node changed since (a pod
+        bound or gone there, the node updated) or the node set did: pods bound elsewhere in the
+        meantime change no shortlisted node's fit, and the filter's moment is as good a moment
+        to price at as this one, milliseconds later."""
         metrics.NODES_PER_REQUEST.labels("prioritize").observe(len(names))
-        if decision.generation != self.state.generation:
+        if self.state.changed_since(decision.generation, names):
             decision = self._rescore(decision)
         metrics.PODS_SCORED.inc()
         kept = decision.shortlist

@@ -57,8 +57,10 @@ def scheduler_config(
     *,
     qps: float | None = None,
     burst: int | None = None,
+    percentage: int | None = None,
 ) -> dict[str, Any]:
-    """A KubeSchedulerConfiguration like the shipped one (client QPS, score 100 % of nodes)."""
+    """A KubeSchedulerConfiguration like the shipped one (client QPS, score 100 % of nodes);
+    ``percentage`` overrides percentageOfNodesToScore (0: kube-scheduler's adaptive default)."""
     shipped = yaml.safe_load(SHIPPED_SCHEDULER_CONFIG.read_text())
     conn = shipped.get("clientConnection", {})
     return {
@@ -70,7 +72,9 @@ def scheduler_config(
             "burst": burst if burst is not None else conn.get("burst", 100),
         },
         "leaderElection": {"leaderElect": False},
-        "percentageOfNodesToScore": shipped.get("percentageOfNodesToScore", 100),
+        "percentageOfNodesToScore": percentage
+        if percentage is not None
+        else shipped.get("percentageOfNodesToScore", 100),
         "profiles": [{"schedulerName": n} for n in scheduler_names],
         "extenders": list(extenders),
     }
@@ -245,10 +249,16 @@ class ControlPlane:
         qps: float | None = None,
         burst: int | None = None,
         verbosity: int = 1,
+        percentage: int | None = None,
     ) -> Proc:
         """A kube-scheduler serving the profiles ``scheduler_names``; waits for /readyz."""
         config = scheduler_config(
-            self.scheduler_kubeconfig, scheduler_names, extenders, qps=qps, burst=burst
+            self.scheduler_kubeconfig,
+            scheduler_names,
+            extenders,
+            qps=qps,
+            burst=burst,
+            percentage=percentage,
         )
         path = self.workdir / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config))

@@ -51,12 +51,12 @@ def build() -> tuple[ClusterState, Extender, Extender, RecordingBinder, Recordin
     return state, short, full, short_binds, full_binds
 
 
-def args(names: list[str], uid: str = "uid-1", **spec: Any) -> bytes:
+def args(names: list[str], uid: str = "uid-1", spec: dict[str, Any] | None = None) -> bytes:
     body = copy.deepcopy(ARGS)
     body.pop("Nodes", None)
     body["NodeNames"] = names
     body["Pod"]["metadata"]["uid"] = uid
-    body["Pod"]["spec"].update(spec)
+    body["Pod"]["spec"].update(spec or {})
     return json.dumps(body).encode()
 
 
@@ -103,6 +103,28 @@ def test_a_change_between_filter_and_prioritize_is_scored() -> None:
     want = scores(full.prioritize(args(NAMES)))
     assert got == {h: s for h, s in want.items() if h in kept}
     assert got.get(best, 0) == 0  # a 4-GPU pod no longer fits there
+
+
+def test_a_pod_bound_off_the_shortlist_reuses_the_filters_pricing() -> None:
+    """Only changes to shortlisted nodes (or to the node set) make prioritize price again."""
+    state, short, _, _, _ = build()
+    engine = short.engine()
+    evaluations: list[int] = []
+    evaluate = engine.evaluate
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        evaluations.append(len(args[1]))
+        return evaluate(*args, **kwargs)
+
+    engine.evaluate = counting  # type: ignore[method-assign]
+    kept = passed(short.filter(args(NAMES)))
+    before = scores(short.prioritize(args(kept)))
+    state.upsert_pod(cluster_pod("elsewhere", "pl-059", gpus=8))  # not shortlisted
+    assert scores(short.prioritize(args(kept))) == before
+    assert evaluations == [len(NAMES)]  # the filter's, and no other
+    state.upsert_pod(cluster_pod("here", kept[-1], gpus=1))
+    short.prioritize(args(kept))
+    assert evaluations == [len(NAMES), len(NAMES)]  # priced again, over every candidate
 
 
 def test_a_shortlisted_node_deleted_before_prioritize_scores_nothing() -> None:
@@ -181,7 +203,7 @@ def test_bind_records_the_whole_candidate_list() -> None:
 def test_soft_preferences_get_every_feasible_node(spec: dict[str, Any]) -> None:
     """kube-scheduler's plugins weigh these over all nodes: a shortlist would hide their pick."""
     _, short, _, _, _ = build()
-    assert len(passed(short.filter(args(NAMES, **spec)))) == len(NAMES)
+    assert len(passed(short.filter(args(NAMES, spec=spec)))) == len(NAMES)
 
 
 def test_hard_spread_still_gets_a_shortlist() -> None:
@@ -191,7 +213,7 @@ def test_hard_spread_still_gets_a_shortlist() -> None:
         ]
     }
     _, short, _, _, _ = build()
-    assert len(passed(short.filter(args(NAMES, **spec)))) == LIMIT
+    assert len(passed(short.filter(args(NAMES, spec=spec)))) == LIMIT
 
 
 def test_no_shortlist_when_few_nodes_fit() -> None:
