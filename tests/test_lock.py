@@ -131,9 +131,9 @@ def test_httpcore_finds_its_event_loop_without_a_failed_import() -> None:
     async def ask() -> str:
         return current_async_library()
 
-    sys.meta_path.insert(0, Spy)  # type: ignore[arg-type]
+    sys.meta_path.insert(0, Spy)
     try:
         assert asyncio.run(ask()) == "asyncio"
     finally:
-        sys.meta_path.remove(Spy)  # type: ignore[arg-type]
+        sys.meta_path.remove(Spy)
     assert "sniffio" not in searched, "sniffio is not installed: httpcore imports it per call"
