@@ -21,7 +21,7 @@ import ssl
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -150,6 +150,26 @@ async def _serve(
     finally:
         health.should_exit = True
         await probes
+
+
+def service_config(
+    app: Any, host: str, port: int, log_level: str, ssl_kwargs: dict[str, Any]
+) -> uvicorn.Config:
+    """uvicorn's settings for the extender service (the probes' server keeps uvicorn's own)."""
+    import uvicorn
+
+    from scheduler.extender.coalesce import CoalescingHttpToolsProtocol
+
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=CoalescingHttpToolsProtocol,  # one write per response (head and body together)
+        log_level=log_level,
+        log_config=None,
+        access_log=False,
+        **ssl_kwargs,
+    )
 
 
 def run(
@@ -304,20 +324,12 @@ def serve(
         runtime = build_runtime(options)
     sockets = listen(host, port)
     health_sockets = listen(host, health_port, "--health-port") if health_port else []
-    ssl_kwargs: dict[str, object] = {}
+    ssl_kwargs: dict[str, Any] = {}
     if tls_cert is not None:
         ssl_kwargs = {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)}
         if client_ca is not None:
             ssl_kwargs.update(ssl_ca_certs=str(client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
-    config = uvicorn.Config(
-        runtime.app,
-        host=host,
-        port=port,
-        log_level=log_level.value,
-        log_config=None,
-        access_log=False,
-        **ssl_kwargs,  # type: ignore[arg-type]
-    )
+    config = service_config(runtime.app, host, port, log_level.value, ssl_kwargs)
     health = None
     if health_port:
         health = uvicorn.Config(
