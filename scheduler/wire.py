@@ -81,9 +81,7 @@ class NodeAffinity(Struct, omit_defaults=True):
     preferredDuringSchedulingIgnoredDuringExecution: list[PreferredSchedulingTerm] | None = None
 
 
-class PodAffinity(Struct, omit_defaults=True):
-    """Pod (anti-)affinity: only whether soft terms exist is read (they are kept raw)."""
-
+class PodAffinity(Struct, omit_defaults=True):  # only whether soft terms exist is read
     preferredDuringSchedulingIgnoredDuringExecution: list[Raw] | None = None
 
 
@@ -94,7 +92,6 @@ class Affinity(Struct, omit_defaults=True):
 
 
 class TopologySpreadConstraint(Struct, omit_defaults=True):
-    topologyKey: str = ""
     whenUnsatisfiable: str = ""
 
 
@@ -405,6 +402,13 @@ class _ScoreTemplate:
 
 _MAX_SPLICES = 256  # more nodes at level 10 than this: the join below is as fast
 _TEMPLATES_KEPT = 8  # candidate lists (kube-scheduler sends the same one cycle after cycle)
+
+
+def _escapes(joined: str) -> bool:
+    """True when JSON would escape a character of ``joined`` (or it is not ASCII)."""
+    return not joined.isascii() or bool(joined.encode("ascii").translate(None, _JSON_PLAIN))
+
+
 # id(names) -> (names, its list, its template once seen twice)
 _templates: dict[int, tuple[object, list[str], _ScoreTemplate | None]] = {}
 
@@ -417,8 +421,7 @@ def _template(names: object, plain: list[str]) -> _ScoreTemplate | None:
     if hit is not None and hit[0] is names and hit[1] == plain:
         if hit[2] is not None:
             return hit[2]
-        joined = "".join(plain)
-        if not joined.isascii() or joined.encode("ascii").translate(None, _JSON_PLAIN):
+        if _escapes("".join(plain)):
             return None
         built = _ScoreTemplate(plain)
         _templates[key] = (names, list(plain), built)
@@ -434,33 +437,23 @@ def encode_priorities(names: Sequence[str] | np.ndarray, levels: np.ndarray) -> 
 
     The same bytes as encoding a list of :class:`HostPriority` (tested), built by interleaving
     names and per-level separators in one list and joining once (no struct per node); a names
-    array seen before (the candidate list of every cycle) renders from a cached byte template.
-    Names that JSON would escape, or non-ASCII ones (never a valid node name), take the msgspec
-    path.
-    """
+    array seen before (the candidate list of every cycle) renders from a cached byte template;
+    names JSON would escape, or non-ASCII ones (never valid node names), take msgspec's path."""
     n = len(names)
     if n == 0:
         return b"[]"
     lv = np.asarray(levels, dtype=np.int64)
     plain = names.tolist() if isinstance(names, np.ndarray) else list(names)
-    if int(lv.min()) < 0 or int(lv.max()) > HOST_SCORE_MAX:
-        return _encoder.encode(
-            [HostPriority(Host=h, Score=s) for h, s in zip(plain, lv.tolist(), strict=True)]
-        )
-    template = _template(names, plain) if isinstance(names, np.ndarray) else None
-    if template is not None and (rendered := template.render(lv)) is not None:
-        return rendered
-    joined = "".join(plain)
-    if (
-        not joined.isascii()
-        or joined.encode("ascii").translate(None, _JSON_PLAIN)  # a byte JSON would escape
-    ):
-        return _encoder.encode(
-            [HostPriority(Host=h, Score=s) for h, s in zip(plain, lv.tolist(), strict=True)]
-        )
-    seps = _SCORE_SEP_LIST
-    parts: list[str] = ['[{"Host":"'] * (2 * n + 1)
-    parts[1::2] = plain
-    parts[2::2] = list(map(seps.__getitem__, lv.tolist()))
-    parts[-1] = f'","Score":{int(lv[-1])}}}]'
-    return "".join(parts).encode("ascii")
+    if int(lv.min()) >= 0 and int(lv.max()) <= HOST_SCORE_MAX:
+        template = _template(names, plain) if isinstance(names, np.ndarray) else None
+        if template is not None and (rendered := template.render(lv)) is not None:
+            return rendered
+        if not _escapes("".join(plain)):
+            parts: list[str] = ['[{"Host":"'] * (2 * n + 1)
+            parts[1::2] = plain
+            parts[2::2] = list(map(_SCORE_SEP_LIST.__getitem__, lv.tolist()))
+            parts[-1] = f'","Score":{int(lv[-1])}}}]'
+            return "".join(parts).encode("ascii")
+    return _encoder.encode(
+        [HostPriority(Host=h, Score=s) for h, s in zip(plain, lv.tolist(), strict=True)]
+    )

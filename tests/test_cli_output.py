@@ -7,10 +7,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
+from carbon import clock
+from carbon.clock import parse_instant
 from scheduler.cli.main import app
 from tests.support.policy import FIXTURES
 
@@ -57,7 +61,13 @@ def test_json_flag_contradicting_output_is_a_usage_error() -> None:
     assert result.stderr.startswith("lowcarb: error: --json: contradicts --output csv;")
 
 
-def test_explain_table_fits_80_and_csv_has_one_row_per_node() -> None:
+def test_explain_table_fits_80_and_csv_has_one_row_per_node(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # four runs compared with each other, so the clock stands still (each run dates its
+    # forecast window to the second: two runs a second apart would differ there)
+    monkeypatch.setattr(time, "time", lambda: parse_instant("2026-11-28T12:15:00Z"))
+    clock.reset()
     pod, nodes = str(FIXTURES / "pods-get.json"), str(FIXTURES / "nodes-list.json")
     args = ["explain", "--pod", pod, "--nodes", nodes, "--offline"]
     code, table = run(*args)

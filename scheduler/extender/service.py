@@ -33,8 +33,9 @@ from scheduler.engine import Engine
 from scheduler.extender.crashpoint import CrashPoints
 from scheduler.extender.inflight import InFlight
 from scheduler.extender.preempt import accept_victims
+from scheduler.extender.recheck import check_at_bind
 from scheduler.extender.records import Decision, Seen, owner_of, placement_record
-from scheduler.extender.shortlist import shortlist_rows, weighs_every_node
+from scheduler.extender.shortlist import current, scored_hosts, shortlist_rows, weighs_every_node
 from scheduler.names import ANN_DECISION, ANN_GPU_INDEX
 
 log = structlog.get_logger("lowcarb.service")
@@ -269,57 +270,15 @@ class Extender:
         return wire.encode_priorities(hosts, levels)
 
     def _prioritize_shortlist(self, decision: Decision, names: list[str]) -> bytes:
-        """Score a shortlist from the filter's evaluation of every candidate, so levels,
-        stranded GPUs, the counterfactual and the candidate count are those of the whole list,
-        not of the few. Scored again over them all when a shortlisted node changed since (a pod
-        bound or gone there, the node updated) or the node set did: pods bound elsewhere in the
-        meantime change no shortlisted node's fit, and the filter's moment is as good a moment
-        to price at as this one, milliseconds later."""
+        """Score a shortlist from the filter's pricing (:func:`~scheduler.extender.shortlist.
+        current`: priced again when a shortlisted node changed since)."""
         metrics.NODES_PER_REQUEST.labels("prioritize").observe(len(names))
-        if self.state.changed_since(decision.generation, names):
-            decision = self._rescore(decision)
+        fresh = current(decision, names, self.state, self.engine(), self.carbon(), self.clock)
+        if fresh is not decision:
+            self._remember(fresh)
         metrics.PODS_SCORED.inc()
-        kept = decision.shortlist
-        assert kept is not None
-        rows = np.fromiter((kept[n] for n in names), dtype=np.intp, count=len(names))
-        levels = np.where(rows >= 0, decision.evaluation.levels[rows], 0)
-        scored = levels > 0
-        hosts = np.asarray(names, dtype=object)
-        self.inflight.expect(decision.demand, names)
-        return wire.encode_priorities(hosts[scored], levels[scored])
-
-    def _rescore(self, old: Decision) -> Decision:
-        """``old``'s candidates scored again on the cluster state as it is now."""
-        generation = self.state.generation
-        table, _ = self.state.table_for(old.names)
-        share = self.state.gpu_allocated_share()
-        now = self.clock()
-        ev = self.engine().evaluate(
-            old.demand,
-            table,
-            self.carbon(),
-            now,
-            klass=old.klass,
-            duration_s=old.duration_s,
-            fleet_share=share,
-        )
-        kept = old.shortlist or {}
-        index = {name: i for i, name in enumerate(table.names) if name in kept}
-        decision = Decision(
-            old.demand,
-            old.klass,
-            table.names,
-            ev,
-            table,
-            now,
-            old.owner,
-            old.duration_s,
-            # a shortlisted node deleted since scores nothing (kube-scheduler sent it: answered 0)
-            {name: index.get(name, -1) for name in kept},
-            generation,
-        )
-        self._remember(decision)
-        return decision
+        self.inflight.expect(fresh.demand, names)
+        return wire.encode_priorities(*scored_hosts(fresh, names))
 
     async def bind(self, body: bytes) -> bytes:
         args = wire.decode_binding(body)
@@ -335,7 +294,10 @@ class Extender:
         annotations: dict[str, str] = {}
         gpu_index: tuple[int, ...] = ()
         record: PlacementRecord | None = None
-        checked = self._check_at_bind(args.PodUID, args.Node, decision)
+        seen = self._filtered.get(args.PodUID)
+        checked = check_at_bind(
+            args.Node, decision, seen, self.state, self.engine(), self.carbon(), self.clock()
+        )
         if checked is not None:
             decision, row, gpu_index, late = checked
             record = placement_record(decision, row, self.clock())
@@ -367,58 +329,6 @@ class Extender:
             if record is not None and self.ledger is not None:
                 await self._record(record)
         return wire.encode(wire.ExtenderBindingResult(Error=error))
-
-    def _check_at_bind(
-        self, uid: str, node: str, decision: Decision | None
-    ) -> tuple[Decision, int, tuple[int, ...], str] | None:
-        """The pod on its node again, against the GPUs as they are now (pods bound since its
-        prioritize are counted): the decision to record, its row, the GPU slot(s), and a note
-        when the node no longer fits; None when lowcarb never saw the pod.
-
-        kube-scheduler binds in the background while it schedules the next pod, so a GPU slot
-        chosen at prioritize may be taken by the time the bind arrives; and with one feasible
-        node it skips prioritize and binds at once. Re-checking the one node here (one
-        single-row evaluation) picks a GPU slot that still has room and records a decision in
-        both cases. When no slot on the node has room any more, the bind is not refused: with
-        ``ignorable: true`` (what deploy/ ships) kube-scheduler then binds the pod itself, with
-        no annotation and no ledger row ("Skipping extender in bind as it returned error and
-        has ignorable flag set"); lowcarb binds with its prioritize choice and says so in the
-        decision's note and the ``lowcarb_errors_total{kind="overcommit_at_bind"}`` metric.
-        """
-        seen = self._filtered.get(uid)
-        if decision is not None:
-            seen = Seen(decision.demand, decision.klass, decision.owner, decision.duration_s)
-        if seen is None:
-            return None
-        table = self.state.table_for_node(node)
-        if table is None:
-            return None
-        engine, now = self.engine(), self.clock()
-        # scored only when the answer needs it: a shared GPU's slot comes from the GPU term's
-        # score, and a bind without prioritize records this evaluation as its decision
-        row = decision.row(node) if decision is not None else None
-        score = row is None or seen.demand.shares_gpu
-        share = self.state.gpu_allocated_share()  # scarcity of the fleet, not this one node
-        ev = engine.evaluate(
-            seen.demand, table, self.carbon(), now, klass=seen.klass, score=score, fleet_share=share
-        )
-        late = ""
-        if ev.feasible[0]:
-            gpu_index = engine.gpu_index(ev, 0)
-        else:
-            why = ev.reasons.get(0, "infeasible")
-            late = f"overcommit at bind: {node} no longer fits ({why})"
-            metrics.ERRORS.labels("overcommit_at_bind").inc()
-            log.warning("bind_overcommits", pod=seen.demand.key, node=node, reason=why)
-            gpu_index = ()
-            if decision is not None and row is not None:
-                gpu_index = engine.gpu_index(decision.evaluation, row)
-        if decision is None or row is None:
-            decision = Decision(
-                seen.demand, seen.klass, table.names, ev, table, now, seen.owner, seen.duration_s
-            )
-            row = 0
-        return decision, row, gpu_index, late
 
     async def _intend(self, record: PlacementRecord) -> None:
         """Wait (bounded) for the bind intent to be durable; a ledger fault never fails a bind."""

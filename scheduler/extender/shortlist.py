@@ -16,9 +16,15 @@ or pod (anti-)affinity term, or a ``ScheduleAnyway`` topology spread — always 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
+from carbon.types import CarbonView
 from scheduler import wire
+from scheduler.cluster.state import ClusterState
+from scheduler.engine import Engine
+from scheduler.extender.records import Decision
 from scheduler.scoring import Evaluation
 
 #: kube-scheduler's own floor on the nodes it scores (``minFeasibleNodesToFind``)
@@ -56,3 +62,64 @@ def shortlist_rows(ev: Evaluation, limit: int) -> np.ndarray | None:
     cost = np.nan_to_num(ev.cost.cost[feasible], nan=np.inf)
     order = np.lexsort((feasible, cost, -combined))  # last key first
     return np.sort(feasible[order[:limit]])
+
+
+def current(
+    decision: Decision,
+    names: list[str],
+    state: ClusterState,
+    engine: Engine,
+    carbon: CarbonView,
+    clock: Callable[[], float],
+) -> Decision:
+    """The filter's pricing of every candidate, for prioritize to answer the shortlist from, so
+    levels, stranded GPUs, the counterfactual and the candidate count are those of the whole
+    list, not of the few.
+
+    Priced again over them all when a shortlisted node changed since (a pod bound or gone
+    there, the node updated) or the node set did; pods bound elsewhere meanwhile change no
+    shortlisted node's fit, and the filter's moment is as good a moment to price at as this
+    one, milliseconds later."""
+    if not state.changed_since(decision.generation, names):
+        return decision
+    generation = state.generation
+    table, _ = state.table_for(decision.names)
+    share = state.gpu_allocated_share()
+    now = clock()
+    ev = engine.evaluate(
+        decision.demand,
+        table,
+        carbon,
+        now,
+        klass=decision.klass,
+        duration_s=decision.duration_s,
+        fleet_share=share,
+    )
+    kept = decision.shortlist or {}
+    index = {name: i for i, name in enumerate(table.names) if name in kept}
+    fresh = Decision(
+        decision.demand,
+        decision.klass,
+        table.names,
+        ev,
+        table,
+        now,
+        decision.owner,
+        decision.duration_s,
+    )
+    # a shortlisted node deleted since scores nothing (kube-scheduler sent it: answered 0)
+    fresh.shortlist = {name: index.get(name, -1) for name in kept}
+    fresh.generation = generation
+    return fresh
+
+
+def scored_hosts(decision: Decision, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The shortlisted ``names`` with a level above 0, and their levels (a 0 and no entry are
+    the same to kube-scheduler)."""
+    kept = decision.shortlist or {}
+    rows = np.fromiter((kept.get(n, -1) for n in names), dtype=np.intp, count=len(names))
+    levels = np.zeros(len(names), dtype=np.int64)
+    known = rows >= 0
+    levels[known] = decision.evaluation.levels[rows[known]]
+    scored = levels > 0
+    return np.asarray(names, dtype=object)[scored], levels[scored]
