@@ -8,9 +8,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from carbon.config import CarbonConfig
 from carbon.energy import PowerModel
 from carbon.testing import FixedView
-from carbon.config import CarbonConfig
 from scheduler.cluster.table import NodeTable
 from scheduler.costs.fill_order import FillOrder, long_run_means, zone_ranks
 from scheduler.demand import PodDemand
@@ -213,9 +213,9 @@ def test_fill_order_counts_gpus_stranded_by_zone_then_node_order_by_hand() -> No
 
 
 def test_fill_order_is_priced_by_scarcity_so_an_idle_fleet_follows_carbon() -> None:
-    """On an idle fleet (s = 0) the fill order costs nothing: a node in the cleaner zone wins; on a full
-    one the stranded price (4.10 $/h) outweighs the carbon difference (0.015 $), so the node
-    first in the fill order wins among equal FGD deltas."""
+    """On an idle fleet (s = 0) the fill order costs nothing: a node in this hour's cleaner zone
+    wins; on a full one the stranded price (4.10 $/h) outweighs the carbon difference (0.015 $),
+    so the node first in the fill order wins among equal FGD deltas."""
     order = FillOrder({"Z1": 300.0, "Z2": 100.0})  # the long run says Z2; this hour, Z1
     p = replace(SCALED, gpu_hour_busy=0.01, fill_order=order)
     c = ctx(table())
