@@ -24,6 +24,7 @@ from carbon.types import CarbonView
 from scheduler import wire
 from scheduler.cluster.table import NodeTable
 from scheduler.costs.energy import compile_energy
+from scheduler.costs.fill_order import FillOrder, long_run_means
 from scheduler.demand import PodDemand
 from scheduler.policy.classes import ClassChoice, classify
 from scheduler.policy.model import Policy, Prices, WorkloadClass
@@ -62,8 +63,9 @@ def plan(
     return tuple(steps)
 
 
-def pricing(prices: Prices) -> Pricing:
-    """The policy model's prices as the plain floats and tables scoring reads per cycle."""
+def pricing(prices: Prices, fill_order: FillOrder | None = None) -> Pricing:
+    """The policy model's prices as the plain floats and tables scoring reads per cycle;
+    ``fill_order``: the zones' long-run order (None: the fill order is the name order alone)."""
     return Pricing(
         prices.carbonPerTonne,
         prices.gpuHourIdle,
@@ -73,6 +75,8 @@ def pricing(prices: Prices) -> Pricing:
         prices.indifference,
         prices.fullScale,
         compile_energy(prices.energy),
+        prices.fillOrderGpus,
+        fill_order,
     )
 
 
@@ -107,8 +111,9 @@ class Engine:
             learn = policy.gpu
             gpu_fit.configure(learn.windowPods, learn.window_s, learn.popularity)
         self._choices: OrderedDict[str, ClassChoice] = OrderedDict()
+        order = FillOrder(long_run_means(policy.carbon))  # one per policy: zone ranks cached
         self.pricing: dict[str, Pricing] = {
-            name: pricing(policy.class_prices(name)) for name in policy.classes
+            name: pricing(policy.class_prices(name), order) for name in policy.classes
         }
         self.plans: dict[str, tuple[Step, ...]] = {
             name: plan(cls, self.terms, scored) for name, cls in policy.classes.items()

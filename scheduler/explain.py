@@ -7,11 +7,10 @@ prices and quantiser) and returns a JSON-ready dict (:class:`scheduler.api.expla
      "reason": null, "terms": {"carbon": {"raw": 1830.5, "unit": "gCO2e", "normalized": 0.92},
      "gpu_fit": {...}}, "score": 10, "cost": {"zone": "SE", "g_per_kwh": 23.4, "forecast":
      false, "window_start": "...", "window_end": "...", "gpu_watts": 560.0, "pue": 1.2,
-     "run_h": 4.0, "kwh": 2.9, "g_co2e": 67.9, "gpu_hours": 4.0, "stranded_gpus": 0.0,
-     "scarcity": 0.0, "carbon_per_tonne_usd": 190.0, "gpu_hour_usd": 0.01, ...,
-     "carbon_usd": 0.0129, "gpu_usd": 0.04, "stranded_usd": 0.0, "energy_usd": null,
-     "cost_usd": 0.0529}}, ...],
-     "carbon_data": {"SE": {"source": "static", "age_s": 0}}}
+     "run_h": 4.0, "kwh": 2.9, "g_co2e": 67.9, "gpu_hours": 4.0, "fill_order_gpus": 0.4,
+     "stranded_gpus": 0.0, "scarcity": 0.0, "carbon_per_tonne_usd": 190.0, "gpu_hour_usd": 0.01,
+     ..., "carbon_usd": 0.0129, "gpu_usd": 0.04, "stranded_usd": 0.0, "energy_usd": null,
+     "cost_usd": 0.0529}}, ...], "carbon_data": {"SE": {"source": "static", "age_s": 0}}}
 
 plus ``class_reason``, ``expected_duration_s``, ``notes`` (annotations ignored, zones without data)
 and ``workload``: FGD's typical pods, brought up to date with every pod seen first. A term's
@@ -22,8 +21,7 @@ score, then by cost (cheapest first), then in the GPU term's order; infeasible o
 every column with ``wide``); :func:`node_rows` flattens it for CSV. :func:`explain_router` serves it
 over HTTP: ``GET /explain?pod=ns/name`` (cluster mode: the pod is read from the API server, since
 the node/pod cache keeps only bound pods' demands) and ``POST /explain`` with a Pod manifest (any
-mode); both score against every node the service knows, as ``lowcarb explain`` does with the nodes
-and pods it is given.
+mode); both score against every node the service knows, as ``lowcarb explain`` with its input.
 """
 
 from __future__ import annotations
@@ -165,6 +163,7 @@ def _cost_row(
         "g_co2e": _num(float(carbon.raw[i]) if carbon is not None else math.nan, 1),
         "gpu_hours": _num(c.gpu_hours[i]),
         "stranded_gpus": _num(c.stranded_gpus[i]),
+        "fill_order_gpus": _num(c.fill_gpus[i]) if c.fill_gpus is not None else None,
         "scarcity": _num(c.scarcity, 4),
         "carbon_per_tonne_usd": _num(prices.carbon_per_tonne, 4),
         "gpu_hour_usd": _num(c.gpu_hour_price, 4),
@@ -250,6 +249,7 @@ COLUMNS: tuple[tuple[str, str, bool], ...] = (
     ("kwh", "kWh", False),
     ("g_co2e", "gCO2e", True),
     ("gpu_hours", "GPU-h", False),
+    ("fill_order_gpus", "fill", False),
     ("stranded_gpus", "strand", False),
     ("scarcity", "scarc", False),
     ("carbon_per_tonne_usd", "$/t", False),

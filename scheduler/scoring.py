@@ -4,7 +4,8 @@ A class's evaluation is a list of :class:`Step` s (a term, its per-class ``args`
 is scored at all); the engine builds one per class. Every step's filter runs in order (each sees
 the rows the earlier ones left in ``Context.feasible``); then each scored term scores the feasible
 rows, and :func:`price` turns their physical quantities into each node's cost (USD: emissions,
-GPU time, stranded GPUs, and energy where the policy prices it, see
+GPU time, stranded GPUs (the FGD delta plus the node's place in the fleet's fill order,
+:mod:`scheduler.costs.fill_order`), and energy where the policy prices it, see
 :mod:`scheduler.costs.energy`); :func:`scheduler.quantize.quantize_cost` maps cost differences
 that matter to kube-scheduler's integer 0..10. This is the one scoring model (policy
 ``lowcarb.dev/v2``; the class-weights sum of ``v1`` is gone). The :class:`Evaluation` keeps every
@@ -22,6 +23,7 @@ import numpy as np
 
 from scheduler.cluster.table import LazyReasons
 from scheduler.costs.energy import EnergyTable
+from scheduler.costs.fill_order import FillOrder
 from scheduler.quantize import nudge_top, quantize_cost
 from scheduler.terms.base import Context, Term, TermArgs, TermScore
 from scheduler.terms.carbon import gpu_share
@@ -48,6 +50,9 @@ class Pricing:
     indifference: float = 0.02
     full_scale: float = 1.0
     energy: EnergyTable | None = None  # ``prices.energy``; None: energy is not priced
+    fill_order_gpus: float = 2.0
+    # the zones' long-run intensities the fill order ranks them by; None: name order only
+    fill_order: FillOrder | None = None
 
 
 @dataclass(slots=True)
@@ -59,7 +64,8 @@ class CostBreakdown:
     gpu_hour_price: float
     stranded_hour_price: float
     gpu_hours: np.ndarray  # GPUs x run hours on the node's model
-    stranded_gpus: np.ndarray  # FGD fragmentation delta beyond the candidates' least, GPUs
+    # FGD fragmentation delta + fill-order GPUs, beyond the candidates' least, GPUs
+    stranded_gpus: np.ndarray
     carbon_usd: np.ndarray
     gpu_usd: np.ndarray
     stranded_usd: np.ndarray
@@ -67,6 +73,8 @@ class CostBreakdown:
     # USD per kWh over the run and kWh x that (zeros, price NaN, when energy is not priced)
     energy_price: np.ndarray | None = None
     energy_usd: np.ndarray | None = None
+    # fillOrderGpus x the node's position in the fleet's fill order (0 front .. <1 back), GPUs
+    fill_gpus: np.ndarray | None = None
 
 
 def allocated_share(ctx: Context) -> float:
@@ -100,8 +108,18 @@ def price(
     gpu_hours = gpu_share(ctx.pod) * run_h if ctx.pod.wants_gpu else np.zeros(n)
     fit = scores.get("gpu_fit")
     stranded = np.zeros(n)
+    fill = np.zeros(n)
     if fit is not None and fit.unit == "fragmented GPUs added":
         stranded = np.nan_to_num(np.asarray(fit.raw, dtype=np.float64), nan=0.0)
+        if n and pricing.fill_order_gpus > 0.0:  # consolidation: a node later in the fleet's
+            # fill order (dirtier zone, then name order) counts up to fillOrderGpus stranded
+            position = (
+                pricing.fill_order.position(ctx.table)
+                if pricing.fill_order is not None
+                else 1.0 - ctx.table.name_order()
+            )
+            fill = pricing.fill_order_gpus * position
+            stranded = stranded + fill
         if n:  # beyond the least any candidate strands: filling a fragment (a negative delta)
             # earns no credit that grows with a slow GPU's longer run, and costs stay >= 0
             stranded = stranded - float(stranded.min())
@@ -129,6 +147,7 @@ def price(
         cost,
         energy_price,
         energy_usd,
+        fill,
     )
 
 
@@ -237,6 +256,7 @@ def _expand_cost(b: CostBreakdown, rows: np.ndarray | None, n: int) -> CostBreak
         spread(b.cost),
         None if b.energy_price is None else spread(b.energy_price),
         None if b.energy_usd is None else spread(b.energy_usd),
+        None if b.fill_gpus is None else spread(b.fill_gpus),
     )
 
 

@@ -42,7 +42,14 @@ class NodeCost(BaseModel):
     kwh: float | None = Field(description="Energy over the run at the site's PUE")
     g_co2e: float | None = Field(description="Expected emissions over the run")
     gpu_hours: float | None = Field(description="GPUs x run hours")
-    stranded_gpus: float | None = Field(description="GPUs the placement strands (FGD delta)")
+    stranded_gpus: float | None = Field(
+        description="GPUs the placement strands: FGD delta + fill_order_gpus, beyond the "
+        "candidates' least"
+    )
+    fill_order_gpus: float | None = Field(
+        description="fillOrderGpus x the node's position in the fleet's fill order (clean zones "
+        "first, then a fixed node order; 0 front .. 1 back)"
+    )
     scarcity: float | None = Field(description="0 on an idle fleet, 1 when full")
     carbon_per_tonne_usd: float | None = Field(description="Carbon price, USD per tCO2e")
     gpu_hour_usd: float | None = Field(description="Price of a GPU-hour at this scarcity")

@@ -216,10 +216,12 @@ class Prices(_Strict):
 
     cost = gCO2e / 1e6 x carbonPerTonne
          + GPUs x run hours on the node's model x gpuHour(s)          (occupied GPU time)
-         + stranded GPUs (FGD delta beyond the candidates' least) x run h x strandedGpuHour x s
+         + stranded GPUs x run h x strandedGpuHour x s
          + kWh x the zone's electricity price over the run              (with ``energy``)
-    with s = the fleet's allocated GPU share ** scarcityExponent (0 idle, 1 full) and
-    gpuHour(s) = gpuHourIdle + (gpuHourBusy - gpuHourIdle) x s.
+    with s = the fleet's allocated GPU share ** scarcityExponent (0 idle, 1 full),
+    gpuHour(s) = gpuHourIdle + (gpuHourBusy - gpuHourIdle) x s, and stranded GPUs = the FGD
+    delta + fillOrderGpus x the node's position in the fleet's fill order (clean zones first,
+    then a fixed node order; 0 front .. 1 back), beyond the candidates' least.
     """
 
     carbonPerTonne: float = Field(
@@ -247,6 +249,14 @@ class Prices(_Strict):
         description="Price of one stranded GPU-hour (FGD fragmentation delta x run hours) on a "
         "full fleet, USD, scaled by scarcity (default: AWS p4d.24xlarge on-demand, us-east-1, "
         "$32.77/h for 8 A100, approximate)",
+    )
+    fillOrderGpus: float = Field(
+        default=2.0,
+        ge=0.0,
+        le=64.0,
+        description="Consolidation: GPUs counted as stranded on the node last in the fleet's "
+        "fill order (zones by long-run intensity, cleanest first, then a fixed node order) "
+        "beyond the first; 0: FGD delta alone (default tuned on the 2022 series)",
     )
     scarcityExponent: float = Field(
         default=2.0,
@@ -281,6 +291,7 @@ class ClassPrices(_Strict):
         default=None, ge=0.0, description="e.g. higher for inference, whose GPU time is worth more"
     )
     strandedGpuHour: float | None = Field(default=None, ge=0.0)
+    fillOrderGpus: float | None = Field(default=None, ge=0.0, le=64.0)
     indifference: Fraction | None = None
     fullScale: float | None = Field(default=None, gt=0.0)
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import zlib
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
+from carbon.config import CarbonConfig
 from carbon.energy import PowerModel
 from carbon.testing import FixedView
 from scheduler.cluster.table import NodeTable
+from scheduler.costs.fill_order import FillOrder, long_run_means, zone_ranks
 from scheduler.demand import PodDemand
 from scheduler.engine import pricing
 from scheduler.policy.model import Prices
@@ -144,8 +149,82 @@ def test_stranded_gpus_count_beyond_the_least_any_candidate_strands() -> None:
         "carbon": TermScore(np.array([38.4, 115.2, 36.0]), np.ones(3), "gCO2e", {"run_h": run_h}),
         "gpu_fit": TermScore(np.array([-1.0, -1.0, 0.5]), np.ones(3), "fragmented GPUs added"),
     }
-    b = price(c, scores, SCALED, 1.0)
+    b = price(c, scores, replace(SCALED, fill_order_gpus=0.0), 1.0)  # the FGD delta alone
     np.testing.assert_allclose(b.stranded_gpus, [0.0, 0.0, 1.5])
     np.testing.assert_allclose(b.stranded_usd, [0.0, 0.0, 1.5 * 5 * 4.10])
     assert (b.cost > 0).all()
     assert b.cost[0] == pytest.approx(4.10 + 38.4 * 190e-6)
+
+
+def name_order(name: str) -> float:
+    return zlib.crc32(name.encode()) / 2**32
+
+
+def test_zone_ranks_cleanest_first_unknown_and_zoneless_last() -> None:
+    """B (10 g) before A (50 g); C has no long-run value: last, as are nodes without a zone
+    (the extra entry)."""
+    ranks = zone_ranks(["A", "B", "C"], {"B": 10.0, "A": 50.0, "X": 1.0})
+    assert ranks.tolist() == [1.0, 0.0, 2.0, 2.0]
+
+
+def test_long_run_means_are_the_static_values_over_the_builtin_table() -> None:
+    assert long_run_means(CarbonConfig(static={"Z2": 5.0}, builtinStatic=False)) == {"Z2": 5.0}
+    both = long_run_means(CarbonConfig(static={"DE": 1.0}))
+    assert both["DE"] == 1.0 and both["FR"] == pytest.approx(99.4)  # FR: the built-in table
+
+
+def test_fill_order_counts_gpus_stranded_by_zone_then_node_order_by_hand() -> None:
+    """Equal FGD deltas: the stranded GPUs are fillOrderGpus x each node's position in the fill
+    order, beyond the least. Z1 (100 g) fills before Z2 (300 g); in a zone, the name order."""
+    t = table()
+    c = ctx(t)
+    c.fleet_share = 1.0
+    run_h = np.array([1.0, 1.0, 5.0])
+    scores = {
+        "carbon": TermScore(np.array([38.4, 115.2, 36.0]), np.ones(3), "gCO2e", {"run_h": run_h}),
+        "gpu_fit": TermScore(np.zeros(3), np.ones(3), "fragmented GPUs added"),
+    }
+    order = FillOrder({"Z1": 100.0, "Z2": 300.0})
+    b = price(c, scores, replace(SCALED, fill_order_gpus=2.0, fill_order=order), 1.0)
+    # position = (zone rank + 1 - name order) / 2 zones: Z1 in [0, 0.5], Z2 in [0.5, 1]
+    pos = np.array(
+        [
+            (0 + 1 - name_order("n0")) / 2,
+            (1 + 1 - name_order("n1")) / 2,
+            (0 + 1 - name_order("n2")) / 2,
+        ]
+    )
+    assert b.fill_gpus is not None
+    np.testing.assert_allclose(b.fill_gpus, 2.0 * pos)
+    np.testing.assert_allclose(b.stranded_gpus, 2.0 * (pos - pos.min()))
+    np.testing.assert_allclose(b.stranded_usd, b.stranded_gpus * run_h * 4.10)
+    assert b.fill_gpus[1] > max(b.fill_gpus[0], b.fill_gpus[2])  # the dirty zone fills last
+    # the order follows the long-run values: Z2 made the cleaner one fills first instead
+    flipped = FillOrder({"Z1": 300.0, "Z2": 100.0})
+    f = price(c, scores, replace(SCALED, fill_order_gpus=2.0, fill_order=flipped), 1.0)
+    assert f.fill_gpus is not None and f.fill_gpus[1] < min(f.fill_gpus[0], f.fill_gpus[2])
+    # without long-run values the order is the name order alone; 0 turns it off
+    plain = price(c, scores, replace(SCALED, fill_order_gpus=2.0), 1.0)
+    assert plain.fill_gpus is not None
+    names = np.array([name_order(n) for n in ("n0", "n1", "n2")])
+    np.testing.assert_allclose(plain.fill_gpus, 2.0 * (1.0 - names))
+    off = price(c, scores, replace(SCALED, fill_order_gpus=0.0), 1.0)
+    np.testing.assert_allclose(off.stranded_gpus, 0.0)
+
+
+def test_fill_order_is_priced_by_scarcity_so_an_idle_fleet_follows_carbon() -> None:
+    """On an idle fleet (s = 0) the fill order costs nothing: a node in this hour's cleaner zone
+    wins; on a full one the stranded price (4.10 $/h) outweighs the carbon difference (0.015 $),
+    so the node first in the fill order wins among equal FGD deltas."""
+    order = FillOrder({"Z1": 300.0, "Z2": 100.0})  # the long run says Z2; this hour, Z1
+    p = replace(SCALED, gpu_hour_busy=0.01, fill_order=order)
+    c = ctx(table())
+    scores = {
+        "carbon": TermScore(np.array([38.4, 115.2, 36.0]), np.ones(3), "gCO2e"),
+        "gpu_fit": TermScore(np.zeros(3), np.ones(3), "fragmented GPUs added"),
+    }
+    idle = price(c, scores, p, 0.0)
+    np.testing.assert_allclose(idle.stranded_usd, 0.0)
+    assert int(np.argmin(idle.cost)) in (0, 2)  # a node in Z1, the cleaner zone this hour
+    full = price(c, scores, p, 1.0)
+    assert int(np.argmin(full.cost)) == 1

@@ -293,7 +293,13 @@ def test_scarcity_follows_the_busy_fleet_not_the_idle_candidates() -> None:
     )
     policy = Policy.model_validate(
         {
-            "prices": {"gpuHourIdle": 0.0, "gpuHourBusy": 0.41, "strandedGpuHour": 4.10},
+            # the fill order off: the docstring prices GPU time and carbon alone
+            "prices": {
+                "gpuHourIdle": 0.0,
+                "gpuHourBusy": 0.41,
+                "strandedGpuHour": 4.10,
+                "fillOrderGpus": 0.0,
+            },
         }
     ).model_copy(update={"power": POWER})
     out = simulate(trace, fleet, policy, CLEAN_DIRTY)
