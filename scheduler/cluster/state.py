@@ -60,6 +60,17 @@ class PodUsage:
     assumed_until: float | None = None
 
 
+def _counts_the_same(a: PodUsage, b: PodUsage) -> bool:
+    """Both count the same resources on the same node (the same GPU slots)."""
+    da, db = a.demand, b.demand
+    return (
+        a.node == b.node
+        and a.gpu_index == b.gpu_index
+        and (da.gpus, da.gpu_milli, da.mig, da.cpu_milli, da.mem_bytes)
+        == (db.gpus, db.gpu_milli, db.mig, db.cpu_milli, db.mem_bytes)
+    )
+
+
 def parse_node(node: wire.Node) -> NodeInfo:
     """Parse what lowcarb needs from a Node object."""
     from scheduler.quantity import QuantityError, int_value, milli_value
@@ -159,8 +170,16 @@ class ClusterState:
             return
         index = gpu.gpu_index_of(pod)
         with self._lock:
-            self._remove(uid)
-            self._add(PodUsage(uid=uid, node=node, demand=demand, gpu_index=index))
+            usage = PodUsage(uid=uid, node=node, demand=demand, gpu_index=index)
+            old = self._pods.get(uid)
+            if old is not None and _counts_the_same(old, usage):
+                # the watch confirming a pod we assumed, or a status change: nothing a score
+                # reads changed (no generation bump, so prioritize keeps the filter's pricing)
+                self._pods[uid] = usage
+                self._assumed.pop(uid, None)
+            else:
+                self._remove(uid)
+                self._add(usage)
         if self.on_bound is not None:
             self.on_bound(uid)
 

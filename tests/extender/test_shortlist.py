@@ -18,6 +18,7 @@ import pytest
 
 from carbon.testing import FixedView
 from scheduler.cluster.state import ClusterState
+from scheduler.demand import parse_demand
 from scheduler.engine import Engine
 from scheduler.extender.service import Extender
 from scheduler.names import ANN_DECISION
@@ -125,6 +126,35 @@ def test_a_pod_bound_off_the_shortlist_reuses_the_filters_pricing() -> None:
     state.upsert_pod(cluster_pod("here", kept[-1], gpus=1))
     short.prioritize(args(kept))
     assert evaluations == [len(NAMES), len(NAMES)]  # priced again, over every candidate
+
+
+def test_the_watch_confirming_an_assumed_pod_is_no_change() -> None:
+    """kube-scheduler's next filter often comes between lowcarb's bind (the pod assumed) and the
+    watch showing it bound: that confirmation (or a status change) changes nothing a score
+    reads, so prioritize keeps the filter's pricing; a pod moving to another node does not."""
+    state, short, _, _, _ = build()
+    engine = short.engine()
+    evaluations: list[int] = []
+    evaluate = engine.evaluate
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        evaluations.append(len(args[1]))
+        return evaluate(*args, **kwargs)
+
+    engine.evaluate = counting  # type: ignore[method-assign]
+    node = passed(short.filter(args(NAMES, uid="uid-0")))[0]  # where the previous pod goes
+    first = cluster_pod("n-1", node, gpus=0, cpu="1", phase="Pending")  # keeps its rank
+    state.assume(parse_demand(first), node)  # lowcarb's bind
+    kept = passed(short.filter(args(NAMES)))
+    assert node in kept
+    state.upsert_pod(first)  # the watch: bound where lowcarb assumed it
+    state.upsert_pod(cluster_pod("n-1", node, gpus=0, cpu="1", phase="Running"))
+    del evaluations[:]
+    short.prioritize(args(kept))
+    assert evaluations == []
+    state.upsert_pod(cluster_pod("n-1", kept[1], gpus=0, cpu="1"))  # elsewhere after all
+    short.prioritize(args(kept))
+    assert evaluations == [len(NAMES)]
 
 
 def test_a_shortlisted_node_deleted_before_prioritize_scores_nothing() -> None:
