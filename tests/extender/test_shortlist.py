@@ -106,10 +106,9 @@ def test_a_change_between_filter_and_prioritize_is_scored() -> None:
     assert got.get(best, 0) == 0  # a 4-GPU pod no longer fits there
 
 
-def test_a_pod_bound_off_the_shortlist_reuses_the_filters_pricing() -> None:
-    """Only changes to shortlisted nodes (or to the node set) make prioritize price again."""
-    state, short, _, _, _ = build()
-    engine = short.engine()
+def count_evaluations(ext: Extender) -> list[int]:
+    """The number of rows of each evaluation ``ext``'s engine makes from now on."""
+    engine = ext.engine()
     evaluations: list[int] = []
     evaluate = engine.evaluate
 
@@ -118,6 +117,13 @@ def test_a_pod_bound_off_the_shortlist_reuses_the_filters_pricing() -> None:
         return evaluate(*args, **kwargs)
 
     engine.evaluate = counting  # type: ignore[method-assign]
+    return evaluations
+
+
+def test_a_pod_bound_off_the_shortlist_reuses_the_filters_pricing() -> None:
+    """Only changes to shortlisted nodes (or to the node set) make prioritize price again."""
+    state, short, _, _, _ = build()
+    evaluations = count_evaluations(short)
     kept = passed(short.filter(args(NAMES)))
     before = scores(short.prioritize(args(kept)))
     state.upsert_pod(cluster_pod("elsewhere", "pl-059", gpus=8))  # not shortlisted
@@ -133,15 +139,7 @@ def test_the_watch_confirming_an_assumed_pod_is_no_change() -> None:
     watch showing it bound: that confirmation (or a status change) changes nothing a score
     reads, so prioritize keeps the filter's pricing; a pod moving to another node does not."""
     state, short, _, _, _ = build()
-    engine = short.engine()
-    evaluations: list[int] = []
-    evaluate = engine.evaluate
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        evaluations.append(len(args[1]))
-        return evaluate(*args, **kwargs)
-
-    engine.evaluate = counting  # type: ignore[method-assign]
+    evaluations = count_evaluations(short)
     node = passed(short.filter(args(NAMES, uid="uid-0")))[0]  # where the previous pod goes
     first = cluster_pod("n-1", node, gpus=0, cpu="1", phase="Pending")  # keeps its rank
     state.assume(parse_demand(first), node)  # lowcarb's bind
