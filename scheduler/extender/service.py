@@ -199,6 +199,9 @@ class Extender:
         rows = shortlist_rows(ev, self.shortlist) if short else None
         if rows is None:
             passed = all_names[ev.feasible].tolist()
+            old = self._memo.get(demand.uid) if demand.uid else None
+            if old is not None and old.shortlist is not None:  # an earlier cycle's shortlist
+                self._memo_rows -= len(self._memo.pop(demand.uid).names)
         else:
             passed = all_names[rows].tolist()
             metrics.NODES_LEFT_OFF.inc(int(ev.feasible.sum()) - len(passed))

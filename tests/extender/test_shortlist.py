@@ -253,6 +253,20 @@ def test_no_shortlist_when_few_nodes_fit() -> None:
     assert len(got["FailedNodes"]) == len(NAMES) - LIMIT
 
 
+def test_a_later_cycle_without_a_shortlist_forgets_the_earlier_one() -> None:
+    """The same pod filtered again when few nodes fit: prioritize scores what it is sent."""
+    state, short, full, binds, _ = build()
+    kept = passed(short.filter(args(NAMES)))
+    for i, name in enumerate(n for n in NAMES if n not in kept[:5]):
+        state.upsert_pod(cluster_pod(f"full-{i}", name, gpus=8))
+    few = passed(short.filter(args(NAMES)))
+    assert few == kept[:5]
+    assert scores(short.prioritize(args(few))) == scores(full.prioritize(args(few)))
+    binding = {"PodName": "train-h100", "PodNamespace": "e2e", "PodUID": "uid-1", "Node": few[0]}
+    asyncio.run(short.bind(json.dumps(binding).encode()))
+    assert json.loads(binds.calls[0][2][ANN_DECISION])["candidates"] == 5
+
+
 def test_node_objects_mode_echoes_only_the_shortlist() -> None:
     """nodeCacheCapable: false: the answer carries the shortlisted nodes' very bytes."""
     _, short, _, _, _ = build()
