@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -154,13 +155,13 @@ def served() -> Iterator[tuple[str, int]]:
     for _ in range(500):
         if server.started:
             break
-        threading.Event().wait(0.01)
+        time.sleep(0.01)  # not a timed lock wait: those hang under faketime (make pytest-future)
     assert server.started
     try:
         yield "127.0.0.1", port
     finally:
         server.should_exit = True
-        thread.join(10)
+        thread.join()
 
 
 def test_each_response_is_one_write_and_arrives_whole(served: tuple[str, int]) -> None:
