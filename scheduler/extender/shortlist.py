@@ -1,8 +1,9 @@
 """The filter's shortlist: pass kube-scheduler only the cheapest feasible nodes, not all of them.
 
 With ``percentageOfNodesToScore: 100`` (what ``deploy/`` ships, so that lowcarb sees every node,
-the same ones cycle after cycle, as GPU packing needs) kube-scheduler runs every score plugin over every feasible node, then sends them all
-to prioritize and merges the answer node by node: at 5,000 nodes most of a scheduling cycle.
+the same ones cycle after cycle, as GPU packing needs) kube-scheduler runs every score plugin
+over every feasible node, then sends them all to prioritize and merges the answer node by node:
+at 5,000 nodes most of a scheduling cycle.
 lowcarb has already priced every candidate when it filters, so its filter can answer with the
 ``limit`` nodes it would rank highest (best level first, then the lower cost, then the request's
 order); kube-scheduler's own plugins then choose among those, exactly as they choose among the
