@@ -103,9 +103,7 @@ class BindWatch:
         listed = self.api.get(f"/api/v1/namespaces/{NS}/pods")
         now = time.monotonic()
         for pod in listed.get("items", []):
-            name = pod["metadata"]["name"]
-            if pod.get("spec", {}).get("nodeName") and name not in self.bound:
-                self.bound[name] = now
+            self._saw(pod, now)
         return str(listed["metadata"]["resourceVersion"])
 
     def _run(self, rv: str) -> None:
@@ -131,9 +129,7 @@ class BindWatch:
                         gone = obj.get("code") == 410
                         break
                     rv = obj.get("metadata", {}).get("resourceVersion") or rv
-                    name = obj.get("metadata", {}).get("name")
-                    if obj.get("spec", {}).get("nodeName") and name not in self.bound:
-                        self.bound[name] = now
+                    self._saw(obj, now)
             if self._stop.is_set():
                 return
             self.resumed += 1
@@ -141,6 +137,12 @@ class BindWatch:
             if gone:
                 with contextlib.suppress(httpx.HTTPError):
                     rv = self._list()
+
+    def _saw(self, pod: dict[str, Any], now: float) -> None:
+        """Record ``now`` as when ``pod`` was bound, if it is and was not seen bound before."""
+        name = pod.get("metadata", {}).get("name")
+        if pod.get("spec", {}).get("nodeName") and name not in self.bound:
+            self.bound[name] = now
 
     def alive(self) -> bool:
         return self._thread.is_alive()

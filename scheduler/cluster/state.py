@@ -325,9 +325,13 @@ class ClusterState:
         self._table = None
         self._rows_memo.clear()
 
-    def _add(self, usage: PodUsage) -> None:
+    def _touch(self, node: str) -> None:
+        """``node``'s usage or row changed: a new generation, marked on the node."""
         self.generation += 1
-        self._node_gen[usage.node] = self.generation
+        self._node_gen[node] = self.generation
+
+    def _add(self, usage: PodUsage) -> None:
+        self._touch(usage.node)
         self._pods[usage.uid] = usage
         if usage.assumed_until is not None:
             self._assumed[usage.uid] = usage.assumed_until
@@ -338,8 +342,7 @@ class ClusterState:
         usage = self._pods.pop(uid, None)
         self._assumed.pop(uid, None)
         if usage is not None:
-            self.generation += 1
-            self._node_gen[usage.node] = self.generation
+            self._touch(usage.node)
             on_node = self._pods_by_node.get(usage.node)
             if on_node is not None:
                 on_node.discard(uid)
@@ -390,8 +393,7 @@ class ClusterState:
                 table.region_obj[i] = info.region
             self._rows_memo.clear()  # memoised takes carry regions
         self._dirty_nodes.add(info.name)  # free GPUs, CPU and memory from the new allocatable
-        self.generation += 1
-        self._node_gen[info.name] = self.generation
+        self._touch(info.name)
         return True
 
     def _build_static(self) -> NodeTable:

@@ -201,7 +201,7 @@ class Extender:
             passed = all_names[ev.feasible].tolist()
             old = self._memo.get(demand.uid) if demand.uid else None
             if old is not None and old.shortlist is not None:  # an earlier cycle's shortlist
-                self._memo_rows -= len(self._memo.pop(demand.uid).names)
+                self._forget(demand.uid)
         else:
             passed = all_names[rows].tolist()
             metrics.NODES_LEFT_OFF.inc(int(ev.feasible.sum()) - len(passed))
@@ -326,9 +326,7 @@ class Extender:
             self.crash.reach("after-binding")
             metrics.PODS_BOUND.labels("ok").inc()
             self._filtered.pop(args.PodUID, None)
-            done = self._memo.pop(args.PodUID, None)
-            if done is not None:
-                self._memo_rows -= len(done.names)
+            self._forget(args.PodUID)
             if record is not None and self.ledger is not None:
                 await self._record(record)
         return wire.encode(wire.ExtenderBindingResult(Error=error))
@@ -429,14 +427,18 @@ class Extender:
         uid = decision.demand.uid
         if not uid:
             return
-        old = self._memo.pop(uid, None)
-        if old is not None:
-            self._memo_rows -= len(old.names)
+        self._forget(uid)
         self._memo[uid] = decision
         self._memo_rows += len(decision.names)
         while len(self._memo) > _MEMO or (self._memo_rows > _MEMO_ROWS and len(self._memo) > 1):
             _, dropped = self._memo.popitem(last=False)
             self._memo_rows -= len(dropped.names)
+
+    def _forget(self, uid: str) -> None:
+        """Drop the pod's decision, if any (its rows leave the memo's count)."""
+        old = self._memo.pop(uid, None)
+        if old is not None:
+            self._memo_rows -= len(old.names)
 
 
 def _ledger_failed(exc: BaseException) -> None:
