@@ -228,7 +228,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--shortlist", type=int, help="lowcarb serve --shortlist (default: shipped, 100)"
     )
+    parser.add_argument(
+        "--verbs",
+        nargs="+",
+        choices=VERBS,
+        default=list(VERBS),
+        help="configurations to run (default: all; 'none' always runs, it is the baseline)",
+    )
     args = parser.parse_args(argv)
+    verbs_run = [v for v in VERBS if v == "none" or v in args.verbs]
     sizes = sorted(args.nodes or ([500] if args.quick else [1000, 5000]))
     pods = args.pods or (150 if args.quick else 300)
     rounds = args.rounds or (1 if args.quick else 2)
@@ -266,9 +274,9 @@ def main(argv: list[str] | None = None) -> int:
                 make_nodes(api, have, size)
                 have = size
                 console.log(f"{size} nodes ready in {time.monotonic() - started:.0f}s")
-                samples: dict[str, list[dict[str, float]]] = {v: [] for v in VERBS}
+                samples: dict[str, list[dict[str, float]]] = {v: [] for v in verbs_run}
                 for r in range(rounds):
-                    for verbs in VERBS:
+                    for verbs in verbs_run:
                         name = "bench-" + verbs.replace("+", "-").replace(" (", "-").strip(")")
                         sched = plane.start_scheduler(
                             name,
@@ -297,10 +305,10 @@ def main(argv: list[str] | None = None) -> int:
                         )
                 med = {
                     v: {k: statistics.median(s[k] for s in samples[v]) for k in samples[v][0]}
-                    for v in VERBS
+                    for v in verbs_run
                 }
                 base = med["none"]["pods_per_s"]
-                for verbs in VERBS:
+                for verbs in verbs_run:
                     m = med[verbs]
                     results.append(
                         {

@@ -60,9 +60,14 @@ def shortlist_rows(ev: Evaluation, limit: int) -> np.ndarray | None:
     if limit <= 0 or feasible.size <= limit or ev.cost is None:
         return None
     combined = ev.combined[feasible]
-    cost = np.nan_to_num(ev.cost.cost[feasible], nan=np.inf)
-    order = np.lexsort((feasible, cost, -combined))  # last key first
-    return np.sort(feasible[order[:limit]])
+    # the limit-th highest combined value: every row above it is in; the rows at it are sorted
+    # by (cost, row) for the places left (a partition, not a sort of every feasible row)
+    cut = np.partition(combined, combined.size - limit)[combined.size - limit]
+    above = np.flatnonzero(combined > cut)
+    tied = np.flatnonzero(combined == cut)
+    cost = np.nan_to_num(ev.cost.cost[feasible[tied]], nan=np.inf)
+    tied = tied[np.lexsort((tied, cost))[: limit - above.size]]  # last key first
+    return np.sort(feasible[np.concatenate((above, tied))])
 
 
 def current(

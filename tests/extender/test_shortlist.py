@@ -278,3 +278,29 @@ def test_node_objects_mode_echoes_only_the_shortlist() -> None:
     names = [item["metadata"]["name"] for item in got["Nodes"]["items"]]
     assert len(names) == LIMIT and all(n.startswith("se-") for n in names)
     assert got["Nodes"]["items"][0] == items[NAMES.index(names[0])]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_shortlist_rows_are_the_best_by_level_then_cost_then_row(seed: int) -> None:
+    """The partition picks exactly what sorting every feasible row by (level desc, cost, row)
+    picks, with many ties in level and in cost (the coarse 0..10 answer makes them common)."""
+    import numpy as np
+
+    from scheduler.extender.shortlist import shortlist_rows
+    from scheduler.scoring import CostBreakdown, Evaluation
+
+    rng = np.random.default_rng(seed)
+    n = 400
+    feasible = rng.random(n) < 0.8
+    combined = np.where(feasible, rng.integers(0, 4, n) + 0.1 * rng.integers(0, 3, n) / 2, np.nan)
+    cost = np.where(feasible, rng.integers(0, 5, n).astype(float), np.nan)
+    cost[rng.random(n) < 0.05] = np.nan  # an unpriced feasible row sorts last among its level
+    zeros = np.zeros(n)
+    breakdown = CostBreakdown(0.0, 0.0, 0.0, 0.0, zeros, zeros, zeros, zeros, zeros, cost)
+    ev = Evaluation(feasible, [], {}, combined, np.zeros(n, dtype=np.int64), cost=breakdown)
+    rows = np.flatnonzero(feasible)
+    for limit in (1, 7, 50, int(feasible.sum()) - 1):
+        key = np.lexsort((rows, np.nan_to_num(cost[rows], nan=np.inf), -combined[rows]))
+        expected = np.sort(rows[key[:limit]])
+        assert shortlist_rows(ev, limit).tolist() == expected.tolist()
+    assert shortlist_rows(ev, int(feasible.sum())) is None
