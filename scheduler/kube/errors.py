@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ssl
 
-import httpx
+import aiohttp
 import msgspec
 
 
@@ -80,22 +80,23 @@ def decode_status(code: int, body: bytes) -> Status:
         return Status(status="Failure", message=text or "(empty body)", code=code)
 
 
-def unreachable(exc: httpx.HTTPError) -> str:
+def unreachable(exc: BaseException) -> str:
     """Why a request got no answer, in lowcarb's words; the transport's own text follows in
     parentheses for the log, as its wording is no contract."""
     detail = f"({type(exc).__name__}: {exc})"
     cause: BaseException | None = exc
-    while cause is not None:  # httpx wraps httpcore, which wraps ssl
-        if isinstance(cause, ssl.SSLCertVerificationError):
+    untrusted = ssl.SSLCertVerificationError | aiohttp.ClientConnectorCertificateError
+    while cause is not None:  # aiohttp wraps ssl's error (or keeps it beside)
+        if isinstance(cause, untrusted):
             return (
                 "TLS: the API server's certificate is not trusted by the kubeconfig's "
                 f"certificate-authority, or does not name its host {detail}"
             )
         cause = cause.__cause__ or cause.__context__
-    if isinstance(exc, httpx.ConnectTimeout):
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return f"timed out connecting {detail}"
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, TimeoutError):
         return f"timed out waiting for the answer {detail}"
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, aiohttp.ClientConnectorError):
         return f"cannot connect {detail}"
     return f"connection failed {detail}"
