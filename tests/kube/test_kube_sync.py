@@ -304,3 +304,34 @@ async def test_handler_failure_resyncs_instead_of_dying(api: FakeApiServer) -> N
         await until(lambda: gpus_on(state, "usw2-a-gpu") == 5)
     finally:
         await sync.stop()
+
+
+async def test_watch_events_of_any_length_in_any_chunking(api: FakeApiServer) -> None:
+    """A watch event is one JSON line, however long (a node listing hundreds of images passes
+    128 KiB), and TCP chunks cut lines anywhere: every event still arrives whole, in order."""
+    import json
+
+    script_lists(api)
+    lines = watch_lines("watch-nodes.jsonl")
+    added = json.loads(lines[0])
+    added["object"]["status"]["images"] = [
+        {"names": [f"registry.example/team/image-{i:05d}@sha256:{i:064x}"], "sizeBytes": i}
+        for i in range(3000)
+    ]
+    big = json.dumps(added, separators=(",", ":")).encode() + b"\n"
+    assert len(big) > 300_000
+    stream = b"".join([big, *lines[1:]])
+    cuts = [stream[i : i + 7001] for i in range(0, len(stream), 7001)]  # mid-line, mid-escape
+    api.add("GET", NODES, WatchReply(cuts), watch=True)
+    api.add("GET", PODS, WatchReply(pods_watch()), watch=True)
+    state = ClusterState()
+    sync = make_sync(api, state)
+    await sync.start()
+    try:
+        assert await sync.wait_synced(5)
+        # the big ADDED, then the recorded patch, delete and bookmark, all applied
+        await until(lambda: sync.node_reflector.stats.resource_version == "118")
+        assert sync.node_reflector.stats.events >= len(lines) - 1
+        assert "usc1-a-gpu" not in state.node_names()
+    finally:
+        await sync.stop()
