@@ -7,6 +7,12 @@ Node objects are realistic (~12 KB each, modelled on the nodes kube-scheduler se
 ``tests/fixtures/kube-scheduler`` and on real GPU clusters): GFD/NFD labels, annotations,
 managedFields, taints, conditions, addresses, nodeInfo and a ``status.images`` list.
 
+lowcarb serves with its shipped filter shortlist (``--shortlist 100``): filter prices every
+candidate and passes the 100 cheapest. The ``names/short`` and ``nodes/short`` prioritize rows
+send what kube-scheduler then sends, the filter's answer, which prioritize scores from the
+filter's pricing; the plain prioritize rows send every node (a pod with soft preferences, or
+``--shortlist 0``), scored afresh.
+
 Two node modes: ``names`` (``nodeCacheCapable: true``; the service's cache is pre-filled with the
 nodes and with pods using some of their GPUs) and ``nodes`` (full node objects in each request;
 the cache already holds them at the same resourceVersion, as after the first cycle). The pod is
@@ -411,6 +417,27 @@ def bodies(pod: Any, nodes: list[dict[str, Any]]) -> dict[str, bytes]:
     }
 
 
+def shortlist_body(ext: Extender, body: bytes, mode: str) -> bytes | None:
+    """The prioritize request kube-scheduler sends after this filter answered with a shortlist
+    (``lowcarb serve --shortlist``, shipped 100): the same pod over the nodes filter passed;
+    None when filter passed every node. Prioritize answers it from the filter's pricing."""
+    if ext.shortlist <= 0:
+        return None
+    args = msgspec.json.decode(body)
+    answer = msgspec.json.decode(ext.filter(body))
+    if mode == "names":
+        passed = answer.get("NodeNames") or []
+        if len(passed) == len(args["NodeNames"]):
+            return None
+        args["NodeNames"] = passed
+    else:
+        items = (answer.get("Nodes") or {}).get("items") or []
+        if len(items) == len(args["Nodes"]["items"]):
+            return None
+        args["Nodes"]["items"] = items
+    return msgspec.json.encode(args)
+
+
 def reps_for(n: int, mode: str, scale: float) -> int:
     base = {100: 300, 1000: 100, 5000: 40}[n] if mode == "names" else {100: 100, 1000: 25}.get(n, 9)
     return max(5, int(base * scale))
@@ -437,23 +464,30 @@ def run(
         for mode in MODES:
             body = reqs[mode]
             reps = reps_for(n, mode, scale)
-            for verb in ("filter", "prioritize"):
+            # what kube-scheduler sends prioritize after a shortlisted filter: the filter's answer
+            short = shortlist_body(ext, body, mode)
+            # (before the full prioritize, which replaces the filter's shortlisted decision)
+            verbs = [("filter", mode, body)]
+            if short is not None:
+                verbs.append(("prioritize", f"{mode}/short", short))
+            verbs.append(("prioritize", mode, body))
+            for verb, row_mode, sent in verbs:
                 call: Callable[[bytes], bytes] = getattr(ext, verb)
                 floor_cpu: list[float] = []
                 took_cpu: list[float] = []
-                floor = timed(floor_fn(verb, mode, body), reps, floor_cpu)
-                took = timed(partial(call, body), reps, took_cpu)
+                floor = timed(floor_fn(verb, mode, sent), reps, floor_cpu)
+                took = timed(partial(call, sent), reps, took_cpu)
                 rows.append(
                     {
                         "verb": verb,
-                        "mode": mode,
+                        "mode": row_mode,
                         "nodes": n,
                         "p50_ms": round(statistics.median(took), 3),
                         "p99_ms": round(percentile(took, 0.99), 3),
                         "floor_p50_ms": round(statistics.median(floor), 3),
                         "cpu_p50_ms": round(statistics.median(took_cpu), 3),
                         "floor_cpu_p50_ms": round(statistics.median(floor_cpu), 3),
-                        "body_mb": round(len(body) / 2**20, 2),
+                        "body_mb": round(len(sent) / 2**20, 2),
                         "reps": reps,
                     }
                 )
