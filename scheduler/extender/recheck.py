@@ -3,7 +3,9 @@
 kube-scheduler binds in the background while it schedules the next pod, so a GPU slot chosen at
 prioritize may be taken by the time the bind arrives; and with one feasible node it skips
 prioritize and binds at once. Re-checking the one node (one single-row evaluation) picks a GPU
-slot that still has room and gives bind a decision to record in both cases. When no slot on the
+slot that still has room and gives bind a decision to record in both cases. A whole-GPU pod whose
+node nothing touched since it was priced (the cluster state's per-node generation) keeps that
+decision without evaluating again. When no slot on the
 node has room any more, the bind is not refused: with ``ignorable: true`` (what deploy/ ships)
 kube-scheduler would then bind the pod itself, with no annotation and no ledger row ("Skipping
 extender in bind as it returned error and has ignorable flag set"); lowcarb binds with its
@@ -40,13 +42,17 @@ def check_at_bind(
         seen = Seen(decision.demand, decision.klass, decision.owner, decision.duration_s)
     if seen is None:
         return None
+    row = decision.row(node) if decision is not None else None
+    shares = seen.demand.shares_gpu
+    unchanged = decision is not None and not state.changed_since(decision.generation, (node,))
+    if decision is not None and row is not None and not shares and unchanged:
+        return decision, row, (), ""  # nothing touched the node since it was priced
     table = state.table_for_node(node)
     if table is None:
         return None
     # scored only when the answer needs it: a shared GPU's slot comes from the GPU term's
     # score, and a bind without prioritize records this evaluation as its decision
-    row = decision.row(node) if decision is not None else None
-    score = row is None or seen.demand.shares_gpu
+    score = row is None or shares
     share = state.gpu_allocated_share()  # scarcity of the fleet, not this one node
     ev = engine.evaluate(
         seen.demand, table, carbon, now, klass=seen.klass, score=score, fleet_share=share

@@ -55,6 +55,10 @@ class Decision:
     generation: int = -1
 
     def row(self, node: str) -> int | None:
+        if self.shortlist is not None:  # bind's node is one of them (a dict, not a list search)
+            row = self.shortlist.get(node)
+            if row is not None:
+                return row if row >= 0 else None  # -1: shortlisted, deleted since
         try:
             return self.names.index(node)
         except ValueError:

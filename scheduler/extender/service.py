@@ -247,6 +247,7 @@ class Extender:
             kept = shortlisted.shortlist
             if all(name in kept for name in call.names):
                 return self._prioritize_shortlist(shortlisted, call.names)
+        generation = self.state.generation  # read first: a change after it re-checks at bind
         table, unknown = self.state.table_for(call.names)
         metrics.NODES_PER_REQUEST.labels("prioritize").observe(len(table) + len(unknown))
         engine = self.engine()
@@ -266,9 +267,9 @@ class Extender:
             hosts, levels = hosts[scored], levels[scored]
         duration = engine.expected_duration_s(demand, klass)
         owner = owner_of(args.Pod)
-        self._remember(
-            Decision(demand, klass, table.names, ev, table, self.clock(), owner, duration)
-        )
+        decision = Decision(demand, klass, table.names, ev, table, self.clock(), owner, duration)
+        decision.generation = generation
+        self._remember(decision)
         self.inflight.expect(demand, table.names)
         return wire.encode_priorities(hosts, levels)
 

@@ -142,3 +142,45 @@ def test_prioritize_prices_scarcity_over_the_fleet_not_the_candidates() -> None:
     engine.evaluate = spy  # type: ignore[method-assign]
     ext.prioritize(body)
     assert seen == [pytest.approx(36 / total)]
+
+
+def count_evaluations(ext: Extender) -> list[int]:
+    calls = [0]
+    engine = ext.engine()
+    evaluate = engine.evaluate
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return evaluate(*args, **kwargs)
+
+    engine.evaluate = spy  # type: ignore[method-assign]
+    return calls
+
+
+async def test_an_untouched_node_keeps_the_decision_without_evaluating_again() -> None:
+    ext, binder = extender()
+    body = json.dumps(pod_args("steady")).encode()
+    ext.filter(body)
+    ext.prioritize(body)
+    calls = count_evaluations(ext)
+    assert error_of(await ext.bind(binding("steady", "use1-a-gpu"))) == ""
+    assert calls == [0]  # nothing changed on use1-a-gpu since prioritize priced it
+    decision = json.loads(binder.calls[0][2][ANN_DECISION])
+    assert decision["node"] == "use1-a-gpu" and decision["gpus"] == 4
+    assert "overcommit" not in (decision.get("note") or "")
+
+
+async def test_a_node_filled_since_prioritize_is_checked_again_at_bind() -> None:
+    """Three 4-GPU pods scored before any binds (kube-scheduler binds in the background): the
+    third finds the 8-GPU node full at bind, because the first two binds touched it."""
+    ext, binder = extender()
+    for name in ("a", "b", "c"):
+        body = json.dumps(pod_args(name)).encode()
+        ext.filter(body)
+        ext.prioritize(body)
+    calls = count_evaluations(ext)
+    for name in ("a", "b", "c"):
+        assert error_of(await ext.bind(binding(name, "use1-a-gpu"))) == ""
+    assert calls == [2]  # a's node was as priced; b's and c's had changed: checked again
+    notes = [json.loads(a[ANN_DECISION]).get("note") or "" for _, _, a in binder.calls]
+    assert ["overcommit at bind" in note for note in notes] == [False, False, True]
