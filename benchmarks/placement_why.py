@@ -3,10 +3,13 @@
 Replays the quick placement run (:mod:`scheduler.sim.run`, the shipped default policy) with the
 engine wrapped: for every pod lowcarb places, it compares the chosen node with the candidate of
 least expected gCO2e in the same cycle (the carbon term's own estimate over the class's expected
-run) and names what made lowcarb pay more carbon: ``gpu-time price`` (the cheaper GPU time of the
-chosen node outweighed the carbon), ``stranded price`` (it strands fewer GPUs), ``in band`` (both
-were within the indifference band and the FGD order chose), or ``carbon-optimal``. Excess kg are
-the 1-hour estimate's difference scaled to the pod's real duration (an estimate, not accounting).
+run) and names the cost part that outweighed the carbon: ``gpu-time price`` (cheaper GPU time on
+the chosen node), ``fgd price`` (the FGD delta: it strands fewer GPUs), ``fill-order price`` (it
+is earlier in the fleet's fill order, :mod:`scheduler.costs.fill_order`), ``in band`` (both were
+within the indifference band and the FGD order chose), or ``carbon-optimal``; the part that saved
+the most USD against the carbon it cost (the fill order's part: the stranded price's difference
+less what it would be with the FGD delta alone). Excess kg are the estimate's difference over
+the class's expected run scaled to the pod's real duration (an estimate, not accounting).
 Also prints both policies' tCO2e, mean wait and GPU-hours. Table, then one JSON line:
 
     .venv/bin/python benchmarks/placement_why.py --year 2022 --load-scale 1,1211
@@ -31,16 +34,17 @@ from scheduler.sim.results import SimOptions
 
 
 def cause_of(record: tuple[Any, ...]) -> str:
-    """The component that made the chosen node emit more than the least-gCO2e candidate."""
-    excess, level_best, d_gpu, d_stranded, same_model, same_zone = record
+    """The component that made the chosen node emit more than the least-gCO2e candidate: of the
+    GPU-time, FGD-delta and fill-order USD differences (chosen - least-gCO2e), the most negative."""
+    excess, level_best, d_gpu, d_fgd, d_fill, same_model, same_zone = record
+    parts = {"gpu-time price": d_gpu, "fgd price": d_fgd, "fill-order price": d_fill}
+    name, saved = min(parts.items(), key=lambda kv: kv[1])
     if excess <= 1e-9:
         cause = "carbon-optimal"
     elif level_best == 10:
         cause = "in band (FGD order)"
-    elif d_gpu < 0 and -d_gpu >= max(-d_stranded, 0.0):
-        cause = "gpu-time price"
-    elif d_stranded < 0:
-        cause = "stranded price"
+    elif saved < 0:
+        cause = name
     else:
         cause = "other"
     model = "same model" if same_model else "other model"
@@ -85,11 +89,21 @@ def main() -> None:
                 chosen = int(np.nanargmax(np.where(ev.feasible, ev.combined, -np.inf)))
                 best = int(np.argmin(np.where(ev.feasible, np.nan_to_num(g, nan=np.inf), np.inf)))
                 c = ev.cost
+                d_stranded = float(c.stranded_usd[chosen] - c.stranded_usd[best])
+                d_fgd = d_stranded  # the FGD delta's part: priced as if fillOrderGpus were 0
+                fit = ev.terms.get("gpu_fit")
+                if fit is not None and fit.unit == "fragmented GPUs added":
+                    delta = np.nan_to_num(fit.raw, nan=0.0)
+                    low = float(delta[ev.feasible].min())
+                    run_h = ev.terms["carbon"].detail["run_h"]
+                    fgd_usd = (delta - low) * run_h * c.stranded_hour_price
+                    d_fgd = float(fgd_usd[chosen] - fgd_usd[best])
                 last[int(d.uid.removeprefix("sim-"))] = (
                     float(g[chosen] - g[best]),
                     int(ev.levels[best]),
                     float(c.gpu_usd[chosen] - c.gpu_usd[best]),
-                    float(c.stranded_usd[chosen] - c.stranded_usd[best]),
+                    d_fgd,
+                    d_stranded - d_fgd,  # what the fill order added
                     bool(table.gpu_model[chosen] == table.gpu_model[best]),
                     bool(table.zone[chosen] == table.zone[best]),
                 )
