@@ -1,0 +1,33 @@
+"""benchmarks/placement_why.py: each decision's excess carbon is charged to the cost part that
+saved the most USD (GPU time, the FGD delta, the fill order), or to the band / carbon-optimal."""
+
+from __future__ import annotations
+
+from benchmarks.placement_why import cause_of
+
+
+def test_the_part_that_saved_most_is_named() -> None:
+    # (excess g, level of the least-gCO2e node, d gpu, d fgd, d fill, same model, same zone)
+    assert cause_of((5.0, 3, -0.01, -0.02, -0.30, False, False)).startswith("fill-order price")
+    assert cause_of((5.0, 3, -0.01, -0.20, 0.10, True, False)).startswith("fgd price")
+    assert cause_of((5.0, 3, -0.05, 0.0, -0.01, False, True)) == (
+        "gpu-time price, other model, same zone"
+    )
+
+
+def test_band_optimal_and_other() -> None:
+    assert cause_of((0.0, 3, -1.0, -1.0, -1.0, True, True)).startswith("carbon-optimal")
+    assert cause_of((5.0, 10, -1.0, 0.0, 0.0, True, True)).startswith("in band")
+    assert cause_of((5.0, 3, 0.01, 0.0, 0.02, True, True)).startswith("other")
+
+
+def test_accounted_kg_split_by_run_time() -> None:
+    import numpy as np
+
+    from benchmarks.placement_why import duration_split
+
+    dur = np.array([60.0, 7200.0, 3 * 86400.0, 30 * 86400.0, 40 * 86400.0])
+    split = duration_split(dur, np.array([1.0, 2.0, 3.0, 4.0, 5.0]), np.array([1, 1, 1, 1, 1.0]))
+    assert [row["pods"] for row in split.values()] == [1, 1, 1, 2]
+    assert split[">= 1 w"] == {"pods": 2, "carbon-greedy": 9.0, "lowcarb": 2.0}
+    assert split["< 1 h"]["carbon-greedy"] == 1.0
