@@ -420,21 +420,22 @@ def bodies(pod: Any, nodes: list[dict[str, Any]]) -> dict[str, bytes]:
 def shortlist_body(ext: Extender, body: bytes, mode: str) -> bytes | None:
     """The prioritize request kube-scheduler sends after this filter answered with a shortlist
     (``lowcarb serve --shortlist``, shipped 100): the same pod over the nodes filter passed;
-    None when filter passed every node. Prioritize answers it from the filter's pricing."""
+    None when every feasible node fit the limit (no shortlist was made). Prioritize answers it
+    from the filter's pricing."""
     if ext.shortlist <= 0:
         return None
     args = msgspec.json.decode(body)
     answer = msgspec.json.decode(ext.filter(body))
     if mode == "names":
         passed = answer.get("NodeNames") or []
-        if len(passed) == len(args["NodeNames"]):
-            return None
+    else:
+        passed = (answer.get("Nodes") or {}).get("items") or []
+    if len(passed) < ext.shortlist:  # every feasible node fits the limit: no shortlist made
+        return None
+    if mode == "names":
         args["NodeNames"] = passed
     else:
-        items = (answer.get("Nodes") or {}).get("items") or []
-        if len(items) == len(args["Nodes"]["items"]):
-            return None
-        args["Nodes"]["items"] = items
+        args["Nodes"]["items"] = passed
     return msgspec.json.encode(args)
 
 
