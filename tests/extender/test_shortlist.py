@@ -302,5 +302,6 @@ def test_shortlist_rows_are_the_best_by_level_then_cost_then_row(seed: int) -> N
     for limit in (1, 7, 50, int(feasible.sum()) - 1):
         key = np.lexsort((rows, np.nan_to_num(cost[rows], nan=np.inf), -combined[rows]))
         expected = np.sort(rows[key[:limit]])
-        assert shortlist_rows(ev, limit).tolist() == expected.tolist()
+        got = shortlist_rows(ev, limit)
+        assert got is not None and got.tolist() == expected.tolist()
     assert shortlist_rows(ev, int(feasible.sum())) is None
