@@ -5,12 +5,11 @@ prioritize may be taken by the time the bind arrives; and with one feasible node
 prioritize and binds at once. Re-checking the one node (one single-row evaluation) picks a GPU
 slot that still has room and gives bind a decision to record in both cases. A whole-GPU pod whose
 node nothing touched since it was priced (the cluster state's per-node generation) keeps that
-decision without evaluating again. When no slot on the
-node has room any more, the bind is not refused: with ``ignorable: true`` (what deploy/ ships)
-kube-scheduler would then bind the pod itself, with no annotation and no ledger row ("Skipping
-extender in bind as it returned error and has ignorable flag set"); lowcarb binds with its
-prioritize choice and says so in the decision's note and the
-``lowcarb_errors_total{kind="overcommit_at_bind"}`` metric.
+decision without evaluating again. When no slot on the node has room any more, the bind is not
+refused: with ``ignorable: true`` (what deploy/ ships) kube-scheduler would then bind the pod
+itself, with no annotation and no ledger row ("Skipping extender in bind as it returned error and
+has ignorable flag set"); lowcarb binds with its prioritize choice and says so in the decision's
+note and the ``lowcarb_errors_total{kind="overcommit_at_bind"}`` metric.
 """
 
 from __future__ import annotations
