@@ -43,8 +43,12 @@ def check_at_bind(
         return None
     row = decision.row(node) if decision is not None else None
     shares = seen.demand.shares_gpu
-    unchanged = decision is not None and not state.changed_since(decision.generation, (node,))
-    if decision is not None and row is not None and not shares and unchanged:
+    if (
+        decision is not None
+        and row is not None
+        and not shares
+        and not state.changed_since(decision.generation, (node,))
+    ):
         return decision, row, (), ""  # nothing touched the node since it was priced
     table = state.table_for_node(node)
     if table is None:
