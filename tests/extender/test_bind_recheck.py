@@ -20,6 +20,7 @@ from scheduler.engine import Engine
 from scheduler.extender.service import Extender
 from scheduler.names import ANN_DECISION, ANN_GPU_INDEX
 from scheduler.policy.validate import load_policy
+from tests.support.engine_spy import record_evaluations
 from tests.test_cluster import node
 from tests.test_cluster import pod as cluster_pod
 
@@ -131,30 +132,9 @@ def test_prioritize_prices_scarcity_over_the_fleet_not_the_candidates() -> None:
     ext.state.upsert_node(node("busy-gpu", gpus=36))  # not among the candidates
     ext.state.upsert_pod(cluster_pod("hog", "busy-gpu", gpus=36))
     total = 8 + 8 + 4 + 4 + 36  # the recorded payload's four nodes, and busy-gpu
-    seen: list[float | None] = []
-    engine = ext.engine()
-    evaluate = engine.evaluate
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        seen.append(kwargs.get("fleet_share"))
-        return evaluate(*args, **kwargs)
-
-    engine.evaluate = spy  # type: ignore[method-assign]
+    seen = record_evaluations(ext)
     ext.prioritize(body)
-    assert seen == [pytest.approx(36 / total)]
-
-
-def count_evaluations(ext: Extender) -> list[int]:
-    calls = [0]
-    engine = ext.engine()
-    evaluate = engine.evaluate
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        calls[0] += 1
-        return evaluate(*args, **kwargs)
-
-    engine.evaluate = spy  # type: ignore[method-assign]
-    return calls
+    assert [e.fleet_share for e in seen] == [pytest.approx(36 / total)]
 
 
 async def test_an_untouched_node_keeps_the_decision_without_evaluating_again() -> None:
@@ -162,9 +142,9 @@ async def test_an_untouched_node_keeps_the_decision_without_evaluating_again() -
     body = json.dumps(pod_args("steady")).encode()
     ext.filter(body)
     ext.prioritize(body)
-    calls = count_evaluations(ext)
+    calls = record_evaluations(ext)
     assert error_of(await ext.bind(binding("steady", "use1-a-gpu"))) == ""
-    assert calls == [0]  # nothing changed on use1-a-gpu since prioritize priced it
+    assert calls == []  # nothing changed on use1-a-gpu since prioritize priced it
     decision = json.loads(binder.calls[0][2][ANN_DECISION])
     assert decision["node"] == "use1-a-gpu" and decision["gpus"] == 4
     assert "overcommit" not in (decision.get("note") or "")
@@ -178,9 +158,9 @@ async def test_a_node_filled_since_prioritize_is_checked_again_at_bind() -> None
         body = json.dumps(pod_args(name)).encode()
         ext.filter(body)
         ext.prioritize(body)
-    calls = count_evaluations(ext)
+    calls = record_evaluations(ext)
     for name in ("a", "b", "c"):
         assert error_of(await ext.bind(binding(name, "use1-a-gpu"))) == ""
-    assert calls == [2]  # a's node was as priced; b's and c's had changed: checked again
+    assert len(calls) == 2  # a's node was as priced; b's and c's had changed: checked again
     notes = [json.loads(a[ANN_DECISION]).get("note") or "" for _, _, a in binder.calls]
     assert ["overcommit at bind" in note for note in notes] == [False, False, True]

@@ -24,6 +24,7 @@ from scheduler.extender.service import Extender
 from scheduler.names import ANN_DECISION
 from scheduler.policy.validate import load_policy
 from tests.extender.test_bind_recheck import RecordingBinder
+from tests.support.engine_spy import record_evaluations
 from tests.test_cluster import node
 from tests.test_cluster import pod as cluster_pod
 
@@ -106,32 +107,19 @@ def test_a_change_between_filter_and_prioritize_is_scored() -> None:
     assert got.get(best, 0) == 0  # a 4-GPU pod no longer fits there
 
 
-def count_evaluations(ext: Extender) -> list[int]:
-    """The number of rows of each evaluation ``ext``'s engine makes from now on."""
-    engine = ext.engine()
-    evaluations: list[int] = []
-    evaluate = engine.evaluate
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        evaluations.append(len(args[1]))
-        return evaluate(*args, **kwargs)
-
-    engine.evaluate = counting  # type: ignore[method-assign]
-    return evaluations
-
-
 def test_a_pod_bound_off_the_shortlist_reuses_the_filters_pricing() -> None:
     """Only changes to shortlisted nodes (or to the node set) make prioritize price again."""
     state, short, _, _, _ = build()
-    evaluations = count_evaluations(short)
+    evaluations = record_evaluations(short)
     kept = passed(short.filter(args(NAMES)))
     before = scores(short.prioritize(args(kept)))
     state.upsert_pod(cluster_pod("elsewhere", "pl-059", gpus=8))  # not shortlisted
     assert scores(short.prioritize(args(kept))) == before
-    assert evaluations == [len(NAMES)]  # the filter's, and no other
+    assert [e.rows for e in evaluations] == [len(NAMES)]  # the filter's, and no other
     state.upsert_pod(cluster_pod("here", kept[-1], gpus=1))
     short.prioritize(args(kept))
-    assert evaluations == [len(NAMES), len(NAMES)]  # priced again, over every candidate
+    # priced again, over every candidate
+    assert [e.rows for e in evaluations] == [len(NAMES), len(NAMES)]
 
 
 def test_the_watch_confirming_an_assumed_pod_is_no_change() -> None:
@@ -139,7 +127,7 @@ def test_the_watch_confirming_an_assumed_pod_is_no_change() -> None:
     watch showing it bound: that confirmation (or a status change) changes nothing a score
     reads, so prioritize keeps the filter's pricing; a pod moving to another node does not."""
     state, short, _, _, _ = build()
-    evaluations = count_evaluations(short)
+    evaluations = record_evaluations(short)
     node = passed(short.filter(args(NAMES, uid="uid-0")))[0]  # where the previous pod goes
     first = cluster_pod("n-1", node, gpus=0, cpu="1", phase="Pending")  # keeps its rank
     state.assume(parse_demand(first), node)  # lowcarb's bind
@@ -149,10 +137,10 @@ def test_the_watch_confirming_an_assumed_pod_is_no_change() -> None:
     state.upsert_pod(cluster_pod("n-1", node, gpus=0, cpu="1", phase="Running"))
     del evaluations[:]
     short.prioritize(args(kept))
-    assert evaluations == []
+    assert [e.rows for e in evaluations] == []
     state.upsert_pod(cluster_pod("n-1", kept[1], gpus=0, cpu="1"))  # elsewhere after all
     short.prioritize(args(kept))
-    assert evaluations == [len(NAMES)]
+    assert [e.rows for e in evaluations] == [len(NAMES)]
 
 
 def test_a_shortlisted_node_deleted_before_prioritize_scores_nothing() -> None:
