@@ -19,11 +19,13 @@ caps the baseline. For each node count (GPU nodes over five cloud regions) the s
 one-GPU pods is created as fast as the API server takes them; a watch records when each pod gets
 ``spec.nodeName``. pods/s = pods / (last bound - first created); latency per pod = bound -
 created (client clock, creation request sent). Pods are deleted between configurations and the
-configurations run in rounds (``--rounds``), each row the median over rounds.
+configurations run in rounds (``--rounds``), each row the median over rounds; ``ratio`` is the
+median of each round's ratio to that round's ``none`` (paired: a round's drift, such as other work
+on the machine, hits both sides), ``round_ratios`` lists them.
 
 Prints a table, then one JSON line last:
 ``{"benchmark": "e2e_throughput", "results": [{"nodes", "verbs", "pods_per_s",
-"baseline_pods_per_s", "ratio", "latency_p50_ms", "latency_p99_ms"}, ...]}``.
+"baseline_pods_per_s", "ratio", "round_ratios", "latency_p50_ms", "latency_p99_ms"}, ...]}``.
 
 The table adds the CPU time each component spent per pod (from /proc), which other load on a
 shared machine inflates far less than wall-clock rates.
@@ -337,13 +339,18 @@ def main(argv: list[str] | None = None) -> int:
                 base = med["none"]["pods_per_s"]
                 for verbs in verbs_run:
                     m = med[verbs]
+                    paired = [
+                        s["pods_per_s"] / b["pods_per_s"]
+                        for s, b in zip(samples[verbs], samples["none"], strict=True)
+                    ]
                     results.append(
                         {
                             "nodes": size,
                             "verbs": verbs,
                             "pods_per_s": round(m["pods_per_s"], 1),
                             "baseline_pods_per_s": round(base, 1),
-                            "ratio": round(m["pods_per_s"] / base, 3),
+                            "ratio": round(statistics.median(paired), 3),
+                            "round_ratios": [round(r, 3) for r in paired],
                             "latency_p50_ms": round(m["latency_p50_ms"], 1),
                             "latency_p99_ms": round(m["latency_p99_ms"], 1),
                         }
