@@ -211,6 +211,7 @@ class Run:
     failed: int
     seconds: float
     kg_cum: npt.NDArray[np.float64] | None = None  # --carbon: kg of the pods placed so far
+    placed: npt.NDArray[np.bool_] | None = None  # per arrival: the pod was placed
 
     def _step(self, level: float) -> int:
         idx = int(np.searchsorted(self.arrived_pct, level - 1e-9))
@@ -224,6 +225,34 @@ class Run:
         if self.kg_cum is None:
             raise ValueError("tco2e_at: this run had no carbon setup (--carbon)")
         return float(self.kg_cum[self._step(level)] / 1000.0)
+
+
+def both_placed(a: Run, b: Run, capacity_gpus: float, level: float = 100.0) -> dict[str, float]:
+    """``a`` against ``b`` (same seed, so the same arrivals) by the first pod at or past
+    ``level`` % arrived: the tCO2e of the arrivals both placed, and of those only one placed
+    (with their GPUs, from the arrived curve): a policy that places more work emits more, and
+    this separates that from where it put the work both placed."""
+    if a.kg_cum is None or b.kg_cum is None or a.placed is None or b.placed is None:
+        raise ValueError("both_placed: runs without a carbon setup (--carbon)")
+    if a.seed != b.seed or a.arrived_pct.shape != b.arrived_pct.shape:
+        raise ValueError("both_placed: the runs must share a seed (the same arrivals)")
+    end = min(a._step(level), b._step(level)) + 1
+    kg_a = np.diff(a.kg_cum[:end], prepend=0.0)
+    kg_b = np.diff(b.kg_cum[:end], prepend=0.0)
+    gpus = np.diff(a.arrived_pct[:end], prepend=0.0) * capacity_gpus / 100.0
+    pa, pb = a.placed[:end], b.placed[:end]
+    both, only_a, only_b = pa & pb, pa & ~pb, pb & ~pa
+    return {
+        "both_pods": int(both.sum()),
+        "both_tco2e_a": float(kg_a[both].sum() / 1000.0),
+        "both_tco2e_b": float(kg_b[both].sum() / 1000.0),
+        "only_a_pods": int(only_a.sum()),
+        "only_a_gpus": float(gpus[only_a].sum()),
+        "only_a_tco2e": float(kg_a[only_a].sum() / 1000.0),
+        "only_b_pods": int(only_b.sum()),
+        "only_b_gpus": float(gpus[only_b].sum()),
+        "only_b_tco2e": float(kg_b[only_b].sum() / 1000.0),
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -491,6 +520,7 @@ def simulate(
     placed_pod: list[int] = []
     placed_step: list[int] = []
     placed_row: list[int] = []
+    placed = np.zeros(len(order), dtype=bool)
     arrived_milli = used_milli = failed = 0
     for step, j in enumerate(order.tolist()):
         d = demands[j]
@@ -511,6 +541,7 @@ def simulate(
             placed_pod.append(j)
             placed_step.append(step)
             placed_row.append(row)
+            placed[step] = True
             table.cpu_free[row] -= d.cpu_milli
             table.mem_free[row] -= d.mem_bytes
             if d.gpus:
@@ -525,7 +556,8 @@ def simulate(
             pods, np.asarray(placed_pod, dtype=np.intp), np.asarray(placed_row, dtype=np.intp)
         )
         kg_cum = np.cumsum(kg)
-    return Run(policy, seed, arrived, used, failed, time.perf_counter() - started, kg_cum)
+    seconds = time.perf_counter() - started
+    return Run(policy, seed, arrived, used, failed, seconds, kg_cum, placed)
 
 
 def _job(args: tuple[str, int, str, CarbonSetup | None, str | None]) -> Run:
@@ -615,6 +647,27 @@ def plot_carbon(results: dict[str, list[Run]], trace: str, setup: CarbonSetup, p
     plt.close(fig)
 
 
+def _both_placed_lines(results: dict[str, list[Run]], capacity: float) -> dict[str, object]:
+    """Print and return, per seed, lowcarb against carbon-greedy on the pods both placed at
+    100 % arrived (:func:`both_placed`)."""
+    lc, cg = results.get("lowcarb", []), results.get("carbon-greedy", [])
+    by_seed = {r.seed: r for r in cg}
+    rows = [(r.seed, both_placed(r, by_seed[r.seed], capacity)) for r in lc if r.seed in by_seed]
+    if not rows:
+        return {}
+    print("at 100 % arrived, lowcarb (a) against carbon-greedy (b): the pods both placed, and")
+    print("those only one placed (a policy that places more work emits more)")
+    for seed, d in rows:
+        delta = 100.0 * (d["both_tco2e_a"] / d["both_tco2e_b"] - 1.0) if d["both_tco2e_b"] else 0.0
+        print(
+            f"  seed {seed}: both {d['both_pods']:,} pods, {d['both_tco2e_a']:.3f} t against "
+            f"{d['both_tco2e_b']:.3f} t ({delta:+.1f} %); only lowcarb {d['only_a_pods']} pods, "
+            f"{d['only_a_gpus']:.0f} GPUs, {d['only_a_tco2e']:.3f} t; only carbon-greedy "
+            f"{d['only_b_pods']} pods, {d['only_b_gpus']:.0f} GPUs, {d['only_b_tco2e']:.3f} t"
+        )
+    return {str(seed): {k: round(v, 4) for k, v in d.items()} for seed, d in rows}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 seeds instead of 10")
@@ -654,7 +707,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--policies: {', '.join(CARBON_POLICIES)} read carbon; add --carbon")
     try:
         pod_file = resolve_pod_file(args.trace)
-        load_nodes(Path(args.nodes) if args.nodes else None)
+        nodes_path = Path(args.nodes) if args.nodes else None
+        load_nodes(nodes_path)
         if carbon is not None:
             carbon_world(carbon, str(pod_file), args.nodes)  # fails here, not in a worker
     except (TraceError, SeriesError, ValueError) as exc:
@@ -702,6 +756,9 @@ def main(argv: list[str] | None = None) -> int:
             tco2e[policy] = meds
             print(f"{policy:<16}" + "".join(f"{meds[str(lvl)]:>9.3f}" for lvl in LEVELS))
         line["tco2e"] = tco2e
+        pairs = _both_placed_lines(results, float(load_nodes(nodes_path).gpus.sum()))
+        if pairs:
+            line["both_placed_100"] = pairs
         line["zones"] = list(carbon.zones)
         line["year"] = carbon.year
         carbon_png = OUT_DIR / f"fragmentation_carbon_{Path(trace_name).stem}.png"

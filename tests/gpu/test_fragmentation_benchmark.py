@@ -69,6 +69,32 @@ def test_unallocated_is_read_at_the_first_pod_at_or_past_each_level() -> None:
     assert run.unallocated_at(130) == pytest.approx(4.0)
 
 
+def test_both_placed_splits_the_common_arrivals_from_the_extra_work() -> None:
+    def run(placed: list[bool], kg_per_step: list[float], seed: int = 7) -> bench.Run:
+        return bench.Run(
+            policy="p",
+            seed=seed,
+            arrived_pct=np.array([10.0, 20.0, 30.0, 40.0, 120.0]),
+            used_pct=np.zeros(5),
+            failed=placed.count(False),
+            seconds=0.0,
+            kg_cum=np.cumsum(kg_per_step),
+            placed=np.array(placed),
+        )
+
+    # 10 GPUs: each arrival asks for one; the fifth arrives past 100 % and is not counted
+    a = run([True, True, False, True, True], [1.0, 2.0, 0.0, 3.0, 50.0])
+    b = run([True, False, True, True, True], [2.0, 0.0, 2.0, 1.0, 50.0])
+    d = bench.both_placed(a, b, capacity_gpus=10.0, level=40.0)
+    assert d["both_pods"] == 2
+    assert d["both_tco2e_a"] == pytest.approx(0.004) and d["both_tco2e_b"] == pytest.approx(0.003)
+    assert (d["only_a_pods"], d["only_a_gpus"]) == (1, pytest.approx(1.0))
+    assert d["only_a_tco2e"] == pytest.approx(0.002)
+    assert (d["only_b_pods"], d["only_b_gpus"], d["only_b_tco2e"]) == (1, 1.0, 0.002)
+    with pytest.raises(ValueError, match="share a seed"):
+        bench.both_placed(a, run([True] * 5, [1.0] * 5, seed=8), capacity_gpus=10.0)
+
+
 def test_authors_scoring_transforms() -> None:
     ts = bench.TermScore(raw=np.array([0.0, -1.0, 2.0]), normalized=np.zeros(3), unit="GPUs")
     assert bench.fgd_plugin(ts).tolist() == [50.0, 73.0, 11.0]
