@@ -10,6 +10,7 @@ only when a node changes, and usage rows are recomputed only for the nodes whose
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -19,7 +20,7 @@ from itertools import repeat
 import numpy as np
 
 from scheduler import wire
-from scheduler.cluster.table import NodeTable
+from scheduler.cluster.table import NodeTable, RowOrigin
 from scheduler.demand import DemandError, PodDemand, parse_demand
 from scheduler.gpu import supply as gpu
 
@@ -27,6 +28,8 @@ REGION_LABEL = "topology.kubernetes.io/region"
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 ASSUME_TTL_S = 60.0
 _ROWS_MEMO = 8  # distinct candidate lists remembered (one per node set kube-scheduler sends)
+_EPOCHS = itertools.count(1)  # one per table built, unique across states (RowOrigin.epoch)
+_VERSIONS = itertools.count(1)  # row versions (RowOrigin.versions), bumped at every fill of a row
 
 ZoneOf = Callable[[Mapping[str, str]], str | None]
 
@@ -427,9 +430,12 @@ class ClusterState:
             mem_free=np.zeros(n, dtype=np.int64),
             mig_free=np.zeros((n, len(profiles)), dtype=np.int32),
             mig_profiles=list(profiles),
+            origin=RowOrigin(next(_EPOCHS), n, np.arange(n), np.zeros(n, dtype=np.int64)),
         )
 
     def _fill_usage(self, table: NodeTable, i: int, info: NodeInfo) -> None:
+        if table.origin is not None:  # the row's content changes: results keyed by it expire
+            table.origin.versions[i] = next(_VERSIONS)
         pods = [self._pods[u] for u in self._pods_by_node.get(info.name, ())]
         cpu = info.cpu_milli - sum(p.demand.cpu_milli for p in pods)
         mem = info.mem_bytes - sum(p.demand.mem_bytes for p in pods)

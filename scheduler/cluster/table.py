@@ -23,6 +23,27 @@ from scheduler.gpu import supply as gpu
 GPU_STATE_COLUMNS = ("gpu_model", "gpu_total", "gpu_mem_mib", "gpu_free", "mig_free")
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class RowOrigin:
+    """Where a table's rows come from in the cluster state's table, and each row's version then.
+
+    ``epoch`` names the state's table (a new one when the node set changes); ``rows[i]`` is row
+    ``i``'s index there (of ``size`` rows) and ``versions[i]`` that row's version when it was
+    taken (bumped whenever the row's content changes). A term may remember a per-row result by
+    (epoch, row, version) and recompute only rows whose version moved
+    (:mod:`scheduler.terms.fgd_rows`). The state's own table holds the live version array.
+    """
+
+    epoch: int
+    size: int
+    rows: np.ndarray  # intp
+    versions: np.ndarray  # int64
+
+    def take(self, idx: np.ndarray) -> RowOrigin:
+        """The origin of ``take(idx)``'s rows (versions copied: a snapshot)."""
+        return RowOrigin(self.epoch, self.size, _rows(self.rows, idx), _rows(self.versions, idx))
+
+
 @dataclass(slots=True)
 class NodeTable:
     """Columns over nodes; row ``i`` of every array describes ``names[i]``."""
@@ -43,6 +64,7 @@ class NodeTable:
     names_obj: np.ndarray | None = field(default=None, repr=False, compare=False)
     region_obj: np.ndarray | None = field(default=None, repr=False, compare=False)
     order_obj: np.ndarray | None = field(default=None, repr=False, compare=False)
+    origin: RowOrigin | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -85,6 +107,7 @@ class NodeTable:
             names_obj=names,
             region_obj=region,
             order_obj=order,
+            origin=None if self.origin is None else self.origin.take(idx),
         )
 
     def name_array(self) -> np.ndarray:

@@ -23,6 +23,7 @@ from scheduler.gpu import supply as gpu
 from scheduler.gpu.fragmentation import FragmentationModel, Workload, model_matches
 from scheduler.gpu.workload import WorkloadLearner
 from scheduler.terms.base import Context, Term, TermArgs, TermScore, higher_is_better
+from scheduler.terms.fgd_rows import FgdRows
 
 Mode = Literal["fgd", "bestfit", "packing", "spread"]
 MODES: tuple[Mode, ...] = ("fgd", "bestfit", "packing", "spread")
@@ -132,22 +133,21 @@ def fgd_preference(delta_milli: gpu.FloatArray, table: NodeTable) -> gpu.FloatAr
 
 
 def score_rows(
-    table: NodeTable, pod: PodDemand, mode: Mode, frag: FragmentationModel | None
+    table: NodeTable,
+    pod: PodDemand,
+    mode: Mode,
+    frag: FragmentationModel | None,
+    remembered: FgdRows | None = None,
 ) -> TermScore:
-    """Score every row of ``table`` (assumed feasible) for ``pod`` in ``mode``."""
+    """Score every row of ``table`` (assumed feasible) for ``pod`` in ``mode``; ``remembered``
+    keeps FGD deltas of cluster-state rows between cycles (:mod:`scheduler.terms.fgd_rows`)."""
     n = len(table)
     milli = pod.gpu_milli if pod.gpus else 0
     if mode == "fgd":
         if frag is None:
             raise ValueError("fgd mode needs a FragmentationModel")
-        delta, choice = frag.placement_delta(
-            table.gpu_free,
-            table.cpu_free,
-            table.gpu_model,
-            table.models,
-            pod.gpus,
-            milli,
-            pod.cpu_milli,
+        delta, choice = (remembered or FgdRows()).placement_delta(
+            frag, table, pod.gpus, milli, pod.cpu_milli
         )
         raw = delta / gpu.MILLI  # GPUs of expected fragmentation added
         finite = np.isfinite(raw)
@@ -216,6 +216,7 @@ class GpuFit(Term[GpuFitArgs]):
             window_pods=window_pods, window_s=window_s, popularity=popularity
         )
         self._model: FragmentationModel | None = None
+        self._rows = FgdRows()
 
     def configure(
         self, window_pods: int = 5000, window_s: float | None = None, popularity: float = 0.95
@@ -233,7 +234,8 @@ class GpuFit(Term[GpuFitArgs]):
     def fragmentation_model(self) -> FragmentationModel:
         """The FGD model of the current expected workload (rebuilt when the workload changes)."""
         current = self.fixed if self.fixed is not None else self.learner.workload()
-        if self._model is None or self._model.workload is not current:
+        # a relearned workload equal to the last keeps its model (and the deltas remembered)
+        if self._model is None or self._model.workload != current:
             self._model = FragmentationModel(current)
         return self._model
 
@@ -285,7 +287,7 @@ class GpuFit(Term[GpuFitArgs]):
     def score(self, ctx: Context, args: GpuFitArgs) -> TermScore:
         mode = args.gpuMode
         frag = self.fragmentation_model() if mode == "fgd" else None
-        return score_rows(ctx.table, ctx.pod, mode, frag)
+        return score_rows(ctx.table, ctx.pod, mode, frag, self._rows)
 
     def observe(self, pod: PodDemand) -> None:
         self.learner.observe(pod)
