@@ -384,3 +384,9 @@ def test_gpu_allocated_share_counts_the_whole_fleet(state: ClusterState) -> None
     table, _ = state.table_for(["a"])
     assert whole_free(table) == 5
     assert state.gpu_allocated_share() == pytest.approx(0.5)
+    # read again after each change, never an earlier answer
+    extra = parse_demand(pod("p3", "b", gpus=1))
+    state.assume(extra, "b")
+    assert state.gpu_allocated_share() == pytest.approx(7 / 12)
+    state.forget(extra.uid)
+    assert state.gpu_allocated_share() == pytest.approx(0.5)

@@ -124,6 +124,7 @@ class ClusterState:
     # the generation each node's usage or row last changed at, and the node set's last change
     _node_gen: dict[str, int] = field(default_factory=dict)
     _layout_gen: int = 0
+    _share: tuple[int, float] = (-1, 0.0)  # gpu_allocated_share at a generation
     #: called with the uid of each pod the watch reports bound (the extender's in-flight pods)
     on_bound: Callable[[str], None] | None = None
 
@@ -310,7 +311,9 @@ class ClusterState:
         with self._lock:
             self._expire()
             table = self._current_table()
-            return table.allocated_gpu_share()
+            if self._share[0] != self.generation:  # one sum over the fleet per change
+                self._share = (self.generation, table.allocated_gpu_share())
+            return self._share[1]
 
     def full_table(self) -> NodeTable:
         with self._lock:
