@@ -23,23 +23,28 @@ TRAILING_S = 14 * 86400.0
 class RecentReadings:
     """Distinct (interval start, value) readings per zone over a trailing window; their means."""
 
-    __slots__ = ("_seen", "window_s")
+    __slots__ = ("_seen", "_sums", "window_s")
 
     def __init__(self, window_s: float = TRAILING_S) -> None:
         self.window_s = float(window_s)
         self._seen: dict[str, deque[tuple[float, float]]] = {}
+        self._sums: dict[str, float] = {}  # running sum of each zone's deque (means cost O(1))
 
     def add(self, zone: str, start_s: float, g_per_kwh: float) -> None:
         """Record a reading; a repeat of the latest interval (or an older one) only updates it."""
         seen = self._seen.setdefault(zone, deque())
+        total = self._sums.get(zone, 0.0)
         if seen and start_s <= seen[-1][0]:
             if start_s == seen[-1][0]:
+                self._sums[zone] = total - seen[-1][1] + g_per_kwh
                 seen[-1] = (start_s, g_per_kwh)
             return
         seen.append((start_s, g_per_kwh))
-        while seen and seen[0][0] <= start_s - self.window_s:
-            seen.popleft()
+        total += g_per_kwh
+        while seen[0][0] <= start_s - self.window_s:
+            total -= seen.popleft()[1]
+        self._sums[zone] = total
 
     def means(self) -> dict[str, float]:
         """Mean reading per zone over the window (zones with at least one reading)."""
-        return {z: sum(v for _, v in s) / len(s) for z, s in self._seen.items() if s}
+        return {z: self._sums[z] / len(s) for z, s in self._seen.items() if s}

@@ -221,3 +221,17 @@ async def test_cache_judges_a_month_long_window_by_the_static_annual_mean() -> N
     # its readings are kept too (the long run where no static value of the signal exists)
     assert cache._states["electricitymaps"].source().long_run == {"DE": 434.0}
     await cache.stop()
+
+
+def test_recent_readings_running_mean_agrees_with_the_plain_mean() -> None:
+    rng = np.random.default_rng(3)
+    recent = RecentReadings(window_s=24 * HOUR)
+    values: list[tuple[float, float]] = []
+    t = T0
+    for _ in range(200):
+        t += float(rng.choice([0.0, HOUR, 2 * HOUR]))  # repeats, hourly and a missed hour
+        g = float(rng.uniform(0, 800))
+        recent.add("A", t, g)
+        values = [(s, v) for s, v in values if s != t] + [(t, g)]
+    kept = [v for s, v in values if s > t - 24 * HOUR]
+    assert recent.means()["A"] == pytest.approx(sum(kept) / len(kept))
