@@ -27,6 +27,7 @@ from carbon.backoff import Backoff
 from carbon.clock import wall
 from carbon.config import STATIC_NAME, CarbonConfig, ProviderConfig
 from carbon.intensity import MAX_G_PER_KWH, valid_value
+from carbon.longrun import RecentReadings
 from carbon.providers.base import PartialFailure, Provider, ProviderError, utc
 from carbon.providers.registry import create_provider
 from carbon.providers.static import static_values
@@ -60,6 +61,7 @@ class ProviderState:
     task: asyncio.Task[None] | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     table: Mapping[str, float] = field(default_factory=dict)
+    recent: RecentReadings = field(default_factory=RecentReadings)
 
     @property
     def static(self) -> bool:
@@ -75,6 +77,7 @@ class ProviderState:
             latest=MappingProxyType(dict(self.latest)),
             forecasts=MappingProxyType(dict(self.forecasts)),
             static_values=self.table,
+            long_run=MappingProxyType(self.recent.means()),
         )
 
 
@@ -388,6 +391,7 @@ class CarbonCache:
                 )
                 continue
             st.latest[p.zone] = Latest(p.g_per_kwh, p.start.timestamp(), p.estimated, p.kind)
+            st.recent.add(p.zone, p.start.timestamp(), p.g_per_kwh)
             accepted.append(p.zone)
             self._recovered(st, p.zone)
         for zone, zerr in zone_errors.items():

@@ -3,9 +3,11 @@
 ``load_zone_year`` reads ``electricitymaps_portal/<ZONE>/<ZONE>_<YEAR>_hourly*.csv`` from the
 data directory (LCA column by default, ``direct`` selectable). :class:`SeriesView` answers the
 :class:`~carbon.types.CarbonView` questions at a given ``now_s``: latest = the interval containing
-now, forecast = the true future (a perfect forecast), optionally with Gaussian error whose sigma
-is a fraction of the zone's mean (the Let's Wait Awhile convention). The placement simulator and
-the temporal-shift planner use it; the ``replay`` provider serves the same series live.
+now, forecast = the true future up to the horizon (a perfect forecast), optionally with Gaussian
+error whose sigma is a fraction of the zone's mean (the Let's Wait Awhile convention); past the
+horizon a window mean uses the zone's trailing mean (the ``trailing_s`` before the interval that
+holds now: completed intervals only, no look-ahead). The placement simulator and the
+temporal-shift planner use it; the ``replay`` provider serves the same series live.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from carbon.datadir import data_dir
+from carbon.longrun import TRAILING_S
 from carbon.types import Reading, SignalKind, ZoneSeries
 from carbon.window import FloatArray, IntervalSeries
 
@@ -184,6 +187,8 @@ class SeriesView:
         seed: int = 0,
         horizon_s: float = 48 * 3600.0,
         kind: SignalKind = "average",
+        trailing_s: float = TRAILING_S,
+        _sums: dict[str, FloatArray] | None = None,
     ) -> None:
         self.series = dict(series_by_zone)
         self.now_s = float(now_s)
@@ -191,7 +196,10 @@ class SeriesView:
         self.seed = seed
         self.horizon_s = horizon_s
         self.kind: SignalKind = kind
+        self.trailing_s = float(trailing_s)
         self._forecasts: dict[str, tuple[FloatArray, FloatArray, FloatArray, IntervalSeries]] = {}
+        # each zone's running sum of values (shared by every view of the same series: built once)
+        self._sums: dict[str, FloatArray] = {} if _sums is None else _sums
 
     def at(self, now_s: float) -> SeriesView:
         """The same series viewed at another simulated time."""
@@ -202,7 +210,26 @@ class SeriesView:
             seed=self.seed,
             horizon_s=self.horizon_s,
             kind=self.kind,
+            trailing_s=self.trailing_s,
+            _sums=self._sums,
         )
+
+    def long_run(self, zone: str) -> float | None:
+        """Mean of the zone's intervals that ended in the ``trailing_s`` before the interval
+        holding now (None when none did, or the zone is unknown); never reads now or later."""
+        s = self.series.get(zone)
+        if s is None:
+            return None
+        cum = self._sums.get(zone)
+        if cum is None:
+            cum = np.concatenate(([0.0], np.cumsum(s.values)))
+            self._sums[zone] = cum
+        # intervals [k] with k < i end at or before starts[i] <= now (i: the last start <= now)
+        i = int(np.searchsorted(s.starts, self.now_s, side="right")) - 1
+        lo = max(0, i - max(1, round(self.trailing_s / s.step_s)))
+        if i <= lo:
+            return None
+        return float(cum[i] - cum[lo]) / (i - lo)
 
     def _index(self, s: HourlySeries) -> int:
         i = int(np.searchsorted(s.starts, self.now_s, side="right")) - 1
@@ -248,12 +275,15 @@ class SeriesView:
     def mean_intensity(
         self, zone: str, start_s: float, end_s: float, kind: SignalKind = "average"
     ) -> Reading | None:
-        """Time-weighted forecast mean over [start_s, end_s); gaps filled with the latest."""
+        """Time-weighted forecast mean over [start_s, end_s): past the horizon the zone's
+        trailing mean (:meth:`long_run`, else the latest value), gaps before it the latest."""
         latest = self.reading(zone, kind)
         arrays = self._forecast_arrays(zone)
         if latest is None or arrays is None:
             return None
-        mean, covered = arrays[3].mean(start_s, end_s, latest.g_per_kwh)
+        ends = arrays[1]
+        far = self.long_run(zone) if ends.size and end_s > float(ends[-1]) else None
+        mean, covered = arrays[3].mean(start_s, end_s, latest.g_per_kwh, far)
         return Reading(
             zone=zone,
             g_per_kwh=mean,

@@ -3,7 +3,11 @@
 A :class:`CarbonSnapshot` is built by :class:`carbon.cache.CarbonCache` after every refresh and
 published by a reference swap: readers never touch the network, never wait on a lock and never
 see an exception. Each value carries its source and age; values older than ``staleAfter`` are
-skipped in favour of the next source of the fallback chain (which ends with ``static``).
+skipped in favour of the next source of the fallback chain (which ends with ``static``). A run
+window longer than the serving source's forecast is judged, past the forecast's end, by the zone's
+long-run intensity: the static source's value (annual means) when one of the same signal is
+configured for the zone, else the serving source's mean of its readings over the last 14 days
+(:mod:`carbon.longrun`), else the latest value.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ class Source:
     latest: Mapping[str, Latest]
     forecasts: Mapping[str, Forecast]
     static_values: Mapping[str, float] = field(default_factory=dict)
+    long_run: Mapping[str, float] = field(default_factory=dict)  # recent readings' mean per zone
 
 
 class CarbonSnapshot:
@@ -85,6 +90,7 @@ class CarbonSnapshot:
         self._orders: dict[str, tuple[Source, ...]] = {
             kind: self._order(kind) for kind in ("average", "marginal")
         }
+        self._statics = tuple(s for s in chain if s.static)
 
     def _order(self, kind: str) -> tuple[Source, ...]:
         """Sources of ``kind`` first (chain order), then static, then the other kind's."""
@@ -139,10 +145,23 @@ class CarbonSnapshot:
         hit = self.serving(zone, kind)
         return hit[1] if hit else None
 
+    def long_run(self, src: Source, zone: str, latest: Reading) -> float:
+        """The zone's long-run intensity for ``src``'s signal: a static value of that signal,
+        else ``src``'s mean of its recent readings, else the latest value."""
+        for static in self._statics:
+            if static.kind == latest.kind:
+                g = static.static_values.get(zone)
+                if g is not None:
+                    return g
+        g = src.long_run.get(zone)
+        return g if g is not None else latest.g_per_kwh
+
     def mean_intensity(
         self, zone: str, start_s: float, end_s: float, kind: SignalKind = "average"
     ) -> Reading | None:
-        """Forecast mean over [start_s, end_s) from the serving source; gaps use its latest."""
+        """Forecast mean over [start_s, end_s) from the serving source, time-weighted with the
+        zone's :meth:`long_run` intensity past the forecast's end; gaps inside it use the latest.
+        No forecast, a stale value or a forecast that misses the window: the latest value."""
         hit = self.serving(zone, kind)
         if hit is None:
             return None
@@ -151,7 +170,8 @@ class CarbonSnapshot:
         if fc is None or latest.stale:
             return latest
         try:
-            mean, covered = fc.intervals.mean(start_s, end_s, latest.g_per_kwh)
+            far = self.long_run(src, zone, latest) if end_s > fc.intervals.ends[-1] else None
+            mean, covered = fc.intervals.mean(start_s, end_s, latest.g_per_kwh, far)
         except Exception:
             log.exception("carbon: forecast mean failed for zone %r", zone)
             return latest

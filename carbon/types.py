@@ -64,8 +64,9 @@ class CarbonView(Protocol):
     ) -> Reading | None:
         """Mean forecast intensity over [start_s, end_s) in epoch seconds.
 
-        Falls back to the latest value where no forecast covers the window; None when the zone
-        is unknown to every source.
+        Past the forecast's end the zone's long-run value (the live snapshot: a static value of
+        the signal, else the source's recent readings' mean); the latest value where no forecast
+        covers the window; None when the zone is unknown to every source.
         """
         ...
 

@@ -55,8 +55,12 @@ class IntervalSeries:
             return self.values[i]
         return None
 
-    def mean(self, start: float, end: float, fill: float) -> tuple[float, float]:
-        """Mean over [start, end) and the covered fraction; uncovered time counts at ``fill``.
+    def mean(
+        self, start: float, end: float, fill: float, beyond: float | None = None
+    ) -> tuple[float, float]:
+        """Mean over [start, end) and the covered fraction; uncovered time counts at ``fill``,
+        except the part after the last interval's end, which counts at ``beyond`` when given
+        (past a forecast's horizon: the zone's long-run mean rather than the latest reading).
 
         A zero-length window returns the value at ``start`` (or ``fill``).
         """
@@ -67,7 +71,12 @@ class IntervalSeries:
         v0, t0 = self._integral(start)
         covered = t1 - t0
         width = end - start
-        return (v1 - v0 + (width - covered) * fill) / width, min(1.0, covered / width)
+        tail = 0.0
+        if beyond is not None and self.ends:
+            tail = max(0.0, end - max(start, self.ends[-1]))
+        gaps = width - covered - tail
+        total = v1 - v0 + gaps * fill + (tail * beyond if beyond is not None else 0.0)
+        return total / width, min(1.0, covered / width)
 
 
 def window_mean(

@@ -178,8 +178,8 @@ def _cost_row(
 
 
 def _forecast(carbon: CarbonView, cost: dict[str, Any], choice: ClassChoice, now_s: float) -> bool:
-    """True when the serving source holds a forecast overlapping the run window (the intensity
-    is then its mean over the window; else the latest value)."""
+    """True when the serving source holds a forecast overlapping the run window (the intensity is
+    then its mean where it covers, past its end the zone's long-run value; else the latest)."""
     zone, run_h = cost.get("zone"), cost.get("run_h")
     if zone is None or run_h is None:
         return False

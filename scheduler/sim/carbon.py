@@ -10,6 +10,7 @@ vectorised over pods; it agrees with :func:`carbon.window.window_mean` and the l
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from carbon.datadir import data_dir
-from carbon.series import HourlySeries, SeriesError, load_zone_year
+from carbon.series import TRAILING_S, HourlySeries, SeriesError, load_zone_year
 from carbon.types import IntensityPoint
 
 FloatArray = npt.NDArray[np.float64]
@@ -101,15 +102,39 @@ def covering(s: HourlySeries, lo: float, hi: float) -> HourlySeries:
     return HourlySeries(s.zone, starts, values, s.step_s, s.source, s.filled, dict(s.extra))
 
 
+def with_history(s: HourlySeries, first: float, before: HourlySeries | None) -> HourlySeries:
+    """``s`` with the values it holds before ``first`` (its own year's start) replaced by the
+    previous year's series ``before`` where that has the same hour (the real history)."""
+    if before is None:
+        return s
+    head = np.flatnonzero(s.starts < first)
+    idx = np.searchsorted(before.starts, s.starts[head])
+    ok = idx < before.starts.size
+    ok[ok] = before.starts[idx[ok]] == s.starts[head[ok]]
+    if not ok.any():
+        return s
+    values = s.values.copy()
+    values[head[ok]] = before.values[idx[ok]]
+    return HourlySeries(s.zone, s.starts, values, s.step_s, s.source, s.filled, dict(s.extra))
+
+
 def load_series(
     zones: Sequence[str], year: int, lo: float, hi: float, *, lwa: bool = False
 ) -> dict[str, HourlySeries]:
-    """Each zone's series for ``year`` (or its Let's Wait Awhile series), covering [lo, hi]."""
+    """Each zone's series for ``year`` (or its Let's Wait Awhile series), covering [lo, hi] and
+    the ``TRAILING_S`` before ``lo`` that the view's long-run mean reads. Before the year's first
+    hour that history is the previous year's series where the data folder has it, else (2021:
+    no 2020 files) the year's own end, wrapped around."""
     out: dict[str, HourlySeries] = {}
     for zone in zones:
         s = load_lwa(zone) if lwa else load_zone_year(zone, year)
         s = HourlySeries(zone, s.starts, s.values, s.step_s, s.source, s.filled, dict(s.extra))
-        out[zone] = covering(s, lo - 2 * 86400, hi + 3 * 86400)
+        first = float(s.starts[0])
+        s = covering(s, lo - TRAILING_S - 2 * 86400, hi + 3 * 86400)
+        if not lwa and lo - TRAILING_S < first:
+            with contextlib.suppress(SeriesError):  # no previous year: this one's end, wrapped
+                s = with_history(s, first, load_zone_year(zone, year - 1))
+        out[zone] = s
     return out
 
 

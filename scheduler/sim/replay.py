@@ -184,10 +184,12 @@ def simulate(
     *,
     ready: FloatArray | None = None,
     seed: int = 0,
+    known_durations: bool = False,
 ) -> Placements:
     """Replay ``pods`` (times in epoch seconds) on ``nodes`` under ``policy``.
 
     ``ready`` (default: arrival) is when each pod may first be scheduled (a gate's release time).
+    ``known_durations``: the engine is told each pod's real run time (a diagnostic).
     """
     n = len(pods)
     ready_t = pods.arrival.copy() if ready is None else np.asarray(ready, dtype=np.float64)
@@ -221,8 +223,14 @@ def simulate(
             return False
         rows = np.flatnonzero(mask)
         share = fleet.running_gpus / capacity if capacity > 0 else 0.0
+        known = float(pods.duration[p]) if known_durations else None
         ev = engine.evaluate(
-            d, table.take(rows), MemoView(base_view.at(now)), now, fleet_share=share
+            d,
+            table.take(rows),
+            MemoView(base_view.at(now)),
+            now,
+            fleet_share=share,
+            duration_s=known,
         )
         if not ev.feasible.any():
             refused.add(p)

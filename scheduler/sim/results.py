@@ -76,6 +76,9 @@ class SimOptions:
     policies: tuple[str, ...] = ()  # subset to run (default: all)
     load_levels: tuple[str, ...] = ()  # "real" and/or target peak allocation percentages
     fleet_share: float | None = None  # keep this share of each model's nodes (quick: automatic)
+    # a diagnostic: every engine is told each pod's real run time (what a
+    # lowcarb.dev/expected-duration annotation gives) instead of its class's expected duration
+    known_durations: bool = False
 
 
 @dataclass(slots=True)
@@ -161,6 +164,8 @@ class Comparison:
             "seed": opts.seed,
             "policies": policies_summary(self.runs, self.bound),
         }
+        if opts.known_durations:
+            out["known_durations"] = True
         if self.levels:
             out["levels"] = [level.summary() for level in self.levels]
         return out

@@ -308,7 +308,15 @@ def run_pods(
             results[name] = (done[name], None)
             continue
         policy = setup.policies[PLACED_LIKE.get(name, name)]
-        placed = simulate(pods, setup.nodes, policy, setup.series, ready=ready, seed=opts.seed)
+        placed = simulate(
+            pods,
+            setup.nodes,
+            policy,
+            setup.series,
+            ready=ready,
+            seed=opts.seed,
+            known_durations=opts.known_durations,
+        )
         results[name] = (placed, holds)
     lo = float(pods.arrival.min())
     ends = [float(np.nanmax(p.start + p.runtime)) for p, _ in results.values() if p.placed.any()]
@@ -364,7 +372,14 @@ def _level_at(
     def measure(scale: float) -> float:
         if progress is not None:
             progress(f"{target} %: load x{scale:.0f} ({REFERENCE})")
-        placed = simulate(real.scaled(scale), setup.nodes, ref, setup.series, seed=setup.opts.seed)
+        placed = simulate(
+            real.scaled(scale),
+            setup.nodes,
+            ref,
+            setup.series,
+            seed=setup.opts.seed,
+            known_durations=setup.opts.known_durations,
+        )
         cache[scale] = placed
         return placed.peak_allocated_gpu_pct
 

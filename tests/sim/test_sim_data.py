@@ -12,8 +12,10 @@ from typer.testing import CliRunner
 
 from carbon.accounting.report import ReportOptions, build_report
 from carbon.datadir import data_dir
-from carbon.series import SeriesError
+from carbon.longrun import TRAILING_S
+from carbon.series import SeriesError, load_zone_year
 from scheduler.cli.main import app
+from scheduler.sim.carbon import load_series, year_start
 from scheduler.sim.ledger import write_ledger
 from scheduler.sim.run import SimOptions, compare
 from scheduler.sim.trace import (
@@ -190,3 +192,17 @@ def test_year_selects_the_series_tune_on_one_report_on_another() -> None:
     a, b = (runs[y].runs["k8s-default"] for y in (2021, 2023))
     assert a.placements.node.tolist() == b.placements.node.tolist()
     assert a.metrics["tco2e"] != b.metrics["tco2e"]
+
+
+@needs_data
+def test_the_trailing_history_before_the_year_is_the_previous_year_where_it_exists() -> None:
+    lo = year_start(2022)
+    got = load_series(["NO"], 2022, lo, lo + 86400)["NO"]
+    before = got.starts < lo
+    assert got.starts[before][0] <= lo - TRAILING_S  # two weeks of history and more
+    prev = load_zone_year("NO", 2021)
+    idx = np.searchsorted(prev.starts, got.starts[before])
+    assert (got.values[before] == prev.values[idx]).all()  # 2021's own December, not 2022's
+    # 2021 has no 2020 file: its own end, wrapped around to before January
+    own = load_series(["NO"], 2021, year_start(2021), year_start(2021) + 86400)["NO"]
+    assert (own.values[own.starts < year_start(2021)] == prev.values[-int(before.sum()) :]).all()

@@ -305,3 +305,20 @@ def test_scarcity_follows_the_busy_fleet_not_the_idle_candidates() -> None:
     out = simulate(trace, fleet, policy, CLEAN_DIRTY)
     assert [fleet.names[n] for n in out.node.tolist()[:3]] == ["a", "b", "c"]
     assert fleet.names[int(out.node[3])] == "g2-dirty"
+
+
+def test_a_long_run_past_the_horizon_is_judged_by_the_trailing_mean() -> None:
+    """A 10-day pod at day 15: "swing" is clean for the 48 h forecast horizon only (20 g, after
+    two weeks at 300 g), "steady" is 100 g throughout. Told the run time, carbon-greedy judges
+    swing by (48 x 20 + 192 x 300) / 240 = 244 g and takes steady; filled with the latest
+    reading it would be 20 g. With the class's 1-h expectation swing (20 g) wins."""
+    arrive = 15 * 24
+    swing = [300.0] * arrive + [20.0] * 48 + [300.0] * 400
+    carbon = {"steady": series("steady", [100.0], 800), "swing": series("swing", swing, 800)}
+    fleet = nodes(["swing", "steady"])
+    trace = pods([float(arrive)], [240.0])
+    policy = POLICIES["carbon-greedy"]
+    told = simulate(trace, fleet, policy, carbon, known_durations=True)
+    assert fleet.zone[int(told.node[0])] == "steady"
+    hour = simulate(trace, fleet, policy, carbon)
+    assert fleet.zone[int(hour.node[0])] == "swing"
