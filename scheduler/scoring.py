@@ -171,7 +171,8 @@ class Evaluation:
         read; prioritize never reads it, filter's FailedNodes does)."""
         if self._reasons is None:
             reasons: dict[int, str] = {}
-            for before, why in self.reason_parts:
+            for before, lazy in self.reason_parts:
+                why = lazy.plain() if isinstance(lazy, LazyReasons) else lazy
                 rows = np.fromiter(why.keys(), dtype=np.intp, count=len(why))
                 first = rows[before[rows]].tolist()
                 reasons.update(zip(first, map(why.__getitem__, first), strict=True))

@@ -356,6 +356,12 @@ def test_explain_calls_once_per_distinct_state(state: ClusterState) -> None:
     assert reasons == {i: why(i) for i in range(len(table))}
     assert len(calls) - len(table) == 3  # a, b and the six identical full nodes
     assert table.explain(np.array([], dtype=np.intp), why) == {}
+    # the plain dict a filter reads thousands of rows from: computed once, the same items
+    lazy = table.explain(rows, why)
+    before = len(calls)
+    plain = lazy.plain()  # type: ignore[attr-defined]
+    assert type(plain) is dict and plain == {i: why(i) for i in range(len(table))}
+    assert len(calls) - before == 3 + len(table) and lazy == plain
 
 
 def test_decisions_awaiting_bind_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

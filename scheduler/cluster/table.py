@@ -172,18 +172,26 @@ class LazyReasons(dict[int, str]):
     encode ``dict(reasons)``. :class:`scheduler.scoring.Evaluation` hands out a plain dict.
     """
 
-    __slots__ = ("_compute",)
+    __slots__ = ("_compute", "_plain")
 
     def __init__(self, compute: Callable[[], dict[int, str]]) -> None:
         super().__init__()
         self._compute: Callable[[], dict[int, str]] | None = compute
+        self._plain: dict[int, str] = {}
 
     def _filled(self) -> LazyReasons:
         compute = self._compute
         if compute is not None:
             self._compute = None
-            dict.update(self, compute())
+            self._plain = compute()
+            dict.update(self, self._plain)
         return self
+
+    def plain(self) -> dict[int, str]:
+        """The reasons as computed, a plain dict (not to be changed): reads at C speed, not
+        through the wrappers (a filter reads thousands of rejected rows one by one)."""
+        self._filled()
+        return self._plain
 
 
 def _lazy(name: str) -> Callable[..., Any]:
