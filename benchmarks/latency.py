@@ -475,6 +475,30 @@ def burst_filter(
     return wall, cpu
 
 
+def row(
+    verb: str,
+    mode: str,
+    nodes: int,
+    took: tuple[list[float], list[float]],
+    floor: tuple[list[float], list[float]],
+    body_bytes: int,
+    reps: int,
+) -> dict[str, Any]:
+    """One result row from the (wall, CPU) milliseconds of the calls and of their floor."""
+    return {
+        "verb": verb,
+        "mode": mode,
+        "nodes": nodes,
+        "p50_ms": round(statistics.median(took[0]), 3),
+        "p99_ms": round(percentile(took[0], 0.99), 3),
+        "floor_p50_ms": round(statistics.median(floor[0]), 3),
+        "cpu_p50_ms": round(statistics.median(took[1]), 3),
+        "floor_cpu_p50_ms": round(statistics.median(floor[1]), 3),
+        "body_mb": round(body_bytes / 2**20, 2),
+        "reps": reps,
+    }
+
+
 def reps_for(n: int, mode: str, scale: float) -> int:
     base = {100: 300, 1000: 100, 5000: 40}[n] if mode == "names" else {100: 100, 1000: 25}.get(n, 9)
     return max(5, int(base * scale))
@@ -515,18 +539,7 @@ def run(
                 floor = timed(floor_fn(verb, mode, sent), reps, floor_cpu)
                 took = timed(partial(call, sent), reps, took_cpu)
                 rows.append(
-                    {
-                        "verb": verb,
-                        "mode": row_mode,
-                        "nodes": n,
-                        "p50_ms": round(statistics.median(took), 3),
-                        "p99_ms": round(percentile(took, 0.99), 3),
-                        "floor_p50_ms": round(statistics.median(floor), 3),
-                        "cpu_p50_ms": round(statistics.median(took_cpu), 3),
-                        "floor_cpu_p50_ms": round(statistics.median(floor_cpu), 3),
-                        "body_mb": round(len(sent) / 2**20, 2),
-                        "reps": reps,
-                    }
+                    row(verb, row_mode, n, (took, took_cpu), (floor, floor_cpu), len(sent), reps)
                 )
                 gc.collect()
         if http is not None:
@@ -538,19 +551,9 @@ def run(
         floor_cpu = []
         floor = timed(floor_fn("filter", "names", reqs["names"]), reps, floor_cpu)
         took, took_cpu = burst_filter(ext, pod, nodes, reps)
+        sent = reqs["names"]
         rows.append(
-            {
-                "verb": "filter",
-                "mode": "names/burst",
-                "nodes": n,
-                "p50_ms": round(statistics.median(took), 3),
-                "p99_ms": round(percentile(took, 0.99), 3),
-                "floor_p50_ms": round(statistics.median(floor), 3),
-                "cpu_p50_ms": round(statistics.median(took_cpu), 3),
-                "floor_cpu_p50_ms": round(statistics.median(floor_cpu), 3),
-                "body_mb": round(len(reqs["names"]) / 2**20, 2),
-                "reps": reps,
-            }
+            row("filter", "names/burst", n, (took, took_cpu), (floor, floor_cpu), len(sent), reps)
         )
         gc.collect()
     return rows
