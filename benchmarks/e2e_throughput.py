@@ -25,7 +25,9 @@ on the machine, hits both sides), ``round_ratios`` lists them.
 
 Prints a table, then one JSON line last:
 ``{"benchmark": "e2e_throughput", "results": [{"nodes", "verbs", "pods_per_s",
-"baseline_pods_per_s", "ratio", "round_ratios", "latency_p50_ms", "latency_p99_ms"}, ...]}``.
+"baseline_pods_per_s", "ratio", "round_ratios", "latency_p50_ms", "latency_p99_ms", "served_ms":
+{"filter", "prioritize", "bind"}}, ...]}`` (``served_ms``: lowcarb's mean time to answer each verb,
+null for a verb not called).
 
 The table adds the CPU time each component spent per pod (from /proc), which other load on a
 shared machine inflates far less than wall-clock rates.
@@ -353,6 +355,12 @@ def main(argv: list[str] | None = None) -> int:
                             "round_ratios": [round(r, 3) for r in paired],
                             "latency_p50_ms": round(m["latency_p50_ms"], 1),
                             "latency_p99_ms": round(m["latency_p99_ms"], 1),
+                            "served_ms": {
+                                v: None
+                                if math.isnan(m[f"served_ms_{v}"])
+                                else round(m[f"served_ms_{v}"], 3)
+                                for v in SERVED_VERBS
+                            },
                         }
                     )
                     cpu_rows.append(m)
