@@ -17,22 +17,19 @@ as ``lowcarb simulate``; tune on one ``--year``, report on the others:
     .venv/bin/python benchmarks/placement.py --load-scale 40 --slack 24
     .venv/bin/python benchmarks/placement.py --lwa DE --slack 24
 
-``--known-durations`` (this benchmark's own flag, a diagnostic): every policy's engine is told each
-pod's real run time, as a ``lowcarb.dev/expected-duration`` annotation would tell lowcarb, instead
-of its class's expected duration (1 h for ``default``); the JSON line then carries
-``"known_durations": true``.
+``--known-durations`` (a diagnostic): every policy's engine is told each pod's real run time, as a
+``lowcarb.dev/expected-duration`` annotation would tell lowcarb, instead of its class's expected
+duration (1 h for ``default``); the JSON line then carries ``"known_durations": true``.
 """
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 
 from carbon.datadir import data_dir
-from scheduler.cli import simulate as simulate_cli
 from scheduler.cli.errors import command_app
-from scheduler.sim.results import SimOptions
+from scheduler.cli.simulate import simulate
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -42,13 +39,9 @@ def main() -> None:
         print("placement benchmark: no data directory (set LOWCARB_DATA); skipped", file=sys.stderr)
         raise SystemExit(0)
     argv = sys.argv[1:]
-    known = "--known-durations" in argv
-    argv = [a for a in argv if a != "--known-durations"]
     if not any(a == "--plots" or a.startswith("--plots=") for a in argv):
         argv = [*argv, "--plots", str(OUT)]
-    if known:  # the CLI builds the options: give it ones that know every pod's run time
-        simulate_cli.SimOptions = functools.partial(SimOptions, known_durations=True)  # type: ignore[misc,assignment]
-    command_app(simulate_cli.simulate)(argv, prog_name="placement.py")
+    command_app(simulate)(argv, prog_name="placement.py")
 
 
 if __name__ == "__main__":

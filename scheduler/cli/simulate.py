@@ -244,6 +244,14 @@ def simulate(
         ),
     ] = None,
     ledger_policy: Annotated[str, typer.Option(help="Which run --ledger records")] = "lowcarb",
+    known_durations: Annotated[
+        bool,
+        typer.Option(
+            "--known-durations",
+            help="A diagnostic: every engine is told each pod's real run time (what a "
+            "lowcarb.dev/expected-duration annotation gives) instead of its class's"
+        ),
+    ] = False,
     output: OutputOpt = None,
     wide: WideOpt = False,
 ) -> None:
@@ -272,6 +280,7 @@ def simulate(
         policies=_names("--policies", policies, "fgd,lowcarb") if policies is not None else (),
         load_levels=levels,
         fleet_share=fleet_share,
+        known_durations=known_durations,
     )
     run(
         opts,
