@@ -249,7 +249,7 @@ def simulate(
         typer.Option(
             "--known-durations",
             help="A diagnostic: every engine is told each pod's real run time (what a "
-            "lowcarb.dev/expected-duration annotation gives) instead of its class's"
+            "lowcarb.dev/expected-duration annotation gives) instead of its class's",
         ),
     ] = False,
     output: OutputOpt = None,
