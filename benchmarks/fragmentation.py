@@ -707,8 +707,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--policies: {', '.join(CARBON_POLICIES)} read carbon; add --carbon")
     try:
         pod_file = resolve_pod_file(args.trace)
-        nodes_path = Path(args.nodes) if args.nodes else None
-        load_nodes(nodes_path)
+        capacity = float(load_nodes(Path(args.nodes) if args.nodes else None).gpus.sum())
         if carbon is not None:
             carbon_world(carbon, str(pod_file), args.nodes)  # fails here, not in a worker
     except (TraceError, SeriesError, ValueError) as exc:
@@ -756,7 +755,7 @@ def main(argv: list[str] | None = None) -> int:
             tco2e[policy] = meds
             print(f"{policy:<16}" + "".join(f"{meds[str(lvl)]:>9.3f}" for lvl in LEVELS))
         line["tco2e"] = tco2e
-        pairs = _both_placed_lines(results, float(load_nodes(nodes_path).gpus.sum()))
+        pairs = _both_placed_lines(results, capacity)
         if pairs:
             line["both_placed_100"] = pairs
         line["zones"] = list(carbon.zones)
