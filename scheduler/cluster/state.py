@@ -21,6 +21,7 @@ import numpy as np
 
 from scheduler import wire
 from scheduler.cluster.table import NodeTable, RowOrigin
+from scheduler.cluster.views import CandidateViews
 from scheduler.demand import DemandError, PodDemand, parse_demand
 from scheduler.gpu import supply as gpu
 
@@ -115,8 +116,7 @@ class ClusterState:
     _rows_memo: dict[tuple[str, ...], tuple[np.ndarray, list[str], NodeTable]] = field(
         default_factory=dict
     )
-    # the last candidate list asked for, and its memo key
-    _last_key: tuple[list[str], tuple[str, ...]] | None = None
+    _views: CandidateViews = field(default_factory=CandidateViews)  # the filter's last view
     _lock: threading.RLock = field(default_factory=threading.RLock)
     #: bumped on every change a score could read (pods counted, nodes added, changed, gone):
     #: an answer computed at one generation still holds while it is unchanged
@@ -254,28 +254,20 @@ class ClusterState:
     def table_for(self, names: Iterable[str]) -> tuple[NodeTable, list[str]]:
         """Rows for ``names`` in that order, and the names this state does not know.
 
-        kube-scheduler sends the same candidate list cycle after cycle, so the name -> row
-        lookup is memoised per list (until the node set changes); the usage columns are always
-        current.
+        The name -> row lookup is memoised per list (until the node set changes): prioritize
+        gets the filter's shortlist again. The usage columns are always current.
         """
-        listed = names if isinstance(names, list) else list(names)
+        key = tuple(names)
         with self._lock:
             self._expire()
             table = self._current_table()
-            # the list of the last cycle again: comparing names beats hashing fresh strings
-            last = self._last_key
-            key = last[1] if last is not None and listed == last[0] else tuple(listed)
             hit = self._rows_memo.get(key)
-            if last is None or key is not last[1]:
-                self._last_key = (list(listed), key)
             if hit is None:
                 rows = np.fromiter(
                     map(self._index.get, key, repeat(-1)), dtype=np.intp, count=len(key)
                 )
-                missing = rows < 0
-                unknown = [key[i] for i in np.flatnonzero(missing).tolist()]
-                if unknown:
-                    rows = rows[~missing]
+                unknown = [key[i] for i in np.flatnonzero(rows < 0).tolist()]
+                rows = rows[rows >= 0] if unknown else rows
                 if len(self._rows_memo) >= _ROWS_MEMO:
                     self._rows_memo.pop(next(iter(self._rows_memo)))
                 taken = table.take(rows)
@@ -283,6 +275,18 @@ class ClusterState:
                 return taken, list(unknown)
             rows, unknown, like = hit
             return table.take(rows, like), list(unknown)
+
+    def view_for(self, names: list[str]) -> tuple[NodeTable, list[str]]:
+        """Like ``table_for``, but the rows in the state's order, the same view for the same set
+        of names cycle after cycle, re-read only where rows changed (:mod:`.views`): for a
+        filter, whose candidates come in a new order every cycle."""
+        with self._lock:
+            self._expire()
+            table = self._current_table()
+            get, count = self._index.get, len(names)
+            rows = np.fromiter(map(get, names, repeat(-1)), dtype=np.intp, count=count)
+            unknown = [names[i] for i in np.flatnonzero(rows < 0).tolist()]
+            return self._views.view(table, rows[rows >= 0] if unknown else rows), unknown
 
     def table_for_node(self, name: str) -> NodeTable | None:
         """The one row of ``name`` (None when unknown), leaving the per-list memo of

@@ -157,7 +157,7 @@ class Extender:
             call.raws,
         )
         generation = self.state.generation  # read first: a change after it re-scores
-        table, unknown = self.state.table_for(names)
+        table, unknown = self.state.view_for(names)  # rows in the state's order
         metrics.NODES_PER_REQUEST.labels("filter").observe(len(table) + len(unknown))
         engine = self.engine()
         engine.observe(demand)

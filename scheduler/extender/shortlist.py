@@ -5,10 +5,11 @@ the same ones cycle after cycle, as GPU packing needs) kube-scheduler runs every
 over every feasible node, then sends them all to prioritize and merges the answer node by node:
 at 5,000 nodes most of a scheduling cycle.
 lowcarb has already priced every candidate when it filters, so its filter can answer with the
-``limit`` nodes it would rank highest (best level first, then the lower cost, then the request's
-order); kube-scheduler's own plugins then choose among those, exactly as they choose among the
-equals of the 0..10 answer. It is kube-scheduler's own trade (``percentageOfNodesToScore``
-samples nodes to score; its floor is 100 nodes) with lowcarb choosing which nodes are scored.
+``limit`` nodes it would rank highest (best level first, then the lower cost, then the cluster
+state's order of the nodes, the same every cycle); kube-scheduler's own plugins then choose
+among those, exactly as they choose among the equals of the 0..10 answer. It is
+kube-scheduler's own trade (``percentageOfNodesToScore`` samples nodes to score; its floor is
+100 nodes) with lowcarb choosing which nodes are scored.
 
 Nodes left off are not failed (kube-scheduler simply does not score them this cycle: no event
 names them). A pod whose spec asks kube-scheduler's plugins to weigh every node — a preferred node
@@ -55,7 +56,9 @@ def shortlist_rows(ev: Evaluation, limit: int) -> np.ndarray | None:
     all feasible rows fit (no shortlist) or the evaluation was not scored.
 
     Best: the higher ``combined`` (level, then the GPU term's FGD order), then the lower cost,
-    then the earlier row (kube-scheduler's order), so the answer is stable for a given state."""
+    then the earlier row (the filter's rows are in the cluster state's order, the same every
+    cycle: :meth:`~scheduler.cluster.state.ClusterState.view_for`), so the answer is stable for
+    a given state, whatever order kube-scheduler lists the nodes in."""
     feasible = np.flatnonzero(ev.feasible)
     if limit <= 0 or feasible.size <= limit or ev.cost is None:
         return None
@@ -89,7 +92,7 @@ def current(
     if not state.changed_since(decision.generation, names):
         return decision
     generation = state.generation
-    table, _ = state.table_for(decision.names)
+    table, _ = state.view_for(decision.names)
     share = state.gpu_allocated_share()
     now = clock()
     ev = engine.evaluate(

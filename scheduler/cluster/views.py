@@ -1,0 +1,108 @@
+"""Candidate views: a filter's candidate rows in the cluster state's order, reused cycle to cycle.
+
+kube-scheduler sends the same candidates cycle after cycle (with ``percentageOfNodesToScore:
+100``, every node its own filters pass), but in a new order each time: its filter runs in
+parallel and lists nodes as they pass. Taking the rows in the request's order copies every
+column through a fancy index for every pod; a view takes them in the state's order instead
+(sorted rows), so the next cycle with the same candidate *set* gets the same view back, copied
+whole (contiguous, several times cheaper) with only the rows whose version moved re-read: in a
+scheduling burst, the node the previous pod went to. Terms see a table exactly like a ``take``
+of those rows (:meth:`scheduler.cluster.table.NodeTable.take`), with the same
+:class:`~scheduler.cluster.table.RowOrigin`, so what they remember per row keeps working.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from scheduler.cluster.table import NodeTable, RowOrigin
+
+#: usage and node columns re-read for a row whose version moved (names never change in a view:
+#: a new node set is a new table epoch)
+_COLUMNS = (
+    "zone",
+    "gpu_model",
+    "gpu_total",
+    "gpu_free",
+    "gpu_mem_mib",
+    "cpu_free",
+    "mem_free",
+    "mig_free",
+)
+
+
+def candidate_rows(rows: np.ndarray, size: int) -> np.ndarray:
+    """``rows`` (indexes into a table of ``size`` rows) as a sorted set: the state's order."""
+    seen = np.zeros(size, dtype=bool)
+    seen[rows] = True
+    return np.flatnonzero(seen)
+
+
+def refreshed(base: NodeTable, last: NodeTable) -> NodeTable | None:
+    """``last`` (a view of some rows of ``base``) copied, with each row whose version in
+    ``base`` moved since re-read from ``base``; None when ``last`` is not a view of ``base``'s
+    current epoch (take afresh)."""
+    origin, mine = base.origin, last.origin
+    if origin is None or mine is None or mine.epoch != origin.epoch or mine.size != len(base):
+        return None
+    versions = origin.versions[mine.rows]
+    stale = np.flatnonzero(versions != mine.versions)
+    columns = {name: getattr(last, name).copy() for name in _COLUMNS}
+    region = list(last.region)
+    region_obj = None
+    if stale.size:
+        source = mine.rows[stale]
+        for name, column in columns.items():
+            column[stale] = getattr(base, name)[source]
+        changed = [(int(k), base.region[int(r)]) for k, r in zip(stale, source, strict=True)]
+        for k, value in changed:
+            region[k] = value
+        if any(last.region[k] != value for k, value in changed):
+            region_obj = None  # rebuilt from the list on first read
+        else:
+            region_obj = last.region_obj
+    else:
+        region_obj = last.region_obj
+    return NodeTable(
+        names=list(last.names),
+        zones=base.zones,
+        region=region,
+        models=base.models,
+        mig_profiles=base.mig_profiles,
+        names_obj=last.names_obj,
+        region_obj=region_obj,
+        order_obj=last.order_obj,
+        origin=RowOrigin(mine.epoch, mine.size, mine.rows, versions),
+        **columns,
+    )
+
+
+class CandidateViews:
+    """The last view handed out, to be refreshed when the next cycle asks for the same rows.
+
+    Not thread-safe on its own: :class:`scheduler.cluster.state.ClusterState` calls it under
+    its lock."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: NodeTable | None = None
+
+    def view(self, base: NodeTable, rows: np.ndarray) -> NodeTable:
+        """The rows ``rows`` of ``base`` (any order, no duplicates needed) in ``base``'s order."""
+        wanted = candidate_rows(rows, len(base))
+        last = self._last
+        view = None
+        if (
+            last is not None
+            and last.origin is not None
+            and np.array_equal(last.origin.rows, wanted)
+        ):
+            view = refreshed(base, last)
+        if view is None:
+            view = base.take(wanted)
+        self._last = view
+        return view
+
+    def forget(self) -> None:
+        self._last = None
