@@ -26,11 +26,14 @@ on the machine, hits both sides), ``round_ratios`` lists them.
 Prints a table, then one JSON line last:
 ``{"benchmark": "e2e_throughput", "results": [{"nodes", "verbs", "pods_per_s",
 "baseline_pods_per_s", "ratio", "round_ratios", "latency_p50_ms", "latency_p99_ms", "served_ms":
-{"filter", "prioritize", "bind"}}, ...]}`` (``served_ms``: lowcarb's mean time to answer each verb,
-null for a verb not called).
+{"filter", "prioritize", "bind"}, "cpu_ms_per_pod": {"scheduler", "lowcarb", "apiserver", "etcd",
+"total"}, "cpu_ratio", "cores_busy"}, ...]}`` (``served_ms``: lowcarb's mean time to answer each
+verb, null for a verb not called).
 
 The table adds the CPU time each component spent per pod (from /proc), which other load on a
-shared machine inflates far less than wall-clock rates.
+shared machine inflates far less than wall-clock rates; ``cpu_ratio`` is ``none``'s total CPU
+per pod over the row's (what ``ratio`` would be if throughput followed CPU alone, as it does
+when the four processes keep every core busy) and ``cores_busy`` their CPU seconds per second.
 
 ``--quick``: 500 nodes, 150 pods, one round. Default: 1,000 and 5,000 nodes, 300 pods, two rounds.
 Needs the control-plane binaries (``KUBE_BIN_DIR`` or ``../shared/kube-bin``, see ``make e2e``).
@@ -69,6 +72,7 @@ from tests.e2e.procs import wait_until  # noqa: E402
 REGIONS = ("us-east-1", "us-west-2", "eu-central-1", "eu-north-1", "eu-west-3")
 PRODUCTS = ("NVIDIA-A100-SXM4-80GB", "NVIDIA-H100-80GB-HBM3", "NVIDIA-L4")
 VERBS = ("none", "none (sampled)", "filter+prioritize", "filter+prioritize+bind")
+CPU_PROCS = ("scheduler", "lowcarb", "apiserver", "etcd")
 NS = "bench"
 POOL = "bench"
 
@@ -339,8 +343,11 @@ def main(argv: list[str] | None = None) -> int:
                     for v in verbs_run
                 }
                 base = med["none"]["pods_per_s"]
+                base_cpu = sum(med["none"][f"cpu_ms_{c}"] for c in CPU_PROCS)
                 for verbs in verbs_run:
                     m = med[verbs]
+                    cpu = {c: round(m[f"cpu_ms_{c}"], 2) for c in CPU_PROCS}
+                    total = sum(m[f"cpu_ms_{c}"] for c in CPU_PROCS)
                     paired = [
                         s["pods_per_s"] / b["pods_per_s"]
                         for s, b in zip(samples[verbs], samples["none"], strict=True)
@@ -361,6 +368,9 @@ def main(argv: list[str] | None = None) -> int:
                                 else round(m[f"served_ms_{v}"], 3)
                                 for v in SERVED_VERBS
                             },
+                            "cpu_ms_per_pod": {**cpu, "total": round(total, 2)},
+                            "cpu_ratio": round(base_cpu / total, 3) if total > 0 else None,
+                            "cores_busy": round(total * m["pods_per_s"] / 1000.0, 2),
                         }
                     )
                     cpu_rows.append(m)
@@ -375,12 +385,16 @@ def main(argv: list[str] | None = None) -> int:
         f"median of {rounds} round(s)"
     )
     table.caption = (
-        "cpu: milliseconds of CPU per pod spent by each process (from /proc); served: "
-        "lowcarb's mean time to answer filter / prioritize / bind (its request histogram)"
+        "cpu: milliseconds of CPU per pod spent by each process (from /proc), and all four; "
+        "cpu x: none's CPU per pod over this row's (the ratio if throughput followed CPU); "
+        "cores: CPU seconds per second of the four (the machine has "
+        f"{os.cpu_count()}); served: lowcarb's mean time to answer filter / prioritize / bind "
+        "(its request histogram)"
     )
     cols = ("nodes", "extender verbs", "pods/s", "vs none", "p50 ms", "p99 ms")
-    cpu_cols = ("scheduler", "lowcarb", "apiserver", "etcd")
-    for col in (*cols, *(f"cpu {c}" for c in cpu_cols), "served ms f / p / b"):
+    cpu_cols = CPU_PROCS
+    extra = ("cpu all", "cpu x", "cores", "served ms f / p / b")
+    for col in (*cols, *(f"cpu {c}" for c in cpu_cols), *extra):
         table.add_column(col, justify="left" if col == "extender verbs" else "right")
     for row, cpu in zip(results, cpu_rows, strict=True):
         table.add_row(
@@ -391,12 +405,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['latency_p50_ms']:.0f}",
             f"{row['latency_p99_ms']:.0f}",
             *(f"{cpu[f'cpu_ms_{c}']:.1f}" for c in cpu_cols),
+            f"{row['cpu_ms_per_pod']['total']:.1f}",
+            "-" if row["cpu_ratio"] is None else f"x{row['cpu_ratio']:.2f}",
+            f"{row['cores_busy']:.2f}",
             " / ".join(
                 "-" if math.isnan(cpu[f"served_ms_{v}"]) else f"{cpu[f'served_ms_{v}']:.2f}"
                 for v in SERVED_VERBS
             ),
         )
-    Console(width=150).print(table)
+    Console(width=200).print(table)
     print(json.dumps({"benchmark": "e2e_throughput", "results": results}))
     return 0
 
