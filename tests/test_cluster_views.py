@@ -81,7 +81,7 @@ def test_a_view_equals_a_fresh_take_while_pods_come_and_go_and_nodes_change() ->
         assert unknown == []
         assert_same_rows(view, fresh_take(state, ask))
         copies = {c: getattr(view, c).copy() for c in ARRAYS}
-        held.append((view, dataclasses.replace(view, **copies)))
+        held.append((view, dataclasses.replace(view, region=list(view.region), **copies)))
         roll = rng.random()
         if roll < 0.6:
             pod = demand(f"p{step}", gpus=rng.choice((1, 2)), milli=rng.choice((1000, 500)))
@@ -96,6 +96,7 @@ def test_a_view_equals_a_fresh_take_while_pods_come_and_go_and_nodes_change() ->
     for view, copy in held:  # a view handed out is never changed by a later refresh
         for column in ARRAYS:
             assert np.array_equal(getattr(view, column), getattr(copy, column)), column
+        assert view.region == copy.region
 
 
 def test_only_rows_whose_version_moved_are_read_again() -> None:
@@ -120,6 +121,10 @@ def test_only_rows_whose_version_moved_are_read_again() -> None:
     assert np.flatnonzero(view.origin.versions != first.origin.versions).tolist() == [3]
     assert not np.array_equal(view.gpu_free[3], first.gpu_free[3])
     assert_same_rows(view, fresh_take(state, names))
+    # copy on write: the columns the assume moved are new arrays, the others are shared
+    assert view.gpu_free is not first.gpu_free and view.cpu_free is not first.cpu_free
+    assert view.zone is first.zone and view.gpu_model is first.gpu_model
+    assert view.names is first.names and view.region is first.region
 
 
 def test_a_new_node_set_takes_afresh() -> None:

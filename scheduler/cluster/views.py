@@ -4,10 +4,11 @@ kube-scheduler sends the same candidates cycle after cycle (with ``percentageOfN
 100``, every node its own filters pass), but in a new order each time: its filter runs in
 parallel and lists nodes as they pass. Taking the rows in the request's order copies every
 column through a fancy index for every pod; a view takes them in the state's order instead
-(sorted rows), so the next cycle with the same candidate *set* gets the same view back, copied
-whole (contiguous, several times cheaper) with only the rows whose version moved re-read: in a
-scheduling burst, the node the previous pod went to. Terms see a table exactly like a ``take``
-of those rows (:meth:`scheduler.cluster.table.NodeTable.take`), with the same
+(sorted rows), so the next cycle with the same candidate *set* gets the same view back with only
+the rows whose version moved re-read (in a scheduling burst, the node the previous pod went to):
+the columns those rows change are copied whole (contiguous, several times cheaper than a gather),
+the rest shared. Terms see a table exactly like a ``take`` of those rows
+(:meth:`scheduler.cluster.table.NodeTable.take`), with the same
 :class:`~scheduler.cluster.table.RowOrigin`, so what they remember per row keeps working.
 """
 
@@ -47,24 +48,26 @@ def refreshed(base: NodeTable, last: NodeTable) -> NodeTable | None:
         return None
     versions = origin.versions[mine.rows]
     stale = np.flatnonzero(versions != mine.versions)
-    columns = {name: getattr(last, name).copy() for name in _COLUMNS}
-    region = list(last.region)
-    region_obj = None
-    if stale.size:
-        source = mine.rows[stale]
-        for name, column in columns.items():
-            column[stale] = getattr(base, name)[source]
-        changed = [(int(k), base.region[int(r)]) for k, r in zip(stale, source, strict=True)]
-        for k, value in changed:
+    source = mine.rows[stale]
+    # a column is copied only where a stale row's values moved (copy on write: ``last`` may be
+    # held by a decision); the others, and the lists, are shared (no view is ever changed)
+    columns: dict[str, np.ndarray] = {}
+    for name in _COLUMNS:
+        column = getattr(last, name)
+        if stale.size:
+            fresh = getattr(base, name)[source]
+            if not np.array_equal(column[stale], fresh):
+                column = column.copy()
+                column[stale] = fresh
+        columns[name] = column
+    region, region_obj = last.region, last.region_obj
+    moved = [(int(k), base.region[int(r)]) for k, r in zip(stale, source, strict=True)]
+    if any(region[k] != value for k, value in moved):
+        region, region_obj = list(region), None  # the array is rebuilt on first read
+        for k, value in moved:
             region[k] = value
-        if any(last.region[k] != value for k, value in changed):
-            region_obj = None  # rebuilt from the list on first read
-        else:
-            region_obj = last.region_obj
-    else:
-        region_obj = last.region_obj
     return NodeTable(
-        names=list(last.names),
+        names=last.names,
         zones=base.zones,
         region=region,
         models=base.models,
