@@ -4,8 +4,9 @@
 requests (``nodeCacheCapable: false``), and by pods this service just bound but has not yet seen
 bound ("assumed", expiring), so back-to-back pods never double-book GPUs. It keeps one
 :class:`scheduler.cluster.table.NodeTable` over all known nodes; a scheduling cycle takes the
-rows of its candidate nodes (``table_for``) and never parses a node twice: node rows are rebuilt
-only when a node changes, and usage rows are recomputed only for the nodes whose pods changed.
+rows of its candidate nodes (``table_for``; a filter's, in the state's order: ``view_for``) and
+never parses a node twice: node rows are rebuilt only when a node changes, and usage rows are
+recomputed only for the nodes whose pods changed.
 """
 
 from __future__ import annotations
