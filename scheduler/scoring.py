@@ -51,7 +51,7 @@ class Pricing:
     full_scale: float = 1.0
     energy: EnergyTable | None = None  # ``prices.energy``; None: energy is not priced
     fill_order_gpus: float = 2.0
-    # the zones' long-run intensities the fill order ranks them by; None: name order only
+    # ranks the zones by the carbon view's long-run intensity (else a table); None: name order
     fill_order: FillOrder | None = None
 
 
@@ -114,7 +114,7 @@ def price(
         if n and pricing.fill_order_gpus > 0.0:  # consolidation: a node later in the fleet's
             # fill order (dirtier zone, then name order) counts up to fillOrderGpus stranded
             position = (
-                pricing.fill_order.position(ctx.table)
+                pricing.fill_order.position(ctx.table, ctx.carbon, ctx.signal)
                 if pricing.fill_order is not None
                 else 1.0 - ctx.table.name_order()
             )
