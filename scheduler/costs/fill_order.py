@@ -56,9 +56,10 @@ def zone_ranks(zones: Sequence[str], long_run: Mapping[str, float]) -> np.ndarra
 
 class FillOrder:
     """Each node's position in the fleet's fill order, from the zones' long-run intensity: the
-    carbon view's where it has one (``from_view``), else the fixed ``long_run`` table."""
+    fixed ``long_run`` table, or with ``from_view`` the carbon view's values where it has them
+    (measured, not adopted: README "Placement"; off by default)."""
 
-    def __init__(self, long_run: Mapping[str, float], *, from_view: bool = True) -> None:
+    def __init__(self, long_run: Mapping[str, float], *, from_view: bool = False) -> None:
         self.long_run = dict(long_run)
         self.from_view = from_view
         self._ranks: dict[tuple[tuple[str, ...], tuple[float | None, ...]], np.ndarray] = {}
@@ -66,7 +67,8 @@ class FillOrder:
     def values(
         self, zones: Sequence[str], view: CarbonView | None, kind: SignalKind = "average"
     ) -> tuple[float | None, ...]:
-        """Long-run g/kWh per zone: the view's, else the table's, else None."""
+        """Long-run g/kWh per zone the order ranks by: the view's (with ``from_view``), else the
+        table's, else None."""
         table = self.long_run
         if view is None or not self.from_view:
             return tuple(table.get(z) for z in zones)
@@ -80,15 +82,18 @@ class FillOrder:
         self, table: NodeTable, view: CarbonView | None = None, kind: SignalKind = "average"
     ) -> np.ndarray:
         """Position in [0, 1) per row of ``table`` (0: filled first), the zones ranked by
-        ``view``'s long-run intensity of signal ``kind`` (None: the fixed table)."""
+        ``view``'s long-run intensity of signal ``kind`` when ``from_view`` (else the table)."""
         zones = tuple(table.zones)
-        values = self.values(zones, view, kind)
+        by_view = view is not None and self.from_view
+        values = self.values(zones, view, kind) if by_view else ()  # () : the table's
         key = (zones, values)
         ranks = self._ranks.get(key)
         if ranks is None:
             if len(self._ranks) >= _CACHE_LIMIT:
                 self._ranks.clear()
-            known = {z: v for z, v in zip(zones, values, strict=True) if v is not None}
+            known: Mapping[str, float] = self.long_run
+            if by_view:
+                known = {z: v for z, v in zip(zones, values, strict=True) if v is not None}
             ranks = self._ranks[key] = zone_ranks(zones, known)
         n_zones = max(len(zones), 1)
         zone = np.where(table.zone >= 0, table.zone, len(zones))

@@ -58,7 +58,7 @@ def by_hand(z1_rank: int, z2_rank: int) -> list[float]:
 
 
 def test_the_order_follows_the_trailing_means_when_they_swap() -> None:
-    order = FillOrder(TABLE)
+    order = FillOrder(TABLE, from_view=True)
     # hour 3: trailing hours 0..2, Z1 50 g < Z2 200 g: Z1 first (the table says Z2)
     early = view(T0 + 3 * HOUR)
     assert order.values(("Z1", "Z2"), early) == (50.0, 200.0)
@@ -78,7 +78,7 @@ def test_the_order_follows_the_trailing_means_when_they_swap() -> None:
 
 
 def test_the_order_never_reads_now_or_later() -> None:
-    order = FillOrder(TABLE)
+    order = FillOrder(TABLE, from_view=True)
     for now in (T0 + 3 * HOUR, T0 + 3.5 * HOUR):  # start and middle of hour 3
         base = order.position(TABLE_ROWS, view(now))
         # Z1 dirty from hour 3 (the one holding now) on: the order cannot see it
@@ -92,7 +92,7 @@ def test_the_order_never_reads_now_or_later() -> None:
 
 def test_zones_the_view_does_not_know_use_the_table_then_go_last() -> None:
     # before any hour of the series is over the view has no long run: the table decides
-    order = FillOrder(TABLE)
+    order = FillOrder(TABLE, from_view=True)
     first = view(T0 + 0.5 * HOUR)
     assert order.values(("Z1", "Z2"), first) == (300.0, 100.0)
     np.testing.assert_allclose(order.position(TABLE_ROWS, first), by_hand(1, 0))
@@ -114,7 +114,7 @@ def test_zones_the_view_does_not_know_use_the_table_then_go_last() -> None:
 
 
 def test_ranks_are_cached_per_zones_and_values() -> None:
-    order = FillOrder(TABLE)
+    order = FillOrder(TABLE, from_view=True)
     order.position(TABLE_ROWS, view(T0 + 3 * HOUR))
     order.position(TABLE_ROWS, view(T0 + 3.5 * HOUR))  # same trailing hours: same values
     assert len(order._ranks) == 1
@@ -130,7 +130,7 @@ def test_live_offline_default_keeps_the_static_order() -> None:
     snap = CarbonCache(config).view()
     table = long_run_means(config)
     zones = sorted(builtin_annual_means())
-    order = FillOrder(table)
+    order = FillOrder(table, from_view=True)
     assert order.values(zones, snap) == tuple(table[z] for z in zones)
     assert snap.long_run("no-such-zone") is None
     rows = [(f"n{i}", z, "r", "NVIDIA-A100-SXM4-80GB", 8) for i, z in enumerate(zones)]
@@ -138,10 +138,10 @@ def test_live_offline_default_keeps_the_static_order() -> None:
     np.testing.assert_array_equal(order.position(t, snap), order.position(t))
     # through the engine of the shipped policy: the same costs as with the view switched off
     policy = load_policy(POLICIES / "default.yaml")
-    live, fixed = Engine(policy), Engine(policy)
-    for p in fixed.pricing.values():
+    live, fixed = Engine(policy), Engine(policy)  # the engine's order is off: switched on here
+    for p in live.pricing.values():
         assert p.fill_order is not None
-        p.fill_order.from_view = False
+        p.fill_order.from_view = True
     pod = PodDemand(uid="u", namespace="ns", name="p", gpus=1, gpu_milli=1000)
     a = live.evaluate(pod, t, snap, T0, fleet_share=0.9)
     b = fixed.evaluate(pod, t, snap, T0, fleet_share=0.9)
