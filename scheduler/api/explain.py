@@ -51,6 +51,13 @@ class NodeCost(BaseModel):
         "first, then a fixed node order; 0 front .. 1 back)"
     )
     scarcity: float | None = Field(description="0 on an idle fleet, 1 when full")
+    scarcity_horizon_h: float | None = Field(
+        description="Run hours past this strand GPUs at long_run_scarcity; null: the whole run "
+        "at scarcity"
+    )
+    long_run_scarcity: float | None = Field(
+        description="The fleet's scarcity over the trailing 14 days (time-weighted mean)"
+    )
     carbon_per_tonne_usd: float | None = Field(description="Carbon price, USD per tCO2e")
     gpu_hour_usd: float | None = Field(description="Price of a GPU-hour at this scarcity")
     stranded_gpu_hour_usd: float | None = Field(description="Price of a stranded GPU-hour")
@@ -59,7 +66,10 @@ class NodeCost(BaseModel):
     )
     carbon_usd: float | None = Field(description="gCO2e / 1e6 x carbon price")
     gpu_usd: float | None = Field(description="GPU-hours x GPU-hour price")
-    stranded_usd: float | None = Field(description="Stranded GPUs x run h x stranded price")
+    stranded_usd: float | None = Field(
+        description="Stranded GPUs x run h x stranded price (hours past scarcity_horizon_h at "
+        "strandedGpuHour x long_run_scarcity)"
+    )
     energy_usd: float | None = Field(description="kWh x energy price; null when not priced")
     cost_usd: float | None = Field(description="The sum of the components")
 
