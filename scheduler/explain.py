@@ -135,8 +135,7 @@ def explain(
 def _cost_row(
     ev: Evaluation, table: NodeTable, i: int, prices: Pricing, now_s: float
 ) -> dict[str, Any]:
-    """The cost arithmetic of row ``i``: quantities, the prices they met, each component, the
-    sum (USD)."""
+    """The cost arithmetic of row ``i``: quantities, prices, each component, the sum (USD)."""
     c = ev.cost
     if c is None:
         return {}
@@ -165,8 +164,7 @@ def _cost_row(
         "stranded_gpus": _num(c.stranded_gpus[i]),
         "fill_order_gpus": _num(c.fill_gpus[i]) if c.fill_gpus is not None else None,
         "scarcity": _num(c.scarcity, 4),
-        "scarcity_horizon_h": _opt(c.scarcity_horizon_h),
-        "long_run_scarcity": _opt(c.long_run_scarcity, 4),
+        "long_run_scarcity": _num(c.long_run_scarcity, 4),  # NaN (null) when not priced
         "carbon_per_tonne_usd": _num(prices.carbon_per_tonne, 4),
         "gpu_hour_usd": _num(c.gpu_hour_price, 4),
         "stranded_gpu_hour_usd": _num(c.stranded_hour_price, 4),
@@ -189,16 +187,6 @@ def _forecast(carbon: CarbonView, cost: dict[str, Any], choice: ClassChoice, now
     if series is None or not series.starts:
         return False
     return series.starts[0] < now_s + run_h * 3600.0 and series.ends[-1] > now_s
-
-
-def _past_horizon(c: dict[str, Any]) -> str:
-    if c.get("scarcity_horizon_h") is None or c.get("long_run_scarcity") is None:
-        return ""
-    return f", past {c['scarcity_horizon_h']:g} h the long-run {c['long_run_scarcity']:g}"
-
-
-def _opt(value: float | None, digits: int = 3) -> float | None:
-    return None if value is None else _num(value, digits)
 
 
 def _iso(epoch_s: float) -> str:
@@ -264,7 +252,6 @@ COLUMNS: tuple[tuple[str, str, bool], ...] = (
     ("fill_order_gpus", "fill", False),
     ("stranded_gpus", "strand", False),
     ("scarcity", "scarc", False),
-    ("long_run_scarcity", "scarc LR", False),
     ("carbon_per_tonne_usd", "$/t", False),
     ("gpu_hour_usd", "$/GPU-h", False),
     ("stranded_gpu_hour_usd", "$/str-h", False),
@@ -333,7 +320,7 @@ def render(result: dict[str, Any], console: Console, *, wide: bool = False) -> N
         console.print(
             f"prices: ${c['carbon_per_tonne_usd']:g}/tCO2e, ${c['gpu_hour_usd']:g}/GPU-h, "
             f"${c['stranded_gpu_hour_usd']:g}/stranded GPU-h (scarcity {c['scarcity']:g})"
-            f"{_past_horizon(c)}{energy}"
+            f"{energy}"
         )
         shown = [(k, h) for k, h, narrow in COLUMNS if wide or narrow]
         rows = {r["node"]: r for r in node_rows(result)}

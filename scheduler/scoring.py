@@ -16,6 +16,7 @@ same object the extender answers from.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -82,9 +83,9 @@ class CostBreakdown:
     # fillOrderGpus x the node's position in the fleet's fill order (0 front .. <1 back), GPUs
     fill_gpus: np.ndarray | None = None
     # run hours past ``scarcity_horizon_h`` strand GPUs at the fleet's long-run scarcity
-    # (None: the whole run at ``scarcity``)
-    scarcity_horizon_h: float | None = None
-    long_run_scarcity: float | None = None
+    # (NaN: the whole run at ``scarcity``)
+    scarcity_horizon_h: float = math.nan
+    long_run_scarcity: float = math.nan
 
 
 def allocated_share(ctx: Context) -> float:
@@ -136,7 +137,7 @@ def price(
     carbon_usd = np.nan_to_num(grams, nan=0.0) / 1e6 * pricing.carbon_per_tonne
     gpu_usd = gpu_hours * gpu_price
     stranded_usd = stranded * run_h * stranded_price
-    horizon_h = far_s = None
+    horizon_h = far_s = math.nan
     if pricing.scarcity_horizon_h is not None and pricing.long_scarcity is not None:
         # scarcity, like a forecast, is known for now: the run hours past the horizon strand
         # GPUs at the fleet's long-run scarcity (:mod:`scheduler.costs.scarcity`)

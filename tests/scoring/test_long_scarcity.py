@@ -60,6 +60,7 @@ def test_hours_past_the_horizon_are_priced_at_the_long_run_scarcity() -> None:
     # off (the default): the whole run at this cycle's scarcity
     plain = price(c, scores, base, 1.0)
     np.testing.assert_allclose(plain.stranded_usd, np.array([2.0, 0.0, 1.0]) * 100 * 4.10)
+    assert np.isnan(plain.long_run_scarcity) and np.isnan(plain.scarcity_horizon_h)
     # a run inside the horizon is unchanged
     short = {**scores, "carbon": TermScore(np.zeros(3), np.ones(3), "gCO2e", {"run_h": run_h / 4})}
     np.testing.assert_allclose(
