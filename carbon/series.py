@@ -214,9 +214,10 @@ class SeriesView:
             _sums=self._sums,
         )
 
-    def long_run(self, zone: str) -> float | None:
+    def long_run(self, zone: str, kind: SignalKind = "average") -> float | None:
         """Mean of the zone's intervals that ended in the ``trailing_s`` before the interval
-        holding now (None when none did, or the zone is unknown); never reads now or later."""
+        holding now (None when none did, or the zone is unknown); never reads now or later.
+        ``kind`` is ignored: the view serves one signal (``self.kind``)."""
         s = self.series.get(zone)
         if s is None:
             return None

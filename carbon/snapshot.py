@@ -145,7 +145,20 @@ class CarbonSnapshot:
         hit = self.serving(zone, kind)
         return hit[1] if hit else None
 
-    def long_run(self, src: Source, zone: str, latest: Reading) -> float:
+    def long_run(self, zone: str, kind: SignalKind = "average") -> float | None:
+        """The zone's long-run intensity from the source serving it now (:meth:`source_long_run`,
+        the value :meth:`mean_intensity` uses past a forecast's end); None when no source knows
+        the zone."""
+        hit = self.serving(zone, kind)
+        if hit is None:
+            return None
+        try:
+            return self.source_long_run(hit[0], zone, hit[1])
+        except Exception:  # the request path must never see an exception
+            log.exception("carbon: long-run lookup failed for zone %r", zone)
+            return None
+
+    def source_long_run(self, src: Source, zone: str, latest: Reading) -> float:
         """The zone's long-run intensity for ``src``'s signal: a static value of that signal,
         else ``src``'s mean of its recent readings, else the latest value."""
         for static in self._statics:
@@ -160,7 +173,8 @@ class CarbonSnapshot:
         self, zone: str, start_s: float, end_s: float, kind: SignalKind = "average"
     ) -> Reading | None:
         """Forecast mean over [start_s, end_s) from the serving source, time-weighted with the
-        zone's :meth:`long_run` intensity past the forecast's end; gaps inside it use the latest.
+        zone's :meth:`source_long_run` intensity past the forecast's end; gaps inside it use the
+        latest.
         No forecast, a stale value or a forecast that misses the window: the latest value."""
         hit = self.serving(zone, kind)
         if hit is None:
@@ -170,7 +184,7 @@ class CarbonSnapshot:
         if fc is None or latest.stale:
             return latest
         try:
-            far = self.long_run(src, zone, latest) if end_s > fc.intervals.ends[-1] else None
+            far = self.source_long_run(src, zone, latest) if end_s > fc.intervals.ends[-1] else None
             mean, covered = fc.intervals.mean(start_s, end_s, latest.g_per_kwh, far)
         except Exception:
             log.exception("carbon: forecast mean failed for zone %r", zone)

@@ -25,6 +25,7 @@ from scheduler import wire
 from scheduler.cluster.table import NodeTable
 from scheduler.costs.energy import compile_energy
 from scheduler.costs.fill_order import FillOrder, long_run_means
+from scheduler.costs.scarcity import LongRunScarcity
 from scheduler.demand import PodDemand
 from scheduler.policy.classes import ClassChoice, classify
 from scheduler.policy.model import Policy, Prices, WorkloadClass
@@ -63,9 +64,19 @@ def plan(
     return tuple(steps)
 
 
-def pricing(prices: Prices, fill_order: FillOrder | None = None) -> Pricing:
+#: run hours past which stranded GPUs are priced at the fleet's long-run scarcity instead of
+#: this cycle's (:mod:`scheduler.costs.scarcity`; the simulator's forecast horizon; None: off)
+SCARCITY_HORIZON_H: float | None = 48.0
+
+
+def pricing(
+    prices: Prices,
+    fill_order: FillOrder | None = None,
+    long_scarcity: LongRunScarcity | None = None,
+) -> Pricing:
     """The policy model's prices as the plain floats and tables scoring reads per cycle;
-    ``fill_order``: the zones' long-run order (None: the fill order is the name order alone)."""
+    ``fill_order``: the zones' long-run order (None: the fill order is the name order alone);
+    ``long_scarcity``: the fleet's long-run scarcity past :data:`SCARCITY_HORIZON_H`."""
     return Pricing(
         prices.carbonPerTonne,
         prices.gpuHourIdle,
@@ -77,6 +88,8 @@ def pricing(prices: Prices, fill_order: FillOrder | None = None) -> Pricing:
         compile_energy(prices.energy),
         prices.fillOrderGpus,
         fill_order,
+        SCARCITY_HORIZON_H if long_scarcity is not None else None,
+        long_scarcity,
     )
 
 
@@ -112,8 +125,17 @@ class Engine:
             gpu_fit.configure(learn.windowPods, learn.window_s, learn.popularity)
         self._choices: OrderedDict[str, ClassChoice] = OrderedDict()
         order = FillOrder(long_run_means(policy.carbon))  # one per policy: zone ranks cached
+        # one per engine, kept over a hot reload that keeps the scarcity's exponent (what the
+        # fleet's scarcity was stays true)
+        same = previous is not None and (
+            previous.policy.prices.scarcityExponent == policy.prices.scarcityExponent
+        )
+        self.long_scarcity: LongRunScarcity = (
+            previous.long_scarcity if same and previous is not None else LongRunScarcity()
+        )
+        scarce = self.long_scarcity if SCARCITY_HORIZON_H is not None else None
         self.pricing: dict[str, Pricing] = {
-            name: pricing(policy.class_prices(name), order) for name in policy.classes
+            name: pricing(policy.class_prices(name), order, scarce) for name in policy.classes
         }
         self.plans: dict[str, tuple[Step, ...]] = {
             name: plan(cls, self.terms, scored) for name, cls in policy.classes.items()

@@ -135,8 +135,7 @@ def explain(
 def _cost_row(
     ev: Evaluation, table: NodeTable, i: int, prices: Pricing, now_s: float
 ) -> dict[str, Any]:
-    """The cost arithmetic of row ``i``: quantities, the prices they met, each component, the
-    sum (USD)."""
+    """The cost arithmetic of row ``i``: quantities, prices, each component, the sum (USD)."""
     c = ev.cost
     if c is None:
         return {}
@@ -165,6 +164,7 @@ def _cost_row(
         "stranded_gpus": _num(c.stranded_gpus[i]),
         "fill_order_gpus": _num(c.fill_gpus[i]) if c.fill_gpus is not None else None,
         "scarcity": _num(c.scarcity, 4),
+        "long_run_scarcity": _num(c.long_run_scarcity, 4),  # NaN (null) when not priced
         "carbon_per_tonne_usd": _num(prices.carbon_per_tonne, 4),
         "gpu_hour_usd": _num(c.gpu_hour_price, 4),
         "stranded_gpu_hour_usd": _num(c.stranded_hour_price, 4),

@@ -5,7 +5,8 @@ is scored at all); the engine builds one per class. Every step's filter runs in 
 the rows the earlier ones left in ``Context.feasible``); then each scored term scores the feasible
 rows, and :func:`price` turns their physical quantities into each node's cost (USD: emissions,
 GPU time, stranded GPUs (the FGD delta plus the node's place in the fleet's fill order,
-:mod:`scheduler.costs.fill_order`), and energy where the policy prices it, see
+:mod:`scheduler.costs.fill_order`; past the horizon at the fleet's long-run scarcity,
+:mod:`scheduler.costs.scarcity`), and energy where the policy prices it, see
 :mod:`scheduler.costs.energy`); :func:`scheduler.quantize.quantize_cost` maps cost differences
 that matter to kube-scheduler's integer 0..10. This is the one scoring model (policy
 ``lowcarb.dev/v2``; the class-weights sum of ``v1`` is gone). The :class:`Evaluation` keeps every
@@ -15,6 +16,7 @@ same object the extender answers from.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -24,6 +26,7 @@ import numpy as np
 from scheduler.cluster.table import LazyReasons
 from scheduler.costs.energy import EnergyTable
 from scheduler.costs.fill_order import FillOrder
+from scheduler.costs.scarcity import LongRunScarcity
 from scheduler.quantize import nudge_top, quantize_cost
 from scheduler.terms.base import Context, Term, TermArgs, TermScore
 from scheduler.terms.carbon import gpu_share
@@ -51,8 +54,12 @@ class Pricing:
     full_scale: float = 1.0
     energy: EnergyTable | None = None  # ``prices.energy``; None: energy is not priced
     fill_order_gpus: float = 2.0
-    # the zones' long-run intensities the fill order ranks them by; None: name order only
+    # ranks the zones by the carbon view's long-run intensity (else a table); None: name order
     fill_order: FillOrder | None = None
+    # stranded GPUs past this many run hours are priced at the fleet's long-run scarcity
+    # (``long_scarcity``); None: at this cycle's scarcity over the whole run
+    scarcity_horizon_h: float | None = None
+    long_scarcity: LongRunScarcity | None = None
 
 
 @dataclass(slots=True)
@@ -75,6 +82,10 @@ class CostBreakdown:
     energy_usd: np.ndarray | None = None
     # fillOrderGpus x the node's position in the fleet's fill order (0 front .. <1 back), GPUs
     fill_gpus: np.ndarray | None = None
+    # run hours past ``scarcity_horizon_h`` strand GPUs at the fleet's long-run scarcity
+    # (NaN: the whole run at ``scarcity``)
+    scarcity_horizon_h: float = math.nan
+    long_run_scarcity: float = math.nan
 
 
 def allocated_share(ctx: Context) -> float:
@@ -114,7 +125,7 @@ def price(
         if n and pricing.fill_order_gpus > 0.0:  # consolidation: a node later in the fleet's
             # fill order (dirtier zone, then name order) counts up to fillOrderGpus stranded
             position = (
-                pricing.fill_order.position(ctx.table)
+                pricing.fill_order.position(ctx.table, ctx.carbon, ctx.signal)
                 if pricing.fill_order is not None
                 else 1.0 - ctx.table.name_order()
             )
@@ -126,6 +137,16 @@ def price(
     carbon_usd = np.nan_to_num(grams, nan=0.0) / 1e6 * pricing.carbon_per_tonne
     gpu_usd = gpu_hours * gpu_price
     stranded_usd = stranded * run_h * stranded_price
+    horizon_h = far_s = math.nan
+    if pricing.scarcity_horizon_h is not None and pricing.long_scarcity is not None:
+        # scarcity, like a forecast, is known for now: the run hours past the horizon strand
+        # GPUs at the fleet's long-run scarcity (:mod:`scheduler.costs.scarcity`)
+        horizon_h = pricing.scarcity_horizon_h
+        far_s = pricing.long_scarcity.observe(ctx.now_s, scarcity)
+        far_h = run_h - np.minimum(run_h, horizon_h)
+        stranded_usd = stranded_usd + stranded * far_h * pricing.stranded_gpu_hour * (
+            far_s - scarcity
+        )
     cost = carbon_usd + gpu_usd + stranded_usd
     energy_price = energy_usd = None
     if pricing.energy is not None and carbon is not None and "kwh" in carbon.detail:
@@ -148,6 +169,8 @@ def price(
         energy_price,
         energy_usd,
         fill,
+        horizon_h,
+        far_s,
     )
 
 
@@ -258,6 +281,8 @@ def _expand_cost(b: CostBreakdown, rows: np.ndarray | None, n: int) -> CostBreak
         None if b.energy_price is None else spread(b.energy_price),
         None if b.energy_usd is None else spread(b.energy_usd),
         None if b.fill_gpus is None else spread(b.fill_gpus),
+        b.scarcity_horizon_h,
+        b.long_run_scarcity,
     )
 
 

@@ -172,6 +172,22 @@ def test_snapshot_long_run_fallback_order() -> None:
     assert mean(snapshot(source("em", {"A": 100.0}, long_run={"A": 40.0}))) == 100.0
 
 
+def test_snapshot_long_run_is_the_value_past_the_horizon_per_zone() -> None:
+    """The view-level accessor (the fill order's ranking) answers what the window mean used past
+    the forecast's end, in the same fallback order; None for a zone no source knows."""
+    recent = source("em", {"A": 100.0, "B": 70.0}, long_run={"A": 40.0})
+    snap = snapshot(recent, source("static", {}, static={"B": 10.0, "C": 300.0}))
+    assert snap.long_run("B") == 10.0  # 1. the static value of the signal
+    assert snap.long_run("A") == 40.0  # 2. the serving source's recent readings' mean
+    assert snap.long_run("C") == 300.0  # served by static alone: its value
+    bare = snapshot(source("em", {"A": 100.0}), source("static", {}, static={}))
+    assert bare.long_run("A") == 100.0  # 3. the latest value
+    assert snap.long_run("Z") is None
+    # the marginal signal: a static (average) table is not its long run
+    wt = source("wt", {"A": 100.0}, long_run={"A": 40.0}, kind="marginal")
+    assert snapshot(wt, source("static", {}, static={"A": 10.0})).long_run("A", "marginal") == 40.0
+
+
 def test_recent_readings_mean_distinct_intervals_over_the_window() -> None:
     recent = RecentReadings(window_s=3 * HOUR)
     recent.add("A", T0, 100.0)

@@ -299,6 +299,7 @@ def test_cli_json_shows_the_cost_arithmetic(files: dict[str, Path], tmp_path: Pa
     for name, grams in EXPECTED_G.items():
         c = by_name[name]["cost"]
         assert c["scarcity"] == 0.0  # no pods running: an idle fleet
+        assert c["long_run_scarcity"] == 0.0  # past 48 h of run: the idle fleet's 14-day mean
         assert c["g_co2e"] == pytest.approx(grams, abs=0.1)
         assert c["gpu_hours"] == pytest.approx(gpu_h[name])
         assert c["carbon_usd"] == pytest.approx(grams * 190e-6, rel=1e-3)
