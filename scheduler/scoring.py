@@ -142,7 +142,9 @@ def price(
         # scarcity, like a forecast, is known for now: the run hours past the horizon strand
         # GPUs at the fleet's long-run scarcity (:mod:`scheduler.costs.scarcity`)
         horizon_h = pricing.scarcity_horizon_h
-        far_s = pricing.long_scarcity.observe(ctx.now_s, scarcity)
+        tracker = pricing.long_scarcity  # fed only with the fleet's own scarcity
+        fleet = ctx.fleet_share is not None
+        far_s = tracker.observe(ctx.now_s, scarcity) if fleet else tracker.peek(scarcity)
         far_h = run_h - np.minimum(run_h, horizon_h)
         stranded_usd = stranded_usd + stranded * far_h * pricing.stranded_gpu_hour * (
             far_s - scarcity

@@ -8,7 +8,8 @@ time-weighted mean of the scarcity ``s`` the engine saw over the trailing 14 day
 (:data:`carbon.longrun.TRAILING_S`; only the time observed: before the first cycle nothing is
 known, and with nothing observed yet it is this cycle's ``s``). Fed once per scored cycle with
 (now, s); samples are kept per hour (bounded: 14 x 24 bins); no I/O. A clock that goes backwards
-(a new simulation on the same engine) starts over.
+(a new simulation on the same engine) starts over. Only cycles priced with the fleet's own share
+(``Context.fleet_share``) are recorded; the others read the mean without adding to it.
 """
 
 from __future__ import annotations
@@ -48,6 +49,14 @@ class LongRunScarcity:
             _, area, seen = self._bins.popleft()
             self._sum -= area
             self._time -= seen
+        if self._time <= 0.0:
+            return scarcity
+        return min(max(self._sum / self._time, 0.0), 1.0)
+
+    def peek(self, scarcity: float) -> float:
+        """The long-run mean as of the last :meth:`observe`, recording nothing: for a caller
+        that does not see the whole fleet (an explain over some nodes), whose scarcity is not
+        the fleet's; ``scarcity`` when nothing was observed yet."""
         if self._time <= 0.0:
             return scarcity
         return min(max(self._sum / self._time, 0.0), 1.0)

@@ -99,3 +99,24 @@ def test_the_engine_prices_a_month_long_pod_past_48_h_at_what_the_fleet_saw() ->
     np.testing.assert_allclose(s.stranded_usd, s.stranded_gpus * short_h * price_h * 0.64)
     reloaded = Engine(policy, previous=engine)
     assert reloaded.long_scarcity is engine.long_scarcity
+
+
+def test_a_cycle_without_the_fleet_share_reads_the_long_run_without_feeding_it() -> None:
+    """An explain over a few nodes prices with those nodes' share, not the fleet's: it must not
+    enter the fleet's history (a later cycle sees only what the fleet's cycles recorded)."""
+    ls = LongRunScarcity(window_s=4 * HOUR)
+    ls.observe(0.0, 0.0)
+    assert ls.observe(HOUR, 0.0) == 0.0  # idle for an hour
+    c = ctx(table())
+    c.now_s, c.fleet_share = 2 * HOUR, None  # three candidate nodes: their share, not the fleet's
+    scores = {
+        "carbon": TermScore(np.zeros(3), np.ones(3), "gCO2e", {"run_h": np.full(3, 100.0)}),
+        "gpu_fit": TermScore(np.array([2.0, 0.0, 1.0]), np.ones(3), "fragmented GPUs added"),
+    }
+    p = Pricing(fill_order_gpus=0.0, scarcity_horizon_h=48.0, long_scarcity=ls)
+    before = (ls._sum, ls._time, ls._last)
+    b = price(c, scores, p, 1.0)  # these nodes are full (scarcity 1), the fleet is not
+    assert b.long_run_scarcity == 0.0  # the fleet's mean so far
+    assert (ls._sum, ls._time, ls._last) == before  # nothing recorded
+    assert ls.observe(3 * HOUR, 0.0) == 0.0  # the fleet's next cycle: idle all along
+    assert LongRunScarcity().peek(0.3) == 0.3  # nothing seen: this cycle's
