@@ -64,11 +64,6 @@ def plan(
     return tuple(steps)
 
 
-#: run hours past which stranded GPUs are priced at the fleet's long-run scarcity instead of
-#: this cycle's (:mod:`scheduler.costs.scarcity`; the simulator's forecast horizon; None: off)
-SCARCITY_HORIZON_H: float | None = 48.0
-
-
 def pricing(
     prices: Prices,
     fill_order: FillOrder | None = None,
@@ -76,7 +71,9 @@ def pricing(
 ) -> Pricing:
     """The policy model's prices as the plain floats and tables scoring reads per cycle;
     ``fill_order``: the zones' long-run order (None: the fill order is the name order alone);
-    ``long_scarcity``: the fleet's long-run scarcity past :data:`SCARCITY_HORIZON_H`."""
+    ``long_scarcity``: the fleet's long-run scarcity, past ``prices.scarcityHorizon``."""
+    horizon = prices.scarcityHorizon
+    horizon_h = horizon / 3600.0 if horizon is not None and long_scarcity is not None else None
     return Pricing(
         prices.carbonPerTonne,
         prices.gpuHourIdle,
@@ -88,8 +85,8 @@ def pricing(
         compile_energy(prices.energy),
         prices.fillOrderGpus,
         fill_order,
-        SCARCITY_HORIZON_H if long_scarcity is not None else None,
-        long_scarcity,
+        horizon_h,
+        long_scarcity if horizon_h is not None else None,
     )
 
 
@@ -133,9 +130,9 @@ class Engine:
         self.long_scarcity: LongRunScarcity = (
             previous.long_scarcity if same and previous is not None else LongRunScarcity()
         )
-        scarce = self.long_scarcity if SCARCITY_HORIZON_H is not None else None
         self.pricing: dict[str, Pricing] = {
-            name: pricing(policy.class_prices(name), order, scarce) for name in policy.classes
+            name: pricing(policy.class_prices(name), order, self.long_scarcity)
+            for name in policy.classes
         }
         self.plans: dict[str, tuple[Step, ...]] = {
             name: plan(cls, self.terms, scored) for name, cls in policy.classes.items()

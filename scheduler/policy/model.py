@@ -264,6 +264,12 @@ class Prices(_Strict):
         le=10.0,
         description="Scarcity s = the fleet's allocated GPU share ** this (0 idle, 1 full)",
     )
+    scarcityHorizon: Duration | None = Field(
+        default=48 * 3600.0,
+        description="How far this cycle's scarcity is believed, like a forecast's reach: run "
+        "hours past it strand GPUs at the fleet's long-run scarcity (its trailing 14-day mean) "
+        "instead, e.g. '48h'; null: the whole run at this cycle's scarcity",
+    )
     indifference: Fraction = Field(
         default=0.02,
         description="Nodes within this fraction of the cheapest node's cost all score 10",

@@ -35,6 +35,7 @@ BASE: dict[str, Any] = {
         "circuit": {"failures": 5, "openFor": "5m"},
     },
     "gpu": {"window": "24h"},
+    "prices": {"scarcityHorizon": "48h"},
     "accounting": {"prometheus": {"url": "http://prometheus:9090", "timeout": "10s"}},
     "classes": {
         "batch": {
@@ -54,6 +55,7 @@ DURATION_FIELDS = [
     "carbon.backoff.max",
     "carbon.circuit.openFor",
     "gpu.window",
+    "prices.scarcityHorizon",
     "accounting.prometheus.timeout",
     "accounting.settleAfter",
     "classes.batch.expectedDuration",

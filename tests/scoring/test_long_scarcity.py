@@ -10,7 +10,7 @@ import pytest
 from carbon.testing import FixedView
 from scheduler.costs.scarcity import LongRunScarcity
 from scheduler.demand import PodDemand
-from scheduler.engine import SCARCITY_HORIZON_H, Engine
+from scheduler.engine import Engine
 from scheduler.policy.validate import load_policy
 from scheduler.scoring import Pricing, price
 from scheduler.terms.base import TermScore
@@ -73,8 +73,8 @@ def test_the_engine_prices_a_month_long_pod_past_48_h_at_what_the_fleet_saw() ->
     pod's stranded GPUs cost its first 48 h at 0.64 and the rest of its run at the mean so far,
     (3 h x 0 + 1 h x 0.64) / 4 h = 0.16; a 1-hour pod's all at 0.64 (5 h on a T4: inside the
     horizon). A hot reload keeps what the fleet saw."""
-    assert SCARCITY_HORIZON_H == 48.0
     policy = load_policy(POLICIES / "default.yaml")
+    assert policy.prices.scarcityHorizon == 48 * HOUR  # the shipped default
     engine = Engine(policy)
     t = node_table([("a", "Z1", "r", "T4", 8), ("b", "Z2", "r", "T4", 8)])
     view = FixedView({"Z1": 100.0, "Z2": 100.0})
@@ -120,3 +120,30 @@ def test_a_cycle_without_the_fleet_share_reads_the_long_run_without_feeding_it()
     assert (ls._sum, ls._time, ls._last) == before  # nothing recorded
     assert ls.observe(3 * HOUR, 0.0) == 0.0  # the fleet's next cycle: idle all along
     assert LongRunScarcity().peek(0.3) == 0.3  # nothing seen: this cycle's
+
+
+@pytest.mark.parametrize(("horizon", "near_h"), [("24h", 24.0), ("72h", 72.0), (None, None)])
+def test_the_policy_sets_the_horizon(horizon: str | None, near_h: float | None) -> None:
+    """``prices.scarcityHorizon``: the same fleet history as above (long-run s 0.16 at the burst),
+    a 30-day pod; null prices the whole run at this cycle's scarcity."""
+    base = load_policy(POLICIES / "default.yaml")
+    prices = {**base.prices.model_dump(mode="json"), "scarcityHorizon": horizon}
+    policy = base.model_copy(update={"prices": type(base.prices).model_validate(prices)})
+    engine = Engine(policy)
+    t = node_table([("a", "Z1", "r", "T4", 8), ("b", "Z2", "r", "T4", 8)])
+    view = FixedView({"Z1": 100.0, "Z2": 100.0})
+    pod = PodDemand(uid="u", namespace="ns", name="p", gpus=1, gpu_milli=500)
+    engine.evaluate(pod, t, view, 1.7e9, fleet_share=0.0)
+    engine.evaluate(pod, t, view, 1.7e9 + 3 * HOUR, fleet_share=0.8)
+    ev = engine.evaluate(pod, t, view, 1.7e9 + 4 * HOUR, fleet_share=0.8, duration_s=720 * HOUR)
+    c = ev.cost
+    assert c is not None
+    run_h = ev.terms["carbon"].detail["run_h"]
+    price_h = policy.prices.strandedGpuHour
+    if near_h is None:
+        assert np.isnan(c.scarcity_horizon_h)
+        np.testing.assert_allclose(c.stranded_usd, c.stranded_gpus * run_h * price_h * 0.64)
+    else:
+        assert c.scarcity_horizon_h == near_h
+        far = c.stranded_gpus * (run_h - near_h) * price_h * 0.16
+        np.testing.assert_allclose(c.stranded_usd, c.stranded_gpus * near_h * price_h * 0.64 + far)
