@@ -106,6 +106,3 @@ class CandidateViews:
             view = base.take(wanted)
         self._last = view
         return view
-
-    def forget(self) -> None:
-        self._last = None
