@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 
@@ -264,11 +264,7 @@ class ClusterState:
             table = self._current_table()
             hit = self._rows_memo.get(key)
             if hit is None:
-                rows = np.fromiter(
-                    map(self._index.get, key, repeat(-1)), dtype=np.intp, count=len(key)
-                )
-                unknown = [key[i] for i in np.flatnonzero(rows < 0).tolist()]
-                rows = rows[rows >= 0] if unknown else rows
+                rows, unknown = self._rows_of(key)
                 if len(self._rows_memo) >= _ROWS_MEMO:
                     self._rows_memo.pop(next(iter(self._rows_memo)))
                 taken = table.take(rows)
@@ -284,10 +280,14 @@ class ClusterState:
         with self._lock:
             self._expire()
             table = self._current_table()
-            get, count = self._index.get, len(names)
-            rows = np.fromiter(map(get, names, repeat(-1)), dtype=np.intp, count=count)
-            unknown = [names[i] for i in np.flatnonzero(rows < 0).tolist()]
-            return self._views.view(table, rows[rows >= 0] if unknown else rows), unknown
+            rows, unknown = self._rows_of(names)
+            return self._views.view(table, rows), unknown
+
+    def _rows_of(self, names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+        """Rows of the known ``names`` (in their order) and the names not known (under the lock)."""
+        rows = np.fromiter(map(self._index.get, names, repeat(-1)), dtype=np.intp, count=len(names))
+        unknown = [names[i] for i in np.flatnonzero(rows < 0).tolist()]
+        return (rows[rows >= 0] if unknown else rows), unknown
 
     def table_for_node(self, name: str) -> NodeTable | None:
         """The one row of ``name`` (None when unknown), leaving the per-list memo of

@@ -49,9 +49,7 @@ class LongRunScarcity:
             _, area, seen = self._bins.popleft()
             self._sum -= area
             self._time -= seen
-        if self._time <= 0.0:
-            return scarcity
-        return min(max(self._sum / self._time, 0.0), 1.0)
+        return self.peek(scarcity)
 
     def peek(self, scarcity: float) -> float:
         """The long-run mean as of the last :meth:`observe`, recording nothing: for a caller
