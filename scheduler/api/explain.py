@@ -53,7 +53,8 @@ class NodeCost(BaseModel):
     scarcity: float | None = Field(description="0 on an idle fleet, 1 when full")
     long_run_scarcity: float | None = Field(
         description="The fleet's scarcity over the trailing 14 days (time-weighted mean): the "
-        "stranded price's past the first 48 h of the run; null: the whole run at scarcity"
+        "stranded price's for run hours past prices.scarcityHorizon (48h by default); null: the "
+        "whole run at scarcity"
     )
     carbon_per_tonne_usd: float | None = Field(description="Carbon price, USD per tCO2e")
     gpu_hour_usd: float | None = Field(description="Price of a GPU-hour at this scarcity")
@@ -64,8 +65,8 @@ class NodeCost(BaseModel):
     carbon_usd: float | None = Field(description="gCO2e / 1e6 x carbon price")
     gpu_usd: float | None = Field(description="GPU-hours x GPU-hour price")
     stranded_usd: float | None = Field(
-        description="Stranded GPUs x run h x stranded price (hours past 48 at strandedGpuHour "
-        "x long_run_scarcity)"
+        description="Stranded GPUs x run h x stranded price (hours past prices.scarcityHorizon "
+        "at strandedGpuHour x long_run_scarcity)"
     )
     energy_usd: float | None = Field(description="kWh x energy price; null when not priced")
     cost_usd: float | None = Field(description="The sum of the components")
