@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Mapping, Sequence
 
 import msgspec
 import numpy as np
+import pytest
 
+import scheduler.cluster.views as views_module
 from scheduler import wire
 from scheduler.cluster.state import ClusterState
 from scheduler.cluster.table import NodeTable
-from scheduler.cluster.views import CandidateViews, refreshed
+from scheduler.cluster.views import CandidateViews, fingerprint, refreshed
 from scheduler.demand import PodDemand
 from tests.e2e.objects import gpu_node
 
@@ -140,6 +143,55 @@ def test_a_new_node_set_takes_afresh() -> None:
     gone, unknown = state.view_for([*names, "n010"])
     assert unknown == ["n004"] and "n004" not in gone.names
     assert_same_rows(gone, fresh_take(state, gone.names))
+
+
+def test_the_names_are_looked_up_again_only_when_the_set_or_the_node_set_changed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    state = fleet(20)
+    names = state.node_names()
+    lookups: list[int] = []
+    real = views_module.rows_of
+
+    def counted(index: Mapping[str, int], asked: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+        lookups.append(len(asked))
+        return real(index, asked)
+
+    monkeypatch.setattr(views_module, "rows_of", counted)
+    ask = [*names[:15], "ghost"]
+    first, unknown = state.view_for(ask)
+    assert unknown == ["ghost"] and lookups == [16]
+    for _ in range(2):
+        unknown.append("scribbled")  # the caller's list is its own
+        again, unknown = state.view_for(list(reversed(ask)))  # same set, new order: no lookup
+        assert unknown == ["ghost"] and lookups == [16]
+        assert_same_rows(again, first)
+    swapped = [*names[:14], names[15], "ghost"]  # same count, one name swapped
+    view, _ = state.view_for(swapped)
+    assert lookups == [16, 16] and names[15] in view.names and names[14] not in view.names
+    assert_same_rows(view, fresh_take(state, view.names))
+    state.upsert_node(node(99))  # a new node set: the index is rebuilt, the memo cannot answer
+    state.assume(demand("q"), names[0])
+    view, unknown = state.view_for([*swapped, "n099"])
+    assert unknown == ["ghost"] and "n099" in view.names and len(lookups) == 3
+    state.delete_node(names[1])
+    view, unknown = state.view_for([*swapped, "n099"])  # the same set, a new index
+    assert sorted(unknown) == sorted(["ghost", names[1]]) and len(lookups) == 4
+    assert_same_rows(view, fresh_take(state, view.names))
+
+
+def test_the_fingerprint_is_order_free_and_tells_sets_apart() -> None:
+    names = [f"gpu-node-{i:04d}" for i in range(2000)]
+    rng = random.Random(3)
+    shuffled = names[:]
+    rng.shuffle(shuffled)
+    assert fingerprint(shuffled) == fingerprint(names)
+    seen = {fingerprint(names)}
+    for i in range(200):  # one name swapped for another, one dropped, one added
+        seen.add(fingerprint([*names[:i], f"gpu-node-{9000 + i}", *names[i + 1 :]]))
+        seen.add(fingerprint(names[:i] + names[i + 1 :]))
+        seen.add(fingerprint([*names, f"gpu-node-{9000 + i}"]))
+    assert len(seen) == 601
 
 
 def test_a_view_of_another_table_is_never_refreshed_from_it() -> None:

@@ -14,15 +14,14 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from itertools import repeat
 
 import numpy as np
 
 from scheduler import wire
 from scheduler.cluster.table import NodeTable, RowOrigin
-from scheduler.cluster.views import CandidateViews
+from scheduler.cluster.views import CandidateViews, fingerprint, rows_of
 from scheduler.demand import DemandError, PodDemand, parse_demand
 from scheduler.gpu import supply as gpu
 
@@ -264,7 +263,7 @@ class ClusterState:
             table = self._current_table()
             hit = self._rows_memo.get(key)
             if hit is None:
-                rows, unknown = self._rows_of(key)
+                rows, unknown = rows_of(self._index, key)
                 if len(self._rows_memo) >= _ROWS_MEMO:
                     self._rows_memo.pop(next(iter(self._rows_memo)))
                 taken = table.take(rows)
@@ -277,17 +276,12 @@ class ClusterState:
         """Like ``table_for``, but the rows in the state's order, the same view for the same set
         of names cycle after cycle, re-read only where rows changed (:mod:`.views`): for a
         filter, whose candidates come in a new order every cycle."""
+        key = fingerprint(names)  # outside the lock: only the names are read
         with self._lock:
             self._expire()
-            table = self._current_table()
-            rows, unknown = self._rows_of(names)
+            table = self._current_table()  # first: it may build a new index
+            rows, unknown = self._views.rows(self._index, names, key)
             return self._views.view(table, rows), unknown
-
-    def _rows_of(self, names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
-        """Rows of the known ``names`` (in their order) and the names not known (under the lock)."""
-        rows = np.fromiter(map(self._index.get, names, repeat(-1)), dtype=np.intp, count=len(names))
-        unknown = [names[i] for i in np.flatnonzero(rows < 0).tolist()]
-        return (rows[rows >= 0] if unknown else rows), unknown
 
     def table_for_node(self, name: str) -> NodeTable | None:
         """The one row of ``name`` (None when unknown), leaving the per-list memo of
