@@ -19,16 +19,20 @@ caps the baseline. For each node count (GPU nodes over five cloud regions) the s
 one-GPU pods is created as fast as the API server takes them; a watch records when each pod gets
 ``spec.nodeName``. pods/s = pods / (last bound - first created); latency per pod = bound -
 created (client clock, creation request sent). Pods are deleted between configurations and the
-configurations run in rounds (``--rounds``), each row the median over rounds; ``ratio`` is the
-median of each round's ratio to that round's ``none`` (paired: a round's drift, such as other work
-on the machine, hits both sides), ``round_ratios`` lists them.
+configurations run in rounds (``--rounds``), each row the median over rounds. Within a round every
+configuration runs between two runs of ``none`` (none, A, none, B, none, ...): its ratio is its
+pods/s over the mean of those two, so the machine's drift (other work on it, the API server's
+and etcd's state growing through the round) hits both sides, whatever the configuration's place
+in the round. ``ratio`` is the median of the rounds' ratios, ``round_ratios`` lists them, and
+``round_ratios_vs_first_none`` gives the pairing used before (against the round's first ``none``
+only); ``baseline_pods_per_s`` is the median of the bracketing means.
 
 Prints a table, then one JSON line last:
 ``{"benchmark": "e2e_throughput", "results": [{"nodes", "verbs", "pods_per_s",
-"baseline_pods_per_s", "ratio", "round_ratios", "latency_p50_ms", "latency_p99_ms", "served_ms":
-{"filter", "prioritize", "bind"}, "cpu_ms_per_pod": {"scheduler", "lowcarb", "apiserver", "etcd",
-"total"}, "cpu_ratio", "cores_busy"}, ...]}`` (``served_ms``: lowcarb's mean time to answer each
-verb, null for a verb not called).
+"baseline_pods_per_s", "ratio", "round_ratios", "round_ratios_vs_first_none", "latency_p50_ms",
+"latency_p99_ms", "served_ms": {"filter", "prioritize", "bind"}, "cpu_ms_per_pod": {"scheduler",
+"lowcarb", "apiserver", "etcd", "total"}, "cpu_ratio", "cores_busy"}, ...]}`` (``served_ms``:
+lowcarb's mean time to answer each verb, null for a verb not called).
 
 The table adds the CPU time each component spent per pod (from /proc), which other load on a
 shared machine inflates far less than wall-clock rates; ``cpu_ratio`` is ``none``'s total CPU
@@ -166,6 +170,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+#: the runs of ``none`` before and after a configuration, and the round's first
+Bracket = tuple[dict[str, float], dict[str, float], dict[str, float]]
+
+
+def _bracket(runs: Bracket, key: str) -> float:
+    """The baseline of a configuration: the mean of the ``none`` runs just before and after."""
+    return (runs[0][key] + runs[1][key]) / 2
+
+
 def run_config(
     api: KubeApi, scheduler: str, pods: int, tag: str, pids: dict[str, int]
 ) -> dict[str, float]:
@@ -207,6 +220,7 @@ def run_config(
     lat = sorted((watch.bound[n] - created[n]) * 1000 for n in names)
     return {
         **cpu,
+        "cpu_total": sum(cpu.values()),
         "create_s": max(created.values()) - first,
         "pods_per_s": pods / (last - first),
         "latency_p50_ms": statistics.median(lat),
@@ -270,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     verbs_run = [v for v in VERBS if v == "none" or v in args.verbs]
+    others = [v for v in verbs_run if v != "none"]
+    sequence = ["none", *(x for v in others for x in (v, "none"))]  # none, A, none, B, none, ...
     sizes = sorted(args.nodes or ([500] if args.quick else [1000, 5000]))
     pods = args.pods or (150 if args.quick else 300)
     rounds = args.rounds or (1 if args.quick else 2)
@@ -308,8 +324,11 @@ def main(argv: list[str] | None = None) -> int:
                 have = size
                 console.log(f"{size} nodes ready in {time.monotonic() - started:.0f}s")
                 samples: dict[str, list[dict[str, float]]] = {v: [] for v in verbs_run}
+                # each configuration runs between two runs of ``none``: its baseline is their mean
+                brackets: dict[str, list[Bracket]] = {v: [] for v in others}
                 for r in range(rounds):
-                    for verbs in verbs_run:
+                    runs: list[dict[str, float]] = []
+                    for step, verbs in enumerate(sequence):
                         name = "bench-" + verbs.replace("+", "-").replace(" (", "-").strip(")")
                         sched = plane.start_scheduler(
                             name,
@@ -329,29 +348,40 @@ def main(argv: list[str] | None = None) -> int:
                             "etcd": plane.etcd.pid,
                         }
                         before = served(lowcarb)
-                        got = run_config(api, name, pods, f"n{size}-r{r}-{name}", pids)
+                        got = run_config(api, name, pods, f"n{size}-r{r}-{step}-{name}", pids)
                         got.update(served_ms(before, served(lowcarb)))
                         plane.stop_scheduler(name)
                         delete_pods(api)
                         samples[verbs].append(got)
+                        runs.append(got)
                         console.log(
                             f"{size} nodes, {verbs}: {got['pods_per_s']:.1f} pods/s, p50 "
                             f"{got['latency_p50_ms']:.0f} ms, p99 {got['latency_p99_ms']:.0f} ms"
                         )
+                    for i, verbs in enumerate(sequence):
+                        if verbs != "none":  # sequence[i - 1] and [i + 1] are none
+                            brackets[verbs].append((runs[i - 1], runs[i + 1], runs[0]))
                 med = {
                     v: {k: statistics.median(s[k] for s in samples[v]) for k in samples[v][0]}
                     for v in verbs_run
                 }
-                base = med["none"]["pods_per_s"]
-                base_cpu = sum(med["none"][f"cpu_ms_{c}"] for c in CPU_PROCS)
                 for verbs in verbs_run:
                     m = med[verbs]
                     cpu = {c: round(m[f"cpu_ms_{c}"], 2) for c in CPU_PROCS}
                     total = sum(m[f"cpu_ms_{c}"] for c in CPU_PROCS)
-                    paired = [
-                        s["pods_per_s"] / b["pods_per_s"]
-                        for s, b in zip(samples[verbs], samples["none"], strict=True)
-                    ]
+                    if verbs == "none":
+                        pairs = [(s, (s, s, s)) for s in samples["none"]]
+                    else:
+                        pairs = list(zip(samples[verbs], brackets[verbs], strict=True))
+                    base = statistics.median(_bracket(b, "pods_per_s") for _, b in pairs)
+                    base_cpu = (
+                        total
+                        if verbs == "none"
+                        else statistics.median(_bracket(b, "cpu_total") for _, b in pairs)
+                    )
+                    paired = [s["pods_per_s"] / _bracket(b, "pods_per_s") for s, b in pairs]
+                    # the pairing before brackets: against the round's first none
+                    vs_first = [s["pods_per_s"] / b[2]["pods_per_s"] for s, b in pairs]
                     results.append(
                         {
                             "nodes": size,
@@ -360,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
                             "baseline_pods_per_s": round(base, 1),
                             "ratio": round(statistics.median(paired), 3),
                             "round_ratios": [round(r, 3) for r in paired],
+                            "round_ratios_vs_first_none": [round(r, 3) for r in vs_first],
                             "latency_p50_ms": round(m["latency_p50_ms"], 1),
                             "latency_p99_ms": round(m["latency_p99_ms"], 1),
                             "served_ms": {
