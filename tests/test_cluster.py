@@ -189,6 +189,22 @@ def test_shared_gpu_pods_stay_on_their_recorded_gpus(state: ClusterState) -> Non
     assert free == [1000, 1000, 400, 400]
 
 
+def test_a_node_whose_gpus_drop_to_zero_keeps_serving(state: ClusterState) -> None:
+    """A restarting device plugin reports 0 GPUs for a while; the pods sharing the node's GPUs
+    are still bound there, and every read of the state must go on working."""
+    share = {"lowcarb.dev/gpu-milli": "600", "lowcarb.dev/gpu-index": "2"}
+    state.upsert_pod(pod("s1", "b", gpus=1, annotations=share))
+    state.upsert_pod(pod("s2", "b", gpus=1, annotations={"lowcarb.dev/gpu-milli": "300"}))
+    state.upsert_node(node("b", gpus=0, product="NVIDIA-L4", region="eu-north-1", rv="2"))
+    table, unknown = state.view_for(["a", "b"])
+    assert unknown == [] and table.gpu_total.tolist() == [8, 0]
+    assert not table.gpu_free[1].any()
+    assert state.gpu_allocated_share() == 0.0
+    state.upsert_node(node("b", gpus=4, product="NVIDIA-L4", region="eu-north-1", rv="3"))
+    back = state.table_for(["b"])[0].gpu_free[0, :4].tolist()
+    assert back == [1000, 1000, 100, 1000]  # the recorded slot again, the other fits beside it
+
+
 def test_watch_confirmation_replaces_the_assumption(state: ClusterState, clock: Clock) -> None:
     state.assume(parse_demand(pod("u1", gpus=2)), "a")
     state.upsert_pod(pod("u1", "a", gpus=2))  # the watch sees it bound: counted once

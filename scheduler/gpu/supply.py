@@ -130,9 +130,9 @@ def apply_pod(free_row: IntArray, demand: PodDemand, gpu_index: Sequence[int] = 
     Usage that no longer fits (the node shrank) is clipped at zero, never negative.
     """
     gpus, milli = demand.gpus, demand.gpu_milli if demand.gpus else 0
-    if gpus <= 0 or milli <= 0:
-        return []
     slots = len(free_row)
+    if gpus <= 0 or milli <= 0 or slots == 0:  # no GPU left (a device plugin restarting)
+        return []
     chosen: list[int]
     if gpu_index and len(gpu_index) >= gpus and all(i < slots for i in gpu_index):
         chosen = list(gpu_index[:gpus])

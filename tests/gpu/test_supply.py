@@ -119,6 +119,15 @@ def test_apply_pod_never_goes_negative_on_overcommit() -> None:
     assert row.tolist() == [0, 0]
 
 
+def test_a_node_whose_gpus_went_to_zero_keeps_its_pods_without_failing() -> None:
+    """The device plugin restarting sets a node's allocatable GPUs to 0 for a while; the pods
+    sharing its GPUs are still bound there (their recorded slots no longer exist)."""
+    row = np.zeros(0, dtype=np.int32)
+    for d, index in ((demand(1, 300), (1,)), (demand(1, 300), ()), (demand(2), ())):
+        assert gpu.apply_pod(row, d, index) == []
+    assert gpu.free_slots(gpu.GpuSupply(count=0), [(demand(1, 500), (0,)), (demand(1), ())]) == []
+
+
 def test_vectorised_fit_masks_and_choices() -> None:
     free = np.array([[1000, 1000, 0], [300, 200, 0], [1000, 250, 600]], dtype=np.int32)
     assert gpu.gpu_fit_mask(free, 2, 1000).tolist() == [True, False, False]
