@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import random
+from collections.abc import Mapping
+
 from prometheus_client import REGISTRY
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from scheduler.cluster import metrics
 from scheduler.cluster.state import ClusterState
+from scheduler.demand import PodDemand
 from tests.test_cluster import Clock, node, pod
 
 
@@ -64,3 +68,46 @@ def test_a_node_without_a_zone_is_counted_as_unknown() -> None:
     state = ClusterState(clock=Clock(), zone_of=lambda labels: None)
     state.upsert_node(node("a", gpus=2))
     assert metrics.gpus_by_zone(state) == {("unknown", "NVIDIA-A100-SXM4-80GB"): (2, 2, 2.0)}
+
+
+def test_the_grouped_sums_equal_a_node_by_node_count() -> None:
+    """Many zones and models, nodes with no zone or no GPU, whole and shared GPUs in use: each
+    (zone, model) group sums exactly what its nodes hold, counted one node at a time."""
+    rng = random.Random(5)
+    regions = ("us-east-1", "eu-west-1", "eu-north-1", "ap-south-1", "nowhere")
+    products = ("NVIDIA-A100-SXM4-80GB", "Tesla-T4", "NVIDIA-L4", "NVIDIA-H100-80GB-HBM3")
+    state = ClusterState(clock=Clock(), zone_of=lambda labels: zone_of(labels, regions))
+    for i in range(80):
+        state.upsert_node(
+            node(f"n{i}", gpus=rng.choice((0, 1, 2, 4, 8)), product=rng.choice(products),
+                 region=rng.choice(regions))
+        )  # fmt: skip
+    names = state.node_names()
+    for i in range(120):
+        milli = rng.choice((1000, 500, 250))
+        demand = PodDemand(f"p{i}", "ns", f"p{i}", gpus=1, gpu_milli=milli, cpu_milli=100,
+                           mem_bytes=2**20)  # fmt: skip
+        state.assume(demand, rng.choice(names), (0,) if demand.shares_gpu else ())
+    table = state.full_table()
+    want: dict[tuple[str, str], list[float]] = {}
+    for i, zone in enumerate(table.zone_names()):
+        gpus = int(table.gpu_total[i])
+        if gpus <= 0:
+            continue
+        free = [int(v) for v in table.gpu_free[i][:gpus]]
+        key = (zone or "unknown", table.models[int(table.gpu_model[i])])
+        sums = want.setdefault(key, [0, 0, 0.0])
+        sums[0] += gpus
+        sums[1] += sum(v >= 1000 for v in free)
+        sums[2] += sum(free) / 1000
+    got = metrics.gpus_by_zone(state)
+    assert {k: (v[0], v[1], round(v[2], 6)) for k, v in got.items()} == {
+        k: (int(v[0]), int(v[1]), round(v[2], 6)) for k, v in want.items()
+    }
+    assert ("unknown", "Tesla-T4") in got or ("unknown", "NVIDIA-L4") in got  # no-zone nodes
+
+
+def zone_of(labels: Mapping[str, str], regions: tuple[str, ...]) -> str | None:
+    """The test's grid zone: the node's region, except the last region, which has none."""
+    region = labels.get("topology.kubernetes.io/region")
+    return None if region in (None, regions[-1]) else region
