@@ -20,6 +20,7 @@ from prometheus_client.core import REGISTRY, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from scheduler.cluster.state import ClusterState
+from scheduler.cluster.table import distinct_codes
 from scheduler.gpu.supply import MILLI
 
 UNKNOWN_ZONE = "unknown"
@@ -49,10 +50,7 @@ def gpus_by_zone(state: ClusterState) -> dict[tuple[str, str], tuple[int, int, f
     n_models = max(len(table.models), 1)
     # one code per (zone, model) pair; zone -1 (unknown) gets code block 0
     code = (table.zone[rows].astype(np.int64) + 1) * n_models + table.gpu_model[rows]
-    groups = np.flatnonzero(np.bincount(code))  # the pairs present (codes are small)
-    lookup = np.zeros(int(groups[-1]) + 1, dtype=np.intp)
-    lookup[groups] = np.arange(groups.size)
-    inverse = lookup[code]
+    groups, inverse = distinct_codes(code)  # the pairs present
     sums = [
         np.bincount(inverse, weights=column, minlength=groups.size)
         for column in (total, (free >= MILLI).sum(axis=1), free.sum(axis=1) / MILLI)

@@ -212,6 +212,18 @@ for _name in (
     setattr(LazyReasons, _name, _lazy(_name))
 
 
+def distinct_codes(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(codes, return_inverse=True)`` for small non-negative codes, by counting (zone
+    and GPU-model indexes and their pairs: a bincount instead of a sort)."""
+    if codes.size == 0 or int(codes.min()) < 0:
+        uniq, inverse = np.unique(codes, return_inverse=True)
+        return uniq, inverse.reshape(-1)
+    uniq = np.flatnonzero(np.bincount(codes))
+    lookup = np.zeros(int(uniq[-1]) + 1, dtype=np.intp)
+    lookup[uniq] = np.arange(uniq.size, dtype=np.intp)
+    return uniq, lookup[codes]
+
+
 def _rows(column: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """``column[idx]`` (a copy): ``take`` is the same and ten times faster for 2-D rows (not for
     a 2-D column without columns; a boolean mask is no index list for ``take``)."""

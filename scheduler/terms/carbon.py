@@ -30,7 +30,7 @@ import numpy as np
 
 from carbon.energy import PowerModel, energy_kwh
 from carbon.gaps import NEUTRAL, average_for_marginal_note, no_zone_note, unknown_zones_note
-from scheduler.cluster.table import NodeTable
+from scheduler.cluster.table import NodeTable, distinct_codes
 from scheduler.demand import PodDemand
 from scheduler.terms.base import Context, Term, TermArgs, TermScore, ZoneData, lower_is_better
 
@@ -58,17 +58,6 @@ def site_pue(t: NodeTable, power: PowerModel) -> np.ndarray:
         if rows:
             pue[rows] = [regional[t.region[i]] for i in rows]
     return pue
-
-
-def _distinct(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.unique(codes, return_inverse=True)`` for small non-negative codes, by counting."""
-    if codes.size == 0 or int(codes.min()) < 0:
-        uniq, inverse = np.unique(codes, return_inverse=True)
-        return uniq, inverse.reshape(-1)
-    uniq = np.flatnonzero(np.bincount(codes))
-    lookup = np.zeros(int(uniq[-1]) + 1, dtype=np.intp)
-    lookup[uniq] = np.arange(uniq.size, dtype=np.intp)
-    return uniq, lookup[codes]
 
 
 class Carbon(Term[TermArgs]):
@@ -105,7 +94,7 @@ class Carbon(Term[TermArgs]):
         gib = pod.mem_bytes / 2**30
         n_models = max(len(t.models), 1)
         pair = (t.zone.astype(np.int64) + 1) * n_models + t.gpu_model
-        uniq, inverse = _distinct(pair)
+        uniq, inverse = distinct_codes(pair)
         # one carbon lookup per distinct (zone, GPU model): gCO2e at PUE 1, and the intensity
         grams = np.full(len(uniq), np.nan, dtype=np.float64)
         g_kwh = np.full(len(uniq), np.nan, dtype=np.float64)
