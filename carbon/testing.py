@@ -90,6 +90,5 @@ class FixedView:
         return self._series.get(zone)
 
     def long_run(self, zone: str, kind: SignalKind = "average") -> float | None:
-        """The ``long_run`` value given for ``zone``; None without one (the fill order then uses
-        its static table)."""
+        """The ``long_run`` value given for ``zone``; None without one."""
         return self.long_runs.get(zone)

@@ -77,5 +77,5 @@ class CarbonView(Protocol):
     def long_run(self, zone: str, kind: SignalKind = "average") -> float | None:
         """The zone's long-run intensity (g/kWh): the value :meth:`mean_intensity` uses past the
         forecast's end (the simulator: the trailing 14-day mean of completed hours), or None when
-        the view has none for ``zone``. The fleet's fill order ranks the zones by it."""
+        the view has none for ``zone``."""
         ...

@@ -54,7 +54,7 @@ class Pricing:
     full_scale: float = 1.0
     energy: EnergyTable | None = None  # ``prices.energy``; None: energy is not priced
     fill_order_gpus: float = 2.0
-    # ranks the zones by the carbon view's long-run intensity (else a table); None: name order
+    # ranks the zones by their long-run intensity (the policy's static table); None: name order
     fill_order: FillOrder | None = None
     # stranded GPUs past this many run hours are priced at the fleet's long-run scarcity
     # (``long_scarcity``); None: at this cycle's scarcity over the whole run
@@ -125,7 +125,7 @@ def price(
         if n and pricing.fill_order_gpus > 0.0:  # consolidation: a node later in the fleet's
             # fill order (dirtier zone, then name order) counts up to fillOrderGpus stranded
             position = (
-                pricing.fill_order.position(ctx.table, ctx.carbon, ctx.signal)
+                pricing.fill_order.position(ctx.table)
                 if pricing.fill_order is not None
                 else 1.0 - ctx.table.name_order()
             )
