@@ -1,24 +1,26 @@
 """Why lowcarb's placements emit more than the least-emitting choice: a per-decision attribution.
 
-Replays the quick placement run (:mod:`scheduler.sim.run`, the shipped default policy) with the
-engine wrapped: for every pod lowcarb places, it compares the chosen node with the candidate of
-least expected gCO2e in the same cycle (the carbon term's own estimate over the class's expected
-run) and names the cost part that outweighed the carbon: ``gpu-time price`` (cheaper GPU time on
-the chosen node), ``fgd price`` (the FGD delta: it strands fewer GPUs), ``fill-order price`` (it
-is earlier in the fleet's fill order, :mod:`scheduler.costs.fill_order`), ``in band`` (both were
+Replays the quick placement run (``--full``: the whole trace on the whole fleet, as
+``benchmarks/placement.py`` without ``--quick``; :mod:`scheduler.sim.run`, the shipped default
+policy) with the engine wrapped: for every pod lowcarb places, it compares the chosen node with the
+candidate of least expected gCO2e in the same cycle (the carbon term's own estimate over the class's
+expected run) and names the cost part that outweighed the carbon: ``gpu-time price`` (cheaper GPU
+time on the chosen node), ``fgd price`` (the FGD delta: it strands fewer GPUs), ``fill-order price``
+(it is earlier in the fleet's fill order, :mod:`scheduler.costs.fill_order`), ``in band`` (both were
 within the indifference band and the FGD order chose), or ``carbon-optimal``; the part that saved
-the most USD against the carbon it cost (the fill order's part: the stranded price's difference
-less what it would be with the FGD delta alone). Excess kg are the estimate's difference over
-the class's expected run scaled to the pod's real duration (an estimate, not accounting).
-Then the accounting itself: both policies' accounted kg (each pod's real run on its node) by the
-pod's run time, and the pods whose placements differ most; ``--known-durations`` tells both
-engines each pod's real run time (an oracle: what a lowcarb.dev/expected-duration annotation
-would give) to see what the class's expected run costs. Also prints both policies' tCO2e, mean
-wait and GPU-hours. Table, then one JSON line:
+the most USD against the carbon it cost (the fill order's part: the stranded price's difference less
+what it would be with the FGD delta alone). Excess kg are the estimate's difference over the class's
+expected run scaled to the pod's real duration (an estimate, not accounting). Then the accounting
+itself: both policies' accounted kg (each pod's real run on its node) by the pod's run time, and the
+pods whose placements differ most; ``--known-durations`` tells both engines each pod's real run time
+(an oracle: what a lowcarb.dev/expected-duration annotation would give) to see what the class's
+expected run costs. Also prints both policies' tCO2e, mean wait and GPU-hours. Table, then one JSON
+line:
 
     .venv/bin/python benchmarks/placement_why.py --year 2022 --load-scale 1,1211
     .venv/bin/python benchmarks/placement_why.py --year 2022 --seed 2 --load-scale 1164
     .venv/bin/python benchmarks/placement_why.py --year 2022 --load-scale 1211 --known-durations
+    .venv/bin/python benchmarks/placement_why.py --full --year 2021 --seed 2 --load-scale 38559
 """
 
 from __future__ import annotations
@@ -89,11 +91,17 @@ def main() -> None:
         help="a diagnostic: both policies' engines are told each pod's real run time (as a "
         "lowcarb.dev/expected-duration annotation would) instead of the class's expected one",
     )
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="the whole trace on the whole fleet (8,152 pods, 1,213 nodes) instead of the quick "
+        "run's first 2,000 pods on 290 nodes",
+    )
     args = parser.parse_args()
     if data_dir() is None:
         print("placement_why: no data directory (set LOWCARB_DATA); skipped", file=sys.stderr)
         raise SystemExit(0)
-    opts = SimOptions(quick=True, year=args.year, seed=args.seed)
+    opts = SimOptions(quick=not args.full, year=args.year, seed=args.seed)
     real, nodes, _ = sim_run.load_inputs(opts, scaled=False)
     power = sim_run.power_model(None)
     slowest = min(power.gpu(m).relativeSpeed for m in set(nodes.model))
@@ -209,6 +217,7 @@ def main() -> None:
         )
     line = {
         "benchmark": "placement_why",
+        "trace": "full" if args.full else "quick",
         "year": args.year,
         "seed": args.seed,
         "known_durations": args.known_durations,
