@@ -20,7 +20,7 @@ line:
     .venv/bin/python benchmarks/placement_why.py --year 2022 --load-scale 1,1211
     .venv/bin/python benchmarks/placement_why.py --year 2022 --seed 2 --load-scale 1164
     .venv/bin/python benchmarks/placement_why.py --year 2022 --load-scale 1211 --known-durations
-    .venv/bin/python benchmarks/placement_why.py --full --year 2021 --seed 2 --load-scale 38559
+    .venv/bin/python benchmarks/placement_why.py --full --year 2021 --seed 2 --load-scale 38559.38
 """
 
 from __future__ import annotations
