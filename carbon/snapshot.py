@@ -145,19 +145,6 @@ class CarbonSnapshot:
         hit = self.serving(zone, kind)
         return hit[1] if hit else None
 
-    def long_run(self, zone: str, kind: SignalKind = "average") -> float | None:
-        """The zone's long-run intensity from the source serving it now (:meth:`source_long_run`,
-        the value :meth:`mean_intensity` uses past a forecast's end); None when no source knows
-        the zone."""
-        hit = self.serving(zone, kind)
-        if hit is None:
-            return None
-        try:
-            return self.source_long_run(hit[0], zone, hit[1])
-        except Exception:  # the request path must never see an exception
-            log.exception("carbon: long-run lookup failed for zone %r", zone)
-            return None
-
     def source_long_run(self, src: Source, zone: str, latest: Reading) -> float:
         """The zone's long-run intensity for ``src``'s signal: a static value of that signal,
         else ``src``'s mean of its recent readings, else the latest value."""

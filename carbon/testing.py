@@ -21,8 +21,7 @@ class FixedView:
 
     ``FixedView()`` knows no zone (every reading is None); ``FixedView({"DE": 380.0})`` knows
     one, with no forecast. :meth:`of_forecasts` builds one from forecasts alone (latest = each
-    series' first value). ``long_run``: zone -> long-run g/kWh (:meth:`long_run`; none by
-    default).
+    series' first value).
     """
 
     def __init__(
@@ -34,10 +33,8 @@ class FixedView:
         step_s: float = HOUR,
         source: str = "test",
         age_s: float = 0.0,
-        long_run: Mapping[str, float] | None = None,
     ) -> None:
         self.values = dict(values or {})
-        self.long_runs = dict(long_run or {})
         self.source = source
         self.age_s = age_s
         self._series: dict[str, ZoneSeries] = {}
@@ -88,7 +85,3 @@ class FixedView:
     def forecast(self, zone: str, kind: SignalKind = "average") -> ZoneSeries | None:
         """The forecast series of ``zone`` (None when it has none)."""
         return self._series.get(zone)
-
-    def long_run(self, zone: str, kind: SignalKind = "average") -> float | None:
-        """The ``long_run`` value given for ``zone``; None without one."""
-        return self.long_runs.get(zone)

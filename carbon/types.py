@@ -73,9 +73,3 @@ class CarbonView(Protocol):
     def forecast(self, zone: str, kind: SignalKind = "average") -> ZoneSeries | None:
         """The forecast series held for ``zone`` (may be empty or None)."""
         ...
-
-    def long_run(self, zone: str, kind: SignalKind = "average") -> float | None:
-        """The zone's long-run intensity (g/kWh): the value :meth:`mean_intensity` uses past the
-        forecast's end (the simulator: the trailing 14-day mean of completed hours), or None when
-        the view has none for ``zone``."""
-        ...

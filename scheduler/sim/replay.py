@@ -122,9 +122,6 @@ class MemoView:
     def forecast(self, zone: str, kind: SignalKind = "average") -> ZoneSeries | None:
         return self.view.forecast(zone, kind)
 
-    def long_run(self, zone: str, kind: SignalKind = "average") -> float | None:
-        return self.view.long_run(zone, kind)
-
 
 def node_speeds(nodes: SimNodes, power: PowerModel) -> FloatArray:
     """``relativeSpeed`` of each node's GPU model (how much faster than the trace's GPUs)."""

@@ -172,20 +172,20 @@ def test_snapshot_long_run_fallback_order() -> None:
     assert mean(snapshot(source("em", {"A": 100.0}, long_run={"A": 40.0}))) == 100.0
 
 
-def test_snapshot_long_run_is_the_value_past_the_horizon_per_zone() -> None:
-    """The view-level accessor (the fill order's ranking) answers what the window mean used past
-    the forecast's end, in the same fallback order; None for a zone no source knows."""
-    recent = source("em", {"A": 100.0, "B": 70.0}, long_run={"A": 40.0})
+def test_snapshot_each_zone_past_the_horizon_uses_its_own_long_run() -> None:
+    """One snapshot, zones that reach the long run by different steps of the fallback order."""
+    fc = {"A": [100.0, 200.0], "B": [70.0, 70.0]}
+    recent = source("em", {"A": 100.0, "B": 70.0}, fc, long_run={"A": 40.0})
     snap = snapshot(recent, source("static", {}, static={"B": 10.0, "C": 300.0}))
-    assert snap.long_run("B") == 10.0  # 1. the static value of the signal
-    assert snap.long_run("A") == 40.0  # 2. the serving source's recent readings' mean
-    assert snap.long_run("C") == 300.0  # served by static alone: its value
-    bare = snapshot(source("em", {"A": 100.0}), source("static", {}, static={}))
-    assert bare.long_run("A") == 100.0  # 3. the latest value
-    assert snap.long_run("Z") is None
-    # the marginal signal: a static (average) table is not its long run
-    wt = source("wt", {"A": 100.0}, long_run={"A": 40.0}, kind="marginal")
-    assert snapshot(wt, source("static", {}, static={"A": 10.0})).long_run("A", "marginal") == 40.0
+
+    def mean(zone: str) -> float | None:
+        r = snap.mean_intensity(zone, NOW, NOW + 4 * HOUR)
+        return None if r is None else r.g_per_kwh
+
+    assert mean("A") == 95.0  # 2. the recent readings' mean: (100 + 200 + 2 * 40) / 4
+    assert mean("B") == 40.0  # 1. the static value of the signal: (70 + 70 + 2 * 10) / 4
+    assert mean("C") == 300.0  # served by static alone: its value for the whole window
+    assert mean("Z") is None  # no source knows the zone
 
 
 def test_recent_readings_mean_distinct_intervals_over_the_window() -> None:
