@@ -105,6 +105,16 @@ def find_file(zone: str, year: int, root: Path | None = None) -> Path:
     return matches[0]
 
 
+def zones_with_year(year: int, root: Path | None = None) -> list[str]:
+    """The zone folders under the portal root that hold a ``year`` hourly CSV (sorted)."""
+    base = portal_root(root)
+    if not base.is_dir():
+        return []
+    return sorted(
+        d.name for d in base.iterdir() if d.is_dir() and any(d.glob(f"{d.name}_{year}_hourly*.csv"))
+    )
+
+
 @cache
 def _load_csv_cached(path: str, factor: Factor, zone: str | None) -> HourlySeries:
     return _load_csv(Path(path), factor, zone)

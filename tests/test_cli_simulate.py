@@ -67,3 +67,16 @@ def test_simulate_output_csv_and_json_are_the_data_alone() -> None:
     assert float(rows[1]["tco2e"]) == pytest.approx(
         summary["policies"]["lowcarb"]["tco2e"], abs=1e-3
     )
+
+
+@needs_data
+def test_a_zone_without_the_year_names_the_zones_that_have_it() -> None:
+    result = CliRunner().invoke(app, ["simulate", "--zones", "NO,FR", "--year", "2023"])
+    assert result.exit_code == 2
+    line = result.output.strip()
+    assert line.count("\n") == 0 and "Traceback" not in line
+    assert "--zones" in line and "'FR'" in line
+    listed = line.split("give zones that have a 2023 series (")[1].split(")")[0].split(",")
+    assert "NO" in listed and "FR" not in listed
+    result = CliRunner().invoke(app, ["simulate", "--year", "1999"])
+    assert result.exit_code == 2 and "no zone has a 1999 series here" in result.output

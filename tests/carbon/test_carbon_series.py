@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from carbon.datadir import data_dir
-from carbon.series import HourlySeries, SeriesError, SeriesView, load_zone_year
+from carbon.series import HourlySeries, SeriesError, SeriesView, load_zone_year, zones_with_year
 from carbon.window import window_mean
 
 needs_data = pytest.mark.skipif(
@@ -82,3 +83,15 @@ def test_missing_zone_or_year_explains() -> None:
         load_zone_year("FR", 2023)
     with pytest.raises(SeriesError, match="no series folder"):
         load_zone_year("ATLANTIS", 2023)
+
+
+def test_zones_with_year_lists_the_folders_holding_that_year(tmp_path: Path) -> None:
+    for zone, years in {"NO": (2022, 2023), "GB": (2023,), "FR": (2022,)}.items():
+        (tmp_path / zone).mkdir()
+        for year in years:
+            (tmp_path / zone / f"{zone}_{year}_hourly.csv").write_text("x\n")
+    (tmp_path / "README.md").write_text("not a zone\n")
+    assert zones_with_year(2023, tmp_path) == ["GB", "NO"]
+    assert zones_with_year(2022, tmp_path) == ["FR", "NO"]
+    assert zones_with_year(2024, tmp_path) == []
+    assert zones_with_year(2023, tmp_path / "absent") == []
