@@ -99,8 +99,10 @@ def find_file(zone: str, year: int, root: Path | None = None) -> Path:
     matches = sorted(folder.glob(f"{folder.name}_{year}_hourly*.csv"))
     if not matches:
         years = sorted({p.name.split("_")[1] for p in folder.glob("*_hourly*.csv")})
+        have = ",".join(zones_with_year(year, folder.parent)) or "none"
         raise SeriesError(
-            f"no {year} series for zone {zone!r} in {folder}; available years: {years}"
+            f"no {year} series for zone {zone!r} in {folder}; available years: {years}; "
+            f"zones with a {year} series: {have}"
         )
     return matches[0]
 

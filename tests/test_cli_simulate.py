@@ -76,7 +76,7 @@ def test_a_zone_without_the_year_names_the_zones_that_have_it() -> None:
     line = result.output.strip()
     assert line.count("\n") == 0 and "Traceback" not in line
     assert "--zones" in line and "'FR'" in line
-    listed = line.split("give zones that have a 2023 series (")[1].split(")")[0].split(",")
+    listed = line.split("zones with a 2023 series: ")[1].split(";")[0].split(",")
     assert "NO" in listed and "FR" not in listed
     result = CliRunner().invoke(app, ["simulate", "--year", "1999"])
-    assert result.exit_code == 2 and "no zone has a 1999 series here" in result.output
+    assert result.exit_code == 2 and "zones with a 1999 series: none" in result.output

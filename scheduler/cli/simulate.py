@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 
 from carbon.accounting.target import LedgerTarget, describe_target, is_url, parse_target
-from carbon.series import SeriesError, find_file, portal_root, zones_with_year
+from carbon.series import SeriesError, find_file, portal_root
 from scheduler.cli.errors import (
     UsageError,
     blame,
@@ -45,14 +45,6 @@ def _names(option: str, text: str, example: str) -> tuple[str, ...]:
     return names
 
 
-def _zones_fix(year: int) -> str:
-    """The fix for a zone without a ``year`` series: the zones that have one."""
-    have = zones_with_year(year)
-    if not have:
-        return f"no zone has a {year} series here; give another --year"
-    return f"give zones that have a {year} series ({','.join(have)}) or another --year"
-
-
 def check(
     opts: SimOptions, *, ledger: LedgerTarget | None = None, ledger_policy: str = "lowcarb"
 ) -> None:
@@ -72,7 +64,7 @@ def check(
         with blame(ENV_VAR, SeriesError):
             portal_root()
         for zone in opts.zones:
-            with blame("--zones", SeriesError, fix=_zones_fix(opts.year)):
+            with blame("--zones", SeriesError, fix="give zones and a --year that the data holds"):
                 find_file(zone, opts.year)
     with policy_errors("--policy"):
         lowcarb_policy(opts.policy)

@@ -223,3 +223,19 @@ def test_carbon_policies_need_carbon(capsys: pytest.CaptureFixture[str]) -> None
     with pytest.raises(SystemExit):
         bench.main(["--policies", "fgd,lowcarb"])
     assert "--carbon" in capsys.readouterr().err
+
+
+@needs_trace
+def test_carbon_mode_without_the_years_series_names_the_zones_that_have_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    trace = find_trace_dir()
+    if trace is None or not (trace.parent / "carbon" / "electricitymaps_portal" / "NO").is_dir():
+        pytest.skip("carbon series not found beside the trace (set LOWCARB_DATA)")
+    argv = ["--seeds", "1", "--policies", "random", "--jobs", "1", "--carbon"]
+    assert bench.main([*argv, "--zones", "NO,FR", "--year", "2023"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("error: --zones/--year: ")
+    listed = err.split("zones with a 2023 series: ")[1].split(";")[0].split(",")
+    assert "NO" in listed and "FR" not in listed
+    assert err.endswith("give zones and a --year that the data holds")
