@@ -95,3 +95,25 @@ def test_zones_with_year_lists_the_folders_holding_that_year(tmp_path: Path) -> 
     assert zones_with_year(2022, tmp_path) == ["FR", "NO"]
     assert zones_with_year(2024, tmp_path) == []
     assert zones_with_year(2023, tmp_path / "absent") == []
+
+
+def test_a_leap_year_series_has_its_29th_of_february(tmp_path: Path) -> None:
+    """2024 files have 8,784 hours; the loader keeps every one in order, 29 February included."""
+    folder = tmp_path / "GB"
+    folder.mkdir()
+    t0 = datetime(2024, 1, 1, tzinfo=UTC).timestamp()
+    head = (
+        "Datetime (UTC),Zone Id,"
+        "Carbon Intensity gCO₂eq/kWh (direct),Carbon Intensity gCO₂eq/kWh (LCA)"
+    )
+    lines = [head]
+    for h in range(8784):
+        when = datetime.fromtimestamp(t0 + h * 3600.0, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+        lines.append(f"{when},GB,{h % 24},{100 + h % 24}")
+    (folder / "GB_2024_hourly.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    s = load_zone_year("GB", 2024, root=tmp_path)
+    assert s.values.size == 8784 and s.step_s == 3600.0
+    assert s.starts[0] == t0 and np.all(np.diff(s.starts) == 3600.0)
+    feb29 = datetime(2024, 2, 29, 13, tzinfo=UTC).timestamp()
+    assert s.values[int((feb29 - t0) // 3600)] == 113.0
+    assert s.starts[-1] == datetime(2024, 12, 31, 23, tzinfo=UTC).timestamp()
