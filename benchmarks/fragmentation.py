@@ -708,19 +708,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         pod_file = resolve_pod_file(args.trace)
         capacity = float(load_nodes(Path(args.nodes) if args.nodes else None).gpus.sum())
+        if carbon is not None:
+            carbon_world(carbon, str(pod_file), args.nodes)  # fails here, not in a worker
+    except SeriesError as exc:  # the zones' series (a ValueError: caught first)
+        fix = "give zones and a --year that the data holds"
+        print(f"error: --zones/--year: {exc}; {fix}", file=sys.stderr)
+        return 2
     except (TraceError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if carbon is not None:
-        try:
-            carbon_world(carbon, str(pod_file), args.nodes)  # fails here, not in a worker
-        except SeriesError as exc:
-            fix = "give zones and a --year that the data holds"
-            print(f"error: --zones/--year: {exc}; {fix}", file=sys.stderr)
-            return 2
-        except (TraceError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
     seeds = list(range(FIRST_SEED, FIRST_SEED + seeds_n))
     started = time.perf_counter()
     results = run_all(policies, seeds, str(pod_file), args.jobs, carbon, args.nodes)

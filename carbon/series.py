@@ -96,7 +96,7 @@ def _zone_folder(root: Path, zone: str) -> Path:
 def find_file(zone: str, year: int, root: Path | None = None) -> Path:
     """Path of the zone/year hourly CSV under the portal root."""
     folder = _zone_folder(portal_root(root), zone)
-    matches = sorted(folder.glob(f"{folder.name}_{year}_hourly*.csv"))
+    matches = _year_files(folder, year)
     if not matches:
         years = sorted({p.name.split("_")[1] for p in folder.glob("*_hourly*.csv")})
         have = ",".join(zones_with_year(year, folder.parent)) or "none"
@@ -112,9 +112,12 @@ def zones_with_year(year: int, root: Path | None = None) -> list[str]:
     base = portal_root(root)
     if not base.is_dir():
         return []
-    return sorted(
-        d.name for d in base.iterdir() if d.is_dir() and any(d.glob(f"{d.name}_{year}_hourly*.csv"))
-    )
+    return sorted(d.name for d in base.iterdir() if d.is_dir() and _year_files(d, year))
+
+
+def _year_files(folder: Path, year: int) -> list[Path]:
+    """The zone folder's hourly CSVs for ``year`` (``<ZONE>_<YEAR>_hourly*.csv``), sorted."""
+    return sorted(folder.glob(f"{folder.name}_{year}_hourly*.csv"))
 
 
 @cache
