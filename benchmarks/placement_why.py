@@ -21,6 +21,8 @@ line:
     .venv/bin/python benchmarks/placement_why.py --year 2022 --seed 2 --load-scale 1164
     .venv/bin/python benchmarks/placement_why.py --year 2022 --load-scale 1211 --known-durations
     .venv/bin/python benchmarks/placement_why.py --full --year 2021 --seed 2 --load-scale 38559.38
+    .venv/bin/python benchmarks/placement_why.py --full --year 2021 --start 2021-07-01 \\
+        --load-scale 38559.38
 """
 
 from __future__ import annotations
@@ -92,6 +94,9 @@ def main() -> None:
         "lowcarb.dev/expected-duration annotation would) instead of the class's expected one",
     )
     parser.add_argument(
+        "--start", default=None, help="date the trace's time 0 is aligned to (default Jan 1)"
+    )
+    parser.add_argument(
         "--full",
         action="store_true",
         help="the whole trace on the whole fleet (8,152 pods, 1,213 nodes) instead of the quick "
@@ -101,7 +106,7 @@ def main() -> None:
     if data_dir() is None:
         print("placement_why: no data directory (set LOWCARB_DATA); skipped", file=sys.stderr)
         raise SystemExit(0)
-    opts = SimOptions(quick=not args.full, year=args.year, seed=args.seed)
+    opts = SimOptions(quick=not args.full, year=args.year, seed=args.seed, start=args.start)
     real, nodes, _ = sim_run.load_inputs(opts, scaled=False)
     power = sim_run.power_model(None)
     slowest = min(power.gpu(m).relativeSpeed for m in set(nodes.model))
@@ -220,6 +225,7 @@ def main() -> None:
         "trace": "full" if args.full else "quick",
         "year": args.year,
         "seed": args.seed,
+        "start": args.start,
         "known_durations": args.known_durations,
         "levels": out,
     }
