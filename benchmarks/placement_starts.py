@@ -93,22 +93,30 @@ def verdict(level: dict[str, Any]) -> dict[str, Any]:
         out["wait_le_fgd"] = lc["wait_mean_s"] <= fgd["wait_mean_s"]
     if k8s is not None and k8s.get("gpu_hours"):
         out["gpu_h_ratio"] = round(lc["gpu_hours"] / k8s["gpu_hours"], 3)
-    out["unplaced"] = lc.get("unplaced", 0)
+    out["unplaced_placed_by_others"] = int(lc.get("unplaced_placed_by_others", 0))
     return out
 
 
 def tally(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per level: starts, starts where lowcarb's tCO2e <= carbon-greedy's, the mean and worst
-    difference, starts where its mean wait <= fgd's, and the largest GPU-hour ratio."""
+    difference, starts where its mean wait <= fgd's, the largest GPU-hour ratio to k8s-default's
+    and the pods lowcarb left unplaced that another policy placed (summed over the starts)."""
     out: dict[str, dict[str, Any]] = {}
     for row in rows:
         for level in row["levels"]:
             v = verdict(level)
             t = out.setdefault(
                 level["load"],
-                {"starts": 0, "tco2e_le_carbon_greedy": 0, "diffs": [], "wait_le_fgd": 0},
+                {
+                    "starts": 0,
+                    "tco2e_le_carbon_greedy": 0,
+                    "diffs": [],
+                    "wait_le_fgd": 0,
+                    "unplaced_placed_by_others": 0,
+                },
             )
             t["starts"] += 1
+            t["unplaced_placed_by_others"] += v.get("unplaced_placed_by_others", 0)
             if v["vs_carbon_greedy_pct"] is not None:
                 t["diffs"].append(v["vs_carbon_greedy_pct"])
                 t["tco2e_le_carbon_greedy"] += v["vs_carbon_greedy_pct"] <= 0.0
@@ -177,7 +185,7 @@ def table(rows: Sequence[dict[str, Any]], summary: dict[str, dict[str, Any]]) ->
             )
     tot = Table(title="per level, over the starts")
     for col in ("load", "starts", "t <= cg", "mean vs cg", "worst vs cg", "wait <= fgd",
-                "max GPU-h/k8s"):  # fmt: skip
+                "max GPU-h/k8s", "lost pods"):  # fmt: skip
         tot.add_column(col, justify="left" if col == "load" else "right")
     for load, t in summary.items():
         tot.add_row(
@@ -188,6 +196,7 @@ def table(rows: Sequence[dict[str, Any]], summary: dict[str, dict[str, Any]]) ->
             pct(t["worst_vs_carbon_greedy_pct"]),
             str(t["wait_le_fgd"]),
             f"x{t['gpu_h_ratio_max']:.2f}" if "gpu_h_ratio_max" in t else "-",
+            str(t["unplaced_placed_by_others"]),
         )
     return [per, tot]
 

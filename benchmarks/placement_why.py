@@ -36,10 +36,12 @@ from typing import Any
 import numpy as np
 
 from carbon.datadir import data_dir
+from carbon.series import SeriesError
 from scheduler.sim import replay
 from scheduler.sim import run as sim_run
 from scheduler.sim.carbon import Integrals, load_series
 from scheduler.sim.results import SimOptions
+from scheduler.sim.trace import TraceError
 
 
 def cause_of(record: tuple[Any, ...]) -> str:
@@ -107,11 +109,15 @@ def main() -> None:
         print("placement_why: no data directory (set LOWCARB_DATA); skipped", file=sys.stderr)
         raise SystemExit(0)
     opts = SimOptions(quick=not args.full, year=args.year, seed=args.seed, start=args.start)
-    real, nodes, _ = sim_run.load_inputs(opts, scaled=False)
-    power = sim_run.power_model(None)
-    slowest = min(power.gpu(m).relativeSpeed for m in set(nodes.model))
-    hi = float((real.arrival + real.duration / slowest).max()) + 30 * 86400
-    series = load_series(sim_run.sim_zones(opts), args.year, float(real.arrival.min()), hi)
+    try:
+        real, nodes, _ = sim_run.load_inputs(opts, scaled=False)
+        power = sim_run.power_model(None)
+        slowest = min(power.gpu(m).relativeSpeed for m in set(nodes.model))
+        hi = float((real.arrival + real.duration / slowest).max()) + 30 * 86400
+        series = load_series(sim_run.sim_zones(opts), args.year, float(real.arrival.min()), hi)
+    except (SeriesError, TraceError, ValueError) as err:  # one line naming the option, exit 2
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     policies = sim_run.build_policies(power, sim_run.lowcarb_policy(None))
     integrals = Integrals.of(series)
     make_engine = replay.make_engine

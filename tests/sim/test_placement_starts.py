@@ -44,7 +44,12 @@ def level(load: str, lc: float, cg: float, wait: float, fgd_wait: float) -> dict
             "k8s-default": {"tco2e": 3.0, "wait_mean_s": 0.0, "gpu_hours": 100.0},
             "fgd": {"tco2e": 4.0, "wait_mean_s": fgd_wait, "gpu_hours": 150.0},
             "carbon-greedy": {"tco2e": cg, "wait_mean_s": 0.0, "gpu_hours": 95.0},
-            "lowcarb": {"tco2e": lc, "wait_mean_s": wait, "gpu_hours": 90.0, "unplaced": 0.0},
+            "lowcarb": {
+                "tco2e": lc,
+                "wait_mean_s": wait,
+                "gpu_hours": 90.0,
+                "unplaced_placed_by_others": 2.0 if load == "90" else 0.0,
+            },
         },
     }
 
@@ -61,6 +66,7 @@ def test_tally_counts_the_starts_meeting_each_target() -> None:
     assert t["90"]["wait_le_fgd"] == 1 and t["90"]["gpu_h_ratio_max"] == 0.9
     assert t["60"]["tco2e_le_carbon_greedy"] == 2  # a tie meets "<="
     assert t["60"]["mean_vs_carbon_greedy_pct"] == -25.0
+    assert t["90"]["unplaced_placed_by_others"] == 4 and t["60"]["unplaced_placed_by_others"] == 0
 
 
 def test_bad_input_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:

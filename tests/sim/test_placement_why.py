@@ -3,6 +3,8 @@ saved the most USD (GPU time, the FGD delta, the fill order), or to the band / c
 
 from __future__ import annotations
 
+import pytest
+
 from benchmarks.placement_why import cause_of
 
 
@@ -31,3 +33,19 @@ def test_accounted_kg_split_by_run_time() -> None:
     assert [row["pods"] for row in split.values()] == [1, 1, 1, 2]
     assert split[">= 1 w"] == {"pods": 2, "carbon-greedy": 9.0, "lowcarb": 2.0}
     assert split["< 1 h"]["carbon-greedy"] == 1.0
+
+
+def test_a_bad_start_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks import placement_why
+    from carbon.datadir import data_dir
+
+    if data_dir() is None:
+        pytest.skip("no data directory: the benchmark skips before reading its inputs")
+    monkeypatch.setattr("sys.argv", ["placement_why.py", "--start", "1 July"])
+    with pytest.raises(SystemExit) as stop:
+        placement_why.main()
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --start: '1 July' is not a date") and "\n" not in err
