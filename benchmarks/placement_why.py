@@ -20,6 +20,7 @@ line:
     .venv/bin/python benchmarks/placement_why.py --year 2022 --load-scale 1,1211
     .venv/bin/python benchmarks/placement_why.py --year 2022 --seed 2 --load-scale 1164
     .venv/bin/python benchmarks/placement_why.py --year 2022 --load-scale 1211 --known-durations
+    .venv/bin/python benchmarks/placement_why.py --year 2022 --load-scale 1211 --policy my.yaml
     .venv/bin/python benchmarks/placement_why.py --full --year 2021 --seed 2 --load-scale 38559.38
     .venv/bin/python benchmarks/placement_why.py --full --year 2021 --start 2021-07-01 \\
         --load-scale 38559.38
@@ -31,6 +32,7 @@ import argparse
 import collections
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -98,6 +100,7 @@ def main() -> None:
     parser.add_argument(
         "--start", default=None, help="date the trace's time 0 is aligned to (default Jan 1)"
     )
+    parser.add_argument("--policy", default=None, help="a lowcarb policy file (default: shipped)")
     parser.add_argument(
         "--full",
         action="store_true",
@@ -115,10 +118,12 @@ def main() -> None:
         slowest = min(power.gpu(m).relativeSpeed for m in set(nodes.model))
         hi = float((real.arrival + real.duration / slowest).max()) + 30 * 86400
         series = load_series(sim_run.sim_zones(opts), args.year, float(real.arrival.min()), hi)
+        lowcarb = sim_run.lowcarb_policy(None if args.policy is None else Path(args.policy))
     except (SeriesError, TraceError, ValueError) as err:  # one line naming the option, exit 2
-        print(f"error: {err}", file=sys.stderr)
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        print(f"error: {' '.join(lines) or type(err).__name__}", file=sys.stderr)
         raise SystemExit(2) from None
-    policies = sim_run.build_policies(power, sim_run.lowcarb_policy(None))
+    policies = sim_run.build_policies(power, lowcarb)
     integrals = Integrals.of(series)
     make_engine = replay.make_engine
     out: list[dict[str, Any]] = []
@@ -232,6 +237,7 @@ def main() -> None:
         "year": args.year,
         "seed": args.seed,
         "start": args.start,
+        "policy": args.policy,
         "known_durations": args.known_durations,
         "levels": out,
     }

@@ -3,6 +3,8 @@ saved the most USD (GPU time, the FGD delta, the fill order), or to the band / c
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from benchmarks.placement_why import cause_of
@@ -49,3 +51,21 @@ def test_a_bad_start_is_one_line_and_exit_2(
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --start: '1 July' is not a date") and "\n" not in err
+
+
+def test_a_broken_policy_is_one_line_naming_the_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks import placement_why
+    from carbon.datadir import data_dir
+
+    if data_dir() is None:
+        pytest.skip("no data directory: the benchmark skips before reading its inputs")
+    bad = tmp_path / "policy.yaml"
+    bad.write_text("apiVersion: lowcarb.dev/v2\nkind: Policy\nprices: {carbonPerTonne: -5}\n")
+    monkeypatch.setattr("sys.argv", ["placement_why.py", "--policy", str(bad)])
+    with pytest.raises(SystemExit) as stop:
+        placement_why.main()
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "prices.carbonPerTonne" in err and str(bad) in err
