@@ -32,9 +32,10 @@ from rich.table import Table
 
 from carbon.datadir import data_dir
 from carbon.series import SeriesError
+from scheduler.cli.errors import one_line
 from scheduler.sim import run as sim_run
 from scheduler.sim.levels import parse_load_levels
-from scheduler.sim.results import Comparison, SimOptions, policies_summary
+from scheduler.sim.results import Comparison, Level, SimOptions
 from scheduler.sim.trace import TraceError
 
 QUARTERS = ("01-01", "04-01", "07-01", "10-01")
@@ -70,14 +71,10 @@ def short_start(start: str) -> str:
 
 
 def level_row(comp: Comparison, load: str, scale: float) -> dict[str, Any]:
-    """One level's summary (``placement.py``'s keys) from a run at one time-scale factor."""
+    """One level's summary (``placement.py``'s keys, :meth:`Level.summary`) from a run at one
+    time-scale factor."""
     peak = comp.runs[sim_run.REFERENCE].metrics["peak_allocated_gpu_pct"]
-    return {
-        "load": load,
-        "load_scale": round(scale, 2),
-        "peak_allocated_gpu_pct": round(peak, 2),
-        "policies": policies_summary(comp.runs, comp.bound),
-    }
+    return Level(load, scale, peak, comp.pods, comp.edges, comp.runs, comp.bound).summary()
 
 
 def verdict(level: dict[str, Any]) -> dict[str, Any]:
@@ -230,8 +227,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.zones:
             opts = replace(opts, zones=tuple(z.strip() for z in args.zones.split(",") if z))
         rows = run_starts(opts, starts, levels, progress=lambda m: console.log(m))
-    except (SeriesError, TraceError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (SeriesError, TraceError, ValueError) as err:  # a policy error's lines joined
+        print(f"error: {one_line(str(err)) or type(err).__name__}", file=sys.stderr)
         raise SystemExit(2) from None
     summary = tally(rows)
     out = Console()

@@ -39,6 +39,7 @@ import numpy as np
 
 from carbon.datadir import data_dir
 from carbon.series import SeriesError
+from scheduler.cli.errors import one_line
 from scheduler.sim import replay
 from scheduler.sim import run as sim_run
 from scheduler.sim.carbon import Integrals, load_series
@@ -120,8 +121,7 @@ def main() -> None:
         series = load_series(sim_run.sim_zones(opts), args.year, float(real.arrival.min()), hi)
         lowcarb = sim_run.lowcarb_policy(None if args.policy is None else Path(args.policy))
     except (SeriesError, TraceError, ValueError) as err:  # one line naming the option, exit 2
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        print(f"error: {' '.join(lines) or type(err).__name__}", file=sys.stderr)
+        print(f"error: {one_line(str(err)) or type(err).__name__}", file=sys.stderr)
         raise SystemExit(2) from None
     policies = sim_run.build_policies(power, lowcarb)
     integrals = Integrals.of(series)

@@ -53,18 +53,20 @@ class UsageError(Exception):
 
     def line(self) -> str:
         """``<option>: <problem>; <fix>`` on one line (newlines in the parts become spaces)."""
-        text = _one_line(self.problem)
+        text = one_line(self.problem)
         if self.option:
             text = f"{self.option}: {text}"
         if self.fix:
-            text = f"{text}; {_one_line(self.fix)}"
+            text = f"{text}; {one_line(self.fix)}"
         return text
 
     def lines(self) -> list[str]:
         return [f"lowcarb: error: {self.line()}", *self.details]
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
+    """``text`` on one line: runs of whitespace (newlines too) become one space, no final period
+    (a policy error's file:line:column lines join its headline)."""
     return " ".join(text.split()).rstrip(".")
 
 
@@ -213,7 +215,7 @@ def _reported(ctx: Any) -> Iterator[None]:
         if _debug(ctx) or getattr(exc, "exit_code", None) is not None or _broken_pipe(exc):
             raise  # --debug: typer prints the traceback; typer's own exceptions and a reader
             # that went away (lowcarb report --out - | head): typer's quiet handling
-        what = _one_line(f"{type(exc).__name__}: {exc}")
+        what = one_line(f"{type(exc).__name__}: {exc}")
         _emit(
             [
                 f"lowcarb: internal error: {what}; this is a bug in lowcarb: rerun with "

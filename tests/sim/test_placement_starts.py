@@ -4,6 +4,7 @@ level's time-scale factor searched once and reused, and the per-level tally of t
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -96,3 +97,18 @@ def test_each_start_reuses_the_scale_and_sees_its_own_grid(
         assert ka["tco2e"] != kb["tco2e"]  # another moment of the grid
     assert first["levels"][1]["load_scale"] > 1.0
     assert line["summary"]["real"]["starts"] == 2 and line["trace"] == "first 200"
+
+
+@needs_data
+def test_a_broken_policy_is_one_line_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "policy.yaml"
+    bad.write_text("apiVersion: lowcarb.dev/v2\nkind: Policy\nprices: {carbonPerTonne: -5}\n")
+    argv = ["--pods", "200", "--zones", "NO,GB", "--load-levels", "real", "--policy", str(bad)]
+    with pytest.raises(SystemExit) as stop:
+        bench.main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: invalid policy") and "prices.carbonPerTonne" in err
+    assert str(bad) in err
