@@ -40,9 +40,10 @@ import numpy as np
 from carbon.datadir import data_dir
 from carbon.series import SeriesError
 from scheduler.cli.errors import one_line
+from scheduler.sim import inputs as sim_inputs
 from scheduler.sim import replay
 from scheduler.sim import run as sim_run
-from scheduler.sim.carbon import Integrals, load_series
+from scheduler.sim.carbon import Integrals
 from scheduler.sim.results import SimOptions
 from scheduler.sim.trace import TraceError
 
@@ -114,11 +115,9 @@ def main() -> None:
         raise SystemExit(0)
     opts = SimOptions(quick=not args.full, year=args.year, seed=args.seed, start=args.start)
     try:
-        real, nodes, _ = sim_run.load_inputs(opts, scaled=False)
+        real, nodes, _ = sim_inputs.load_inputs(opts, scaled=False)
         power = sim_run.power_model(None)
-        slowest = min(power.gpu(m).relativeSpeed for m in set(nodes.model))
-        hi = float((real.arrival + real.duration / slowest).max()) + 30 * 86400
-        series = load_series(sim_run.sim_zones(opts), args.year, float(real.arrival.min()), hi)
+        series = sim_inputs.run_series(opts, real, nodes, power)
         lowcarb = sim_run.lowcarb_policy(None if args.policy is None else Path(args.policy))
     except (SeriesError, TraceError, ValueError) as err:  # one line naming the option, exit 2
         print(f"error: {one_line(str(err)) or type(err).__name__}", file=sys.stderr)

@@ -252,6 +252,15 @@ def simulate(
             "lowcarb.dev/expected-duration annotation gives) instead of its class's",
         ),
     ] = False,
+    node_order: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Node-order draw: fgd and lowcarb break near-ties by a fixed order (crc32 of "
+            "the node name); K > 0 prefixes every name with oK- to draw another (0: the "
+            "trace's names)",
+        ),
+    ] = 0,
     output: OutputOpt = None,
     wide: WideOpt = False,
 ) -> None:
@@ -281,6 +290,7 @@ def simulate(
         load_levels=levels,
         fleet_share=fleet_share,
         known_durations=known_durations,
+        node_order=node_order,
     )
     run(
         opts,

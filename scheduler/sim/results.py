@@ -79,6 +79,7 @@ class SimOptions:
     # a diagnostic: every engine is told each pod's real run time (what a
     # lowcarb.dev/expected-duration annotation gives) instead of its class's expected duration
     known_durations: bool = False
+    node_order: int = 0  # node-order draw (:func:`scheduler.sim.trace.redraw_names`; 0: the names)
 
 
 @dataclass(slots=True)
@@ -166,6 +167,8 @@ class Comparison:
         }
         if opts.known_durations:
             out["known_durations"] = True
+        if opts.node_order:
+            out["node_order"] = opts.node_order
         if self.levels:
             out["levels"] = [level.summary() for level in self.levels]
         return out

@@ -36,7 +36,8 @@ from scheduler.policy.model import DEFAULT_POLICY, Policy, WorkloadClass
 from scheduler.policy.validate import load_policy
 from scheduler.sim.baselines import Baseline
 from scheduler.sim.bound import Bound, spatial_bound
-from scheduler.sim.carbon import Integrals, load_series, parse_start, year_start
+from scheduler.sim.carbon import Integrals
+from scheduler.sim.inputs import load_inputs, run_series
 from scheduler.sim.levels import demand_peak_pct, find_load_scale, parse_load_levels
 from scheduler.sim.replay import (
     Placements,
@@ -64,8 +65,7 @@ from scheduler.sim.results import (
     policies_summary,
 )
 from scheduler.sim.shift import Holds, batch_mask, shift_holds
-from scheduler.sim.trace import SimNodes, SimPods, cut_fleet, load_nodes, load_pods, place_nodes
-from scheduler.sim.trace import resolve_pod_file as resolve_trace
+from scheduler.sim.trace import SimNodes, SimPods
 
 FloatArray = npt.NDArray[np.float64]
 #: re-exported: the options and results, the load-level search and the gate holds live in
@@ -131,49 +131,6 @@ def build_policies(power: PowerModel, lowcarb: Policy) -> dict[str, Policy | Bas
         "carbon-greedy": _one(power, "carbon", "bestfit", "1s"),
         "lowcarb": lowcarb.model_copy(update={"power": power}),
     }
-
-
-def sim_zones(opts: SimOptions) -> tuple[str, ...]:
-    """The zones of the run (the single Let's Wait Awhile zone in that mode)."""
-    return (opts.lwa.upper(),) if opts.lwa else opts.zones
-
-
-def load_inputs(opts: SimOptions, *, scaled: bool = True) -> tuple[SimPods, SimNodes, float]:
-    """Pods (epoch times), nodes placed in zones, and the epoch of the trace's time 0.
-
-    ``scaled``: arrivals compressed by ``opts.load_scale`` (False: real arrival times).
-    """
-    trace = load_pods(resolve_trace(opts.trace))
-    limit = QUICK_PODS if opts.quick and opts.pods is None else opts.pods
-    pods = trace.head(limit) if limit is not None else trace
-    if scaled:
-        pods = pods.scaled(opts.load_scale)
-    zones = sim_zones(opts)
-    t0 = parse_start(opts.start) if opts.start else year_start(2020 if opts.lwa else opts.year)
-    pods = SimPods(
-        pods.names,
-        pods.cpu_milli,
-        pods.mem_bytes,
-        pods.gpus,
-        pods.gpu_milli,
-        pods.models,
-        pods.qos,
-        pods.arrival + t0,
-        pods.duration,
-    )
-    share = opts.fleet_share
-    if share is None and opts.quick:
-        share = quick_share(pods, trace)
-    fleet = cut_fleet(load_nodes(opts.nodes), share or 1.0, opts.seed)
-    nodes = place_nodes(fleet, zones, opts.seed)
-    return pods, nodes, t0
-
-
-def quick_share(pods: SimPods, trace: SimPods) -> float:
-    """The fleet share for ``pods`` (the head of ``trace``): their share of the trace's GPU
-    request, so they offer the cut fleet the load the whole trace offers the whole fleet."""
-    total = float(trace.gpu_fraction.sum())
-    return min(1.0, float(pods.gpu_fraction.sum()) / total) if total > 0 else 1.0
 
 
 def shift_saving(
@@ -407,14 +364,9 @@ def compare(opts: SimOptions, *, progress: Callable[[str], None] | None = None) 
     """Run every policy (and the bound) on the same pods, fleet and series; with
     ``opts.load_levels`` also at each load level."""
     real, nodes, _ = load_inputs(opts, scaled=False)
-    pods = real.scaled(opts.load_scale)
-    zones = sim_zones(opts)
     power = power_model(opts.power)
-    lo = float(real.arrival.min())
-    slowest = min(power.gpu(m).relativeSpeed for m in set(nodes.model))
-    longest = float((real.arrival + real.duration / min(slowest, 1.0)).max())
-    hi = longest + opts.slack_h * 3600 + 30 * 86400
-    series = load_series(zones, opts.year, lo, hi, lwa=bool(opts.lwa))
+    series = run_series(opts, real, nodes, power)
+    pods = real.scaled(opts.load_scale)
     return compare_on(opts, pods, nodes, series, power, progress=progress, real=real)
 
 

@@ -7,10 +7,12 @@ accepts files without times (the multigpu variants; the FGD protocol needs none)
 are NaN. :func:`load_pods` is the simulator's: times required, rows sorted by arrival. Nodes come
 from ``openb_node_list_gpu_node.csv`` (:func:`load_nodes`); :func:`place_nodes` shuffles each GPU
 model's nodes (``seed``) and deals them round-robin over the zones, so every zone gets a similar
-mix of GPU models. ``load_scale`` divides arrival times (durations are kept), which multiplies
-the offered load. Every malformed input raises :class:`TraceError` naming the file, the line and
-the fix. Files are read from ``$LOWCARB_DATA/gpu-trace`` (default ``../shared/data``), never
-copied into the repo. Both benchmarks (placement, fragmentation) use this module.
+mix of GPU models; :func:`redraw_names` prefixes the node names to draw another fixed node order
+(the crc32 of the name that fgd and lowcarb break near-ties by). ``load_scale`` divides arrival
+times (durations are kept), which multiplies the offered load. Every malformed input raises
+:class:`TraceError` naming the file, the line and the fix. Files are read from
+``$LOWCARB_DATA/gpu-trace`` (default ``../shared/data``), never copied into the repo. Both
+benchmarks (placement, fragmentation) use this module.
 """
 
 from __future__ import annotations
@@ -359,4 +361,28 @@ def place_nodes(nodes: SimNodes, zones: Sequence[str], seed: int = 0) -> SimNode
         gpus=nodes.gpus,
         model=list(nodes.model),
         zone=[str(z) for z in zone_of],
+    )
+
+
+def redraw_names(nodes: SimNodes, draw: int) -> SimNodes:
+    """``nodes`` under node-order draw ``draw``: 0 keeps the names, K > 0 prefixes each with
+    ``oK-``.
+
+    The GPU term's FGD order and the cost model's fill order break near-ties by a fixed per-node
+    order, the crc32 of the node name (:meth:`NodeTable.name_order`); the trace's names are one
+    draw of it. The FGD paper's simulator likewise gives the names a random prefix per seed.
+    Waits and tCO2e under load move with the draw, so a comparison of fgd or lowcarb at one draw
+    is one sample; ``benchmarks/placement_orders.py`` averages over several.
+    """
+    if draw < 0:
+        raise TraceError(f"--node-order must be 0 (the trace's names) or more (got {draw})")
+    if draw == 0:
+        return nodes
+    return SimNodes(
+        names=[f"o{draw}-{n}" for n in nodes.names],
+        cpu_milli=nodes.cpu_milli,
+        mem_bytes=nodes.mem_bytes,
+        gpus=nodes.gpus,
+        model=list(nodes.model),
+        zone=list(nodes.zone),
     )
