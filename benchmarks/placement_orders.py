@@ -20,7 +20,6 @@ trace's 60 % and 90 % ones that ``placement.py --load-levels 60,90`` finds (seed
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -35,11 +34,18 @@ if str(REPO) not in sys.path:  # run as a script: benchmarks/ is sys.path[0], no
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from benchmarks.placement_starts import QUARTERS, parse_starts, pct, short_start  # noqa: E402
+from benchmarks.placement_starts import (  # noqa: E402
+    QUARTERS,
+    fail,
+    options,
+    parse_starts,
+    pct,
+    report,
+    short_start,
+)
 from carbon.datadir import data_dir  # noqa: E402
 from carbon.energy import PowerModel  # noqa: E402
 from carbon.series import HourlySeries, SeriesError  # noqa: E402
-from scheduler.cli.errors import one_line  # noqa: E402
 from scheduler.sim import inputs as sim_inputs  # noqa: E402
 from scheduler.sim import replay  # noqa: E402
 from scheduler.sim import run as sim_run  # noqa: E402
@@ -244,33 +250,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise ValueError(f"--orders: {args.orders}; give 1 or more draws (1: the names only)")
         starts = parse_starts(args.starts, args.year)
         scales = parse_scales(args.load_scale)
-        opts = SimOptions(
-            year=args.year,
-            seed=args.seed,
-            pods=args.pods,
-            policy=None if args.policy is None else Path(args.policy),
-        )
-        if args.zones:
-            opts = replace(opts, zones=tuple(z.strip() for z in args.zones.split(",") if z))
+        opts = options(args)
         rows = run_cells(opts, starts, scales, args.orders, progress=lambda m: console.log(m))
-    except (SeriesError, TraceError, ValueError) as err:  # a policy error's lines joined
-        print(f"error: {one_line(str(err)) or type(err).__name__}", file=sys.stderr)
-        raise SystemExit(2) from None
+    except (SeriesError, TraceError, ValueError) as err:
+        fail(err)
     summary = tally(rows)
-    out = Console()
-    for t in tables(rows, summary):
-        out.print(t)
-    line = {
-        "benchmark": "placement_orders",
-        "year": args.year,
-        "seed": args.seed,
-        "trace": f"first {args.pods}" if args.pods else "full",
-        "zones": list(opts.zones),
-        "orders": args.orders,
-        "cells": rows,
-        "summary": summary,
-    }
-    print(json.dumps(line))
+    tabs = tables(rows, summary)
+    report("placement_orders", args, opts, tabs, orders=args.orders, cells=rows, summary=summary)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.table import Table
@@ -198,6 +198,41 @@ def table(rows: Sequence[dict[str, Any]], summary: dict[str, dict[str, Any]]) ->
     return [per, tot]
 
 
+def options(args: argparse.Namespace, **extra: Any) -> SimOptions:
+    """The run's options from the flags the placement benchmarks share (--year, --seed, --pods,
+    --policy, --zones) and ``extra``."""
+    policy = None if args.policy is None else Path(args.policy)
+    opts = SimOptions(year=args.year, seed=args.seed, pods=args.pods, policy=policy, **extra)
+    if args.zones:
+        opts = replace(opts, zones=tuple(z.strip() for z in args.zones.split(",") if z))
+    return opts
+
+
+def fail(err: Exception) -> NoReturn:
+    """Bad input: one line naming the option (a policy error's lines joined), exit 2."""
+    print(f"error: {one_line(str(err)) or type(err).__name__}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+
+def report(
+    name: str, args: argparse.Namespace, opts: SimOptions, tables: list[Table], **body: Any
+) -> None:
+    """The tables, then the JSON line: the benchmark, its year, seed, trace and zones, ``body``."""
+    out = Console()
+    for t in tables:
+        out.print(t)
+    quick = getattr(args, "quick", False)
+    line = {
+        "benchmark": name,
+        "year": args.year,
+        "seed": args.seed,
+        "trace": "quick" if quick else (f"first {args.pods}" if args.pods else "full"),
+        "zones": list(opts.zones),
+        **body,
+    }
+    print(json.dumps(line))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--year", type=int, default=2022)
@@ -216,34 +251,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         starts = parse_starts(args.starts, args.year)
         levels = parse_load_levels(args.load_levels)
-        opts = SimOptions(
-            year=args.year,
-            seed=args.seed,
-            quick=args.quick,
-            pods=args.pods,
-            policies=POLICIES,
-            policy=None if args.policy is None else Path(args.policy),
-        )
-        if args.zones:
-            opts = replace(opts, zones=tuple(z.strip() for z in args.zones.split(",") if z))
+        opts = options(args, quick=args.quick, policies=POLICIES)
         rows = run_starts(opts, starts, levels, progress=lambda m: console.log(m))
-    except (SeriesError, TraceError, ValueError) as err:  # a policy error's lines joined
-        print(f"error: {one_line(str(err)) or type(err).__name__}", file=sys.stderr)
-        raise SystemExit(2) from None
+    except (SeriesError, TraceError, ValueError) as err:
+        fail(err)
     summary = tally(rows)
-    out = Console()
-    for t in table(rows, summary):
-        out.print(t)
-    line = {
-        "benchmark": "placement_starts",
-        "year": args.year,
-        "seed": args.seed,
-        "trace": "quick" if args.quick else (f"first {args.pods}" if args.pods else "full"),
-        "zones": list(opts.zones),
-        "starts": rows,
-        "summary": summary,
-    }
-    print(json.dumps(line))
+    report("placement_starts", args, opts, table(rows, summary), starts=rows, summary=summary)
 
 
 if __name__ == "__main__":
