@@ -19,7 +19,6 @@ trace's 60 % and 90 % ones that ``placement.py --load-levels 60,90`` finds (seed
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -34,27 +33,26 @@ if str(REPO) not in sys.path:  # run as a script: benchmarks/ is sys.path[0], no
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from benchmarks.placement_starts import (  # noqa: E402
-    QUARTERS,
+from benchmarks.placement_args import (  # noqa: E402
+    BAD_INPUT,
+    SCALES,
     fail,
     options,
-    parse_starts,
-    pct,
+    parse_scales,
     report,
-    short_start,
+    shared_parser,
+    skip_without_data,
 )
-from carbon.datadir import data_dir  # noqa: E402
+from benchmarks.placement_starts import parse_starts, pct, short_start  # noqa: E402
 from carbon.energy import PowerModel  # noqa: E402
-from carbon.series import HourlySeries, SeriesError  # noqa: E402
+from carbon.series import HourlySeries  # noqa: E402
 from scheduler.sim import inputs as sim_inputs  # noqa: E402
 from scheduler.sim import replay  # noqa: E402
 from scheduler.sim import run as sim_run  # noqa: E402
 from scheduler.sim.carbon import Integrals  # noqa: E402
 from scheduler.sim.replay import Placements  # noqa: E402
 from scheduler.sim.results import SimOptions  # noqa: E402
-from scheduler.sim.trace import SimNodes, SimPods, TraceError, redraw_names  # noqa: E402
-
-SCALES = "2560.42,38559.38"
+from scheduler.sim.trace import SimNodes, SimPods, redraw_names  # noqa: E402
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,31 +217,12 @@ def tables(rows: Sequence[dict[str, Any]], summary: dict[str, dict[str, Any]]) -
     return [per, tot]
 
 
-def parse_scales(text: str) -> list[float]:
-    """``--load-scale``: comma-separated positive compressions."""
-    try:
-        scales = [float(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        scales = []
-    if not scales or any(not s > 0 for s in scales):
-        raise ValueError(f"--load-scale: {text!r}; give positive numbers, e.g. {SCALES}")
-    return scales
-
-
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--year", type=int, default=2022)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--starts", default=",".join(QUARTERS), help="MM-DD[Thh:mm], UTC")
+    parser = shared_parser(__doc__)
     parser.add_argument("--load-scale", default=SCALES, help="comma-separated compressions")
     parser.add_argument("--orders", type=int, default=6, help="node-order draws (0..K-1)")
-    parser.add_argument("--zones", default=None, help="comma-separated grid zones")
-    parser.add_argument("--pods", type=int, default=None, help="the trace's first N pods")
-    parser.add_argument("--policy", default=None, help="a lowcarb policy file")
     args = parser.parse_args(argv)
-    if data_dir() is None:
-        print("placement_orders: no data directory (set LOWCARB_DATA); skipped", file=sys.stderr)
-        raise SystemExit(0)
+    skip_without_data("placement_orders")
     console = Console(stderr=True)
     try:
         if args.orders < 1:
@@ -252,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         scales = parse_scales(args.load_scale)
         opts = options(args)
         rows = run_cells(opts, starts, scales, args.orders, progress=lambda m: console.log(m))
-    except (SeriesError, TraceError, ValueError) as err:
+    except BAD_INPUT as err:
         fail(err)
     summary = tally(rows)
     tabs = tables(rows, summary)

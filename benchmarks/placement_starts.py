@@ -17,28 +17,33 @@ then per level how many starts meet each of the issue's targets. Table, then one
 
 from __future__ import annotations
 
-import argparse
-import json
 import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from rich.console import Console
-from rich.table import Table
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script: benchmarks/ is sys.path[0], not the repo
+    sys.path.insert(0, str(REPO))
 
-from carbon.datadir import data_dir
-from carbon.series import SeriesError
-from scheduler.cli.errors import one_line
-from scheduler.sim import run as sim_run
-from scheduler.sim.levels import parse_load_levels
-from scheduler.sim.results import Comparison, Level, SimOptions
-from scheduler.sim.trace import TraceError
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
 
-QUARTERS = ("01-01", "04-01", "07-01", "10-01")
+from benchmarks.placement_args import (  # noqa: E402
+    BAD_INPUT,
+    fail,
+    options,
+    report,
+    shared_parser,
+    skip_without_data,
+)
+from scheduler.sim import run as sim_run  # noqa: E402
+from scheduler.sim.levels import parse_load_levels  # noqa: E402
+from scheduler.sim.results import Comparison, Level, SimOptions  # noqa: E402
+
 POLICIES = ("fgd", "carbon-greedy", "lowcarb")  # k8s-default always runs (the reference)
 _START = re.compile(r"^(\d\d)-(\d\d)(?:T(\d\d):(\d\d))?$")
 
@@ -198,62 +203,19 @@ def table(rows: Sequence[dict[str, Any]], summary: dict[str, dict[str, Any]]) ->
     return [per, tot]
 
 
-def options(args: argparse.Namespace, **extra: Any) -> SimOptions:
-    """The run's options from the flags the placement benchmarks share (--year, --seed, --pods,
-    --policy, --zones) and ``extra``."""
-    policy = None if args.policy is None else Path(args.policy)
-    opts = SimOptions(year=args.year, seed=args.seed, pods=args.pods, policy=policy, **extra)
-    if args.zones:
-        opts = replace(opts, zones=tuple(z.strip() for z in args.zones.split(",") if z))
-    return opts
-
-
-def fail(err: Exception) -> NoReturn:
-    """Bad input: one line naming the option (a policy error's lines joined), exit 2."""
-    print(f"error: {one_line(str(err)) or type(err).__name__}", file=sys.stderr)
-    raise SystemExit(2) from None
-
-
-def report(
-    name: str, args: argparse.Namespace, opts: SimOptions, tables: list[Table], **body: Any
-) -> None:
-    """The tables, then the JSON line: the benchmark, its year, seed, trace and zones, ``body``."""
-    out = Console()
-    for t in tables:
-        out.print(t)
-    quick = getattr(args, "quick", False)
-    line = {
-        "benchmark": name,
-        "year": args.year,
-        "seed": args.seed,
-        "trace": "quick" if quick else (f"first {args.pods}" if args.pods else "full"),
-        "zones": list(opts.zones),
-        **body,
-    }
-    print(json.dumps(line))
-
-
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--year", type=int, default=2022)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--starts", default=",".join(QUARTERS), help="MM-DD[Thh:mm], UTC")
+    parser = shared_parser(__doc__)
     parser.add_argument("--load-levels", default="real,60,90", help="as in placement.py")
-    parser.add_argument("--zones", default=None, help="comma-separated grid zones")
     parser.add_argument("--quick", action="store_true", help="the quick run's 2,000 pods")
-    parser.add_argument("--pods", type=int, default=None, help="the trace's first N pods")
-    parser.add_argument("--policy", default=None, help="a lowcarb policy file")
     args = parser.parse_args(argv)
-    if data_dir() is None:
-        print("placement_starts: no data directory (set LOWCARB_DATA); skipped", file=sys.stderr)
-        raise SystemExit(0)
+    skip_without_data("placement_starts")
     console = Console(stderr=True)
     try:
         starts = parse_starts(args.starts, args.year)
         levels = parse_load_levels(args.load_levels)
         opts = options(args, quick=args.quick, policies=POLICIES)
         rows = run_starts(opts, starts, levels, progress=lambda m: console.log(m))
-    except (SeriesError, TraceError, ValueError) as err:
+    except BAD_INPUT as err:
         fail(err)
     summary = tally(rows)
     report("placement_starts", args, opts, table(rows, summary), starts=rows, summary=summary)

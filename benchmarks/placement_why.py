@@ -35,17 +35,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script: benchmarks/ is sys.path[0], not the repo
+    sys.path.insert(0, str(REPO))
 
-from carbon.datadir import data_dir
-from carbon.series import SeriesError
-from scheduler.cli.errors import one_line
-from scheduler.sim import inputs as sim_inputs
-from scheduler.sim import replay
-from scheduler.sim import run as sim_run
-from scheduler.sim.carbon import Integrals
-from scheduler.sim.results import SimOptions
-from scheduler.sim.trace import TraceError
+import numpy as np  # noqa: E402
+
+from benchmarks.placement_args import BAD_INPUT, fail, parse_scales  # noqa: E402
+from carbon.datadir import data_dir  # noqa: E402
+from scheduler.sim import inputs as sim_inputs  # noqa: E402
+from scheduler.sim import replay  # noqa: E402
+from scheduler.sim import run as sim_run  # noqa: E402
+from scheduler.sim.carbon import Integrals  # noqa: E402
+from scheduler.sim.results import SimOptions  # noqa: E402
 
 
 def cause_of(record: tuple[Any, ...]) -> str:
@@ -115,18 +117,18 @@ def main() -> None:
         raise SystemExit(0)
     opts = SimOptions(quick=not args.full, year=args.year, seed=args.seed, start=args.start)
     try:
+        scales = parse_scales(args.load_scale)
         real, nodes, _ = sim_inputs.load_inputs(opts, scaled=False)
         power = sim_run.power_model(None)
         series = sim_inputs.run_series(opts, real, nodes, power)
         lowcarb = sim_run.lowcarb_policy(None if args.policy is None else Path(args.policy))
-    except (SeriesError, TraceError, ValueError) as err:  # one line naming the option, exit 2
-        print(f"error: {one_line(str(err)) or type(err).__name__}", file=sys.stderr)
-        raise SystemExit(2) from None
+    except BAD_INPUT as err:  # one line naming the option, exit 2
+        fail(err)
     policies = sim_run.build_policies(power, lowcarb)
     integrals = Integrals.of(series)
     make_engine = replay.make_engine
     out: list[dict[str, Any]] = []
-    for scale in (float(s) for s in args.load_scale.split(",")):
+    for scale in scales:
         pods = real.scaled(scale)
         last: dict[int, tuple[Any, ...]] = {}
 

@@ -37,20 +37,30 @@ def test_accounted_kg_split_by_run_time() -> None:
     assert split["< 1 h"]["carbon-greedy"] == 1.0
 
 
-def test_a_bad_start_is_one_line_and_exit_2(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--start", "1 July"], "error: --start: '1 July' is not a date"),
+        (["--load-scale", "1,fast"], "error: --load-scale: '1,fast'"),  # was a traceback
+    ],
+)
+def test_a_bad_option_is_one_line_and_exit_2(
+    argv: list[str],
+    needle: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from benchmarks import placement_why
     from carbon.datadir import data_dir
 
     if data_dir() is None:
         pytest.skip("no data directory: the benchmark skips before reading its inputs")
-    monkeypatch.setattr("sys.argv", ["placement_why.py", "--start", "1 July"])
+    monkeypatch.setattr("sys.argv", ["placement_why.py", *argv])
     with pytest.raises(SystemExit) as stop:
         placement_why.main()
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: --start: '1 July' is not a date") and "\n" not in err
+    assert err.startswith(needle) and "\n" not in err
 
 
 def test_a_broken_policy_is_one_line_naming_the_field(
