@@ -8,8 +8,9 @@ compression this benchmark runs carbon-greedy once (it breaks ties by a seeded h
 node, never by name) and fgd and lowcarb under draws 0..K-1 (:func:`scheduler.sim.trace.
 redraw_names`: draw 0 keeps the names, draw k prefixes them with ``ok-``); fgd reads no carbon,
 so it runs once per draw and compression and serves every start. It reports lowcarb's tCO2e
-against carbon-greedy's and its mean wait against fgd's, each as the mean over the draws and
-draw by draw (the same draw for both). ``--load-scale``: the compressions, by default the whole
+and its cost in the one currency (:mod:`scheduler.sim.costing`) against carbon-greedy's and its
+mean wait against fgd's, each as the mean over the draws and draw by draw (the same draw for
+both). ``--load-scale``: the compressions, by default the whole
 trace's 60 % and 90 % ones that ``placement.py --load-levels 60,90`` finds (seed 1 at 90 %:
 19279.69). Table, then one JSON line:
 
@@ -46,10 +47,12 @@ from benchmarks.placement_args import (  # noqa: E402
 from benchmarks.placement_starts import parse_starts, pct, short_start  # noqa: E402
 from carbon.energy import PowerModel  # noqa: E402
 from carbon.series import HourlySeries  # noqa: E402
+from scheduler.policy.model import Prices  # noqa: E402
 from scheduler.sim import inputs as sim_inputs  # noqa: E402
 from scheduler.sim import replay  # noqa: E402
 from scheduler.sim import run as sim_run  # noqa: E402
 from scheduler.sim.carbon import Integrals  # noqa: E402
+from scheduler.sim.costing import run_cost  # noqa: E402
 from scheduler.sim.replay import Placements  # noqa: E402
 from scheduler.sim.results import SimOptions  # noqa: E402
 from scheduler.sim.trace import SimNodes, SimPods, redraw_names  # noqa: E402
@@ -62,14 +65,18 @@ class World:
     series: Mapping[str, HourlySeries]
     power: PowerModel
     integrals: Integrals
+    prices: Prices  # what cost_usd is counted in (the lowcarb policy's)
 
 
 def measure(pods: SimPods, nodes: SimNodes, placed: Placements, world: World) -> dict[str, float]:
-    """One run's figures: tCO2e, mean wait over placed pods, pods that waited, GPU-hours."""
+    """One run's figures: tCO2e, mean wait over placed pods, pods that waited, GPU-hours and
+    the cost in the one currency (:mod:`scheduler.sim.costing`)."""
     acc = replay.account(pods, nodes, placed, world.power, world.integrals)
     wait = (placed.start - placed.ready)[placed.placed]
+    cost = run_cost(world.prices, pods, placed, acc, world.integrals.zones)
     return {
         "tco2e": round(acc.tco2e, 5),
+        "cost_usd": round(cost["cost_usd"], 2),
         "wait_mean_s": round(float(wait.mean()) if wait.size else 0.0, 4),
         "waiting": int((wait > 0).sum()),
         "unplaced": int((~placed.placed).sum()),
@@ -80,9 +87,10 @@ def measure(pods: SimPods, nodes: SimNodes, placed: Placements, world: World) ->
 
 
 def cell_verdict(cg: dict[str, float], draws: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """lowcarb against carbon-greedy's tCO2e and fgd's mean wait: over the draws' means, and
-    the draws (paired: fgd at the same draw) that meet each."""
+    """lowcarb against carbon-greedy's tCO2e (and cost in the one currency) and fgd's mean wait:
+    over the draws' means, and the draws (paired: fgd at the same draw) that meet each."""
     lc_t = statistics.fmean(d["lowcarb"]["tco2e"] for d in draws)
+    lc_c = statistics.fmean(d["lowcarb"]["cost_usd"] for d in draws)
     lc_w = statistics.fmean(d["lowcarb"]["wait_mean_s"] for d in draws)
     fgd_w = statistics.fmean(d["fgd"]["wait_mean_s"] for d in draws)
     per = [100.0 * (d["lowcarb"]["tco2e"] / cg["tco2e"] - 1.0) for d in draws]
@@ -91,6 +99,10 @@ def cell_verdict(cg: dict[str, float], draws: Sequence[dict[str, Any]]) -> dict[
         "vs_carbon_greedy_pct_min": round(min(per), 2),
         "vs_carbon_greedy_pct_max": round(max(per), 2),
         "draws_above_carbon_greedy": sum(x > 0 for x in per),
+        "cost_vs_carbon_greedy_pct": round(100.0 * (lc_c / cg["cost_usd"] - 1.0), 2),
+        "draws_cost_above_carbon_greedy": sum(
+            d["lowcarb"]["cost_usd"] > cg["cost_usd"] for d in draws
+        ),
         "wait_mean_s": round(lc_w, 4),
         "fgd_wait_mean_s": round(fgd_w, 4),
         "wait_le_fgd": round(lc_w, 6) <= round(fgd_w, 6),  # float noise is not a miss
@@ -124,7 +136,7 @@ def run_cells(
         o = replace(opts, start=start)
         real, nodes, t0 = sim_inputs.load_inputs(o, scaled=False)
         series = sim_inputs.run_series(o, real, nodes, power)
-        world = World(series, power, Integrals.of(series))
+        world = World(series, power, Integrals.of(series), sim_run.priced_with(policies))
 
         def run(pods: SimPods, nodes: SimNodes, name: str, world: World = world) -> Placements:
             return replay.simulate(pods, nodes, policies[name], world.series, seed=opts.seed)
@@ -157,33 +169,41 @@ def run_cells(
 
 
 def tally(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per compression, over the starts: cells whose draw-mean tCO2e <= carbon-greedy's and
-    whose draw-mean wait <= fgd's, the mean and worst draw-mean difference, and the draws (of
+    """Per compression, over the starts: cells whose draw-mean tCO2e (and cost) <= carbon-greedy's
+    and whose draw-mean wait <= fgd's, the mean and worst draw-mean difference, and the draws (of
     all cells) above carbon-greedy and with a wait <= fgd's at the same draw."""
     out: dict[str, dict[str, Any]] = {}
     for row in rows:
         t = out.setdefault(
             f"{row['load_scale']:g}",
             {"cells": 0, "tco2e_le_carbon_greedy": 0, "wait_le_fgd": 0, "diffs": [],
-             "draws": 0, "draws_above_carbon_greedy": 0, "draws_wait_le_fgd": 0, "unplaced": 0},
+             "cost_le_carbon_greedy": 0, "cost_diffs": [], "draws": 0,
+             "draws_above_carbon_greedy": 0, "draws_cost_above_carbon_greedy": 0,
+             "draws_wait_le_fgd": 0, "unplaced": 0},
         )  # fmt: skip
         t["cells"] += 1
         t["tco2e_le_carbon_greedy"] += row["vs_carbon_greedy_pct"] <= 0.0
         t["wait_le_fgd"] += bool(row["wait_le_fgd"])
         t["diffs"].append(row["vs_carbon_greedy_pct"])
+        t["cost_le_carbon_greedy"] += row["cost_vs_carbon_greedy_pct"] <= 0.0
+        t["cost_diffs"].append(row["cost_vs_carbon_greedy_pct"])
         t["draws"] += len(row["draws"])
-        for key in ("draws_above_carbon_greedy", "draws_wait_le_fgd", "unplaced"):
+        for key in ("draws_above_carbon_greedy", "draws_cost_above_carbon_greedy",
+                    "draws_wait_le_fgd", "unplaced"):  # fmt: skip
             t[key] += row[key]
     for t in out.values():
-        diffs = t.pop("diffs")
+        diffs, costs = t.pop("diffs"), t.pop("cost_diffs")
         t["mean_vs_carbon_greedy_pct"] = round(statistics.fmean(diffs), 2)
         t["worst_vs_carbon_greedy_pct"] = max(diffs)
+        t["mean_cost_vs_carbon_greedy_pct"] = round(statistics.fmean(costs), 2)
+        t["worst_cost_vs_carbon_greedy_pct"] = max(costs)
     return out
 
 
 def tables(rows: Sequence[dict[str, Any]], summary: dict[str, dict[str, Any]]) -> list[Table]:
     per = Table(title="lowcarb over node-order draws: tCO2e vs carbon-greedy, wait vs fgd")
-    for col in ("start", "load x", "vs cg", "draws", "> cg", "wait s", "fgd s", "<= fgd"):
+    for col in ("start", "load x", "vs cg", "draws", "> cg", "$ vs cg", "wait s", "fgd s",
+                "<= fgd"):  # fmt: skip
         per.add_column(col, justify="left" if col == "start" else "right")
     for r in rows:
         n = len(r["draws"])
@@ -194,13 +214,14 @@ def tables(rows: Sequence[dict[str, Any]], summary: dict[str, dict[str, Any]]) -
             pct(r["vs_carbon_greedy_pct"]),
             f"{lo:+.1f}..{hi:+.1f}",
             f"{r['draws_above_carbon_greedy']}/{n}",
+            pct(r["cost_vs_carbon_greedy_pct"]),
             f"{r['wait_mean_s']:.3f}",
             f"{r['fgd_wait_mean_s']:.3f}",
             f"{r['draws_wait_le_fgd']}/{n}",
         )
     tot = Table(title="per compression over the starts: cells (draw means), draws (d)")
-    for col in ("load x", "cells", "t<=cg", "mean", "worst", "w<=fgd", "d>cg", "d w<=fgd",
-                "lost"):  # fmt: skip
+    for col in ("load x", "cells", "t<=cg", "mean", "worst", "$<=cg", "$ mean", "w<=fgd",
+                "d>cg", "d w<=fgd", "lost"):  # fmt: skip
         tot.add_column(col, justify="right")
     for load, t in summary.items():
         tot.add_row(
@@ -209,6 +230,8 @@ def tables(rows: Sequence[dict[str, Any]], summary: dict[str, dict[str, Any]]) -
             str(t["tco2e_le_carbon_greedy"]),
             pct(t["mean_vs_carbon_greedy_pct"]),
             pct(t["worst_vs_carbon_greedy_pct"]),
+            str(t["cost_le_carbon_greedy"]),
+            pct(t["mean_cost_vs_carbon_greedy_pct"]),
             str(t["wait_le_fgd"]),
             f"{t['draws_above_carbon_greedy']}/{t['draws']}",
             f"{t['draws_wait_le_fgd']}/{t['draws']}",

@@ -65,6 +65,8 @@ class Placements:
     wall_s: float
     peak_demand_gpus: float
     unallocated_at_peak_pct: float
+    # allocated share of the fleet's GPUs each pod was placed at (what its prices saw; NaN unplaced)
+    share: FloatArray
     peak_allocated_gpu_pct: float = 0.0  # most GPUs allocated at once, % of the fleet's GPUs
 
     @property
@@ -201,6 +203,7 @@ def simulate(
     frac = pods.gpu_fraction
     node_of = np.full(n, -1, dtype=np.int64)
     start = np.full(n, np.nan)
+    placed_share = np.full(n, np.nan)
     runtime = np.zeros(n)
     speed = node_speeds(nodes, (policy if isinstance(policy, Policy) else policy.policy).power)
     chosen: list[tuple[int, ...]] = [()] * n
@@ -247,6 +250,7 @@ def simulate(
         table.mem_free[node] -= d.mem_bytes
         node_of[p] = node
         start[p] = now
+        placed_share[p] = share
         chosen[p] = tuple(used)
         fleet.running_gpus += frac[p]
         runtime[p] = float(pods.duration[p]) / (float(speed[node]) if d.wants_gpu else 1.0)
@@ -322,6 +326,7 @@ def simulate(
         wall_s=wall,
         peak_demand_gpus=float(max(peak[0], 0.0)),
         unallocated_at_peak_pct=float(peak[1]),
+        share=placed_share,
         peak_allocated_gpu_pct=100.0 * peak_running / capacity if capacity > 0 else 0.0,
     )
 

@@ -34,6 +34,7 @@ COLUMNS = (
     ("unplaced", "unplaced", "{:.0f}"),
     ("GPU-h", "gpu_hours", "{:,.0f}"),
     ("kWh", "energy_kwh", "{:,.0f}"),
+    ("cost $", "cost_usd", "{:,.0f}"),
     ("slowdown", "slowdown_mean", "{:.2f}"),
     ("JCT p95 h", "jct_p95_s", "{:.2f}"),
     ("decisions/s", "decisions_per_s", "{:.0f}"),

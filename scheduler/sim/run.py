@@ -32,11 +32,12 @@ import numpy.typing as npt
 
 from carbon.energy import PowerModel
 from carbon.series import HourlySeries
-from scheduler.policy.model import DEFAULT_POLICY, Policy, WorkloadClass
+from scheduler.policy.model import DEFAULT_POLICY, Policy, Prices, WorkloadClass
 from scheduler.policy.validate import load_policy
 from scheduler.sim.baselines import Baseline
 from scheduler.sim.bound import Bound, spatial_bound
 from scheduler.sim.carbon import Integrals
+from scheduler.sim.costing import run_cost
 from scheduler.sim.inputs import load_inputs, run_series
 from scheduler.sim.levels import demand_peak_pct, find_load_scale, parse_load_levels
 from scheduler.sim.replay import (
@@ -171,6 +172,7 @@ def _metrics(
     window: tuple[float, float],
     fastest: FloatArray,
     speed: FloatArray,
+    prices: Prices,
 ) -> dict[str, float]:
     p = run.placements
     ok = p.placed
@@ -200,6 +202,7 @@ def _metrics(
         "decisions": float(p.decisions),
         "decisions_per_s": p.decisions / max(p.wall_s, 1e-9),
         "wall_s": p.wall_s,
+        **run_cost(prices, pods, p, run.accounting, run.accounting.zones),
     }
     held = run.hold_s > 0
     if held.any():
@@ -208,6 +211,12 @@ def _metrics(
     elif run.name in SHIFTED:
         out["pods_held"] = 0.0
     return out
+
+
+def priced_with(policies: Mapping[str, Policy | Baseline]) -> Prices:
+    """The prices every run's ``cost_usd`` is counted in: the lowcarb policy's default class's."""
+    lowcarb = policies.get("lowcarb")
+    return lowcarb.class_prices("default") if isinstance(lowcarb, Policy) else Prices()
 
 
 def run_names(opts: SimOptions) -> list[str]:
@@ -286,8 +295,9 @@ def run_pods(
             name, p, acc, hold, expected_saving=holds.expected_saving if holds else None
         )
     window = (lo, float(pods.arrival.max()) if len(pods) > 1 else lo + 3600)
+    prices = priced_with(setup.policies)
     for run in runs.values():
-        run.metrics = _metrics(run, pods, capacity, window, setup.fastest, setup.speed)
+        run.metrics = _metrics(run, pods, capacity, window, setup.fastest, setup.speed, prices)
     for name, run in runs.items():  # the target "no pod unplaced that another policy placed"
         others = [r.placements.placed for n, r in runs.items() if n != name]
         placed_elsewhere = np.logical_or.reduce(others) if others else np.zeros(len(pods), bool)

@@ -44,14 +44,14 @@ def test_a_draw_prefixes_the_names_and_keeps_the_fleet(tmp_path: Path) -> None:
         redraw_names(fleet, -1)
 
 
-def verdict_draw(lc_t: float, lc_w: float, fgd_w: float) -> dict[str, Any]:
-    return {"lowcarb": {"tco2e": lc_t, "wait_mean_s": lc_w, "unplaced": 0},
+def verdict_draw(lc_t: float, lc_w: float, fgd_w: float, lc_usd: float) -> dict[str, Any]:
+    return {"lowcarb": {"tco2e": lc_t, "wait_mean_s": lc_w, "unplaced": 0, "cost_usd": lc_usd},
             "fgd": {"tco2e": 9.0, "wait_mean_s": fgd_w, "unplaced": 0}}  # fmt: skip
 
 
 def test_the_verdict_is_on_the_draws_means_and_paired_per_draw() -> None:
-    cg = {"tco2e": 2.0}
-    draws = [verdict_draw(1.8, 0.05, 0.02), verdict_draw(2.3, 0.01, 0.04)]
+    cg = {"tco2e": 2.0, "cost_usd": 100.0}
+    draws = [verdict_draw(1.8, 0.05, 0.02, 90.0), verdict_draw(2.3, 0.01, 0.04, 120.0)]
     v = bench.cell_verdict(cg, draws)
     assert v["vs_carbon_greedy_pct"] == pytest.approx(2.5)  # mean 2.05 t against 2.0
     assert (v["vs_carbon_greedy_pct_min"], v["vs_carbon_greedy_pct_max"]) == (-10.0, 15.0)
@@ -59,6 +59,8 @@ def test_the_verdict_is_on_the_draws_means_and_paired_per_draw() -> None:
     assert (v["wait_mean_s"], v["fgd_wait_mean_s"]) == (0.03, 0.03)
     assert v["wait_le_fgd"] is True  # a tie of the means meets "<="
     assert v["draws_wait_le_fgd"] == 1  # draw 1 only: paired with fgd at the same draw
+    assert v["cost_vs_carbon_greedy_pct"] == pytest.approx(5.0)  # mean $105 against $100
+    assert v["draws_cost_above_carbon_greedy"] == 1
     rows = [
         {"load_scale": 90.0, "draws": draws, **v},
         {"load_scale": 90.0, "draws": draws[:1], **bench.cell_verdict(cg, draws[:1])},
@@ -68,6 +70,9 @@ def test_the_verdict_is_on_the_draws_means_and_paired_per_draw() -> None:
     assert (t["draws"], t["draws_above_carbon_greedy"], t["draws_wait_le_fgd"]) == (3, 1, 1)
     assert t["mean_vs_carbon_greedy_pct"] == pytest.approx((2.5 - 10.0) / 2)
     assert t["worst_vs_carbon_greedy_pct"] == pytest.approx(2.5)
+    assert (t["cost_le_carbon_greedy"], t["draws_cost_above_carbon_greedy"]) == (1, 1)
+    assert t["mean_cost_vs_carbon_greedy_pct"] == pytest.approx((5.0 - 10.0) / 2)
+    assert t["worst_cost_vs_carbon_greedy_pct"] == pytest.approx(5.0)
 
 
 @pytest.mark.parametrize(
@@ -130,7 +135,8 @@ def test_the_benchmark_runs_each_draw_and_reuses_fgd_across_starts(
     real, nodes, _ = inputs.load_inputs(opts, scaled=False)
     power = sim_run.power_model(None)
     series = inputs.run_series(opts, real, nodes, power)
-    world = bench.World(series, power, Integrals.of(series))
+    prices = sim_run.priced_with(sim_run.build_policies(power, sim_run.lowcarb_policy(None)))
+    world = bench.World(series, power, Integrals.of(series), prices)
     fresh = placements(opts, "fgd", 1, 2560.42)
     pods = real.scaled(2560.42)
     assert bench.measure(pods, redraw_names(nodes, 1), fresh, world) == jul["draws"][1]["fgd"]
@@ -138,6 +144,13 @@ def test_the_benchmark_runs_each_draw_and_reuses_fgd_across_starts(
         mean = np.mean([d["lowcarb"]["tco2e"] for d in cell["draws"]])
         expect = 100 * (mean / cell["carbon_greedy"]["tco2e"] - 1)
         assert cell["vs_carbon_greedy_pct"] == pytest.approx(expect, abs=0.01)
+        usd = np.mean([d["lowcarb"]["cost_usd"] for d in cell["draws"]])
+        expect = 100 * (usd / cell["carbon_greedy"]["cost_usd"] - 1)
+        assert cell["cost_vs_carbon_greedy_pct"] == pytest.approx(expect, abs=0.01)
+        # the one currency: carbon at $190/t plus GPU time at $0.005 per GPU-hour (flat default)
+        cg = cell["carbon_greedy"]
+        priced = cg["tco2e"] * 190 + cg["gpu_hours"] * 0.005
+        assert cg["cost_usd"] == pytest.approx(priced, abs=0.02)
     assert line["summary"]["2560.42"]["cells"] == 2 and line["summary"]["2560.42"]["draws"] == 4
 
 
