@@ -11,24 +11,24 @@ import numpy as np
 import pytest
 
 from scheduler.policy.model import Policy
-from scheduler.sim.run import SimOptions, build_policies, compare_on
+from scheduler.sim.run import Comparison, SimOptions, build_policies, compare_on
+from scheduler.sim.trace import SimPods
 from tests.sim.test_sim_metrics import CLEAN_DIRTY, t4_and_g2
 from tests.support.sim import HOUR, POWER, pods
 
 GRAMS = 0.12 * 50 + 0.25 * 500  # 131 g
 
 
-def carbon_greedy_metrics(prices: dict[str, Any] | None = None) -> dict[str, float]:
+def compared(prices: dict[str, Any] | None = None, trace: SimPods | None = None) -> Comparison:
+    """Every policy on the two-node fleet, the lowcarb policy with ``prices``."""
     policy = Policy.model_validate({"prices": prices} if prices else {})
-    c = compare_on(
-        SimOptions(),
-        pods([0.0, 0.0], [1.0, 1.0]),
-        t4_and_g2(),
-        CLEAN_DIRTY,
-        POWER,
-        policies=build_policies(POWER, policy),
-    )
-    run = c.runs["carbon-greedy"]
+    trace = trace if trace is not None else pods([0.0, 0.0], [1.0, 1.0])
+    policies = build_policies(POWER, policy)
+    return compare_on(SimOptions(), trace, t4_and_g2(), CLEAN_DIRTY, POWER, policies=policies)
+
+
+def carbon_greedy_metrics(prices: dict[str, Any] | None = None) -> dict[str, float]:
+    run = compared(prices).runs["carbon-greedy"]
     assert run.placements.runtime.tolist() == [2 * HOUR, HOUR]  # the placement described above
     return run.metrics
 
@@ -43,15 +43,7 @@ def test_default_prices_count_carbon_and_gpu_time() -> None:
 
 def test_gpu_time_is_priced_at_the_scarcity_each_pod_was_placed_at() -> None:
     prices = {"gpuHourIdle": 0.01, "gpuHourBusy": 1.0, "scarcityExponent": 1.0}
-    c = compare_on(
-        SimOptions(),
-        pods([0.0, 0.0], [1.0, 1.0]),
-        t4_and_g2(),
-        CLEAN_DIRTY,
-        POWER,
-        policies=build_policies(POWER, Policy.model_validate({"prices": prices})),
-    )
-    run = c.runs["carbon-greedy"]
+    run = compared(prices).runs["carbon-greedy"]
     # the first pod finds the fleet empty, the second finds one of its two GPUs taken
     assert run.placements.share.tolist() == [0.0, 0.5]
     # T4: 2 h at $0.01; G2: 1 h at 0.01 + (1.0 - 0.01) x 0.5 = $0.505
@@ -73,15 +65,7 @@ def test_energy_is_priced_over_each_pods_run_when_the_policy_prices_it() -> None
 
 
 def test_every_policy_is_priced_with_the_lowcarb_policys_prices() -> None:
-    policy = Policy.model_validate({"prices": {"carbonPerTonne": 1000.0}})
-    c = compare_on(
-        SimOptions(),
-        pods([0.0, 0.0], [1.0, 1.0]),
-        t4_and_g2(),
-        CLEAN_DIRTY,
-        POWER,
-        policies=build_policies(POWER, policy),
-    )
+    c = compared({"carbonPerTonne": 1000.0})
     for name, run in c.runs.items():
         m = run.metrics
         assert m["carbon_usd"] == pytest.approx(m["tco2e"] * 1000.0), name
@@ -93,9 +77,7 @@ def test_an_unplaced_pod_costs_nothing() -> None:
     # a third pod asks for 2 GPUs on a fleet of 1-GPU nodes: it never fits and costs nothing
     trace = pods([0.0, 0.0, 0.0], [1.0, 1.0, 1.0])
     trace.gpus[2] = 2
-    policies = build_policies(POWER, Policy())
-    c = compare_on(SimOptions(), trace, t4_and_g2(), CLEAN_DIRTY, POWER, policies=policies)
-    run = c.runs["carbon-greedy"]
+    run = compared(trace=trace).runs["carbon-greedy"]
     assert run.placements.placed.tolist() == [True, True, False]
     assert np.isnan(run.placements.share[2])
     assert run.metrics["gpu_usd"] == pytest.approx(3.0 * 0.005)
