@@ -86,11 +86,18 @@ def verdict(level: dict[str, Any]) -> dict[str, Any]:
     """lowcarb against the targets at one start and level (``None`` where a policy is missing)."""
     pol = level["policies"]
     lc, cg, fgd, k8s = (pol.get(n) for n in ("lowcarb", "carbon-greedy", "fgd", "k8s-default"))
-    out: dict[str, Any] = {"vs_carbon_greedy_pct": None, "wait_le_fgd": None, "gpu_h_ratio": None}
+    out: dict[str, Any] = {
+        "vs_carbon_greedy_pct": None,
+        "cost_vs_carbon_greedy_pct": None,
+        "wait_le_fgd": None,
+        "gpu_h_ratio": None,
+    }
     if lc is None:
         return out
     if cg is not None and cg["tco2e"] > 0:
         out["vs_carbon_greedy_pct"] = round(100.0 * (lc["tco2e"] / cg["tco2e"] - 1.0), 2)
+    if cg is not None and cg.get("cost_usd") and "cost_usd" in lc:  # the one currency
+        out["cost_vs_carbon_greedy_pct"] = round(100.0 * (lc["cost_usd"] / cg["cost_usd"] - 1), 2)
     if fgd is not None:
         out["wait_le_fgd"] = lc["wait_mean_s"] <= fgd["wait_mean_s"]
     if k8s is not None and k8s.get("gpu_hours"):
@@ -100,9 +107,10 @@ def verdict(level: dict[str, Any]) -> dict[str, Any]:
 
 
 def tally(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per level: starts, starts where lowcarb's tCO2e <= carbon-greedy's, the mean and worst
-    difference, starts where its mean wait <= fgd's, the largest GPU-hour ratio to k8s-default's
-    and the pods lowcarb left unplaced that another policy placed (summed over the starts)."""
+    """Per level: starts, starts where lowcarb's tCO2e (and, apart, its cost in the one currency)
+    <= carbon-greedy's, the mean and worst difference, starts where its mean wait <= fgd's, the
+    largest GPU-hour ratio to k8s-default's and the pods lowcarb left unplaced that another
+    policy placed (summed over the starts)."""
     out: dict[str, dict[str, Any]] = {}
     for row in rows:
         for level in row["levels"]:
@@ -113,6 +121,8 @@ def tally(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                     "starts": 0,
                     "tco2e_le_carbon_greedy": 0,
                     "diffs": [],
+                    "cost_le_carbon_greedy": 0,
+                    "cost_diffs": [],
                     "wait_le_fgd": 0,
                     "unplaced_placed_by_others": 0,
                 },
@@ -122,6 +132,9 @@ def tally(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             if v["vs_carbon_greedy_pct"] is not None:
                 t["diffs"].append(v["vs_carbon_greedy_pct"])
                 t["tco2e_le_carbon_greedy"] += v["vs_carbon_greedy_pct"] <= 0.0
+            if v["cost_vs_carbon_greedy_pct"] is not None:
+                t["cost_diffs"].append(v["cost_vs_carbon_greedy_pct"])
+                t["cost_le_carbon_greedy"] += v["cost_vs_carbon_greedy_pct"] <= 0.0
             t["wait_le_fgd"] += bool(v["wait_le_fgd"])
             if v["gpu_h_ratio"] is not None:
                 t["gpu_h_ratio_max"] = max(t.get("gpu_h_ratio_max", 0.0), v["gpu_h_ratio"])
@@ -129,6 +142,8 @@ def tally(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         diffs = t.pop("diffs")
         t["mean_vs_carbon_greedy_pct"] = round(sum(diffs) / len(diffs), 2) if diffs else None
         t["worst_vs_carbon_greedy_pct"] = max(diffs) if diffs else None
+        costs = t.pop("cost_diffs")
+        t["mean_cost_vs_carbon_greedy_pct"] = round(sum(costs) / len(costs), 2) if costs else None
     return out
 
 
@@ -167,8 +182,8 @@ def pct(value: float | None) -> str:
 
 def table(rows: Sequence[dict[str, Any]], summary: dict[str, dict[str, Any]]) -> list[Table]:
     per = Table(title="lowcarb at each start: tCO2e vs carbon-greedy (cg), mean wait vs fgd")
-    for col in ("start UTC", "load", "lowcarb t", "cg t", "vs cg", "bound", "wait s", "fgd s",
-                "GPU-h/k8s"):  # fmt: skip
+    for col in ("start UTC", "load", "lowcarb t", "cg t", "vs cg", "$ vs cg", "bound", "wait s",
+                "fgd s", "GPU-h/k8s"):  # fmt: skip
         per.add_column(col, justify="left" if col in ("start UTC", "load") else "right")
     for row in rows:
         for level in row["levels"]:
@@ -180,14 +195,15 @@ def table(rows: Sequence[dict[str, Any]], summary: dict[str, dict[str, Any]]) ->
                 f"{lc.get('tco2e', float('nan')):.4f}",
                 f"{cg.get('tco2e', float('nan')):.4f}",
                 pct(v["vs_carbon_greedy_pct"]),
+                pct(v["cost_vs_carbon_greedy_pct"]),
                 f"{lc.get('bound_share', float('nan')):.3f}",
                 f"{lc.get('wait_mean_s', float('nan')):.2f}",
                 f"{fgd.get('wait_mean_s', float('nan')):.2f}",
                 "-" if v["gpu_h_ratio"] is None else f"x{v['gpu_h_ratio']:.2f}",
             )
     tot = Table(title="per level, over the starts")
-    for col in ("load", "starts", "t <= cg", "mean vs cg", "worst vs cg", "wait <= fgd",
-                "max GPU-h/k8s", "lost pods"):  # fmt: skip
+    for col in ("load", "starts", "t <= cg", "mean vs cg", "worst vs cg", "$ <= cg", "$ mean",
+                "wait <= fgd", "max GPU-h/k8s", "lost pods"):  # fmt: skip
         tot.add_column(col, justify="left" if col == "load" else "right")
     for load, t in summary.items():
         tot.add_row(
@@ -196,6 +212,8 @@ def table(rows: Sequence[dict[str, Any]], summary: dict[str, dict[str, Any]]) ->
             str(t["tco2e_le_carbon_greedy"]),
             pct(t["mean_vs_carbon_greedy_pct"]),
             pct(t["worst_vs_carbon_greedy_pct"]),
+            str(t["cost_le_carbon_greedy"]),
+            pct(t["mean_cost_vs_carbon_greedy_pct"]),
             str(t["wait_le_fgd"]),
             f"x{t['gpu_h_ratio_max']:.2f}" if "gpu_h_ratio_max" in t else "-",
             str(t["unplaced_placed_by_others"]),

@@ -44,11 +44,18 @@ def level(load: str, lc: float, cg: float, wait: float, fgd_wait: float) -> dict
         "policies": {
             "k8s-default": {"tco2e": 3.0, "wait_mean_s": 0.0, "gpu_hours": 100.0},
             "fgd": {"tco2e": 4.0, "wait_mean_s": fgd_wait, "gpu_hours": 150.0},
-            "carbon-greedy": {"tco2e": cg, "wait_mean_s": 0.0, "gpu_hours": 95.0},
+            # cost_usd: a currency of $100 per tonne and $1 per GPU-hour
+            "carbon-greedy": {
+                "tco2e": cg,
+                "wait_mean_s": 0.0,
+                "gpu_hours": 95.0,
+                "cost_usd": 100 * cg + 95,
+            },
             "lowcarb": {
                 "tco2e": lc,
                 "wait_mean_s": wait,
                 "gpu_hours": 90.0,
+                "cost_usd": 100 * lc + 90,
                 "unplaced_placed_by_others": 2.0 if load == "90" else 0.0,
             },
         },
@@ -68,6 +75,10 @@ def test_tally_counts_the_starts_meeting_each_target() -> None:
     assert t["60"]["tco2e_le_carbon_greedy"] == 2  # a tie meets "<="
     assert t["60"]["mean_vs_carbon_greedy_pct"] == -25.0
     assert t["90"]["unplaced_placed_by_others"] == 4 and t["60"]["unplaced_placed_by_others"] == 0
+    # the one currency: 90 % $190 against $205 and $210 against $195; 60 % $290 / $295, $190 / $295
+    assert t["90"]["cost_le_carbon_greedy"] == 1 and t["60"]["cost_le_carbon_greedy"] == 2
+    expect = (100 * (190 / 205 - 1) + 100 * (210 / 195 - 1)) / 2
+    assert t["90"]["mean_cost_vs_carbon_greedy_pct"] == pytest.approx(expect, abs=0.01)
 
 
 def test_bad_input_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -95,7 +106,12 @@ def test_each_start_reuses_the_scale_and_sees_its_own_grid(
         ka, kb = a["policies"]["k8s-default"], b["policies"]["k8s-default"]
         assert ka["gpu_hours"] == kb["gpu_hours"]  # carbon-blind: the same placements
         assert ka["tco2e"] != kb["tco2e"]  # another moment of the grid
+        assert ka["cost_usd"] == pytest.approx(ka["carbon_usd"] + ka["gpu_usd"], abs=0.02)
+        assert ka["carbon_usd"] == pytest.approx(ka["tco2e"] * 190.0, rel=1e-3)  # $190 per tonne
     assert first["levels"][1]["load_scale"] > 1.0
+    real = [row["levels"][0]["policies"] for row in (first, second)]
+    met = sum(p["lowcarb"]["cost_usd"] <= p["carbon-greedy"]["cost_usd"] for p in real)
+    assert line["summary"]["real"]["cost_le_carbon_greedy"] == met
     assert line["summary"]["real"]["starts"] == 2 and line["trace"] == "first 200"
 
 
