@@ -47,7 +47,7 @@ from benchmarks.placement_args import (  # noqa: E402
 from benchmarks.placement_starts import parse_starts, pct, short_start  # noqa: E402
 from carbon.energy import PowerModel  # noqa: E402
 from carbon.series import HourlySeries  # noqa: E402
-from scheduler.policy.model import Prices  # noqa: E402
+from scheduler.scoring import Pricing  # noqa: E402
 from scheduler.sim import inputs as sim_inputs  # noqa: E402
 from scheduler.sim import replay  # noqa: E402
 from scheduler.sim import run as sim_run  # noqa: E402
@@ -65,7 +65,7 @@ class World:
     series: Mapping[str, HourlySeries]
     power: PowerModel
     integrals: Integrals
-    prices: Prices  # what cost_usd is counted in (the lowcarb policy's)
+    pricing: Pricing  # what cost_usd is counted in (the lowcarb policy's)
 
 
 def measure(pods: SimPods, nodes: SimNodes, placed: Placements, world: World) -> dict[str, float]:
@@ -73,7 +73,7 @@ def measure(pods: SimPods, nodes: SimNodes, placed: Placements, world: World) ->
     the cost in the one currency (:mod:`scheduler.sim.costing`)."""
     acc = replay.account(pods, nodes, placed, world.power, world.integrals)
     wait = (placed.start - placed.ready)[placed.placed]
-    cost = run_cost(world.prices, pods, placed, acc, world.integrals.zones)
+    cost = run_cost(world.pricing, pods, placed, acc)
     return {
         "tco2e": round(acc.tco2e, 5),
         "cost_usd": round(cost["cost_usd"], 2),

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from scheduler.costs.scarcity import LongRunScarcity
 from scheduler.quantize import nudge_top, quantize_cost
 from scheduler.terms.base import Context, Term, TermArgs, TermScore
 from scheduler.terms.carbon import gpu_share
+
+#: a scalar for one cycle's price; an array for a simulated run's pods (``scheduler.sim.costing``)
+FloatOrArray = TypeVar("FloatOrArray", float, np.ndarray)
 
 
 class Step(NamedTuple):
@@ -60,6 +63,14 @@ class Pricing:
     # (``long_scarcity``); None: at this cycle's scarcity over the whole run
     scarcity_horizon_h: float | None = None
     long_scarcity: LongRunScarcity | None = None
+
+    def scarcity(self, share: FloatOrArray) -> FloatOrArray:
+        """s = allocated share of the fleet's GPUs ^ scarcityExponent (0 idle .. 1 full)."""
+        return share**self.scarcity_exponent
+
+    def gpu_hour(self, scarcity: FloatOrArray) -> FloatOrArray:
+        """gpuHour(s), USD per occupied GPU-hour: gpuHourIdle when idle .. gpuHourBusy when full."""
+        return self.gpu_hour_idle + (self.gpu_hour_busy - self.gpu_hour_idle) * scarcity
 
 
 @dataclass(slots=True)
@@ -102,8 +113,8 @@ def price(
 ) -> CostBreakdown:
     """Cost per row of ``ctx.table`` from the carbon and gpu_fit terms' physical quantities."""
     n = len(ctx.table)
-    scarcity = share**pricing.scarcity_exponent
-    gpu_price = pricing.gpu_hour_idle + (pricing.gpu_hour_busy - pricing.gpu_hour_idle) * scarcity
+    scarcity = pricing.scarcity(share)
+    gpu_price = pricing.gpu_hour(scarcity)
     stranded_price = pricing.stranded_gpu_hour * scarcity
     carbon = scores.get("carbon")
     run_h = np.full(n, ctx.duration_s / 3600.0)

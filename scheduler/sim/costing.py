@@ -1,7 +1,8 @@
 """What a simulated run cost in the one currency the lowcarb policy prices placements in.
 
 Every policy's run is priced with the same prices, the lowcarb policy's for its default class
-(what an unclassified trace pod is scored with), so the figures compare:
+(what an unclassified trace pod is scored with), compiled as the engine scores with them
+(:class:`scheduler.scoring.Pricing`, whose formulas these are), so the figures compare:
 
     carbon_usd = tCO2e x carbonPerTonne
     gpu_usd    = sum over pods of GPUs x run hours x gpuHour(s at the pod's placement)
@@ -18,34 +19,26 @@ beside the cost, not priced.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
-from scheduler.costs.energy import compile_energy
-from scheduler.policy.model import Prices
+from scheduler.scoring import Pricing
 from scheduler.sim.replay import Accounting, Placements
 from scheduler.sim.trace import SimPods
 
 
 def run_cost(
-    prices: Prices,
-    pods: SimPods,
-    placed: Placements,
-    accounting: Accounting,
-    zones: Sequence[str],
+    pricing: Pricing, pods: SimPods, placed: Placements, accounting: Accounting
 ) -> dict[str, float]:
     """``carbon_usd``, ``gpu_usd``, ``cost_usd`` and, when energy is priced, ``energy_usd``."""
     ok = placed.placed
     share = np.clip(np.nan_to_num(placed.share[ok], nan=0.0), 0.0, 1.0)
-    s = share**prices.scarcityExponent
-    per_gpu_hour = prices.gpuHourIdle + (prices.gpuHourBusy - prices.gpuHourIdle) * s
+    per_gpu_hour = pricing.gpu_hour(pricing.scarcity(share))
     gpu_hours = pods.gpu_fraction[ok] * placed.runtime[ok] / 3600.0
     out = {
-        "carbon_usd": accounting.tco2e * prices.carbonPerTonne,
+        "carbon_usd": accounting.tco2e * pricing.carbon_per_tonne,
         "gpu_usd": float((gpu_hours * per_gpu_hour).sum()),
     }
-    table = compile_energy(prices.energy)
+    table, zones = pricing.energy, accounting.zones
     if table is not None:
         rows = np.flatnonzero(ok)
         energy = 0.0

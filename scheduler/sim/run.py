@@ -32,8 +32,10 @@ import numpy.typing as npt
 
 from carbon.energy import PowerModel
 from carbon.series import HourlySeries
+from scheduler.engine import pricing as compile_pricing
 from scheduler.policy.model import DEFAULT_POLICY, Policy, Prices, WorkloadClass
 from scheduler.policy.validate import load_policy
+from scheduler.scoring import Pricing
 from scheduler.sim.baselines import Baseline
 from scheduler.sim.bound import Bound, spatial_bound
 from scheduler.sim.carbon import Integrals
@@ -172,7 +174,7 @@ def _metrics(
     window: tuple[float, float],
     fastest: FloatArray,
     speed: FloatArray,
-    prices: Prices,
+    pricing: Pricing,
 ) -> dict[str, float]:
     p = run.placements
     ok = p.placed
@@ -202,7 +204,7 @@ def _metrics(
         "decisions": float(p.decisions),
         "decisions_per_s": p.decisions / max(p.wall_s, 1e-9),
         "wall_s": p.wall_s,
-        **run_cost(prices, pods, p, run.accounting, run.accounting.zones),
+        **run_cost(pricing, pods, p, run.accounting),
     }
     held = run.hold_s > 0
     if held.any():
@@ -213,10 +215,12 @@ def _metrics(
     return out
 
 
-def priced_with(policies: Mapping[str, Policy | Baseline]) -> Prices:
-    """The prices every run's ``cost_usd`` is counted in: the lowcarb policy's default class's."""
+def priced_with(policies: Mapping[str, Policy | Baseline]) -> Pricing:
+    """The prices every run's ``cost_usd`` is counted in: the lowcarb policy's default class's,
+    as its engine scores with them."""
     lowcarb = policies.get("lowcarb")
-    return lowcarb.class_prices("default") if isinstance(lowcarb, Policy) else Prices()
+    prices = lowcarb.class_prices("default") if isinstance(lowcarb, Policy) else Prices()
+    return compile_pricing(prices)
 
 
 def run_names(opts: SimOptions) -> list[str]:
